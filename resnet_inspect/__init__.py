@@ -1,0 +1,27 @@
+"""resnet-inspect: build any ResNet (or ResNet+FPN) and show exactly what happens inside.
+
+``build`` and ``inspect`` import torch on first use, so importing this package stays cheap.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import InputError
+from .variants import FPNSpec, ResNetSpec, get_spec, variants
+
+__all__ = ["build", "inspect", "variants", "get_spec", "ResNetSpec", "FPNSpec", "InputError"]
+__version__ = "0.1.0"
+
+
+def build(name: str | ResNetSpec, **options: Any) -> Any:
+    """Build a named variant with builder options; returns a ``torch.nn.Module``."""
+    from .api import build as _build
+
+    return _build(name, **options)
+
+
+def inspect(model_or_name: Any, input_size: Any = (1, 3, 224, 224), **options: Any) -> Any:
+    """Trace a model (or a variant name) and return a :class:`~resnet_inspect.analysis.records.Report`."""
+    from .analysis.inspect import inspect as _inspect
+
+    return _inspect(model_or_name, input_size, **options)

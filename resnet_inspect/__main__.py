@@ -1,0 +1,4 @@
+"""``python -m resnet_inspect``."""
+from .cli import main
+
+main()

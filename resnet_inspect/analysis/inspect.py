@@ -1,0 +1,239 @@
+"""``inspect()``: build (or take) a model, trace it once, and assemble the report."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from ..inputs import parse_input_size
+from ..models.resnet import build_model
+from ..variants import ResNetSpec, get_spec
+from . import counters
+from .records import CONVENTION, LayerRecord, Report
+from .shapes import Window, pad_to_multiple, window_output
+from .structure import depth_breakdown, downsample_table, fpn_summary, label_stages, path_records
+from .trace import ForwardFailed, InputTooSmall, TraceBug, Tracer, _tensors, mark_input, tensor_info
+
+COUNTERS = ("analytic", "fvcore", "torch")
+
+
+def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = (1, 3, 224, 224), *,
+            real: bool = False, counter: str = "analytic", pad_to: int | None = None, **options: Any) -> Report:
+    """Trace a model or a named variant at ``input_size`` and return a :class:`Report`.
+
+    By default the trace runs on the meta device: no memory is allocated and no arithmetic runs,
+    so the cost does not grow with the input. ``real=True`` runs an actual CPU forward and gives
+    identical records. ``counter`` picks who fills the MACs column: ``analytic`` (this package's
+    rule table), ``fvcore`` (FlopCountAnalysis, a real forward) or ``torch``
+    (torch.utils.flop_counter).
+    """
+    if counter not in COUNTERS:
+        raise InputError(f"Unknown counter '{counter}': use one of {', '.join(COUNTERS)}.")
+    size = parse_input_size(input_size)
+    padded_from = None
+    if pad_to:
+        if pad_to < 1:
+            raise InputError(f"--pad-to must be a positive integer, not {pad_to}.")
+        padded = (*size[:2], pad_to_multiple(size[2], pad_to), pad_to_multiple(size[3], pad_to))
+        if padded != size:
+            padded_from, size = size, padded
+    spec: ResNetSpec | None = None
+    if isinstance(model_or_name, (str, ResNetSpec)):
+        spec = model_or_name if isinstance(model_or_name, ResNetSpec) else get_spec(model_or_name, **options)
+        check_fpn_alignment(spec, size)
+        with torch.device("cpu" if real else "meta"):
+            model = build_model(spec)
+        label = spec.name
+    elif isinstance(model_or_name, nn.Module):
+        if options:
+            raise InputError(f"Builder options ({', '.join(sorted(options))}) apply to variant names, "
+                             "not to a model you pass in.")
+        model = model_or_name
+        spec = getattr(model, "spec", None) if isinstance(getattr(model, "spec", None), ResNetSpec) else None
+        label = type(model).__name__
+    else:
+        raise InputError(f"inspect() takes a variant name or a torch.nn.Module, not {type(model_or_name).__name__}.")
+
+    records, out, tracer = run_trace(model, size, real=real, label=label)
+    label_stages(records)
+    for rec in records:
+        if rec.analytic_shape is not None and rec.output_shapes:
+            rec.shape_ok = tuple(rec.analytic_shape) == tuple(rec.output_shapes[0])
+
+    outputs, output_info, main_path_end = _outputs(model, out)
+    main_path = path_records(records, main_path_end)
+    n_heads = sum(1 for v in output_info.values() if v.get("head"))
+    name_depth = spec.name_depth if spec is not None else None
+    depth = depth_breakdown(records, main_path, name_depth, label, n_heads)
+    if spec is not None and "layers" in spec.to_options():
+        depth["notes"].append(f"Custom layer list {list(spec.layers)}: the depth is counted, not read from the name.")
+    uncalled = _uncalled(model, tracer, records)
+    totals = {
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "buffers": sum(b.numel() for b in model.buffers()),
+        "macs": sum(r.macs for r in records),
+        "other_ops": sum(r.other_ops for r in records),
+        "activation_bytes": sum(r.output_bytes for r in records),
+    }
+    report = Report(
+        model=label, input_size=size, layers=records, totals=totals, outputs=outputs, output_info=output_info,
+        depth=depth, downsample=downsample_table(records), uncalled=uncalled,
+        fpn=fpn_summary(records, output_info), counter=counter, device="cpu" if real else "meta",
+        options=spec.to_options() if spec is not None else {}, padded_from=padded_from,
+        warnings=_degenerate_warnings(records, size),
+    )
+    if counter != "analytic":
+        counters.apply(report, counter, model, spec, size)
+    report.totals["flops"] = 2 * report.totals["macs"]
+    report.convention = CONVENTION if counter == "analytic" else counters.CONVENTIONS[counter]
+    return report
+
+
+def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str = "model"
+              ) -> tuple[list[LayerRecord], Any, Tracer]:
+    """One forward pass under the tracer. The model comes back exactly as it was."""
+    owned = {name: ([(pn, p) for pn, p in m._parameters.items() if p is not None],
+                    [b for b in m._buffers.values() if b is not None])
+             for name, m in model.named_modules()}
+    tensors = [*model.parameters(), *model.buffers()]
+    on_meta = bool(tensors) and all(t.is_meta for t in tensors)
+    if real:
+        if on_meta:
+            raise InputError("real=True needs a model with real weights; this one lives on the meta device.")
+        device = tensors[0].device if tensors else torch.device("cpu")
+        x = torch.randn(size, generator=torch.Generator().manual_seed(0)).to(device)
+    else:
+        x = torch.zeros(size, device="meta")
+    mark_input(x)
+    tracer = Tracer(model, owned)
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with tracer.hooks(), torch.no_grad(), tracer:
+            if real or on_meta:
+                out = model(x)
+            else:
+                # Swap in meta stand-ins for the duration of the call: the user's weights are
+                # untouched and nothing is allocated.
+                state = {k: torch.empty_like(v, device="meta") for k, v in
+                         [*model.named_parameters(), *model.named_buffers()]}
+                out = torch.func.functional_call(model, state, (x,), tie_weights=True, strict=False)
+    except InputTooSmall as exc:
+        message = f"{label} at input {'×'.join(map(str, size))}: {exc} {_ran(tracer)}"
+        raise InputTooSmall(message, exc.record) from exc
+    except (InputError, TraceBug):
+        raise
+    except Exception as exc:  # the model's own forward failed: say where, and what did run
+        raise _forward_failed(label, size, tracer, exc) from exc
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
+    return tracer.records, out, tracer
+
+
+def _forward_failed(label: str, size: tuple[int, ...], tracer: Tracer, exc: Exception) -> ForwardFailed:
+    failing = tracer.running or (tracer.stack[-1].record if tracer.stack else None)
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    where = "before any layer ran"
+    if failing is not None:
+        reached = ", ".join("×".join(map(str, s)) for s in failing.input_shapes) or "no tensor"
+        where = f"at {failing.name or 'the root module'} ({failing.type}), which received {reached}"
+    message = (f"The forward pass of {label} at input {'×'.join(map(str, size))} failed {where}: {reason}. "
+               f"{_ran(tracer)}")
+    return ForwardFailed(message, tracer.records, failing)
+
+
+def _ran(tracer: Tracer) -> str:
+    """Which layers ran before a failure, ending with the last few and their output shapes."""
+    done = [r for r in tracer.records if r.output_shapes and r.is_leaf]
+    last = "; ".join(f"{r.name} → {'×'.join(map(str, r.output_shapes[0]))}" for r in done[-3:])
+    return f"{len(done)} layers ran before it" + (f", the last ones: {last}." if last else ".")
+
+
+def _outputs(model: nn.Module, out: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, dict[str, Any]], Any]:
+    tensors = list(_tensors(out))
+    names = list(out.keys()) if isinstance(out, dict) else getattr(model, "output_names", None)
+    if not names or len(names) != len(tensors):
+        names = ["output"] if len(tensors) == 1 else [f"output{i}" for i in range(len(tensors))]
+    outputs, info = {}, {}
+    deepest, best = None, -1
+    for name, t in zip(names, tensors):
+        outputs[name] = tuple(int(d) for d in t.shape)
+        ti = tensor_info(t)
+        entry: dict[str, Any] = {"shape": list(outputs[name])}
+        if ti is not None:
+            jump = [int(j) if float(j).is_integer() else j for j in ti.jump]
+            entry.update(stride=jump[0] if jump[0] == jump[1] else jump,
+                         receptive_field=[int(ti.rf[0]), int(ti.rf[1])], depth=ti.depth,
+                         head=t.dim() == 2)
+            if ti.depth > best:
+                deepest, best = ti.path, ti.depth
+        info[name] = entry
+    return outputs, info, deepest
+
+
+def _uncalled(model: nn.Module, tracer: Tracer, records: list[LayerRecord]) -> list[dict[str, Any]]:
+    called = {r.name for r in records if r.kind == "module"}
+    result = []
+    for name, module in model.named_modules():
+        if name in called:
+            continue
+        params, buffers = tracer.owned.get(name, ([], []))
+        fresh = [p for _, p in params if id(p) not in tracer.claimed]
+        for p in fresh:
+            tracer.claimed[id(p)] = name
+        fresh_buffers = [b for b in buffers if id(b) not in tracer.claimed_buffers]
+        tracer.claimed_buffers.update(id(b) for b in fresh_buffers)
+        result.append({"name": name, "type": type(module).__name__,
+                       "params": sum(p.numel() for p in fresh),
+                       "trainable_params": sum(p.numel() for p in fresh if p.requires_grad),
+                       "buffers": sum(b.numel() for b in fresh_buffers)})
+    return result
+
+
+def _degenerate_warnings(records: list[LayerRecord], size: tuple[int, ...]) -> list[str]:
+    for rec in records:
+        if rec.is_leaf and rec.op and "stride" in rec.op and rec.output_shapes and rec.input_shapes:
+            (h, w), (ih, iw) = rec.output_shapes[0][-2:], rec.input_shapes[0][-2:]
+            if h == 1 and w == 1 and ih == 1 and iw == 1:
+                return [f"From {rec.name} on the feature maps are 1×1: the input {size[2]}×{size[3]} is smaller than "
+                        "the network's downsampling needs, so later layers see a single position. The outputs are "
+                        "valid but degenerate."]
+    return []
+
+
+def stage_sizes(spec: ResNetSpec, height: int, width: int) -> dict[int, tuple[int, int]]:
+    """Spatial size after each trunk stage (1-4), derived by formula before any tensor exists."""
+    conv = Window(7, 2, 3)
+    pool = Window(3, 2, 0, 1, True) if spec.caffe_maxpool else Window(3, 2, 1)
+    hw = [window_output(window_output(d, conv), pool) for d in (height, width)]
+    sizes = {}
+    for stage, dilation in enumerate(spec.stage_dilations, start=1):
+        if stage > 1 and dilation == 1:
+            # The stride-2 conv is a 3x3 with padding 1 or a 1x1 without: both give ⌊(I−1)/2⌋ + 1.
+            hw = [window_output(d, Window(1, 2, 0)) for d in hw]
+        sizes[stage] = (hw[0], hw[1])
+    return sizes
+
+
+def check_fpn_alignment(spec: ResNetSpec, size: tuple[int, ...]) -> None:
+    """Predict the top-down add failure of a ``scale_factor=2`` FPN before tracing."""
+    if spec.fpn is None or spec.fpn.upsample != "scale":
+        return
+    sizes = stage_sizes(spec, size[2], size[3])
+    stages = [s for s in sizes if s >= spec.fpn.first_stage]
+    for lower, upper in zip(stages, stages[1:]):
+        lateral = sizes[lower]
+        top_down = (2 * sizes[upper][0], 2 * sizes[upper][1])
+        if lateral != top_down:
+            fmt = "×".join
+            raise InputError(
+                f"{spec.name} cannot take a {size[2]}×{size[3]} input: its FPN upsamples by scale_factor=2, as "
+                f"maskrcnn-benchmark does, so each level must be exactly twice the one above. At P{lower + 1}, "
+                f"fpn_inner{lower} gives {fmt(map(str, lateral))} but the upsampled P{upper + 1} path gives "
+                f"{fmt(map(str, top_down))}, and the top-down add fails. maskrcnn-benchmark pads every image to a "
+                f"multiple of 32 (SIZE_DIVISIBILITY) first: pass --pad-to 32 (pad_to=32) to do the same, or put "
+                "--fpn on a zoo backbone, whose FPN upsamples to the lateral's size.")

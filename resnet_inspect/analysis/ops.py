@@ -1,0 +1,213 @@
+"""Counting rules: one small function per operator, looked up by the operator's name.
+
+Convention (see docs/conventions.md): **one multiply-accumulate = one MAC**. Only convolutions
+and linear layers produce MACs, which is what torchvision's tables and the ResNet paper report;
+FLOPs are 2 x MACs. Everything else an operator does is an "other op", one per element:
+a bias add, a normalisation's scale and shift (2 per element), an activation, a pooling window's
+comparisons or adds (one per window element), a residual add, an upsampled element.
+
+Rules see the operator's bound arguments and, once it has run, its output. Called before the
+operator runs (``out=None``) they only derive the analytic output shape, so an input too small
+for a window is caught with the formula in hand.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .shapes import Window, window_output, window_working
+
+
+@dataclass
+class OpStats:
+    """What one operator call did."""
+
+    macs: int = 0
+    other_ops: int = 0
+    windows: tuple[Window, Window] | None = None
+    analytic_shape: tuple[int, ...] | None = None
+    working: list[str] = field(default_factory=list)
+    weighted: bool = False
+    upsample: tuple[float, float] | None = None
+    invalid: str | None = None  # why the operator cannot accept this input, if known in advance
+    op: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    params: tuple[str, ...]
+    defaults: dict[str, Any]
+    count: Callable[[dict[str, Any], Any], OpStats]
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        bound = dict(self.defaults)
+        bound.update(zip(self.params, args))
+        bound.update(kwargs)
+        return bound
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    if isinstance(value, (list, tuple, torch.Size)):
+        return (int(value[0]), int(value[-1])) if len(value) else (1, 1)
+    return int(value), int(value)
+
+
+def _numel(out: Any) -> int:
+    if isinstance(out, torch.Tensor):
+        return out.numel()
+    if isinstance(out, (list, tuple)):
+        return sum(_numel(o) for o in out)
+    return 0
+
+
+def _windowed(x: torch.Tensor, channels: int, windows: tuple[Window, Window], stats: OpStats) -> OpStats:
+    height, width = x.shape[-2], x.shape[-1]
+    out_hw = (window_output(height, windows[0]), window_output(width, windows[1]))
+    stats.windows = windows
+    stats.analytic_shape = (*x.shape[:-3], channels, *out_hw)
+    stats.working = [f"H: {window_working(height, windows[0])}", f"W: {window_working(width, windows[1])}"]
+    w = windows[0]
+    stats.op = {"kernel": [windows[0].kernel, windows[1].kernel], "stride": [windows[0].stride, windows[1].stride],
+                "padding": [windows[0].padding, windows[1].padding],
+                "dilation": [windows[0].dilation, windows[1].dilation], "ceil_mode": w.ceil_mode}
+    return stats
+
+
+def _conv2d(a: dict[str, Any], out: Any) -> OpStats:
+    x, weight = a["input"], a["weight"]
+    kh, kw = weight.shape[-2], weight.shape[-1]
+    sh, sw = _pair(a["stride"])
+    dh, dw = _pair(a["dilation"])
+    padding = a["padding"]
+    if isinstance(padding, str):  # "valid" or "same" (stride 1 only)
+        ph, pw = (0, 0) if padding == "valid" else (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
+    else:
+        ph, pw = _pair(padding)
+    stats = _windowed(x, weight.shape[0], (Window(kh, sh, ph, dh), Window(kw, sw, pw, dw)), OpStats(weighted=True))
+    stats.op["groups"] = int(a["groups"])
+    stats.op["in_channels"] = int(x.shape[-3])
+    stats.op["out_channels"] = int(weight.shape[0])
+    if isinstance(padding, str) and padding == "same":
+        stats.analytic_shape = (*x.shape[:-3], weight.shape[0], x.shape[-2], x.shape[-1])
+    if out is not None:
+        n = _numel(out)
+        # weight.shape[1] is in_channels / groups: each output element reads that many channels.
+        stats.macs = n * weight.shape[1] * kh * kw
+        stats.other_ops = n if a.get("bias") is not None else 0
+    return stats
+
+
+def _linear(a: dict[str, Any], out: Any) -> OpStats:
+    x, weight = a["input"], a["weight"]
+    stats = OpStats(weighted=True)
+    stats.op = {"in_features": int(weight.shape[1]), "out_features": int(weight.shape[0])}
+    if x.shape[-1] != weight.shape[1]:
+        stats.invalid = (f"it expects {weight.shape[1]} input features but receives {x.shape[-1]} "
+                         f"(input shape {tuple(x.shape)})")
+    if out is not None:
+        n = _numel(out)
+        stats.macs = n * weight.shape[1]
+        stats.other_ops = n if a.get("bias") is not None else 0
+    return stats
+
+
+def _pool(ceil_key: str = "ceil_mode", has_dilation: bool = True) -> Callable[[dict[str, Any], Any], OpStats]:
+    def rule(a: dict[str, Any], out: Any) -> OpStats:
+        x = a["input"]
+        kh, kw = _pair(a["kernel_size"])
+        stride = a["stride"]
+        sh, sw = _pair(stride) if stride not in (None, [], ()) else (kh, kw)
+        ph, pw = _pair(a["padding"])
+        dh, dw = _pair(a["dilation"]) if has_dilation else (1, 1)
+        ceil = bool(a[ceil_key])
+        stats = _windowed(x, x.shape[-3], (Window(kh, sh, ph, dh, ceil), Window(kw, sw, pw, dw, ceil)), OpStats())
+        if ph > kh // 2 or pw > kw // 2:
+            stats.invalid = f"its padding ({ph}, {pw}) exceeds half its kernel ({kh}, {kw})"
+        if out is not None:
+            first = out[0] if isinstance(out, tuple) else out
+            stats.other_ops = _numel(first) * kh * kw  # one compare (max) or add (avg) per window element
+        return stats
+    return rule
+
+
+def _adaptive_pool(a: dict[str, Any], out: Any) -> OpStats:
+    x = a["input"]
+    size = a["output_size"]
+    oh, ow = (size, size) if isinstance(size, int) else tuple(size)
+    oh = x.shape[-2] if oh is None else oh
+    ow = x.shape[-1] if ow is None else ow
+    # No analytic shape: an adaptive pool's output is its output_size by definition, so a
+    # "check" could not fail.
+    stats = OpStats()
+    # For the receptive field an adaptive pool acts like a window of about input/output.
+    windows = []
+    for size_in, size_out in ((x.shape[-2], oh), (x.shape[-1], ow)):
+        stride = max(size_in // max(size_out, 1), 1)
+        windows.append(Window(max(size_in - (size_out - 1) * stride, 1), stride, 0))
+    stats.windows = (windows[0], windows[1])
+    stats.op = {"output_size": [oh, ow]}
+    if out is not None:
+        stats.other_ops = x.numel()
+    return stats
+
+
+def _elementwise(per_element: int = 1) -> Callable[[dict[str, Any], Any], OpStats]:
+    def rule(a: dict[str, Any], out: Any) -> OpStats:
+        return OpStats(other_ops=per_element * _numel(out) if out is not None else 0)
+    return rule
+
+
+def _interpolate(a: dict[str, Any], out: Any) -> OpStats:
+    x = a["input"]
+    stats = OpStats(op={"mode": a.get("mode"), "scale_factor": a.get("scale_factor"), "size": a.get("size")})
+    size, scale = a.get("size"), a.get("scale_factor")
+    if size is not None:
+        hw = _pair(size)
+    elif scale is not None:
+        sh, sw = (scale, scale) if isinstance(scale, (int, float)) else (scale[0], scale[-1])
+        hw = (math.floor(x.shape[-2] * sh), math.floor(x.shape[-1] * sw))
+    else:
+        hw = None
+    if hw is not None:
+        stats.analytic_shape = (*x.shape[:-2], *hw)
+        stats.upsample = (hw[0] / x.shape[-2], hw[1] / x.shape[-1])
+    if out is not None:
+        stats.other_ops = _numel(out)
+    return stats
+
+
+_CONV = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+_MAXPOOL = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+_AVGPOOL = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+_BINARY = ("input", "other")
+
+RULES: dict[str, Rule] = {
+    "conv2d": Rule(_CONV, {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}, _conv2d),
+    "linear": Rule(("input", "weight", "bias"), {"bias": None}, _linear),
+    "max_pool2d": Rule(_MAXPOOL, {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}, _pool()),
+    "avg_pool2d": Rule(_AVGPOOL, {"stride": None, "padding": 0, "ceil_mode": False}, _pool(has_dilation=False)),
+    "adaptive_avg_pool2d": Rule(("input", "output_size"), {}, _adaptive_pool),
+    "adaptive_max_pool2d": Rule(("input", "output_size"), {}, _adaptive_pool),
+    "batch_norm": Rule(("input",), {}, _elementwise(2)),  # scale and shift per element (eval mode)
+    "interpolate": Rule(("input", "size", "scale_factor", "mode"), {"size": None, "scale_factor": None}, _interpolate),
+    **{name: Rule(_BINARY, {}, _elementwise()) for name in ("add", "sub", "mul", "div")},
+    **{name: Rule(("input",), {}, _elementwise()) for name in (
+        "relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid")},
+}
+
+# Names under which the same operator reaches a TorchFunctionMode.
+_ALIASES = {"iadd": "add", "radd": "add", "isub": "sub", "rsub": "sub", "imul": "mul", "rmul": "mul",
+            "truediv": "div", "itruediv": "div", "_max_pool2d": "max_pool2d", "boolean_dispatch": "max_pool2d"}
+
+
+def op_name(func: Any) -> str:
+    """Normalised operator name: ``Tensor.add_``, ``__iadd__`` and ``torch.add`` are all ``add``."""
+    name = getattr(func, "__name__", "") or ""
+    name = name.strip("_")
+    return _ALIASES.get(name, name)
+
+

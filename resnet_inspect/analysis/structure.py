@@ -1,0 +1,183 @@
+"""Read the architecture out of the records: stages, depth as the paper counts it, where each
+stage downsamples, and the FPN's levels.
+
+Everything here works from the trace (records and the longest weighted path to each output),
+so it applies to any traced ResNet-like model, not only to the variants built here.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter, OrderedDict
+from typing import Any
+
+from .records import LayerRecord
+
+_STEM_NAMES = {"conv1", "bn1", "relu", "maxpool", "stem"}
+
+
+def stage_of(name: str) -> str:
+    """Display stage of a qualified name: stem, res2..res5 (stride 2**k, detectron2's labels),
+    fpn or head. ``layer{k}`` is stage ``res{k+1}``."""
+    path = name.split(":")[0]
+    parts = [p for p in path.split(".") if p]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    if not parts:
+        return ""
+    if parts[0] == "fpn":
+        return "fpn"
+    match = re.fullmatch(r"layer(\d+)", parts[0])
+    if match:
+        return f"res{int(match.group(1)) + 1}"
+    if parts[0] in _STEM_NAMES:
+        return "stem"
+    return "head"
+
+
+def label_stages(records: list[LayerRecord]) -> None:
+    for rec in records:
+        rec.stage = stage_of(rec.name)
+
+
+def path_records(records: list[LayerRecord], path: Any) -> list[LayerRecord]:
+    """The weighted records on a longest path, input to output."""
+    out = []
+    while path is not None:
+        out.append(records[path.record])
+        path = path.previous
+    return out[::-1]
+
+
+def _block_of(rec: LayerRecord) -> str:
+    """The residual block a record belongs to: ``layer1.0`` for ``layer1.0.conv2``."""
+    match = re.match(r"((?:body\.)?layer\d+\.\d+)", rec.name)
+    return match.group(1) if match else ""
+
+
+def depth_breakdown(records: list[LayerRecord], main_path: list[LayerRecord], name_depth: int | None,
+                    model: str, n_heads: int) -> dict[str, Any]:
+    """Count weighted layers on the longest path, as the paper counts depth."""
+    for rec in main_path:
+        rec.on_main_path = True
+    stem = [r for r in main_path if r.stage == "stem"]
+    in_blocks = [r for r in main_path if r.stage.startswith("res")]
+    head = [r for r in main_path if r.stage == "head"]
+    fpn = [r for r in main_path if r.stage == "fpn"]
+    blocks = OrderedDict()
+    for rec in in_blocks:
+        blocks.setdefault(_block_of(rec), []).append(rec.name)
+    per_block = Counter(len(v) for v in blocks.values())
+    per_stage = OrderedDict()
+    for rec in in_blocks:
+        entry = per_stage.setdefault(rec.stage, {"blocks": set(), "layers": 0})
+        entry["blocks"].add(_block_of(rec))
+        entry["layers"] += 1
+    counted = len(stem) + len(in_blocks) + len(head)
+    excluded = [r.name for r in records if r.weighted and not r.on_main_path and r.call == 0]
+    projections = [n for n in excluded if ".downsample" in n or "shortcut" in n]
+    terms = []
+    if stem:
+        terms.append(f"{len(stem)} stem conv{'s' if len(stem) > 1 else ''}")
+    if len(per_block) == 1:
+        (convs, n_blocks), = per_block.items()
+        terms.append(f"{n_blocks} blocks × {convs} convs")
+    else:
+        terms.extend(f"{n} blocks × {c} convs" for c, n in sorted(per_block.items()))
+    if head:
+        kinds = Counter(r.type.lower() if r.type != "Linear" else "fc" for r in head)
+        terms.extend(f"{n} {k}" for k, n in kinds.items())
+    formula = " + ".join(terms) + f" = {counted}"
+    notes = []
+    if name_depth is not None and counted != name_depth:
+        if not head and fpn:
+            notes.append(f"The trunk has no classifier here: the paper's {name_depth} counts its fc layer, "
+                         f"which the FPN replaces ({counted} + 1 fc = {counted + 1}).")
+        else:
+            notes.append(f"The name says {name_depth} but the main path has {counted} weighted layers.")
+    if n_heads > 1:
+        notes.append(f"{model} has {n_heads} parallel heads; each path from input to a head has this depth, "
+                     "and the heads are not added up.")
+    if fpn:
+        notes.append(f"The longest path continues through {len(fpn)} FPN conv(s) to the deepest pyramid level "
+                     f"({counted + len(fpn)} weighted layers in all); the paper's depth counts the trunk only.")
+    return {
+        "counted": counted,
+        "name_depth": name_depth,
+        "formula": formula,
+        "stem": len(stem),
+        "blocks": len(blocks),
+        "convs_per_block": dict(per_block),
+        "head": len(head),
+        "fpn": len(fpn),
+        "per_stage": {k: {"blocks": len(v["blocks"]), "layers": v["layers"]} for k, v in per_stage.items()},
+        "path": [r.name for r in main_path],
+        "projections_not_counted": projections,
+        "other_not_counted": [n for n in excluded if n not in projections],
+        "notes": notes,
+    }
+
+
+def downsample_table(records: list[LayerRecord]) -> list[dict[str, Any]]:
+    """Per stage: what carries the stride, the projection shortcut and why, sizes before/after."""
+    table = []
+    stages = OrderedDict()
+    for rec in records:
+        if rec.stage in ("stem",) or rec.stage.startswith("res"):
+            stages.setdefault(rec.stage, []).append(rec)
+    for stage, recs in stages.items():
+        first = next(r for r in recs if r.input_shapes)
+        last = max((r for r in recs if r.output_shapes and len(r.output_shapes[0]) == 4),
+                   key=lambda r: r.index, default=recs[-1])
+        carriers, dilated, projections = [], [], []
+        for rec in recs:
+            if rec.op is None or "stride" not in rec.op:
+                continue
+            stride = max(rec.op["stride"])
+            dilation = max(rec.op.get("dilation", [1]))
+            k = rec.op["kernel"][0]
+            if rec.weighted and not rec.on_main_path:
+                cin, cout = rec.op.get("in_channels"), rec.op.get("out_channels")
+                reasons = []
+                if stride != 1:
+                    reasons.append(f"stride {stride} ≠ 1")
+                if cin != cout:
+                    reasons.append(f"channels change {cin} → {cout}")
+                projections.append({"name": rec.name, "kernel": k, "stride": stride,
+                                    "reason": " and ".join(reasons) or "none (identity would do)"})
+            elif stride > 1:
+                carriers.append({"name": rec.name, "type": rec.type, "kernel": k, "stride": stride,
+                                 "block": _block_of(rec) or stage})
+            if dilation > 1:
+                dilated.append({"name": rec.name, "dilation": dilation})
+        before = first.input_shapes[0][-2:] if first.input_shapes and len(first.input_shapes[0]) == 4 else None
+        after = last.output_shapes[0][-2:] if last.output_shapes else None
+        factor = 1
+        for c in carriers:
+            factor *= c["stride"]
+        table.append({
+            "stage": stage,
+            "size_before": list(before) if before else None,
+            "size_after": list(after) if after else None,
+            "stride": factor,
+            "carriers": carriers,
+            "projection": projections,
+            "dilation": dilated,
+            "dilation_replaces_stride": bool(dilated) and factor == 1 and stage not in ("stem", "res2"),
+        })
+    return table
+
+
+def fpn_summary(records: list[LayerRecord], output_info: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Laterals, outputs, top-down merges and extra levels of a pyramid, with each level."""
+    fpn = [r for r in records if r.stage == "fpn"]
+    if not fpn:
+        return None
+    leaf_convs = [r for r in fpn if r.weighted]
+    lateral = [r.name for r in leaf_convs if r.op and r.op["kernel"][0] == 1]
+    extra = [r.name for r in fpn if ".top_blocks" in r.name or r.name.startswith("fpn.top_blocks")
+             or "top_blocks:" in r.name]
+    output = [r.name for r in leaf_convs if r.op and r.op["kernel"][0] == 3 and r.name not in extra]
+    top_down = [r.name for r in fpn if r.kind == "function" and r.type in ("F.interpolate", "F.add")
+                and r.name not in extra]
+    return {"lateral": lateral, "output": output, "top_down": top_down, "extra": extra,
+            "levels": {k: v for k, v in output_info.items()}}

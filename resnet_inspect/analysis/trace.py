@@ -1,0 +1,315 @@
+"""Trace one forward pass with forward hooks and a TorchFunctionMode.
+
+Module hooks give one record per module call (names, input and output shapes, params). The
+function mode sees every operator as it runs: the rule table (``ops.RULES``) counts it and
+derives its analytic shape, and the operator's receptive field and weighted depth are carried
+forward on the tensors it produces. Operators that a container calls directly (the residual
+``out += identity``, maskrcnn-benchmark's functional ReLU and stem max pool, the FPN's
+upsample-and-add) get records of their own, named ``parent:op``.
+
+On the meta device no memory is allocated and no arithmetic runs, so the cost does not depend
+on the input resolution.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from ..errors import InputError
+from .ops import RULES, OpStats, op_name
+from .records import LayerRecord
+
+_INFO = "_resnet_inspect_info"
+_META_SHAPES = {
+    "batch_norm": lambda a: a["input"].shape,
+    "adaptive_avg_pool2d": lambda a: (*a["input"].shape[:-2], *_adaptive_size(a)),
+    "linear": lambda a: (*a["input"].shape[:-1], a["weight"].shape[0]),  # features checked beforehand
+}
+
+
+def _adaptive_size(a: dict[str, Any]) -> tuple[int, int]:
+    size, x = a["output_size"], a["input"]
+    oh, ow = (size, size) if isinstance(size, int) else tuple(size)
+    return (x.shape[-2] if oh is None else oh, x.shape[-1] if ow is None else ow)
+
+
+@dataclass(frozen=True)
+class PathNode:
+    """A weighted layer on the longest path to a tensor (a linked list back to the input)."""
+
+    record: int
+    previous: PathNode | None
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Receptive field (size, jump, start per dimension) and weighted depth of a tensor."""
+
+    rf: tuple[float, float] = (1, 1)
+    jump: tuple[float, float] = (1, 1)
+    start: tuple[float, float] = (0.5, 0.5)
+    depth: int = 0
+    path: PathNode | None = None
+
+
+class InputTooSmall(InputError):
+    """A window (conv or pool) no longer fits: some output dimension would be 0 or less."""
+
+    def __init__(self, message: str, record: LayerRecord) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+class TraceBug(RuntimeError):
+    """A bug in resnet-inspect's own bookkeeping, never blamed on the user's model."""
+
+
+class ForwardFailed(InputError):
+    """The model's forward raised: the message names the layer that failed and what reached it."""
+
+    def __init__(self, message: str, records: list[LayerRecord], failing: LayerRecord | None) -> None:
+        super().__init__(message)
+        self.records = records
+        self.failing = failing
+
+
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+
+
+def _info(t: torch.Tensor) -> TensorInfo | None:
+    return t.__dict__.get(_INFO) if hasattr(t, "__dict__") else None
+
+
+def _combine(infos: list[TensorInfo]) -> TensorInfo:
+    """Several inputs (a residual add, an FPN sum): the widest field and the longest path win."""
+    widest = max(infos, key=lambda i: i.rf[0] * i.rf[1])
+    deepest = max(infos, key=lambda i: i.depth)
+    return TensorInfo(widest.rf, widest.jump, widest.start, deepest.depth, deepest.path)
+
+
+def _propagate(info: TensorInfo, stats: OpStats, record_index: int) -> TensorInfo:
+    rf, jump, start = list(info.rf), list(info.jump), list(info.start)
+    if stats.windows is not None:
+        for dim, w in enumerate(stats.windows):
+            k = w.effective_kernel
+            rf[dim] = rf[dim] + (k - 1) * jump[dim]
+            start[dim] = start[dim] + ((k - 1) / 2 - w.padding) * jump[dim]
+            jump[dim] = jump[dim] * w.stride
+    if stats.upsample is not None:
+        jump = [j / s for j, s in zip(jump, stats.upsample)]
+    depth, path = info.depth, info.path
+    if stats.weighted:
+        depth, path = depth + 1, PathNode(record_index, path)
+    return TensorInfo((rf[0], rf[1]), (jump[0], jump[1]), (start[0], start[1]), depth, path)
+
+
+def _shapes(value: Any) -> list[tuple[int, ...]]:
+    return [tuple(int(d) for d in t.shape) for t in _tensors(value)]
+
+
+@dataclass
+class _Frame:
+    module: nn.Module
+    record: LayerRecord
+    leaf: bool
+    op_counts: dict[str, int]
+
+
+class Tracer(TorchFunctionMode):
+    """Holds the hooks and the function mode for one forward pass."""
+
+    def __init__(self, model: nn.Module, owned: dict[str, tuple[list[tuple[str, torch.Tensor]], list[torch.Tensor]]]):
+        super().__init__()
+        self.model = model
+        self.names: dict[nn.Module, str] = {}
+        for name, module in model.named_modules():
+            self.names.setdefault(module, name)
+        self.owned = owned  # module name -> (direct parameters, direct buffers) of the real model
+        self.records: list[LayerRecord] = []
+        self.stack: list[_Frame] = []
+        self.calls: dict[str, int] = defaultdict(int)
+        self.claimed: dict[int, str] = {}  # id(parameter) -> record name that counted it
+        self.claimed_buffers: set[int] = set()
+        self.running: LayerRecord | None = None
+
+    # -- hooks ---------------------------------------------------------------------------------
+    @contextmanager
+    def hooks(self) -> Iterator[None]:
+        """Register every hook in one place; remove them all, whatever the forward does."""
+        handles = []
+        try:
+            for module in self.names:
+                handles.append(module.register_forward_pre_hook(self._pre_hook))
+                handles.append(module.register_forward_hook(self._post_hook))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _new_record(self, name: str, type_: str, kind: str, leaf: bool, inputs: Any) -> LayerRecord:
+        parent = self.stack[-1].record.name if self.stack else None
+        rec = LayerRecord(index=len(self.records), name=name, type=type_, kind=kind, depth=len(self.stack),
+                          parent=parent, is_leaf=leaf, input_shapes=_shapes(inputs))
+        self.records.append(rec)
+        return rec
+
+    def _pre_hook(self, module: nn.Module, args: Any) -> None:
+        name = self.names.get(module, type(module).__name__)
+        leaf = next(module.children(), None) is None
+        # Shapes are read here, before an in-place op (ReLU(inplace=True)) can touch the input.
+        rec = self._new_record(name, type(module).__name__, "module", leaf, args)
+        rec.call = self.calls[name]
+        self.calls[name] += 1
+        if rec.call == 0:
+            self._claim(rec, name)
+        self.stack.append(_Frame(module, rec, leaf, defaultdict(int)))
+
+    def _claim(self, rec: LayerRecord, name: str) -> None:
+        """Count a module's own parameters at its first call; tied ones only where first seen."""
+        params, buffers = self.owned.get(name, ([], []))
+        for pname, p in params:
+            owner = self.claimed.get(id(p))
+            if owner is not None:
+                rec.shared.append(f"{pname} (counted at {owner or 'the root module'})")
+                continue
+            self.claimed[id(p)] = name
+            rec.params += p.numel()
+            rec.trainable_params += p.numel() if p.requires_grad else 0
+        for b in buffers:
+            if id(b) not in self.claimed_buffers:
+                self.claimed_buffers.add(id(b))
+                rec.buffers += b.numel()
+
+    def _post_hook(self, module: nn.Module, args: Any, output: Any) -> None:
+        if not self.stack or self.stack[-1].module is not module:
+            return
+        frame = self.stack.pop()
+        rec = frame.record
+        rec.output_shapes = _shapes(output)
+        outs = list(_tensors(output))
+        ins = list(_tensors(args))
+        rec.inplace = bool(outs) and any(o is i for o in outs for i in ins)
+        if frame.leaf and not rec.inplace:
+            rec.output_bytes = sum(o.numel() * o.element_size() for o in outs)
+        self._set_rf(rec, outs)
+
+    def _set_rf(self, rec: LayerRecord, outs: list[torch.Tensor]) -> None:
+        info = next((i for i in map(_info, outs) if i is not None), None)
+        if info is not None:
+            rec.receptive_field = (int(info.rf[0]), int(info.rf[1]))
+            rec.jump = info.jump
+            rec.start = info.start
+            rec.path_depth = info.depth
+
+    # -- operators -----------------------------------------------------------------------------
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        infos = [i for i in map(_info, _tensors((args, kwargs))) if i is not None]
+        if not infos:
+            return func(*args, **kwargs)
+        name = op_name(func)
+        rule = RULES.get(name)
+        if rule is None:  # shape plumbing (view, flatten, cat ...): carry the field forward, count nothing
+            out = func(*args, **kwargs)
+            combined = _combine(infos)
+            for t in _tensors(out):
+                t.__dict__[_INFO] = combined
+            return out
+        try:
+            bound = rule.bind(args, kwargs)
+            rec = self._owner(name, args, kwargs)
+            before = rule.count(bound, None)
+        except Exception as exc:
+            raise TraceBug(f"resnet-inspect failed to count {name}: {exc!r}") from exc
+        self._check_fits(rec, before)
+        x = bound.get("input")
+        if name in _META_SHAPES and isinstance(x, torch.Tensor) and x.is_meta:
+            # These meta kernels are Python decompositions that import torch._dynamo (about
+            # 1.4 s on first use). Their output shape is fixed by definition (batch_norm keeps the
+            # input's, an adaptive pool has its output_size, a linear layer its out_features once
+            # the rule has checked the in_features), so no formula check is lost.
+            out = torch.empty(_META_SHAPES[name](bound), dtype=x.dtype, device="meta")
+        else:
+            self.running = rec  # if the operator raises, this is the layer that failed
+            out = func(*args, **kwargs)
+            self.running = None
+        try:
+            self._account(rec, rule.count(bound, out), infos, args, out)
+        except Exception as exc:
+            raise TraceBug(f"resnet-inspect failed to count {name}: {exc!r}") from exc
+        return out
+
+    def _owner(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LayerRecord:
+        """The record an operator's cost goes to: its leaf module, or a new function record."""
+        frame = self.stack[-1] if self.stack else None
+        if frame is not None and frame.leaf:
+            rec = frame.record
+        else:
+            parent = frame.record.name if frame else ""
+            counts = frame.op_counts if frame else defaultdict(int)
+            suffix = f"#{counts[name]}" if counts[name] else ""
+            counts[name] += 1
+            first = args[0] if args else next(iter(kwargs.values()))
+            rec = self._new_record(f"{parent}:{name}{suffix}", f"F.{name}", "function", True, first)
+        return rec
+
+    def _account(self, rec: LayerRecord, stats: OpStats, infos: list[TensorInfo], args: tuple[Any, ...],
+                 out: Any) -> None:
+        rec.macs += stats.macs
+        rec.other_ops += stats.other_ops
+        rec.weighted = rec.weighted or stats.weighted
+        if stats.op is not None:
+            rec.op = stats.op
+        if stats.analytic_shape is not None:
+            rec.analytic_shape = tuple(int(d) for d in stats.analytic_shape)
+            rec.working = stats.working
+        outs = list(_tensors(out))
+        new = _propagate(_combine(infos), stats, rec.index)
+        for t in outs:
+            t.__dict__[_INFO] = new
+        if rec.kind == "function":
+            rec.output_shapes = _shapes(out)
+            ins = list(_tensors(args))
+            rec.inplace = any(o is i for o in outs for i in ins)
+            if not rec.inplace:
+                rec.output_bytes = sum(o.numel() * o.element_size() for o in outs)
+            self._set_rf(rec, outs)
+
+    def _check_fits(self, rec: LayerRecord, stats: OpStats) -> None:
+        shape = stats.analytic_shape
+        if stats.invalid is None and (shape is None or stats.windows is None or min(shape[-2:]) > 0):
+            return
+        where = f"{rec.name or 'the root module'} ({rec.type})"
+        if stats.invalid is not None:
+            raise InputTooSmall(f"{where} cannot take its input: {stats.invalid}.", rec)
+        dims = [w for w, size in zip(stats.working, shape[-2:]) if size <= 0]
+        raise InputTooSmall(
+            f"The input is too small: at {where}, whose input is {'×'.join(map(str, rec.input_shapes[0] if rec.input_shapes else ()))}, "
+            f"the window no longer fits: {'; '.join(dims)}.", rec)
+
+
+def input_info() -> TensorInfo:
+    return TensorInfo()
+
+
+def mark_input(t: torch.Tensor) -> None:
+    t.__dict__[_INFO] = TensorInfo()
+
+
+def tensor_info(t: torch.Tensor) -> TensorInfo | None:
+    return _info(t)

@@ -1,0 +1,151 @@
+"""Residual blocks and stems.
+
+Two layouts appear in the seeds and both are built here:
+
+* torchvision / Caffe-notes layout (seeds 000-002): the block owns a shared ``relu`` module and
+  registers ``downsample`` last.
+* maskrcnn-benchmark layout (seed 003): ``downsample`` is registered first, ReLU is functional
+  (``F.relu_``), and the stem is a module of its own with a functional max pool.
+
+Only the registration order, the ReLU style and the class name differ, so one Bottleneck class
+serves both; the maskrcnn names are thin subclasses that bind the frozen norm, as upstream does.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .norm import FrozenBatchNorm2d
+
+NormFactory = Callable[[int], nn.Module]
+
+
+def conv3x3(in_planes: int, out_planes: int, *, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
+    """3x3 convolution whose padding equals its dilation, so stride 1 keeps the size."""
+    return nn.Conv2d(
+        in_planes, out_planes, kernel_size=3, stride=stride, padding=dilation,
+        groups=groups, dilation=dilation, bias=False,
+    )
+
+
+def conv1x1(in_planes: int, out_planes: int, *, stride: int = 1) -> nn.Conv2d:
+    """1x1 convolution: changes channels, and downsamples when the stride is 2."""
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions (ResNet-18/34). The first carries the stage's stride."""
+
+    expansion = 1
+
+    def __init__(
+        self, inplanes: int, planes: int, *, stride: int = 1, downsample: nn.Module | None = None,
+        groups: int = 1, width_per_group: int = 64, dilation: int = 1, first_dilation: int | None = None,
+        stride_in_1x1: bool = False, norm_layer: NormFactory = nn.BatchNorm2d,
+    ) -> None:
+        super().__init__()
+        if groups != 1 or width_per_group != 64:
+            raise ValueError("BasicBlock only supports groups=1 and width_per_group=64")
+        del stride_in_1x1  # a basic block has no 1x1 conv: the stride always sits in conv1
+        self.conv1 = conv3x3(inplanes, planes, stride=stride, dilation=first_dilation or dilation)
+        self.bn1 = norm_layer(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes, dilation=dilation)
+        self.bn2 = norm_layer(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3, 1x1 expand (ResNet-50 and deeper, ResNeXt, Wide ResNet).
+
+    ``stride_in_1x1`` chooses which conv carries the stage's stride. The original MSRA/Caffe
+    models put it in the first 1x1 (seed 002's "change" lines, seed 003's default); torchvision
+    and fb.torch put it in the 3x3, which costs more MACs but keeps more information.
+    """
+
+    expansion = 4
+
+    def __init__(
+        self, inplanes: int, planes: int, *, stride: int = 1, downsample: nn.Module | None = None,
+        groups: int = 1, width_per_group: int = 64, dilation: int = 1, first_dilation: int | None = None,
+        stride_in_1x1: bool = False, norm_layer: NormFactory = nn.BatchNorm2d,
+        shortcut_first: bool = False, functional_relu: bool = False,
+    ) -> None:
+        super().__init__()
+        width = int(planes * (width_per_group / 64.0)) * groups
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        if shortcut_first:
+            self.downsample = downsample
+        self.conv1 = conv1x1(inplanes, width, stride=stride_1x1)
+        self.bn1 = norm_layer(width)
+        self.conv2 = conv3x3(width, width, stride=stride_3x3, groups=groups, dilation=first_dilation or dilation)
+        self.bn2 = norm_layer(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = norm_layer(planes * self.expansion)
+        if not functional_relu:
+            self.relu = nn.ReLU(inplace=True)
+        if not shortcut_first:
+            self.downsample = downsample
+        self.stride = stride
+
+    def _relu(self, x: torch.Tensor) -> torch.Tensor:
+        relu = self._modules.get("relu")
+        return relu(x) if relu is not None else F.relu_(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self._relu(self.bn1(self.conv1(x)))
+        out = self._relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self._relu(out)
+
+
+class BottleneckWithFixedBatchNorm(Bottleneck):
+    """maskrcnn-benchmark's bottleneck: shortcut registered first, functional ReLU, frozen BN."""
+
+    def __init__(self, inplanes: int, planes: int, **kwargs: object) -> None:
+        kwargs.setdefault("norm_layer", FrozenBatchNorm2d)
+        super().__init__(inplanes, planes, shortcut_first=True, functional_relu=True, **kwargs)  # type: ignore[arg-type]
+
+
+class BaseStem(nn.Module):
+    """maskrcnn-benchmark's stem: 7x7/2 conv, norm, functional ReLU and 3x3/2 max pool."""
+
+    def __init__(self, out_channels: int = 64, *, norm_layer: NormFactory = nn.BatchNorm2d,
+                 caffe_maxpool: bool = False) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, out_channels, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = norm_layer(out_channels)
+        self.caffe_maxpool = caffe_maxpool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu_(self.bn1(self.conv1(x)))
+        if self.caffe_maxpool:
+            return F.max_pool2d(x, kernel_size=3, stride=2, padding=0, ceil_mode=True)
+        return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+
+
+class StemWithFixedBatchNorm(BaseStem):
+    """The stem with FrozenBatchNorm2d, as maskrcnn-benchmark names it."""
+
+    def __init__(self, out_channels: int = 64, *, caffe_maxpool: bool = False) -> None:
+        super().__init__(out_channels, norm_layer=FrozenBatchNorm2d, caffe_maxpool=caffe_maxpool)
+
+
+BLOCKS: dict[str, type[nn.Module]] = {"basic": BasicBlock, "bottleneck": Bottleneck}

@@ -1,0 +1,216 @@
+"""The named variants as data.
+
+A variant is a frozen :class:`ResNetSpec`; one builder (:func:`resnet_inspect.models.resnet.build_model`)
+turns any spec into modules. This module imports nothing heavy, so the CLI can list and validate
+names without importing torch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InputError
+
+BLOCK_EXPANSION = {"basic": 1, "bottleneck": 4}
+NORMS = ("bn", "frozen_bn")
+FPN_KINDS = ("maskrcnn", "retinanet")
+OUTPUT_STRIDES = (32, 16, 8)
+
+
+@dataclass(frozen=True)
+class FPNSpec:
+    """A feature pyramid on top of the trunk.
+
+    ``kind`` picks the levels: ``maskrcnn`` builds P2-P5 from C2-C5 plus P6 by max pool
+    (LastLevelMaxPool); ``retinanet`` builds P3-P5 from C3-C5 plus P6, P7 by stride-2 convs
+    (LastLevelP6P7, P6 computed from P5). ``upsample`` is ``scale`` for maskrcnn-benchmark's
+    ``scale_factor=2`` (inputs must then be multiples of 32) or ``size`` for torchvision's
+    upsample-to-the-lateral's-size, which accepts any input.
+    """
+
+    kind: str = "retinanet"
+    out_channels: int = 256
+    upsample: str = "size"
+
+    @property
+    def first_stage(self) -> int:
+        """Index (1-based, as in ``layer1``) of the first trunk stage that gets a lateral conv."""
+        return 1 if self.kind == "maskrcnn" else 2
+
+
+@dataclass(frozen=True)
+class ResNetSpec:
+    """Everything that decides a ResNet's modules: a handful of numbers and switches."""
+
+    name: str
+    block: str
+    layers: tuple[int, ...]
+    groups: int = 1
+    width_per_group: int = 64
+    stride_in_1x1: bool = False
+    caffe_maxpool: bool = False
+    norm: str = "bn"
+    output_stride: int = 32
+    num_classes: int = 1000
+    head: str = "classifier"  # classifier | hopenet | none
+    num_bins: int = 66
+    fpn: FPNSpec | None = None
+    layout: str = "torchvision"  # torchvision (flat stem) | maskrcnn (stem module, seed 003)
+    source: str = "torchvision"
+    options: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
+
+    @property
+    def expansion(self) -> int:
+        return BLOCK_EXPANSION[self.block]
+
+    @property
+    def convs_per_block(self) -> int:
+        return 2 if self.block == "basic" else 3
+
+    @property
+    def stage_dilations(self) -> tuple[int, int, int, int]:
+        """Dilation of each stage once ``output_stride`` has replaced strides with dilation."""
+        return {32: (1, 1, 1, 1), 16: (1, 1, 1, 2), 8: (1, 1, 2, 4)}[self.output_stride]
+
+    @property
+    def name_depth(self) -> int | None:
+        """The number in the variant's name (the 50 of resnet50), if it has one."""
+        match = re.search(r"resne[xs]?t?(\d+)|_r(\d+)_", self.name)
+        if match is None:
+            return None
+        return int(match.group(1) or match.group(2))
+
+    def to_options(self) -> dict[str, Any]:
+        """The keyword options that rebuild this spec from its base name."""
+        return dict(self.options)
+
+
+def _zoo(block: str, layers: tuple[int, ...], groups: int = 1, width: int = 64, **kw: Any) -> dict[str, Any]:
+    return dict(block=block, layers=layers, groups=groups, width_per_group=width, **kw)
+
+
+_R50 = (3, 4, 6, 3)
+_R101 = (3, 4, 23, 3)
+
+# name -> (fields, where it comes from). Figures for `list` are computed, never stored here.
+_VARIANTS: dict[str, dict[str, Any]] = {
+    "resnet18": _zoo("basic", (2, 2, 2, 2)),
+    "resnet34": _zoo("basic", (3, 4, 6, 3)),
+    "resnet50": _zoo("bottleneck", _R50),
+    "resnet101": _zoo("bottleneck", _R101),
+    "resnet152": _zoo("bottleneck", (3, 8, 36, 3)),
+    "resnext50_32x4d": _zoo("bottleneck", _R50, 32, 4),
+    "resnext101_32x8d": _zoo("bottleneck", _R101, 32, 8),
+    "resnext101_64x4d": _zoo("bottleneck", _R101, 64, 4),
+    "wide_resnet50_2": _zoo("bottleneck", _R50, 1, 128),
+    "wide_resnet101_2": _zoo("bottleneck", _R101, 1, 128),
+    "hopenet": _zoo("bottleneck", _R50, head="hopenet", source="seed 000 (Hopenet)"),
+    "resnet50_caffe": _zoo("bottleneck", _R50, stride_in_1x1=True, caffe_maxpool=True,
+                           source="seed 002 (Caffe/MSRA notes)"),
+    "retinanet_r50_fpn": _zoo(
+        "bottleneck", _R50, stride_in_1x1=True, norm="frozen_bn", head="none", layout="maskrcnn",
+        fpn=FPNSpec("retinanet", upsample="scale"), source="seed 003 (maskrcnn-benchmark)"),
+    "maskrcnn_r50_fpn": _zoo(
+        "bottleneck", _R50, stride_in_1x1=True, norm="frozen_bn", head="none", layout="maskrcnn",
+        fpn=FPNSpec("maskrcnn", upsample="scale"), source="maskrcnn-benchmark (seed 003 family)"),
+    "resnet": _zoo("basic", (1, 1, 1, 1), source="custom (--block, --layers)"),
+}
+
+OPTION_NAMES = (
+    "block", "layers", "groups", "width_per_group", "stride_in_1x1", "caffe_maxpool", "norm",
+    "output_stride", "num_classes", "num_bins", "fpn",
+)
+
+
+def variants() -> list[str]:
+    """Names that :func:`resnet_inspect.build` accepts."""
+    return list(_VARIANTS)
+
+
+def unknown_name_error(name: str) -> InputError:
+    close = difflib.get_close_matches(name, list(_VARIANTS), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return InputError(
+        f"Unknown model '{name}'.{hint} Run `resnet-inspect list` for every name, or pass "
+        "`package.module:factory` for a model of your own."
+    )
+
+
+def get_spec(name: str, **options: Any) -> ResNetSpec:
+    """Resolve a variant name plus builder options into a validated spec."""
+    if name not in _VARIANTS:
+        raise unknown_name_error(name)
+    base = dict(_VARIANTS[name])
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(given) - set(OPTION_NAMES))
+    if unknown:
+        raise InputError(f"Unknown option(s) {', '.join(unknown)}. Known options: {', '.join(OPTION_NAMES)}.")
+    fields = {**base, **given}
+    if "fpn" in given:
+        fields["fpn"] = _fpn_option(given["fpn"], base.get("fpn"))
+        if fields["fpn"] is not None and "head" not in base:
+            fields["head"] = "none"
+    if "layers" in given:
+        fields["layers"] = parse_layers(given["layers"])
+    spec = ResNetSpec(name=name, options=tuple(sorted(given.items(), key=lambda kv: kv[0])), **fields)
+    _validate(spec)
+    return spec
+
+
+def _fpn_option(value: Any, preset: FPNSpec | None) -> FPNSpec | None:
+    if value in (None, False, "none", ""):
+        return None
+    if isinstance(value, FPNSpec):
+        return value
+    if value is True:
+        value = "retinanet"
+    if value not in FPN_KINDS:
+        raise InputError(f"--fpn must be one of {', '.join(FPN_KINDS)}, not '{value}'.")
+    # The seed presets keep maskrcnn-benchmark's scale_factor=2; an FPN added to a zoo backbone
+    # upsamples to the lateral's size as torchvision does, so any input size works.
+    return FPNSpec(value, upsample=preset.upsample if preset else "size")
+
+
+def parse_layers(value: Any) -> tuple[int, ...]:
+    """Parse a blocks-per-stage list: ``"3,4,6,3"``, ``[3, 4, 6, 3]`` ..."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.replace("x", ",").split(",")]
+        if not all(re.fullmatch(r"\d+", p) for p in parts):
+            raise InputError(f"Malformed layer list '{value}': give four positive integers such as 3,4,6,3.")
+        value = [int(p) for p in parts]
+    try:
+        layers = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputError(f"Malformed layer list {value!r}: give four positive integers such as 3,4,6,3.") from None
+    if len(layers) != 4 or any(n < 1 for n in layers):
+        raise InputError(f"Malformed layer list {value!r}: a ResNet has four stages of at least one block each.")
+    return layers
+
+
+def _validate(spec: ResNetSpec) -> None:
+    if spec.block not in BLOCK_EXPANSION:
+        raise InputError(f"Unknown block '{spec.block}': use basic or bottleneck.")
+    if spec.norm not in NORMS:
+        raise InputError(f"Unknown norm '{spec.norm}': use {' or '.join(NORMS)}.")
+    if spec.output_stride not in OUTPUT_STRIDES:
+        raise InputError(f"--output-stride must be 32, 16 or 8, not {spec.output_stride}.")
+    for label, value in (("--groups", spec.groups), ("--width-per-group", spec.width_per_group),
+                         ("--num-classes", spec.num_classes), ("--num-bins", spec.num_bins)):
+        if value < 1:
+            raise InputError(f"{label} must be a positive integer, not {value}.")
+    if spec.block == "basic" and (spec.groups != 1 or spec.width_per_group != 64):
+        raise InputError("A basic block has no grouped 3x3: --groups and --width-per-group need --block bottleneck.")
+    if spec.head == "hopenet" and spec.fpn is not None:
+        raise InputError("--fpn does not apply to hopenet: its three heads need the pooled trunk, not a pyramid.")
+    if spec.fpn is not None and spec.output_stride != 32:
+        raise InputError("--fpn needs --output-stride 32: the pyramid's levels assume strides 4 to 32.")
+
+
+def spec_replace(spec: ResNetSpec, **changes: Any) -> ResNetSpec:
+    """A copy of ``spec`` with some fields changed (validated)."""
+    new = dataclasses.replace(spec, **changes)
+    _validate(new)
+    return new
