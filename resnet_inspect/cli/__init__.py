@@ -1,0 +1,35 @@
+"""The ``resnet-inspect`` command line: one module per command, all thin.
+
+Nothing here imports torch at import time, so ``--help`` and shell completion stay instant;
+commands import the engine when they run.
+"""
+from __future__ import annotations
+
+import typer
+
+from . import common
+
+app = typer.Typer(
+    name="resnet-inspect",
+    help="Build any ResNet (or ResNet+FPN) and see exactly what happens inside: shapes derived by "
+         "formula and checked by a traced forward pass, params, MACs, receptive field, depth and "
+         "downsampling.\n\nExample: resnet-inspect summary resnet50 --input 800x1344",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-paragraph errors.")) -> None:
+    common.STATE.debug = debug
+
+
+from . import commands  # noqa: E402  (registers the commands on ``app``)
+
+del commands
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""Rendering: the only place where records become text, tables, trees and diagrams."""
