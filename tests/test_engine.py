@@ -1,0 +1,332 @@
+"""Issue 3: the inspection engine against published tables, closed forms and real forwards."""
+from __future__ import annotations
+
+import hashlib
+import resource
+from dataclasses import asdict
+
+import pytest
+import torch
+from torch import nn
+
+import resnet_inspect as ri
+from resnet_inspect.analysis.trace import ForwardFailed, InputTooSmall
+from tests.conftest import PAPER_TABLE1, TORCHVISION
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION))
+def test_totals_match_torchvision(name: str, torchvision_table: dict) -> None:
+    report = ri.inspect(name)
+    params, gmacs = torchvision_table[name]
+    assert report.totals["params"] == params
+    assert round(report.totals["macs"] / 1e9, 2) == gmacs
+    assert report.totals["flops"] == 2 * report.totals["macs"]
+
+
+@pytest.mark.parametrize("name", list(PAPER_TABLE1))
+def test_msra_stride_in_1x1_within_3_percent_of_paper_table_1(name: str) -> None:
+    macs = ri.inspect(name, stride_in_1x1=True).totals["macs"] / 1e9
+    assert abs(macs - PAPER_TABLE1[name]) / PAPER_TABLE1[name] < 0.03
+
+
+@pytest.mark.parametrize("name,size", [("resnet50", 224), ("retinanet_r50_fpn", (256, 320))])
+def test_meta_and_real_traces_give_identical_records(name: str, size: object) -> None:
+    meta = ri.inspect(name, size)
+    real = ri.inspect(name, size, real=True)
+    assert meta.device == "meta" and real.device == "cpu"
+    assert [asdict(r) for r in meta.layers] == [asdict(r) for r in real.layers]
+    assert meta.totals == real.totals and meta.outputs == real.outputs
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "retinanet_r50_fpn", "hopenet"])
+def test_every_column_sums_to_its_total(name: str) -> None:
+    report = ri.inspect(name, (1, 3, 256, 256))
+    layers, totals = report.layers, report.totals
+    for column in ("macs", "other_ops"):
+        assert sum(getattr(r, column) for r in layers) == totals[column]
+    for column in ("params", "trainable_params", "buffers"):
+        assert sum(getattr(r, column) for r in layers) + sum(u[column] for u in report.uncalled) == totals[column]
+    assert sum(r.output_bytes for r in layers) == totals["activation_bytes"]
+
+
+def test_shapes_match_the_formula_everywhere() -> None:
+    for name in ("resnet50", "resnet50_caffe", "retinanet_r50_fpn", "hopenet"):
+        report = ri.inspect(name, 224 if "fpn" not in name else (512, 512))
+        checked = [r for r in report.layers if r.shape_ok is not None]
+        assert checked and all(r.shape_ok for r in checked), name
+        assert {r.type for r in checked} >= {"Conv2d"}
+    conv1 = ri.inspect("resnet50").layer("conv1")
+    assert conv1.working[0] == "H: ⌊(224 − 7 + 2·3)/2⌋ + 1 = 112"
+
+
+def test_a_shape_mismatch_is_reported_not_hidden() -> None:
+    class Cropping(nn.Module):
+        """A conv whose forward crops its output, so the formula and the trace disagree."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x)
+
+    model = Cropping()
+    model.conv.register_forward_hook(lambda m, i, o: o[..., 1:, :])
+    report = ri.inspect(model, (1, 3, 8, 8))
+    rec = report.layer("conv")
+    assert rec.analytic_shape == (1, 4, 8, 8) and rec.output_shapes[0] == (1, 4, 7, 8)
+    assert rec.shape_ok is False
+
+
+def test_per_layer_macs_equal_fvcore() -> None:
+    from fvcore.nn import FlopCountAnalysis
+
+    for name, size in (("resnet18", (1, 3, 224, 224)), ("retinanet_r50_fpn", (1, 3, 128, 128))):
+        model = ri.build(name).eval()
+        fca = FlopCountAnalysis(model, torch.zeros(size))
+        fca.unsupported_ops_warnings(False)
+        fca.uncalled_modules_warnings(False)
+        by_module = fca.by_module()
+        report = ri.inspect(name, size)
+        weighted = [r for r in report.layers if r.weighted and r.kind == "module"]
+        assert len(weighted) > 20
+        for rec in weighted:  # fvcore counts one flop per fused multiply-add: our MACs
+            assert rec.macs == by_module[rec.name], rec.name
+
+
+def test_fvcore_total_is_macs_plus_norm_and_adaptive_pool() -> None:
+    """The gap between fvcore and the headline is explained by the other-ops column."""
+    report = ri.inspect("resnet18", counter="fvcore")
+    analytic = ri.inspect("resnet18")
+    extra = sum(r.other_ops for r in analytic.layers if r.type in ("BatchNorm2d", "AdaptiveAvgPool2d"))
+    assert report.totals["macs"] == analytic.totals["macs"] + extra
+    assert report.counter == "fvcore" and "fvcore" in report.convention
+
+
+def test_torch_counter_agrees_with_analytic_macs() -> None:
+    torch_report = ri.inspect("resnet18", counter="torch")
+    assert torch_report.totals["macs"] == ri.inspect("resnet18").totals["macs"]
+    assert sum(r.macs for r in torch_report.layers) == torch_report.totals["macs"]
+
+
+def _hand_rf(convs: list[tuple[int, int]]) -> tuple[int, int]:
+    """Receptive field and jump after a chain of (kernel, stride) windows: r += (k-1)*j; j *= s."""
+    r, j = 1, 1
+    for k, s in convs:
+        r, j = r + (k - 1) * j, j * s
+    return r, j
+
+
+def test_receptive_field_of_resnet18_closed_form() -> None:
+    # The longest path: 7x7/2 conv, 3x3/2 max pool, then two 3x3 convs per basic block; the first
+    # conv of stages 2-4 has stride 2. The 1x1 projections are shorter and lose the max.
+    chain = [(7, 2), (3, 2)]
+    for stage, blocks in enumerate((2, 2, 2, 2)):
+        for block in range(blocks):
+            chain += [(3, 2 if stage and not block else 1), (3, 1)]
+    rf, jump = _hand_rf(chain)
+    assert (rf, jump) == (435, 32)
+    report = ri.inspect("resnet18")
+    c5 = report.layer("layer4")
+    assert c5.receptive_field == (rf, rf) and c5.jump == (jump, jump)
+
+
+@pytest.mark.parametrize("stride_in_1x1,expected", [(False, 427), (True, 483)])
+def test_receptive_field_of_resnet50_closed_form(stride_in_1x1: bool, expected: int) -> None:
+    chain = [(7, 2), (3, 2)]
+    for stage, blocks in enumerate((3, 4, 6, 3)):
+        for block in range(blocks):
+            s = 2 if stage and not block else 1
+            # 1x1 reduce, 3x3, 1x1 expand; the stride sits in the first 1x1 (MSRA) or in the 3x3.
+            chain += [(1, s), (3, 1), (1, 1)] if stride_in_1x1 else [(1, 1), (3, s), (1, 1)]
+    rf, jump = _hand_rf(chain)
+    assert rf == expected  # the MSRA placement sees further: its 3x3s all run at the coarser stride
+    report = ri.inspect("resnet50", stride_in_1x1=stride_in_1x1)
+    assert report.layer("layer4").receptive_field == (rf, rf) and report.layer("layer4").jump == (jump, jump)
+
+
+@pytest.mark.parametrize("name,layers,convs", [("resnet18", (2, 2, 2, 2), 2), ("resnet50", (3, 4, 6, 3), 3),
+                                               ("resnet152", (3, 8, 36, 3), 3)])
+def test_depth_breakdown_closed_form(name: str, layers: tuple[int, ...], convs: int) -> None:
+    depth = ri.inspect(name).depth
+    blocks = sum(layers)
+    assert depth["counted"] == 1 + blocks * convs + 1 == depth["name_depth"]
+    assert depth["formula"] == f"1 stem conv + {blocks} blocks × {convs} convs + 1 fc = {depth['counted']}"
+    # Projection shortcuts are listed but not counted: one per stage for bottlenecks, stages 2-4 for basic.
+    assert len(depth["projections_not_counted"]) == (4 if convs == 3 else 3)
+    assert depth["notes"] == []
+
+
+def test_depth_notes_for_hopenet_and_custom_layers() -> None:
+    hopenet = ri.inspect("hopenet").depth
+    assert hopenet["counted"] == 50 and any("3 parallel heads" in n for n in hopenet["notes"])
+    custom = ri.inspect("resnet50", layers="1,1,1,1").depth
+    assert custom["counted"] == 1 + 4 * 3 + 1
+    assert any("50" in n and str(custom["counted"]) in n for n in custom["notes"])
+
+
+def test_downsample_table_follows_the_stride_option() -> None:
+    for stride_in_1x1, conv in ((False, "conv2"), (True, "conv1")):
+        table = {row["stage"]: row for row in ri.inspect("resnet50", stride_in_1x1=stride_in_1x1).downsample}
+        assert [c["name"] for c in table["stem"]["carriers"]] == ["conv1", "maxpool"]
+        assert table["res2"]["carriers"] == [] and table["res2"]["size_before"] == table["res2"]["size_after"] == [56, 56]
+        assert "channels change 64 → 256" in table["res2"]["projection"][0]["reason"]
+        for stage, layer, before in (("res3", 2, 56), ("res4", 3, 28), ("res5", 4, 14)):
+            assert [c["name"] for c in table[stage]["carriers"]] == [f"layer{layer}.0.{conv}"]
+            assert table[stage]["size_before"] == [before, before] and table[stage]["size_after"] == [before // 2] * 2
+            assert table[stage]["projection"][0]["name"] == f"layer{layer}.0.downsample.0"
+            assert "stride 2" in table[stage]["projection"][0]["reason"]
+
+
+def test_output_stride_8_reports_dilation_in_place_of_stride() -> None:
+    table = {row["stage"]: row for row in ri.inspect("resnet50", output_stride=8).downsample}
+    for stage, dilation in (("res4", 2), ("res5", 4)):
+        assert table[stage]["carriers"] == [] and table[stage]["dilation_replaces_stride"]
+        assert max(d["dilation"] for d in table[stage]["dilation"]) == dilation
+        assert table[stage]["size_after"] == [28, 28]
+
+
+def test_shared_module_gets_a_record_per_call_and_tied_params_count_once() -> None:
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encode = nn.Linear(6, 6)
+            self.decode = nn.Linear(6, 6)
+            self.decode.weight = self.encode.weight  # tied
+            self.act = nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(self.decode(self.act(self.encode(x))))
+
+    report = ri.inspect(Tied(), (2, 6))
+    assert [r.name for r in report.layers if r.name == "act"] == ["act", "act"]
+    assert [r.call for r in report.layers if r.name == "act"] == [0, 1]
+    # 36 shared weights + two biases of 6: counted once in the totals, unlike a per-module sum.
+    assert report.totals["params"] == 36 + 6 + 6
+    assert report.layer("decode").params == 6 and report.layer("decode").shared
+    assert sum(r.params for r in report.layers) == report.totals["params"]
+
+
+def test_uncalled_module_is_reported_with_its_params() -> None:
+    report = ri.inspect("hopenet")
+    assert report.uncalled == [{"name": "fc_finetune", "type": "Linear", "params": (2048 + 3) * 3 + 3,
+                                "trainable_params": (2048 + 3) * 3 + 3, "buffers": 0}]
+    assert set(report.outputs) == {"yaw", "pitch", "roll"}
+
+
+def test_input_shapes_are_read_before_in_place_ops() -> None:
+    class Unsqueeze(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.unsqueeze_(0)
+
+    report = ri.inspect(nn.Sequential(nn.Identity(), Unsqueeze()), (3, 4, 5), real=True)
+    rec = report.layer("1")
+    assert rec.input_shapes == [(1, 3, 4, 5)] and rec.output_shapes == [(1, 1, 3, 4, 5)]
+
+
+def _checksum(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _hook_count(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize("real", [False, True])
+def test_model_is_left_as_it_was_even_when_forward_raises(real: bool) -> None:
+    class Boom(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("boom")
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), Boom())
+    model.train()
+    model[1].eval()  # a mixed state that model.train()/eval() alone would not restore
+    before = _checksum(model)
+    with pytest.raises(ForwardFailed, match="boom") as info:
+        ri.inspect(model, (1, 3, 8, 8), real=real)
+    assert "at 2 (Boom)" in str(info.value) and "2 layers ran" in str(info.value)
+    assert _hook_count(model) == 0
+    assert [m.training for m in model] == [True, False, True] and model.training
+    assert _checksum(model) == before and all(not p.is_meta for p in model.parameters())
+
+
+def test_inspecting_a_cpu_model_on_meta_leaves_its_weights() -> None:
+    model = ri.build("resnet18")
+    before = _checksum(model)
+    report = ri.inspect(model)
+    assert report.device == "meta" and report.totals["params"] == TORCHVISION["resnet18"][0]
+    assert _checksum(model) == before and _hook_count(model) == 0
+
+
+def test_too_small_input_names_the_layer_and_formula() -> None:
+    with pytest.raises(InputTooSmall, match=r"avgpool \(AvgPool2d\).*⌊\(4 − 7 \+ 2·0\)/7⌋ \+ 1 = 0"):
+        ri.inspect("hopenet", 128)
+    with pytest.raises(InputTooSmall, match=r"maxpool \(MaxPool2d\).*⌈\(1 − 3 \+ 2·0\)/2⌉ \+ 1 = 0"):
+        ri.inspect("resnet50", 1, caffe_maxpool=True)
+
+
+def test_degenerate_output_is_a_warning_not_an_error() -> None:
+    report = ri.inspect("resnet50", 1)
+    assert report.outputs["output"] == (1, 1000) and report.warnings
+
+
+def test_failing_forward_names_the_layer_and_what_ran() -> None:
+    with pytest.raises(InputTooSmall) as info:
+        ri.inspect("hopenet", 448)
+    message = str(info.value)
+    assert "fc_yaw (Linear)" in message and "8192" in message and "avgpool → 1×2048×2×2" in message
+
+
+def test_fpn_misalignment_is_predicted_and_pad_to_fixes_it() -> None:
+    with pytest.raises(ri.InputError, match=r"At P3.*100×167.*100×168.*--pad-to 32"):
+        ri.inspect("retinanet_r50_fpn", (800, 1333))
+    report = ri.inspect("retinanet_r50_fpn", (800, 1333), pad_to=32)
+    assert report.padded_from == (1, 3, 800, 1333) and report.input_size == (1, 3, 800, 1344)
+    strides = {name: info["stride"] for name, info in report.output_info.items()}
+    assert strides == {f"p{k}": 2**k for k in range(3, 8)}
+    assert report.fpn["lateral"] == ["fpn.fpn_inner4", "fpn.fpn_inner3", "fpn.fpn_inner2"]
+    assert report.fpn["top_down"] == ["fpn:interpolate", "fpn:add", "fpn:interpolate#1", "fpn:add#1"]
+    # The zoo FPN upsamples to the lateral's size, so the same odd size simply works.
+    assert ri.inspect("resnet50", (800, 1333), fpn="retinanet").outputs["p3"] == (1, 256, 100, 167)
+
+
+def test_fpn_level_receptive_fields_grow_with_the_extra_convs() -> None:
+    info = ri.inspect("retinanet_r50_fpn", (512, 512)).output_info
+    c5 = 483  # the MSRA ResNet-50 trunk (stride in the 1x1), see the closed form above
+    # P5 = 3x3 conv over the 1x1 lateral of C5 at jump 32 (+2·32); P6 = 3x3/2 over P5 (+2·32, jump
+    # becomes 64); P7 = 3x3/2 over P6 (+2·64).
+    assert info["p5"]["receptive_field"] == [c5 + 2 * 32] * 2
+    assert info["p6"]["receptive_field"] == [c5 + 2 * 32 + 2 * 32] * 2
+    assert info["p7"]["receptive_field"] == [c5 + 2 * 32 + 2 * 32 + 2 * 64] * 2
+
+
+def test_huge_input_is_traced_without_allocating() -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    small = ri.inspect("resnet152", 224)
+    huge = ri.inspect("resnet152", (1, 3, 4096, 4096))
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert len(huge.layers) == len(small.layers)
+    # A real forward at 4096x4096 would hold gigabytes of activations; the meta trace holds none.
+    assert huge.totals["activation_bytes"] > 10 * 2**30 and grown_kib < 200 * 1024
+    assert huge.totals["macs"] > 300 * small.totals["macs"]
+
+
+def test_report_to_dict_has_the_stable_keys() -> None:
+    data = ri.inspect("resnet18").to_dict()
+    assert {"model", "input_size", "layers", "totals", "outputs", "depth", "downsample", "uncalled"} <= set(data)
+    assert {"name", "type", "input_shapes", "output_shapes", "params", "trainable_params", "buffers", "macs",
+            "other_ops", "analytic_shape", "shape_ok", "receptive_field", "jump", "stage"} <= set(data["layers"][0])
+    assert {"params", "trainable_params", "buffers", "macs", "flops", "other_ops", "activation_bytes"} \
+        <= set(data["totals"])
+    import json
+
+    json.dumps(data)
+
+
+def test_options_apply_only_to_names() -> None:
+    with pytest.raises(ri.InputError, match="apply to variant names"):
+        ri.inspect(nn.Linear(2, 2), (1, 2), stride_in_1x1=True)
