@@ -20,8 +20,11 @@ def build(name: str | ResNetSpec, **options: Any) -> Any:
     return _build(name, **options)
 
 
-def inspect(model_or_name: Any, input_size: Any = (1, 3, 224, 224), **options: Any) -> Any:
-    """Trace a model (or a variant name) and return a :class:`~resnet_inspect.analysis.records.Report`."""
+def inspect(model_or_name: Any, input_size: Any = None, **options: Any) -> Any:
+    """Trace a model (or a variant name) and return a :class:`~resnet_inspect.analysis.records.Report`.
+
+    ``input_size`` defaults to the variant's own resolution (224, or 32 for the CIFAR nets).
+    """
     from .analysis.inspect import inspect as _inspect
 
     return _inspect(model_or_name, input_size, **options)

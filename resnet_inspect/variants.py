@@ -58,7 +58,19 @@ class ResNetSpec:
     head: str = "classifier"  # classifier | hopenet | none
     num_bins: int = 66
     fpn: FPNSpec | None = None
-    layout: str = "torchvision"  # torchvision (flat stem) | maskrcnn (stem module, seed 003)
+    # Module naming: torchvision (flat stem), maskrcnn (stem module, seed 003) or timm_v2 (timm's
+    # pre-activation ResNetV2: stem.conv, stages.N.blocks.M, norm, head.fc). The timm-named
+    # ResNet presets (resnet50d, seresnet50 ...) use the torchvision layout: their parameter names
+    # are timm's (conv1.0..6, downsample.1/.2, se.fc1/fc2), and parameter-free modules keep
+    # torchvision's names, so a diff against resnet50 shows only what really changed.
+    layout: str = "torchvision"
+    stem: str = "standard"  # standard 7x7 | deep (ResNet-C, 32-32-64) | deep-wide (64-64-128) | cifar (3x3)
+    avg_down: bool = False  # ResNet-D: 2x2 average pool, then a stride-1 projection in the shortcut
+    shortcut: str = "B"  # B: projection when shape changes (torchvision) | A: subsample + zero-pad (CIFAR)
+    preact: bool = False  # BN-ReLU before each conv (He et al. 2016)
+    se: bool = False  # squeeze-and-excitation, reduction 16
+    stage_channels: tuple[int, ...] = (64, 128, 256, 512)
+    default_input: int = 224
     source: str = "torchvision"
     options: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
 
@@ -71,14 +83,20 @@ class ResNetSpec:
         return 2 if self.block == "basic" else 3
 
     @property
-    def stage_dilations(self) -> tuple[int, int, int, int]:
+    def stage_dilations(self) -> tuple[int, ...]:
         """Dilation of each stage once ``output_stride`` has replaced strides with dilation."""
-        return {32: (1, 1, 1, 1), 16: (1, 1, 1, 2), 8: (1, 1, 2, 4)}[self.output_stride]
+        dilations = {32: (1, 1, 1, 1), 16: (1, 1, 1, 2), 8: (1, 1, 2, 4)}[self.output_stride]
+        return dilations[-len(self.layers):] if len(self.layers) < 4 else dilations
+
+    @property
+    def stem_width(self) -> int:
+        """Channels the stem hands to the first stage."""
+        return {"deep-wide": 128, "cifar": self.stage_channels[0]}.get(self.stem, 64)
 
     @property
     def name_depth(self) -> int | None:
         """The number in the variant's name (the 50 of resnet50), if it has one."""
-        match = re.search(r"resne[xs]?t?(\d+)|_r(\d+)_", self.name)
+        match = re.search(r"resne[xs]?t?(?:v2_)?(\d+)|_r(\d+)_", self.name)
         if match is None:
             return None
         return int(match.group(1) or match.group(2))
@@ -93,6 +111,7 @@ def _zoo(block: str, layers: tuple[int, ...], groups: int = 1, width: int = 64, 
 
 
 _R50 = (3, 4, 6, 3)
+_TRICKS = "Bag of Tricks (He et al. 2019), timm naming"
 _R101 = (3, 4, 23, 3)
 
 # name -> (fields, where it comes from). Figures for `list` are computed, never stored here.
@@ -117,12 +136,27 @@ _VARIANTS: dict[str, dict[str, Any]] = {
         "bottleneck", _R50, stride_in_1x1=True, norm="frozen_bn", head="none", layout="maskrcnn",
         fpn=FPNSpec("maskrcnn", upsample="scale"), source="maskrcnn-benchmark (seed 003 family)"),
     "resnet": _zoo("basic", (1, 1, 1, 1), source="custom (--block, --layers)"),
+    # He et al. 2015, section 4.2: 6n+2 layers on 32x32 CIFAR-10 images, option A shortcuts.
+    **{f"cifar_resnet{6 * n + 2}": _zoo(
+        "basic", (n, n, n), stage_channels=(16, 32, 64), stem="cifar", shortcut="A", num_classes=10,
+        default_input=32, source="paper (He et al. 2015, §4.2)") for n in (3, 5, 7, 9, 18, 200)},
+    # Bag of Tricks (He et al. 2019) tweaks, with timm's parameter names.
+    "resnet18d": _zoo("basic", (2, 2, 2, 2), stem="deep", avg_down=True, source=_TRICKS),
+    "resnet26d": _zoo("bottleneck", (2, 2, 2, 2), stem="deep", avg_down=True, source=_TRICKS),
+    "resnet50c": _zoo("bottleneck", _R50, stem="deep", source=_TRICKS),
+    "resnet50d": _zoo("bottleneck", _R50, stem="deep", avg_down=True, source=_TRICKS),
+    "resnet50s": _zoo("bottleneck", _R50, stem="deep-wide", source=_TRICKS),
+    "resnet101d": _zoo("bottleneck", _R101, stem="deep", avg_down=True, source=_TRICKS),
+    "resnetv2_50": _zoo("bottleneck", _R50, preact=True, layout="timm_v2",
+                        source="Identity Mappings (He et al. 2016), timm naming"),
+    "seresnet50": _zoo("bottleneck", _R50, se=True, source="SENet (Hu et al. 2018), timm naming"),
 }
 
 OPTION_NAMES = (
     "block", "layers", "groups", "width_per_group", "stride_in_1x1", "caffe_maxpool", "norm",
-    "output_stride", "num_classes", "num_bins", "fpn",
+    "output_stride", "num_classes", "num_bins", "fpn", "stem", "avg_down", "shortcut", "se",
 )
+STEMS = ("standard", "deep", "deep-wide", "cifar")
 
 
 def variants() -> list[str]:
@@ -154,7 +188,7 @@ def get_spec(name: str, **options: Any) -> ResNetSpec:
         if fields["fpn"] is not None and "head" not in base:
             fields["head"] = "none"
     if "layers" in given:
-        fields["layers"] = parse_layers(given["layers"])
+        fields["layers"] = parse_layers(given["layers"], len(fields.get("stage_channels", (64, 128, 256, 512))))
     spec = ResNetSpec(name=name, options=tuple(sorted(given.items(), key=lambda kv: kv[0])), **fields)
     _validate(spec)
     return spec
@@ -174,19 +208,20 @@ def _fpn_option(value: Any, preset: FPNSpec | None) -> FPNSpec | None:
     return FPNSpec(value, upsample=preset.upsample if preset else "size")
 
 
-def parse_layers(value: Any) -> tuple[int, ...]:
-    """Parse a blocks-per-stage list: ``"3,4,6,3"``, ``[3, 4, 6, 3]`` ..."""
+def parse_layers(value: Any, stages: int = 4) -> tuple[int, ...]:
+    """Parse a blocks-per-stage list: ``"3,4,6,3"``, ``[3, 4, 6, 3]`` ... (``stages`` entries)."""
+    example = ",".join(["3", "4", "6", "3"][:stages]) if stages <= 4 else "3,4,6,3"
     if isinstance(value, str):
         parts = [p.strip() for p in value.replace("x", ",").split(",")]
-        if not all(re.fullmatch(r"\d+", p) for p in parts):
-            raise InputError(f"Malformed layer list '{value}': give four positive integers such as 3,4,6,3.")
+        if not all(re.fullmatch(r"\d{1,6}", p) for p in parts):
+            raise InputError(f"Malformed layer list '{value}': give {stages} positive integers such as {example}.")
         value = [int(p) for p in parts]
     try:
         layers = tuple(int(v) for v in value)
     except (TypeError, ValueError):
-        raise InputError(f"Malformed layer list {value!r}: give four positive integers such as 3,4,6,3.") from None
-    if len(layers) != 4 or any(n < 1 for n in layers):
-        raise InputError(f"Malformed layer list {value!r}: a ResNet has four stages of at least one block each.")
+        raise InputError(f"Malformed layer list {value!r}: give {stages} positive integers such as {example}.") from None
+    if len(layers) != stages or any(n < 1 or n > 100_000 for n in layers):
+        raise InputError(f"Malformed layer list {value!r}: this network has {stages} stages of at least one block each.")
     return layers
 
 
@@ -203,6 +238,24 @@ def _validate(spec: ResNetSpec) -> None:
             raise InputError(f"{label} must be a positive integer, not {value}.")
     if spec.block == "basic" and (spec.groups != 1 or spec.width_per_group != 64):
         raise InputError("A basic block has no grouped 3x3: --groups and --width-per-group need --block bottleneck.")
+    if spec.stem not in STEMS:
+        raise InputError(f"Unknown stem '{spec.stem}': use {', '.join(STEMS)}.")
+    if spec.shortcut not in ("A", "B"):
+        raise InputError(f"Unknown shortcut '{spec.shortcut}': use A (parameter-free) or B (projection).")
+    if spec.preact and (spec.block != "bottleneck" or spec.stem != "standard" or spec.layout != "timm_v2"
+                        or spec.se or spec.avg_down or spec.fpn is not None or spec.norm != "bn"):
+        raise InputError("The pre-activation net is built as timm's resnetv2_50 only: a bottleneck with the 7x7 "
+                         "stem, no SE, avg-down, FPN or frozen norm.")
+    if spec.shortcut == "A" and (spec.avg_down or spec.preact):
+        raise InputError("Option A shortcuts have no projection, so --avg-down does not apply to them.")
+    if spec.layout == "maskrcnn" and (spec.stem != "standard" or spec.se or spec.avg_down):
+        raise InputError("The maskrcnn-benchmark presets keep their own stem and blocks: --stem, --se and "
+                         "--avg-down apply to the torchvision and timm variants.")
+    if len(spec.layers) != len(spec.stage_channels):
+        raise InputError(f"This network has {len(spec.stage_channels)} stages, so --layers needs "
+                         f"{len(spec.stage_channels)} numbers, not {len(spec.layers)}.")
+    if spec.fpn is not None and len(spec.layers) != 4:
+        raise InputError("--fpn needs a four-stage trunk (C2-C5); the CIFAR nets have three stages.")
     if spec.head == "hopenet" and spec.fpn is not None:
         raise InputError("--fpn does not apply to hopenet: its three heads need the pooled trunk, not a pyramid.")
     if spec.fpn is not None and spec.output_stride != 32:

@@ -207,7 +207,7 @@ def test_custom_depth_from_block_and_layers() -> None:
     ({"output_stride": 4}, "output-stride"),
     ({"fpn": "yolo"}, "--fpn"),
     ({"layers": "3,4,x"}, "Malformed layer list"),
-    ({"layers": (3, 4, 6)}, "four stages"),
+    ({"layers": (3, 4, 6)}, "4 stages"),
     ({"groups": 0}, "positive"),
     ({"block": "basic", "groups": 32}, "basic block"),
     ({"colour": "red"}, "Unknown option"),

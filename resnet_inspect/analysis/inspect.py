@@ -19,7 +19,7 @@ from .trace import ForwardFailed, InputTooSmall, TraceBug, Tracer, _tensors, mar
 COUNTERS = ("analytic", "fvcore", "torch")
 
 
-def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = (1, 3, 224, 224), *,
+def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None, *,
             real: bool = False, counter: str = "analytic", pad_to: int | None = None, **options: Any) -> Report:
     """Trace a model or a named variant at ``input_size`` and return a :class:`Report`.
 
@@ -31,6 +31,11 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = (1, 3
     """
     if counter not in COUNTERS:
         raise InputError(f"Unknown counter '{counter}': use one of {', '.join(COUNTERS)}.")
+    spec: ResNetSpec | None = None
+    if isinstance(model_or_name, (str, ResNetSpec)):
+        spec = model_or_name if isinstance(model_or_name, ResNetSpec) else get_spec(model_or_name, **options)
+    if input_size is None:  # the variant's own resolution: 32 for the CIFAR nets, else 224
+        input_size = spec.default_input if spec is not None else 224
     size = parse_input_size(input_size)
     padded_from = None
     if pad_to:
@@ -39,9 +44,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = (1, 3
         padded = (*size[:2], pad_to_multiple(size[2], pad_to), pad_to_multiple(size[3], pad_to))
         if padded != size:
             padded_from, size = size, padded
-    spec: ResNetSpec | None = None
-    if isinstance(model_or_name, (str, ResNetSpec)):
-        spec = model_or_name if isinstance(model_or_name, ResNetSpec) else get_spec(model_or_name, **options)
+    if spec is not None:
         check_fpn_alignment(spec, size)
         with torch.device("cpu" if real else "meta"):
             model = build_model(spec)
@@ -69,6 +72,9 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = (1, 3
     depth = depth_breakdown(records, main_path, name_depth, label, n_heads)
     if spec is not None and "layers" in spec.to_options():
         depth["notes"].append(f"Custom layer list {list(spec.layers)}: the depth is counted, not read from the name.")
+    if spec is not None and spec.stem in ("deep", "deep-wide") and depth["stem"] > 1:
+        depth["notes"].append(f"The deep stem (Bag of Tricks ResNet-C/D/S) replaces the 7×7 conv with "
+                              f"{depth['stem']} 3×3 convs; timm keeps the name of the net it modifies.")
     uncalled = _uncalled(model, tracer, records)
     totals = {
         "params": sum(p.numel() for p in model.parameters()),

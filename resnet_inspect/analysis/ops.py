@@ -180,6 +180,33 @@ def _interpolate(a: dict[str, Any], out: Any) -> OpStats:
     return stats
 
 
+def _pad(a: dict[str, Any], out: Any) -> OpStats:
+    """Constant padding (option A's zero channels): no arithmetic, but a shape to check."""
+    x, pads = a["input"], list(a["pad"])
+    shape = list(x.shape)
+    working = []
+    labels = {1: "C", 2: "H", 3: "W"} if x.dim() == 4 else {}
+    for i in range(len(pads) // 2):
+        dim = x.dim() - 1 - i
+        before, after = pads[2 * i], pads[2 * i + 1]
+        shape[dim] += before + after
+        if before or after:
+            working.append(f"{labels.get(dim, f'dim {dim}')}: {x.shape[dim]} + {before} + {after} = {shape[dim]}")
+    return OpStats(analytic_shape=tuple(shape), working=working,
+                   op={"pad": pads, "mode": a.get("mode", "constant")})
+
+
+def _mean(a: dict[str, Any], out: Any) -> OpStats:
+    """A mean over dimensions (SE's squeeze): one add per input element."""
+    x = a["input"]
+    dims = a.get("dim")
+    stats = OpStats(other_ops=x.numel() if out is not None else 0)
+    if dims is not None and x.dim() == 4 and sorted(d % 4 for d in (dims if isinstance(dims, (list, tuple)) else [dims])) == [2, 3]:
+        # A global spatial mean: a window over the whole map for the receptive field.
+        stats.windows = (Window(x.shape[-2], x.shape[-2], 0), Window(x.shape[-1], x.shape[-1], 0))
+    return stats
+
+
 _CONV = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 _MAXPOOL = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 _AVGPOOL = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
@@ -193,6 +220,8 @@ RULES: dict[str, Rule] = {
     "adaptive_avg_pool2d": Rule(("input", "output_size"), {}, _adaptive_pool),
     "adaptive_max_pool2d": Rule(("input", "output_size"), {}, _adaptive_pool),
     "batch_norm": Rule(("input",), {}, _elementwise(2)),  # scale and shift per element (eval mode)
+    "pad": Rule(("input", "pad", "mode", "value"), {"mode": "constant"}, _pad),
+    "mean": Rule(("input", "dim", "keepdim"), {"dim": None}, _mean),
     "interpolate": Rule(("input", "size", "scale_factor", "mode"), {"size": None, "scale_factor": None}, _interpolate),
     **{name: Rule(_BINARY, {}, _elementwise()) for name in ("add", "sub", "mul", "div")},
     **{name: Rule(("input",), {}, _elementwise()) for name in (

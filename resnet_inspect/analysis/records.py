@@ -48,6 +48,7 @@ class LayerRecord:
     path_depth: int = 0
     inplace: bool = False
     output_bytes: int = 0
+    input_from: list[str] = field(default_factory=list)  # records that produced this call's inputs
 
     @property
     def short_type(self) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 from .records import LayerRecord
 
 _STEM_NAMES = {"conv1", "bn1", "relu", "maxpool", "stem"}
+_BLOCK = re.compile(r"(?:body\.)?(?:layer\d+|stages\.\d+\.blocks)\.\d+")
 
 
 def stage_of(name: str) -> str:
@@ -29,6 +30,8 @@ def stage_of(name: str) -> str:
     match = re.fullmatch(r"layer(\d+)", parts[0])
     if match:
         return f"res{int(match.group(1)) + 1}"
+    if parts[0] == "stages" and len(parts) > 1 and parts[1].isdigit():  # timm ResNetV2: stages.0 is res2
+        return f"res{int(parts[1]) + 2}"
     if parts[0] in _STEM_NAMES:
         return "stem"
     return "head"
@@ -50,8 +53,14 @@ def path_records(records: list[LayerRecord], path: Any) -> list[LayerRecord]:
 
 def _block_of(rec: LayerRecord) -> str:
     """The residual block a record belongs to: ``layer1.0`` for ``layer1.0.conv2``."""
-    match = re.match(r"((?:body\.)?layer\d+\.\d+)", rec.name)
-    return match.group(1) if match else ""
+    match = _BLOCK.match(rec.name)
+    return match.group(0) if match else ""
+
+
+def _shortcut_of(name: str) -> str | None:
+    """The shortcut branch a record sits in (``layer2.0.downsample``), if any."""
+    match = re.match(r"(.*?\.(?:downsample|shortcut))(?:[.:]|$)", name)
+    return match.group(1) if match else None
 
 
 def depth_breakdown(records: list[LayerRecord], main_path: list[LayerRecord], name_depth: int | None,
@@ -83,9 +92,8 @@ def depth_breakdown(records: list[LayerRecord], main_path: list[LayerRecord], na
         terms.append(f"{n_blocks} blocks × {convs} convs")
     else:
         terms.extend(f"{n} blocks × {c} convs" for c, n in sorted(per_block.items()))
-    if head:
-        kinds = Counter(r.type.lower() if r.type != "Linear" else "fc" for r in head)
-        terms.extend(f"{n} {k}" for k, n in kinds.items())
+    if head:  # the classifier: a Linear, or timm ResNetV2's 1x1 conv
+        terms.append(f"{len(head)} fc")
     formula = " + ".join(terms) + f" = {counted}"
     notes = []
     if name_depth is not None and counted != name_depth:
@@ -118,37 +126,31 @@ def depth_breakdown(records: list[LayerRecord], main_path: list[LayerRecord], na
 
 
 def downsample_table(records: list[LayerRecord]) -> list[dict[str, Any]]:
-    """Per stage: what carries the stride, the projection shortcut and why, sizes before/after."""
-    table = []
-    stages = OrderedDict()
+    """Per stage: what carries the stride, the shortcut and why it exists, sizes before/after."""
+    by_name = {r.name: r for r in records if r.kind == "module" and r.call == 0}
+    stages: OrderedDict[str, list[LayerRecord]] = OrderedDict()
     for rec in records:
-        if rec.stage in ("stem",) or rec.stage.startswith("res"):
+        if rec.stage == "stem" or rec.stage.startswith("res"):
             stages.setdefault(rec.stage, []).append(rec)
+    table = []
     for stage, recs in stages.items():
         first = next(r for r in recs if r.input_shapes)
-        last = max((r for r in recs if r.output_shapes and len(r.output_shapes[0]) == 4),
-                   key=lambda r: r.index, default=recs[-1])
-        carriers, dilated, projections = [], [], []
+        spatial = [r for r in recs if r.output_shapes and len(r.output_shapes[0]) == 4]
+        last = max(spatial, key=lambda r: r.index, default=recs[-1])
+        carriers, dilated = [], []
+        shortcuts: OrderedDict[str, list[LayerRecord]] = OrderedDict()
         for rec in recs:
+            branch = _shortcut_of(rec.name)
+            if branch is not None:
+                shortcuts.setdefault(branch, []).append(rec)
+                continue
             if rec.op is None or "stride" not in rec.op:
                 continue
-            stride = max(rec.op["stride"])
-            dilation = max(rec.op.get("dilation", [1]))
-            k = rec.op["kernel"][0]
-            if rec.weighted and not rec.on_main_path:
-                cin, cout = rec.op.get("in_channels"), rec.op.get("out_channels")
-                reasons = []
-                if stride != 1:
-                    reasons.append(f"stride {stride} ≠ 1")
-                if cin != cout:
-                    reasons.append(f"channels change {cin} → {cout}")
-                projections.append({"name": rec.name, "kernel": k, "stride": stride,
-                                    "reason": " and ".join(reasons) or "none (identity would do)"})
-            elif stride > 1:
-                carriers.append({"name": rec.name, "type": rec.type, "kernel": k, "stride": stride,
-                                 "block": _block_of(rec) or stage})
-            if dilation > 1:
-                dilated.append({"name": rec.name, "dilation": dilation})
+            if max(rec.op["stride"]) > 1:
+                carriers.append({"name": rec.name, "type": rec.type, "kernel": rec.op["kernel"][0],
+                                 "stride": max(rec.op["stride"]), "block": _block_of(rec) or stage})
+            if max(rec.op.get("dilation", [1])) > 1:
+                dilated.append({"name": rec.name, "dilation": max(rec.op["dilation"])})
         before = first.input_shapes[0][-2:] if first.input_shapes and len(first.input_shapes[0]) == 4 else None
         after = last.output_shapes[0][-2:] if last.output_shapes else None
         factor = 1
@@ -160,11 +162,48 @@ def downsample_table(records: list[LayerRecord]) -> list[dict[str, Any]]:
             "size_after": list(after) if after else None,
             "stride": factor,
             "carriers": carriers,
-            "projection": projections,
+            "projection": [_describe_shortcut(name, branch, by_name) for name, branch in shortcuts.items()],
             "dilation": dilated,
             "dilation_replaces_stride": bool(dilated) and factor == 1 and stage not in ("stem", "res2"),
         })
     return table
+
+
+def _describe_shortcut(name: str, branch: list[LayerRecord], by_name: dict[str, LayerRecord]) -> dict[str, Any]:
+    """One shortcut branch: its ops, overall stride, why it exists and what input it reads."""
+    container = by_name.get(name)
+    ops = [r for r in branch if r.op is not None and "stride" in r.op]
+    stride = 1
+    for r in ops:
+        stride *= max(r.op["stride"])
+    shapes = container if container is not None else branch[0]
+    cin = shapes.input_shapes[0][1] if shapes.input_shapes and len(shapes.input_shapes[0]) > 1 else None
+    cout = shapes.output_shapes[0][1] if shapes.output_shapes and len(shapes.output_shapes[0]) > 1 else None
+    reasons = []
+    if stride != 1:
+        reasons.append(f"stride {stride} ≠ 1")
+    if cin != cout:
+        reasons.append(f"channels change {cin} → {cout}")
+    weighted = [r for r in branch if r.weighted]
+    conv = weighted[0] if weighted else None
+    if conv is None:
+        kind = "parameter-free: subsample and zero-pad the new channels (option A)"
+    elif len(ops) > 1:
+        kind = " then ".join(f"{r.type} {r.op['kernel'][0]}×{r.op['kernel'][1]}/{max(r.op['stride'])}" for r in ops)
+    else:
+        kind = f"projection {conv.type} {conv.op['kernel'][0]}×{conv.op['kernel'][1]}/{max(conv.op['stride'])}"
+    entry: dict[str, Any] = {
+        "name": conv.name if conv is not None else name,
+        "shortcut": name,
+        "kernel": conv.op["kernel"][0] if conv is not None else None,
+        "stride": stride,
+        "kind": kind,
+        "reason": " and ".join(reasons) or "none (an identity would do)",
+        "input_from": shapes.input_from[0] if shapes.input_from else None,
+    }
+    if entry["input_from"] and re.search(r"\.norm1(\.|$)", entry["input_from"]):
+        entry["note"] = "takes the pre-activated input (the output of norm1's BN-ReLU), not the raw block input"
+    return entry
 
 
 def fpn_summary(records: list[LayerRecord], output_info: dict[str, dict[str, Any]]) -> dict[str, Any] | None:

@@ -57,6 +57,7 @@ class TensorInfo:
     start: tuple[float, float] = (0.5, 0.5)
     depth: int = 0
     path: PathNode | None = None
+    producer: int | None = None  # index of the record that produced the tensor
 
 
 class InputTooSmall(InputError):
@@ -95,11 +96,18 @@ def _info(t: torch.Tensor) -> TensorInfo | None:
     return t.__dict__.get(_INFO) if hasattr(t, "__dict__") else None
 
 
-def _combine(infos: list[TensorInfo]) -> TensorInfo:
-    """Several inputs (a residual add, an FPN sum): the widest field and the longest path win."""
+def _combine(pairs: list[tuple[torch.Tensor, TensorInfo]]) -> TensorInfo:
+    """Several inputs (a residual add, an FPN sum): the widest field and the longest path win.
+
+    Only full-size operands compete. A broadcast operand, such as a squeeze-and-excitation gate
+    of shape (N, C, 1, 1), rescales channels: it is a side branch that neither moves the window
+    nor adds to the depth (SE-ResNet-50 is still 50 layers deep).
+    """
+    largest = max(t.numel() for t, _ in pairs)
+    infos = [i for t, i in pairs if t.numel() == largest]
     widest = max(infos, key=lambda i: i.rf[0] * i.rf[1])
     deepest = max(infos, key=lambda i: i.depth)
-    return TensorInfo(widest.rf, widest.jump, widest.start, deepest.depth, deepest.path)
+    return TensorInfo(widest.rf, widest.jump, widest.start, deepest.depth, deepest.path, deepest.producer)
 
 
 def _propagate(info: TensorInfo, stats: OpStats, record_index: int) -> TensorInfo:
@@ -115,7 +123,7 @@ def _propagate(info: TensorInfo, stats: OpStats, record_index: int) -> TensorInf
     depth, path = info.depth, info.path
     if stats.weighted:
         depth, path = depth + 1, PathNode(record_index, path)
-    return TensorInfo((rf[0], rf[1]), (jump[0], jump[1]), (start[0], start[1]), depth, path)
+    return TensorInfo((rf[0], rf[1]), (jump[0], jump[1]), (start[0], start[1]), depth, path, record_index)
 
 
 def _shapes(value: Any) -> list[tuple[int, ...]]:
@@ -165,6 +173,10 @@ class Tracer(TorchFunctionMode):
         parent = self.stack[-1].record.name if self.stack else None
         rec = LayerRecord(index=len(self.records), name=name, type=type_, kind=kind, depth=len(self.stack),
                           parent=parent, is_leaf=leaf, input_shapes=_shapes(inputs))
+        for t in _tensors(inputs):
+            info = _info(t)
+            if info is not None and info.producer is not None:
+                rec.input_from.append(self.records[info.producer].name)
         self.records.append(rec)
         return rec
 
@@ -219,7 +231,7 @@ class Tracer(TorchFunctionMode):
     # -- operators -----------------------------------------------------------------------------
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        infos = [i for i in map(_info, _tensors((args, kwargs))) if i is not None]
+        infos = [(t, i) for t in _tensors((args, kwargs)) if (i := _info(t)) is not None]
         if not infos:
             return func(*args, **kwargs)
         name = op_name(func)
@@ -268,16 +280,19 @@ class Tracer(TorchFunctionMode):
             rec = self._new_record(f"{parent}:{name}{suffix}", f"F.{name}", "function", True, first)
         return rec
 
-    def _account(self, rec: LayerRecord, stats: OpStats, infos: list[TensorInfo], args: tuple[Any, ...],
+    def _account(self, rec: LayerRecord, stats: OpStats, infos: list[tuple[torch.Tensor, TensorInfo]],
+                 args: tuple[Any, ...],
                  out: Any) -> None:
         rec.macs += stats.macs
         rec.other_ops += stats.other_ops
         rec.weighted = rec.weighted or stats.weighted
-        if stats.op is not None:
-            rec.op = stats.op
+        if stats.op is not None:  # merge: option A's subsample keeps its stride after the pad
+            rec.op = {**(rec.op or {}), **stats.op} if rec.kind == "module" else stats.op
         if stats.analytic_shape is not None:
+            # A leaf that runs several shaped ops (option A: subsample, then pad) is checked
+            # against the last one; the working of each is kept.
             rec.analytic_shape = tuple(int(d) for d in stats.analytic_shape)
-            rec.working = stats.working
+            rec.working = rec.working + stats.working if rec.kind == "module" else stats.working
         outs = list(_tensors(out))
         new = _propagate(_combine(infos), stats, rec.index)
         for t in outs:

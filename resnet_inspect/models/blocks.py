@@ -36,6 +36,102 @@ def conv1x1(in_planes: int, out_planes: int, *, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
+def _act(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A block's ReLU: its shared ``relu`` module (torchvision) or ``F.relu_`` (maskrcnn-benchmark)."""
+    return block.relu(x) if block.acts == "shared" else F.relu_(x)
+
+
+class SEModule(nn.Module):
+    """Squeeze-and-excitation (Hu et al.), as timm builds it: global average, 1x1 conv down by
+    ``reduction`` (rounded to a multiple of 8), ReLU, 1x1 conv up, sigmoid gate on the channels."""
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        reduced = max(8, int(channels / reduction + 4) // 8 * 8)  # nearest multiple of 8
+        self.fc1 = nn.Conv2d(channels, reduced, kernel_size=1, bias=True)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(reduced, channels, kernel_size=1, bias=True)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        squeezed = x.mean((2, 3), keepdim=True)
+        return x * self.gate(self.fc2(self.act(self.fc1(squeezed))))
+
+
+class ShortcutA(nn.Module):
+    """He et al. 2015's option A shortcut: no parameters. It subsamples with the stride (a 1x1
+    window, which is what ``x[:, :, ::s, ::s]`` does) and zero-pads the new channels, half on
+    each side."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.pad = out_channels - in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = F.max_pool2d(x, kernel_size=1, stride=self.stride)
+        if self.pad:
+            x = F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return x
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, zero_channels={self.pad}"
+
+
+class BatchNormAct2d(nn.BatchNorm2d):
+    """timm's norm + activation in one module (pre-activation nets): batch norm, then ``act``."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__(num_features)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(super().forward(x))
+
+
+class DownsampleConv(nn.Module):
+    """The projection of a pre-activation block: a strided 1x1 conv, no norm after it."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class PreActBottleneck(nn.Module):
+    """Pre-activation bottleneck (He et al. 2016, "Identity Mappings"): BN-ReLU before each conv.
+
+    The projection shortcut reads the *pre-activated* input (``norm1``'s output), as timm's
+    ResNetV2 does; the identity shortcut reads the raw input. The stride sits in the 3x3.
+    """
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, *, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, width_per_group: int = 64, dilation: int = 1, first_dilation: int | None = None,
+                 **unused: object) -> None:
+        super().__init__()
+        width = int(planes * (width_per_group / 64.0)) * groups
+        self.downsample = downsample
+        self.norm1 = BatchNormAct2d(inplanes)
+        self.conv1 = conv1x1(inplanes, width)
+        self.norm2 = BatchNormAct2d(width)
+        self.conv2 = conv3x3(width, width, stride=stride, groups=groups, dilation=first_dilation or dilation)
+        self.norm3 = BatchNormAct2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_preact = self.norm1(x)
+        shortcut = self.downsample(x_preact) if self.downsample is not None else x
+        out = self.conv1(x_preact)
+        out = self.conv2(self.norm2(out))
+        out = self.conv3(self.norm3(out))
+        return out + shortcut
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions (ResNet-18/34). The first carries the stage's stride."""
 
@@ -44,28 +140,34 @@ class BasicBlock(nn.Module):
     def __init__(
         self, inplanes: int, planes: int, *, stride: int = 1, downsample: nn.Module | None = None,
         groups: int = 1, width_per_group: int = 64, dilation: int = 1, first_dilation: int | None = None,
-        stride_in_1x1: bool = False, norm_layer: NormFactory = nn.BatchNorm2d,
+        stride_in_1x1: bool = False, norm_layer: NormFactory = nn.BatchNorm2d, acts: str = "shared",
+        se: bool = False,
     ) -> None:
         super().__init__()
         if groups != 1 or width_per_group != 64:
             raise ValueError("BasicBlock only supports groups=1 and width_per_group=64")
         del stride_in_1x1  # a basic block has no 1x1 conv: the stride always sits in conv1
+        self.acts = acts
         self.conv1 = conv3x3(inplanes, planes, stride=stride, dilation=first_dilation or dilation)
         self.bn1 = norm_layer(planes)
-        self.relu = nn.ReLU(inplace=True)
+        if acts == "shared":
+            self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes, dilation=dilation)
         self.bn2 = norm_layer(planes)
+        self.se = SEModule(planes) if se else None
         self.downsample = downsample
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = _act(self, self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if self.se is not None:
+            out = self.se(out)
         if self.downsample is not None:
             identity = self.downsample(x)
         out += identity
-        return self.relu(out)
+        return _act(self, out)
 
 
 class Bottleneck(nn.Module):
@@ -82,11 +184,12 @@ class Bottleneck(nn.Module):
         self, inplanes: int, planes: int, *, stride: int = 1, downsample: nn.Module | None = None,
         groups: int = 1, width_per_group: int = 64, dilation: int = 1, first_dilation: int | None = None,
         stride_in_1x1: bool = False, norm_layer: NormFactory = nn.BatchNorm2d,
-        shortcut_first: bool = False, functional_relu: bool = False,
+        shortcut_first: bool = False, acts: str = "shared", se: bool = False,
     ) -> None:
         super().__init__()
         width = int(planes * (width_per_group / 64.0)) * groups
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.acts = acts
         if shortcut_first:
             self.downsample = downsample
         self.conv1 = conv1x1(inplanes, width, stride=stride_1x1)
@@ -95,25 +198,24 @@ class Bottleneck(nn.Module):
         self.bn2 = norm_layer(width)
         self.conv3 = conv1x1(width, planes * self.expansion)
         self.bn3 = norm_layer(planes * self.expansion)
-        if not functional_relu:
+        self.se = SEModule(planes * self.expansion) if se else None
+        if acts == "shared":
             self.relu = nn.ReLU(inplace=True)
         if not shortcut_first:
             self.downsample = downsample
         self.stride = stride
 
-    def _relu(self, x: torch.Tensor) -> torch.Tensor:
-        relu = self._modules.get("relu")
-        return relu(x) if relu is not None else F.relu_(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
-        out = self._relu(self.bn1(self.conv1(x)))
-        out = self._relu(self.bn2(self.conv2(out)))
+        out = _act(self, self.bn1(self.conv1(x)))
+        out = _act(self, self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
+        if self.se is not None:
+            out = self.se(out)
         if self.downsample is not None:
             identity = self.downsample(x)
         out += identity
-        return self._relu(out)
+        return _act(self, out)
 
 
 class BottleneckWithFixedBatchNorm(Bottleneck):
@@ -121,7 +223,7 @@ class BottleneckWithFixedBatchNorm(Bottleneck):
 
     def __init__(self, inplanes: int, planes: int, **kwargs: object) -> None:
         kwargs.setdefault("norm_layer", FrozenBatchNorm2d)
-        super().__init__(inplanes, planes, shortcut_first=True, functional_relu=True, **kwargs)  # type: ignore[arg-type]
+        super().__init__(inplanes, planes, shortcut_first=True, acts="functional", **kwargs)  # type: ignore[arg-type]
 
 
 class BaseStem(nn.Module):

@@ -2,26 +2,131 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import torch
 from torch import nn
 
 from ..variants import ResNetSpec
-from .blocks import BLOCKS, BaseStem, BottleneckWithFixedBatchNorm, StemWithFixedBatchNorm
+from .blocks import (
+    BLOCKS, BaseStem, BatchNormAct2d, BottleneckWithFixedBatchNorm, DownsampleConv, PreActBottleneck, ShortcutA,
+    StemWithFixedBatchNorm, conv3x3,
+)
 from .fpn import build_fpn
 from .norm import NORM_LAYERS, FrozenBatchNorm2d
 
-STAGE_PLANES = (64, 128, 256, 512)
+
+class SelectAdaptivePool2d(nn.Module):
+    """Global average pooling under timm's name (``global_pool`` holding ``pool``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x)
+
+
+class ClassifierHead(nn.Module):
+    """timm ResNetV2's head: global pool, a 1x1 conv as the classifier, then flatten."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.global_pool = SelectAdaptivePool2d()
+        self.fc = nn.Conv2d(in_channels, num_classes, kernel_size=1, bias=True)
+        self.flatten = nn.Flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.flatten(self.fc(self.global_pool(x)))
+
+
+class ResNetStage(nn.Module):
+    """timm ResNetV2's stage: a ``blocks`` sequence."""
+
+    def __init__(self, blocks: list[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+def deep_stem(width: int, norm: type[nn.Module]) -> nn.Sequential:
+    """ResNet-C stem (Bag of Tricks): three 3x3 convs, width-width-2*width, the first with stride 2.
+
+    Only the last conv's norm and ReLU sit outside (``bn1``, as timm names them)."""
+    return nn.Sequential(
+        conv3x3(3, width, stride=2), norm(width), nn.ReLU(inplace=True),
+        conv3x3(width, width), norm(width), nn.ReLU(inplace=True),
+        conv3x3(width, 2 * width),
+    )
+
+
+class _StageBuilder:
+    """Builds the stages of any layout with torchvision's single shortcut rule."""
+
+    def __init__(self, spec: ResNetSpec) -> None:
+        self.spec = spec
+        self.inplanes = spec.stem_width
+        self.dilation = 1
+
+    def block_class(self) -> type[nn.Module]:
+        spec = self.spec
+        if spec.preact:
+            return PreActBottleneck
+        if spec.layout == "maskrcnn" and spec.block == "bottleneck":
+            return BottleneckWithFixedBatchNorm
+        return BLOCKS[spec.block]
+
+    def shortcut(self, out_channels: int, stride: int) -> nn.Module:
+        """The shortcut of a block that changes resolution or channels."""
+        spec, norm = self.spec, NORM_LAYERS[self.spec.norm]
+        if spec.shortcut == "A":
+            return ShortcutA(self.inplanes, out_channels, stride)
+        if spec.preact:
+            return DownsampleConv(self.inplanes, out_channels, stride)
+        if spec.avg_down:
+            # ResNet-D: average-pool first (ceil_mode, padding excluded from the mean, as timm sets
+            # it), so the 1x1 projection no longer skips three quarters of its input.
+            pool: nn.Module = (nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+                               if stride > 1 else nn.Identity())
+            return nn.Sequential(pool, nn.Conv2d(self.inplanes, out_channels, 1, stride=1, bias=False),
+                                 norm(out_channels))
+        return nn.Sequential(nn.Conv2d(self.inplanes, out_channels, kernel_size=1, stride=stride, bias=False),
+                             norm(out_channels))
+
+    def stage(self, planes: int, blocks: int, stride: int, dilation: int) -> list[nn.Module]:
+        spec = self.spec
+        block = self.block_class()
+        # Dilation replaces the stride (output stride 16/8): the first block keeps the previous
+        # dilation for its strided conv, as torchvision does.
+        previous_dilation = self.dilation
+        if dilation > 1:
+            self.dilation = dilation
+            stride = 1
+        out_channels = planes * block.expansion
+        downsample = None
+        # torchvision's single rule: a shortcut block when the block changes resolution or channels.
+        if stride != 1 or self.inplanes != out_channels:
+            downsample = self.shortcut(out_channels, stride)
+        common = dict(groups=spec.groups, width_per_group=spec.width_per_group, stride_in_1x1=spec.stride_in_1x1,
+                      norm_layer=NORM_LAYERS[spec.norm])
+        if block is not PreActBottleneck:
+            common["se"] = spec.se
+        layers = [block(self.inplanes, planes, stride=stride, downsample=downsample,
+                        dilation=self.dilation, first_dilation=previous_dilation, **common)]
+        self.inplanes = out_channels
+        layers += [block(self.inplanes, planes, dilation=self.dilation, **common) for _ in range(1, blocks)]
+        return layers
 
 
 class ResNet(nn.Module):
     """A ResNet trunk with an optional head.
 
     ``layout="torchvision"`` names the stem ``conv1/bn1/relu/maxpool`` at the top level, so a
-    torchvision state_dict loads with ``strict=True``; ``layout="maskrcnn"`` puts it in a ``stem``
-    module as seed 003 prints it. ``head`` is ``classifier`` (global average pool + fc),
-    ``hopenet`` (seed 000's AvgPool2d(7) and three angle heads) or ``none`` (the forward returns
-    the four stage outputs C2..C5 for a pyramid).
+    torchvision state_dict loads with ``strict=True``; ``layout="maskrcnn"`` puts the stem in a
+    ``stem`` module as seed 003 prints it. ``head`` is ``classifier`` (global average pool + fc), ``hopenet`` (seed 000's
+    AvgPool2d(7) and three angle heads) or ``none`` (the forward returns the stage outputs).
     """
 
     def __init__(self, spec: ResNetSpec) -> None:
@@ -34,19 +139,26 @@ class ResNet(nn.Module):
             else:
                 self.stem = BaseStem(64, norm_layer=norm, caffe_maxpool=spec.caffe_maxpool)
         else:
-            self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-            self.bn1 = norm(64)
+            if spec.stem == "cifar":  # He et al. 2015, section 4.2: one 3x3 conv, no max pool
+                self.conv1 = conv3x3(3, spec.stem_width)
+            elif spec.stem in ("deep", "deep-wide"):
+                self.conv1 = deep_stem(spec.stem_width // 2, norm)
+            else:
+                self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            self.bn1 = norm(spec.stem_width)
             self.relu = nn.ReLU(inplace=True)
-            if spec.caffe_maxpool:  # seed 002: no padding, round up
+            if spec.stem == "cifar":
+                self.maxpool = None
+            elif spec.caffe_maxpool:  # seed 002: no padding, round up
                 self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0, ceil_mode=True)
             else:
                 self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self._inplanes = 64
-        self._dilation = 1
-        for index, (planes, blocks) in enumerate(zip(STAGE_PLANES, spec.layers)):
+        builder = _StageBuilder(spec)
+        for index, (planes, blocks) in enumerate(zip(spec.stage_channels, spec.layers)):
             stride = 1 if index == 0 else 2
-            self.add_module(f"layer{index + 1}", self._make_layer(planes, blocks, stride, spec.stage_dilations[index]))
-        width = STAGE_PLANES[-1] * spec.expansion
+            self.add_module(f"layer{index + 1}", nn.Sequential(
+                *builder.stage(planes, blocks, stride, spec.stage_dilations[index])))
+        width = builder.inplanes
         self.head = spec.head
         if spec.head == "classifier":
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
@@ -60,57 +172,55 @@ class ResNet(nn.Module):
             self.fc_finetune = nn.Linear(width + 3, 3)
             self.output_names = ("yaw", "pitch", "roll")
         else:
-            self.output_names = ("c2", "c3", "c4", "c5")
+            self.output_names = tuple(f"c{i + 2}" for i in range(len(spec.layers)))
         _init_weights(self)
-
-    def _make_layer(self, planes: int, blocks: int, stride: int, dilation: int) -> nn.Sequential:
-        spec = self.spec
-        block = BLOCKS[spec.block]
-        if spec.layout == "maskrcnn" and spec.block == "bottleneck":
-            block = BottleneckWithFixedBatchNorm
-        norm = NORM_LAYERS[spec.norm]
-        # Dilation replaces the stride (output stride 16/8): the first block keeps the previous
-        # dilation for its strided conv, as torchvision does.
-        previous_dilation = self._dilation
-        if dilation > 1:
-            self._dilation = dilation
-            stride = 1
-        out_channels = planes * block.expansion
-        downsample = None
-        # torchvision's single rule: project when the block changes resolution or channels.
-        if stride != 1 or self._inplanes != out_channels:
-            downsample = nn.Sequential(
-                nn.Conv2d(self._inplanes, out_channels, kernel_size=1, stride=stride, bias=False),
-                norm(out_channels),
-            )
-        common = dict(groups=spec.groups, width_per_group=spec.width_per_group,
-                      stride_in_1x1=spec.stride_in_1x1, norm_layer=norm)
-        layers = [block(self._inplanes, planes, stride=stride, downsample=downsample,
-                        dilation=self._dilation, first_dilation=previous_dilation, **common)]
-        self._inplanes = out_channels
-        layers += [block(self._inplanes, planes, dilation=self._dilation, **common) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]:
         if "stem" in self._modules:
             x = self.stem(x)
         else:
-            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            x = self.relu(self.bn1(self.conv1(x)))
+            if self.maxpool is not None:
+                x = self.maxpool(x)
         features = []
         for index in range(1, len(self.spec.layers) + 1):
             x = getattr(self, f"layer{index}")(x)
             features.append(x)
         if self.head == "none":
             return features
-        x = self.avgpool(x)
         if self.head == "hopenet":
+            x = self.avgpool(x)
             x = x.view(x.size(0), -1)
             return self.fc_yaw(x), self.fc_pitch(x), self.fc_roll(x)
-        return self.fc(torch.flatten(x, 1))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
 class Hopenet(ResNet):
     """Seed 000's head-pose network: a ResNet-50 trunk with yaw, pitch and roll heads."""
+
+
+class ResNetV2(nn.Module):
+    """Pre-activation ResNet with timm's names: ``stem.conv``, ``stages.N.blocks.M``, ``norm``,
+    ``head.fc`` (a 1x1 conv). The last stage's output goes through a final BN-ReLU (``norm``)
+    before pooling, because pre-activation blocks leave their sum un-normalised."""
+
+    def __init__(self, spec: ResNetSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.stem = nn.Sequential(OrderedDict(
+            conv=nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False),
+            pool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+        ))
+        builder = _StageBuilder(spec)
+        self.stages = nn.Sequential(*[
+            ResNetStage(builder.stage(planes, blocks, 1 if i == 0 else 2, spec.stage_dilations[i]))
+            for i, (planes, blocks) in enumerate(zip(spec.stage_channels, spec.layers))])
+        self.norm = BatchNormAct2d(builder.inplanes)
+        self.head = ClassifierHead(builder.inplanes, spec.num_classes)
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.stages(self.stem(x))))
 
 
 def _init_weights(model: nn.Module) -> None:
@@ -136,11 +246,13 @@ def _init_weights(model: nn.Module) -> None:
 
 def build_model(spec: ResNetSpec) -> nn.Module:
     """Turn a spec into modules, on the current default device (``torch.device("meta")`` works)."""
+    if spec.preact:
+        return ResNetV2(spec)
     cls = Hopenet if spec.head == "hopenet" else ResNet
     trunk = cls(spec)
     if spec.fpn is None:
         return trunk
-    stage_channels = {i + 1: p * spec.expansion for i, p in enumerate(STAGE_PLANES)}
+    stage_channels = {i + 1: p * spec.expansion for i, p in enumerate(spec.stage_channels)}
     fpn = build_fpn(spec.fpn.kind, stage_channels, spec.fpn.out_channels, spec.fpn.upsample)
     model = nn.Sequential()
     model.add_module("body", trunk)
