@@ -34,12 +34,23 @@ def stage_of(name: str) -> str:
         return f"res{int(parts[1]) + 2}"
     if parts[0] in _STEM_NAMES:
         return "stem"
-    return "head"
+    if parts[0] in ("avgpool", "fc", "head", "norm") or parts[0].startswith("fc_"):
+        return "head"
+    return ""
 
 
 def label_stages(records: list[LayerRecord]) -> None:
+    """Stage labels from ResNet names; other models get a label from their effective stride
+    ("stride 4", ...) or "head" once the output is no longer a feature map."""
     for rec in records:
         rec.stage = stage_of(rec.name)
+        if rec.stage or not rec.name:
+            continue
+        spatial = bool(rec.output_shapes) and len(rec.output_shapes[0]) == 4
+        if spatial and rec.jump is not None:
+            rec.stage = f"stride {int(rec.jump[0])}" if float(rec.jump[0]).is_integer() else f"stride {rec.jump[0]}"
+        else:
+            rec.stage = "head"
 
 
 def path_records(records: list[LayerRecord], path: Any) -> list[LayerRecord]:
@@ -72,6 +83,7 @@ def depth_breakdown(records: list[LayerRecord], main_path: list[LayerRecord], na
     in_blocks = [r for r in main_path if r.stage.startswith("res")]
     head = [r for r in main_path if r.stage == "head"]
     fpn = [r for r in main_path if r.stage == "fpn"]
+    other = [r for r in main_path if r not in stem and r not in in_blocks and r not in head and r not in fpn]
     blocks = OrderedDict()
     for rec in in_blocks:
         blocks.setdefault(_block_of(rec), []).append(rec.name)
@@ -81,19 +93,25 @@ def depth_breakdown(records: list[LayerRecord], main_path: list[LayerRecord], na
         entry = per_stage.setdefault(rec.stage, {"blocks": set(), "layers": 0})
         entry["blocks"].add(_block_of(rec))
         entry["layers"] += 1
-    counted = len(stem) + len(in_blocks) + len(head)
+    counted = len(stem) + len(in_blocks) + len(head) + len(other)
     excluded = [r.name for r in records if r.weighted and not r.on_main_path and r.call == 0]
     projections = [n for n in excluded if ".downsample" in n or "shortcut" in n]
     terms = []
     if stem:
         terms.append(f"{len(stem)} stem conv{'s' if len(stem) > 1 else ''}")
+    if other:  # a model that is not laid out as a ResNet: count its layers by kind
+        kinds = Counter("conv" if "Conv" in r.type else "fc" if r.type in ("Linear", "F.linear") else r.type
+                        for r in other)
+        terms.extend(f"{n} {kind}" for kind, n in kinds.items())
     if len(per_block) == 1:
         (convs, n_blocks), = per_block.items()
         terms.append(f"{n_blocks} blocks × {convs} convs")
     else:
         terms.extend(f"{n} blocks × {c} convs" for c, n in sorted(per_block.items()))
     if head:  # the classifier: a Linear, or timm ResNetV2's 1x1 conv
-        terms.append(f"{len(head)} fc")
+        kinds = Counter("fc" if r.type in ("Linear", "F.linear") or r.name.endswith("fc") else
+                        "conv" if "Conv" in r.type else r.type for r in head)
+        terms.extend(f"{n} {kind}" for kind, n in kinds.items())
     formula = " + ".join(terms) + f" = {counted}"
     notes = []
     if name_depth is not None and counted != name_depth:
@@ -117,6 +135,7 @@ def depth_breakdown(records: list[LayerRecord], main_path: list[LayerRecord], na
         "convs_per_block": dict(per_block),
         "head": len(head),
         "fpn": len(fpn),
+        "other": len(other),
         "per_stage": {k: {"blocks": len(v["blocks"]), "layers": v["layers"]} for k, v in per_stage.items()},
         "path": [r.name for r in main_path],
         "projections_not_counted": projections,
