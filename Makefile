@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup run test graphviz clean
+.PHONY: setup run test bench graphviz docs clean
 
 # torch first, pinned: the CPU build lies on this machine's disk, while an unpinned torch would
 # pull a CUDA build of several GB. The package's own range (torch>=2.1) is then already met.
@@ -33,6 +33,21 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+	$(BIN)/resnet-inspect check shapes/*.json
+
+# The peers of issue 6 (torchinfo; fvcore is already a dependency), then the side-by-side timing.
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	touch $@
+
+bench: setup $(BIN)/.bench-installed
+	$(BIN)/python benchmarks/compare.py --output benchmarks/results.md
+
+# The diagrams in docs/img/ are drawn by the tool itself; re-run after any change to the renderer.
+docs: setup
+	mkdir -p docs/img
+	$(BIN)/resnet-inspect graph resnet50 docs/img/resnet50.svg --force
+	$(BIN)/resnet-inspect graph resnet50 --fpn retinanet docs/img/resnet50_fpn.svg --force
 
 clean:
 	rm -rf $(VENV) build *.egg-info

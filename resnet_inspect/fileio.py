@@ -16,6 +16,8 @@ def check_writable(path: str | os.PathLike[str], *, force: bool = True) -> Path:
         raise InputError(f"Cannot write {target}: it is a directory.")
     if not parent.exists():
         raise InputError(f"Cannot write {target}: the directory {parent} does not exist.")
+    if not parent.is_dir():
+        raise InputError(f"Cannot write {target}: {parent} is not a directory.")
     if not os.access(parent, os.W_OK):
         raise InputError(f"Cannot write {target}: the directory {parent} is not writable.")
     if target.exists() and not force:
@@ -31,7 +33,10 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, force: bool
     """
     target = check_writable(path, force=force)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent if str(target.parent) else ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # e.g. a read-only or special file system
+        raise InputError(f"Could not write {target}: {exc.strerror or exc}.") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)

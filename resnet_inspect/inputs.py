@@ -26,7 +26,7 @@ def parse_input_size(value: Any) -> tuple[int, int, int, int]:
     else:
         try:
             dims = [int(v) for v in value]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InputError(f"Malformed input size {value!r}. {_HELP}") from None
         if any(isinstance(v, bool) or int(v) != v for v in value):
             raise InputError(f"Malformed input size {value!r}. {_HELP}")

@@ -236,6 +236,11 @@ def _validate(spec: ResNetSpec) -> None:
                          ("--num-classes", spec.num_classes), ("--num-bins", spec.num_bins)):
         if value < 1:
             raise InputError(f"{label} must be a positive integer, not {value}.")
+    narrowest = int(min(spec.stage_channels) * spec.width_per_group / 64) * spec.groups
+    if spec.block == "bottleneck" and narrowest < 1:
+        raise InputError(f"--width-per-group {spec.width_per_group} leaves the narrowest bottleneck "
+                         f"({min(spec.stage_channels)} planes) with int({min(spec.stage_channels)}·"
+                         f"{spec.width_per_group}/64)·{spec.groups} = 0 channels; use a larger width.")
     if spec.block == "basic" and (spec.groups != 1 or spec.width_per_group != 64):
         raise InputError("A basic block has no grouped 3x3: --groups and --width-per-group need --block bottleneck.")
     if spec.stem not in STEMS:

@@ -20,14 +20,16 @@ COUNTERS = ("analytic", "fvcore", "torch")
 
 
 def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None, *,
-            real: bool = False, counter: str = "analytic", pad_to: int | None = None, **options: Any) -> Report:
+            real: bool = False, counter: str = "analytic", pad_to: int | None = None, label: str | None = None,
+            **options: Any) -> Report:
     """Trace a model or a named variant at ``input_size`` and return a :class:`Report`.
 
     By default the trace runs on the meta device: no memory is allocated and no arithmetic runs,
     so the cost does not grow with the input. ``real=True`` runs an actual CPU forward and gives
     identical records. ``counter`` picks who fills the MACs column: ``analytic`` (this package's
     rule table), ``fvcore`` (FlopCountAnalysis, a real forward) or ``torch``
-    (torch.utils.flop_counter).
+    (torch.utils.flop_counter). ``label`` names the report (default: the variant name, or the
+    model's class).
     """
     if counter not in COUNTERS:
         raise InputError(f"Unknown counter '{counter}': use one of {', '.join(COUNTERS)}.")
@@ -48,17 +50,18 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         check_fpn_alignment(spec, size)
         with torch.device("cpu" if real else "meta"):
             model = build_model(spec)
-        label = spec.name
+        default_label = spec.name
     elif isinstance(model_or_name, nn.Module):
         if options:
             raise InputError(f"Builder options ({', '.join(sorted(options))}) apply to variant names, "
                              "not to a model you pass in.")
         model = model_or_name
         spec = getattr(model, "spec", None) if isinstance(getattr(model, "spec", None), ResNetSpec) else None
-        label = type(model).__name__
+        default_label = type(model).__name__
     else:
         raise InputError(f"inspect() takes a variant name or a torch.nn.Module, not {type(model_or_name).__name__}.")
 
+    label = label or default_label
     records, out, tracer = run_trace(model, size, real=real, label=label)
     label_stages(records)
     for rec in records:

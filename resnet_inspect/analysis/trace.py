@@ -23,7 +23,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import InputError
-from .ops import RULES, OpStats, op_name
+from .ops import RULES, OpStats, interpolate_size, op_name
 from .records import LayerRecord
 
 _INFO = "_resnet_inspect_info"
@@ -31,7 +31,55 @@ _META_SHAPES = {
     "batch_norm": lambda a: a["input"].shape,
     "adaptive_avg_pool2d": lambda a: (*a["input"].shape[:-2], *_adaptive_size(a)),
     "linear": lambda a: (*a["input"].shape[:-1], a["weight"].shape[0]),  # features checked beforehand
+    "interpolate": lambda a: (*a["input"].shape[:-2], *interpolate_size(a)),
+    "mean": lambda a: _reduced_shape(a),
 }
+
+
+def _reduced_shape(a: dict[str, Any]) -> tuple[int, ...]:
+    """Shape of ``x.mean(dim, keepdim)``."""
+    x, dims = a["input"], a.get("dim")
+    dims = range(x.dim()) if dims is None else [dims] if isinstance(dims, int) else dims
+    reduced = {d % x.dim() for d in dims}
+    if a.get("keepdim"):
+        return tuple(1 if i in reduced else n for i, n in enumerate(x.shape))
+    return tuple(n for i, n in enumerate(x.shape) if i not in reduced)
+
+
+_ELEMENTWISE = frozenset({"add", "sub", "mul", "div"})
+_ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "hardswish",
+                          "hardsigmoid"})
+_META_SHORTCUTS = _ELEMENTWISE | _ACTIVATIONS | set(_META_SHAPES)
+
+
+def _in_place(func: Any, bound: dict[str, Any]) -> bool:
+    name = getattr(func, "__name__", "")
+    return bool(bound.get("inplace")) or (name.endswith("_") and not name.startswith("__")) or name.startswith("__i")
+
+
+def _meta_shortcut(name: str, func: Any, bound: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The output of an operator on meta tensors, without running its meta kernel.
+
+    For these operators torch's meta kernels are Python decompositions that import torch._dynamo
+    (about 1.4 s on first use), yet the output shape is fixed by definition: element-wise ops give
+    the broadcast shape (an in-place op returns its own tensor), activations and batch_norm keep
+    the input's, an adaptive pool has its output_size, a linear layer its out_features (once the
+    rule has checked the in_features), interpolate its size or ⌊input × scale⌋. No formula check
+    is lost: none of these has one, and the real trace, which runs torch's kernels, gives identical
+    records (tests/test_engine.py)."""
+    x = bound["input"]
+    if name in _META_SHAPES:
+        return torch.empty(_META_SHAPES[name](bound), dtype=x.dtype, device="meta")
+    if name in _ACTIVATIONS:
+        return x if _in_place(func, bound) else torch.empty_like(x)
+    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+    shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+    if _in_place(func, bound):
+        if tuple(shape) != tuple(x.shape):
+            raise RuntimeError(f"output with shape {list(x.shape)} doesn't match the broadcast shape {list(shape)}")
+        return x
+    dtype = torch.result_type(*args[:2]) if len(args) >= 2 else x.dtype
+    return torch.empty(shape, dtype=dtype, device="meta")
 
 
 def _adaptive_size(a: dict[str, Any]) -> tuple[int, int]:
@@ -250,12 +298,8 @@ class Tracer(TorchFunctionMode):
             raise TraceBug(f"resnet-inspect failed to count {name}: {exc!r}") from exc
         self._check_fits(rec, before)
         x = bound.get("input")
-        if name in _META_SHAPES and isinstance(x, torch.Tensor) and x.is_meta:
-            # These meta kernels are Python decompositions that import torch._dynamo (about
-            # 1.4 s on first use). Their output shape is fixed by definition (batch_norm keeps the
-            # input's, an adaptive pool has its output_size, a linear layer its out_features once
-            # the rule has checked the in_features), so no formula check is lost.
-            out = torch.empty(_META_SHAPES[name](bound), dtype=x.dtype, device="meta")
+        if isinstance(x, torch.Tensor) and x.is_meta and name in _META_SHORTCUTS:
+            out = _meta_shortcut(name, func, bound, args, kwargs)
         else:
             self.running = rec  # if the operator raises, this is the layer that failed
             out = func(*args, **kwargs)

@@ -21,8 +21,14 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-paragraph errors.")) -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-paragraph errors."),
+    trust_pickle: bool = typer.Option(
+        False, "--trust-pickle", help="Load checkpoints with torch.load(weights_only=False). This runs any code the "
+        "file names: use it only for files you trust (see docs/security.md)."),
+) -> None:
     common.STATE.debug = debug
+    common.STATE.trust_pickle = trust_pickle
 
 
 from . import commands  # noqa: E402  (registers the commands on ``app``)

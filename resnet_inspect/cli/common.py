@@ -3,74 +3,171 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ..checkpoint import CHECKPOINT_SUFFIXES
 from ..errors import InputError
 from ..inputs import parse_input_size
-from ..variants import _VARIANTS, get_spec, parse_layers, unknown_name_error
+from ..variants import _VARIANTS, get_spec, unknown_name_error
 
 
 @dataclass
 class _State:
     debug: bool = False
+    trust_pickle: bool = False  # --trust-pickle: load checkpoints with weights_only=False (runs their code)
 
 
 STATE = _State()
 F = TypeVar("F", bound=Callable[..., Any])
 
 # -- builder flags, declared once and used by every command that builds a model ----------------
-ModelArg = Annotated[str, typer.Argument(help="A variant name (see `list`) or package.module:factory.",
+ModelArg = Annotated[str, typer.Argument(help="A variant name (see `list`), package.module:factory, or a checkpoint "
+                                              "file (.pth/.pt/.pkl/.bin/.ckpt/.safetensors).",
                                          show_default=False)]
-InputOpt = Annotated[str, typer.Option("--input", "-i", help="224, 800x1344, 3x224x224 or 2x3x224x224.")]
-StrideIn1x1 = Annotated[Optional[bool], typer.Option("--stride-in-1x1/--stride-in-3x3",
-                        help="Put a bottleneck's stride in its first 1x1 (MSRA/Caffe) or in the 3x3 (torchvision).",
-                        show_default=False)]
-CaffeMaxpool = Annotated[Optional[bool], typer.Option("--caffe-maxpool/--no-caffe-maxpool",
-                         help="Max pool with padding 0 and ceil_mode=True, as in Caffe (seed 002).", show_default=False)]
-Norm = Annotated[Optional[str], typer.Option("--norm", help="bn or frozen_bn (FrozenBatchNorm2d, seed 003).",
-                                             show_default=False)]
-OutputStride = Annotated[Optional[int], typer.Option("--output-stride", help="32, 16 or 8: dilation replaces the last strides.",
-                                                     show_default=False)]
-NumClasses = Annotated[Optional[int], typer.Option("--num-classes", help="Classifier outputs.", show_default=False)]
-NumBins = Annotated[Optional[int], typer.Option("--num-bins", help="Hopenet's bins per angle.", show_default=False)]
-Groups = Annotated[Optional[int], typer.Option("--groups", help="Groups of the 3x3 conv (ResNeXt).", show_default=False)]
-WidthPerGroup = Annotated[Optional[int], typer.Option("--width-per-group", help="Channels per group (64 = ResNet).",
-                                                      show_default=False)]
-Fpn = Annotated[Optional[str], typer.Option("--fpn", help="Add a pyramid: maskrcnn (P2-P6) or retinanet (P3-P7).",
-                                            show_default=False)]
-Block = Annotated[Optional[str], typer.Option("--block", help="basic or bottleneck (custom depths).", show_default=False)]
-Layers = Annotated[Optional[str], typer.Option("--layers", help="Blocks per stage, e.g. 3,4,6,3.", show_default=False)]
+InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", show_default=False,
+                     help="224, 800x1344, 3x224x224 or 2x3x224x224 (default: the variant's own, 224 or 32 for CIFAR).")]
 PadTo = Annotated[Optional[int], typer.Option("--pad-to", help="Pad the input up to a multiple (maskrcnn-benchmark uses 32).",
                                               show_default=False)]
 
+# The builder flags: keyword -> (type, option names, help). Every model-taking command gets all of
+# them through ``with_build_flags``; ``diff`` also gets --a-/--b- prefixed copies.
+BUILD_FLAGS: dict[str, tuple[type, str, str]] = {
+    "stride_in_1x1": (bool, "--stride-in-1x1/--stride-in-3x3",
+                      "Put a bottleneck's stride in its first 1x1 (MSRA/Caffe) or in the 3x3 (torchvision)."),
+    "caffe_maxpool": (bool, "--caffe-maxpool/--no-caffe-maxpool",
+                      "Max pool with padding 0 and ceil_mode=True, as in Caffe (seed 002)."),
+    "norm": (str, "--norm", "bn or frozen_bn (FrozenBatchNorm2d, seed 003)."),
+    "output_stride": (int, "--output-stride", "32, 16 or 8: dilation replaces the last strides."),
+    "num_classes": (int, "--num-classes", "Classifier outputs."),
+    "num_bins": (int, "--num-bins", "Hopenet's bins per angle."),
+    "groups": (int, "--groups", "Groups of the 3x3 conv (ResNeXt)."),
+    "width_per_group": (int, "--width-per-group", "Channels per group (64 = ResNet)."),
+    "fpn": (str, "--fpn", "Add a pyramid: maskrcnn (P2-P6) or retinanet (P3-P7)."),
+    "block": (str, "--block", "basic or bottleneck (custom depths)."),
+    "layers": (str, "--layers", "Blocks per stage, e.g. 3,4,6,3."),
+    "stem": (str, "--stem", "standard, deep (ResNet-C), deep-wide (ResNet-S) or cifar."),
+    "avg_down": (bool, "--avg-down/--no-avg-down", "ResNet-D shortcut: 2x2 average pool, then a stride-1 projection."),
+    "shortcut": (str, "--shortcut", "A (parameter-free subsample and zero-pad, CIFAR) or B (projection)."),
+    "se": (bool, "--se/--no-se", "Squeeze-and-excitation in every block (reduction 16)."),
+}
 
-def build_options(*, stride_in_1x1: bool | None = None, caffe_maxpool: bool | None = None, norm: str | None = None,
-                  output_stride: int | None = None, num_classes: int | None = None, num_bins: int | None = None,
-                  groups: int | None = None, width_per_group: int | None = None, fpn: str | None = None,
-                  block: str | None = None, layers: str | None = None) -> dict[str, Any]:
+
+def _flag(name: str, prefix: str = "") -> Any:
+    """The typer annotation of one builder flag, optionally as ``--a-<flag>`` for one side of a diff."""
+    kind, decls, help_text = BUILD_FLAGS[name]
+    if prefix:
+        decls = "/".join(f"--{prefix}-{d[2:]}" for d in decls.split("/"))
+        help_text = f"{prefix.upper()} only: {help_text}"
+    return Annotated[Optional[kind], typer.Option(decls, help=help_text, show_default=False,
+                                                  rich_help_panel="Builder flags" if not prefix else
+                                                  f"Builder flags for {prefix.upper()} only")]
+
+
+def build_options(**flags: Any) -> dict[str, Any]:
     """The builder keywords the user actually gave (None means "the variant's default")."""
-    options = dict(stride_in_1x1=stride_in_1x1, caffe_maxpool=caffe_maxpool, norm=norm, output_stride=output_stride,
-                   num_classes=num_classes, num_bins=num_bins, groups=groups, width_per_group=width_per_group,
-                   fpn=fpn, block=block, layers=parse_layers(layers) if layers is not None else None)
-    return {k: v for k, v in options.items() if v is not None}
+    unknown = set(flags) - set(BUILD_FLAGS)
+    if unknown:
+        raise TypeError(f"not builder flags: {sorted(unknown)}")
+    if isinstance(flags.get("shortcut"), str):
+        flags["shortcut"] = flags["shortcut"].upper()
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+def with_build_flags(*prefixes: str) -> Callable[[F], F]:
+    """Give a command every builder flag. The command declares ``options`` (and ``a_options``,
+    ``b_options`` ... for each prefix) and receives the flags the user set as dicts."""
+
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func, eval_str=True)
+        wanted = ["options", *(f"{p}_options" for p in prefixes)]
+        params = [p for p in signature.parameters.values() if p.name not in wanted]
+        flags = [inspect.Parameter(f"{p}_{name}" if p else name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                   annotation=_flag(name, p))
+                 for p in ("", *prefixes) for name in BUILD_FLAGS]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for p in ("", *prefixes):
+                given = {name: kwargs.pop(f"{p}_{name}" if p else name, None) for name in BUILD_FLAGS}
+                kwargs[f"{p}_options" if p else "options"] = build_options(**given)
+            return func(*args, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=[*params, *flags])  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def resolve_model(target: str, options: dict[str, Any]) -> Any:
-    """A variant name (validated now, built later by the engine) or a module from ``pkg.mod:factory``."""
+    """A variant name (validated now, built later by the engine), a module from ``pkg.mod:factory``,
+    or the model a checkpoint file holds (printing on stderr what was inferred from it)."""
     if target in _VARIANTS:
         get_spec(target, **options)  # validate options before any heavy import
         return target
+    path = Path(target)
+    if path.is_file():
+        model, _ = resolve_checkpoint(path, options)
+        return model
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        raise InputError(f"No such checkpoint file: {target}." if not path.is_dir() else f"{target} is a directory, "
+                         "not a checkpoint file.")
     if ":" in target:
         return _load_factory(target, options)
     raise unknown_name_error(target)
+
+
+def inspect_model(target: str, size: tuple[int, ...] | None, options: dict[str, Any], **engine: Any) -> Any:
+    """Resolve MODEL (a variant name, ``pkg.mod:factory`` or a checkpoint file) and trace it.
+
+    ``engine`` goes to :func:`resnet_inspect.inspect` (``real``, ``counter``, ``pad_to``). A model
+    that is not a variant name is reported under the name the user gave for it."""
+    resolved = resolve_model(target, options)
+    from ..analysis.inspect import inspect
+
+    if isinstance(resolved, str):
+        return inspect(resolved, size, **engine, **options)
+    return inspect(resolved, size, label=target, **engine)
+
+
+def resolve_checkpoint(path: Path, options: dict[str, Any]) -> tuple[Any, Any]:
+    """Load a checkpoint safely (``--trust-pickle`` aside), infer its variant and report the inference on stderr."""
+    from ..checkpoint import load_model
+
+    model, inference = load_model(path, trust_pickle=STATE.trust_pickle, options=options)
+    err = console(stderr=True)
+    if inference is None:
+        err.print(f"Loaded a whole pickled {type(model).__name__} from {path} (--trust-pickle: the file's code was "
+                  "allowed to run); inspecting it as it is.", markup=False, highlight=False)
+    else:
+        for line in describe_inference(inference):
+            err.print(line, markup=False, highlight=False)
+    return model, inference
+
+
+def describe_inference(inference: Any) -> list[str]:
+    """What was read from a checkpoint and how sure the match is, as lines for stderr."""
+    lines = [f"{inference.path}: {inference.command} ({inference.confidence})"]
+    if inference.container:
+        lines.append(f"  state_dict found under '{inference.container}'")
+    if inference.prefix:
+        lines.append(f"  key prefix stripped: '{inference.prefix}'")
+    lines += [f"  read: {item}" for item in inference.evidence]
+    lines += [f"  not in the weights: {item}" for item in inference.unseen]
+    for label, keys in (("missing", inference.missing), ("unexpected", inference.unexpected)):
+        if keys:
+            shown = ", ".join(keys[:10]) + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
+            lines.append(f"  {label} keys ({len(keys)}): {shown}")
+    return lines
 
 
 def _load_factory(target: str, options: dict[str, Any]) -> Any:
@@ -97,8 +194,9 @@ def _load_factory(target: str, options: dict[str, Any]) -> Any:
     return model
 
 
-def input_size(text: str) -> tuple[int, int, int, int]:
-    return parse_input_size(text)
+def input_size(text: str | None) -> tuple[int, int, int, int] | None:
+    """The parsed ``--input``, or None for the variant's own size."""
+    return None if text is None else parse_input_size(text)
 
 
 def console(stderr: bool = False) -> Console:

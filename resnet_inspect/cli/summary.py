@@ -1,41 +1,114 @@
-"""``resnet-inspect summary MODEL``: the per-layer table and the totals."""
+"""``resnet-inspect summary MODEL``: the per-layer table and the totals, or JSON/CSV/Markdown."""
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
+import typer
+from rich.console import Console
 
-from . import common
-from . import app
+from ..errors import InputError
+from . import app, common
+
+FormatOpt = Annotated[Optional[str], typer.Option(
+    "--format", "-f", help="table, json (the engine's to_dict()), csv or markdown. Default: from --output's "
+    "extension, else table.", show_default=False)]
+CounterOpt = Annotated[str, typer.Option(
+    "--counter", help="Who counts MACs: analytic (this package's rules), fvcore or torch (torch.utils.flop_counter); "
+    "the latter two run a real forward.")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead "
+                                                   "of the terminal.", show_default=False)]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")]
+DepthOpt = Annotated[Optional[int], typer.Option("--depth", "-d", help="Fold modules nested deeper than this into "
+                                                 "their ancestor (1 = top-level modules). Not used by json.",
+                                                 show_default=False)]
+RealOpt = Annotated[bool, typer.Option("--real", help="Run a real CPU forward instead of the meta-device trace "
+                                       "(same records, slower).")]
 
 
 @app.command()
 @common.handle_errors
+@common.with_build_flags()
 def summary(
     model: common.ModelArg,
-    input: common.InputOpt = "224",
-    stride_in_1x1: common.StrideIn1x1 = None,
-    caffe_maxpool: common.CaffeMaxpool = None,
-    norm: common.Norm = None,
-    output_stride: common.OutputStride = None,
-    num_classes: common.NumClasses = None,
-    num_bins: common.NumBins = None,
-    groups: common.Groups = None,
-    width_per_group: common.WidthPerGroup = None,
-    fpn: common.Fpn = None,
-    block: common.Block = None,
-    layers: common.Layers = None,
+    input: common.InputOpt = None,
+    format: FormatOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+    depth: DepthOpt = None,
+    counter: CounterOpt = "analytic",
+    real: RealOpt = False,
     pad_to: common.PadTo = None,
+    *,
+    options: dict[str, Any],
 ) -> None:
-    """Per-layer table of shapes, params and MACs, with totals.
+    """Per-layer shapes, params, MACs and receptive field, with totals, depth and downsampling.
 
-    Example: resnet-inspect summary resnet50 --input 800x1344
+    Writes json (the engine's to_dict()), csv or markdown with --format or --output.
+
+    Example: resnet-inspect summary resnet50 --input 800x1344 --depth 2
     """
-    options = common.build_options(stride_in_1x1=stride_in_1x1, caffe_maxpool=caffe_maxpool, norm=norm,
-                                   output_stride=output_stride, num_classes=num_classes, num_bins=num_bins,
-                                   groups=groups, width_per_group=width_per_group, fpn=fpn, block=block, layers=layers)
+    fmt = output_format(format, output)
+    if depth is not None and depth < 1:
+        raise InputError(f"--depth must be 1 or more, not {depth}.")
+    if output is not None:
+        from ..fileio import check_writable
+
+        check_writable(output, force=force)  # fail before the work, not after it
     size = common.input_size(input)
-    target = common.resolve_model(model, options)
-    from ..analysis.inspect import inspect
+    slow = f"Counting MACs with {counter}" if counter != "analytic" else "Running a real forward" if real else None
+    with _working(slow):
+        report = common.inspect_model(model, size, options, real=real, counter=counter, pad_to=pad_to)
+    if output is not None:
+        from ..fileio import atomic_write
+
+        written = atomic_write(output, render_text(report, fmt, depth), force=force)
+        common.console(stderr=True).print(f"Wrote the {fmt} summary of {report.model} to {written}.",
+                                          markup=False, highlight=False)
+    elif fmt == "table":
+        from ..render.table import print_summary
+
+        print_summary(report, common.console(), depth)
+    else:
+        sys.stdout.write(render_text(report, fmt, depth))
+
+
+def output_format(fmt: str | None, output: Path | None) -> str:
+    """The format asked for, or the one the output file's extension names, or table."""
+    from ..render.export import EXTENSIONS, FORMATS
+
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise InputError(f"Unknown format '{fmt}': use one of {', '.join(FORMATS)}.")
+        return fmt
+    if output is not None:
+        return EXTENSIONS.get(output.suffix.lower(), "table")
+    return "table"
+
+
+def render_text(report: Any, fmt: str, depth: int | None) -> str:
+    """The summary as a string: json/csv/markdown, or the table as plain text (for a file)."""
+    from ..render.export import render
+
+    if fmt != "table":
+        return render(report, fmt, depth)
     from ..render.table import print_summary
 
-    report = inspect(target, size, pad_to=pad_to, **(options if isinstance(target, str) else {}))
-    print_summary(report, common.console())
+    buffer = io.StringIO()
+    print_summary(report, Console(file=buffer, width=120, force_terminal=False, no_color=True, highlight=False), depth)
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _working(message: str | None) -> Iterator[None]:
+    """A spinner on stderr while slow work runs, only when stderr is a terminal."""
+    status_console = common.console(stderr=True)
+    if message is None or not status_console.is_terminal:
+        yield
+        return
+    with status_console.status(f"{message}…"):
+        yield

@@ -1,11 +1,17 @@
 """Rich tables for ``summary`` and ``list``."""
 from __future__ import annotations
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
+from dataclasses import dataclass
 
-from ..analysis.records import Report
+from rich import box
+from rich.console import Console, RenderableType
+from rich.measure import Measurement
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ..analysis.records import LayerRecord, Report
+from ..errors import InputError
 
 
 def _shape(shape: tuple[int, ...] | list[int] | None) -> str:
@@ -16,29 +22,349 @@ def _box(console: Console) -> box.Box | None:
     return box.SIMPLE_HEAD if console.is_terminal else None
 
 
-def print_summary(report: Report, console: Console) -> None:
-    """Plain per-layer table: name, type, output shape, params."""
-    table = Table(title=f"{report.model} @ {_shape(report.input_size)}", box=_box(console))
-    for column in ("Layer", "Type", "Output shape", "Params"):
-        table.add_column(column, justify="right" if column == "Params" else "left")
+# -- formatting helpers shared by summary, tree, explain and diff ---------------------------------
+
+def shape_text(shape: tuple[int, ...] | list[int] | None) -> str:
+    """``1×64×112×112``; an em dash when there is no shape."""
+    return _shape(shape)
+
+
+def shapes_text(shapes: list[tuple[int, ...]] | list[list[int]]) -> str:
+    """The first output shape, and how many more tensors a module returns."""
+    if not shapes:
+        return "—"
+    more = f" (+{len(shapes) - 1} more)" if len(shapes) > 1 else ""
+    return shape_text(shapes[0]) + more
+
+
+def count_text(value: int) -> str:
+    """An exact count with thousands separators."""
+    return f"{value:,}"
+
+
+def si_text(value: float, unit: str = "", digits: int = 3) -> str:
+    """A count scaled to k, M, G or T with ``digits`` decimals: ``4.089 G``."""
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}f} {prefix}{unit}"
+    return f"{value:g} {unit}".rstrip()
+
+
+def bytes_text(value: int) -> str:
+    """Bytes in binary units (KiB, MiB, GiB)."""
+    for scale, prefix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if value >= scale:
+            return f"{value / scale:.1f} {prefix}"
+    return f"{value} B"
+
+
+def number_text(value: float) -> str:
+    """An integer-valued float without its ``.0`` (jumps become fractional after upsampling)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def pair_text(pair: tuple[float, float] | list[float] | None) -> str:
+    """A per-dimension pair (receptive field, jump): one number when both dimensions agree."""
+    if pair is None:
+        return "—"
+    first, second = pair
+    return number_text(first) if first == second else f"{number_text(first)}×{number_text(second)}"
+
+
+def table_box(console: Console) -> box.Box | None:
+    """Box lines on a terminal, none when piped."""
+    return _box(console)
+
+
+def stride_text(stride: int | float | list[float] | None) -> str:
+    """An output's stride: one number, or H×W when the two differ."""
+    if stride is None:
+        return "—"
+    return pair_text(stride if isinstance(stride, list) else [stride, stride])
+
+
+def is_plain(console: Console) -> bool:
+    """Piped or redirected output: no box drawing and no wrapping of wide tables."""
+    return not console.is_terminal
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print a table; when piped, at its natural width so that no row wraps."""
+    if not is_plain(console):
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    width = console.width
+    console.width = max(width, natural)
+    try:
+        with console.capture() as captured:
+            console.print(table, crop=False)
+    finally:
+        console.width = width
+    # Rich pads every row to the table's width; a file or a pipe is better off without it.
+    console.out("\n".join(line.rstrip() for line in captured.get().splitlines()), highlight=False)
+
+
+def print_section(console: Console, title: str, body: RenderableType) -> None:
+    """A titled panel on a terminal; a title line and the body when piped."""
+    if is_plain(console):
+        console.print(f"\n{title}")
+        if isinstance(body, Table):
+            print_table(console, body)
+        else:
+            console.print(body)
+    else:
+        console.print(Panel(body, title=f"[bold]{title}[/]", title_align="left", expand=False))
+
+
+# -- summary ----------------------------------------------------------------------------------
+
+@dataclass
+class SummaryRow:
+    """One displayed row: a record, plus the costs of the deeper records folded into it."""
+
+    record: LayerRecord
+    params: int
+    trainable_params: int
+    buffers: int
+    macs: int
+    other_ops: int
+    output_bytes: int
+    folded: int = 0  # how many deeper records were folded into this row
+
+
+def summary_rows(report: Report, depth: int | None = None) -> list[SummaryRow]:
+    """One row per record; with ``depth``, records nested deeper are summed into their ancestor.
+
+    Records come in call order with every module's record before its children's, so the most
+    recent row at ``depth`` is the ancestor of any deeper record that follows it. Only leaves and
+    function records carry costs, so every column still sums to the report's total.
+    """
+    if depth is not None and depth < 1:
+        raise InputError(f"--depth must be 1 or more, not {depth}.")
+    rows: list[SummaryRow] = []
+    anchor: SummaryRow | None = None
     for rec in report.layers:
-        if not rec.name:
+        if depth is not None and rec.depth > depth and anchor is not None:
+            anchor.params += rec.params
+            anchor.trainable_params += rec.trainable_params
+            anchor.buffers += rec.buffers
+            anchor.macs += rec.macs
+            anchor.other_ops += rec.other_ops
+            anchor.output_bytes += rec.output_bytes
+            anchor.folded += 1
             continue
-        table.add_row("  " * (rec.depth - 1) + rec.name, rec.type,
-                      _shape(rec.output_shapes[0] if rec.output_shapes else None), f"{rec.params:,}")
-    console.print(table)
+        row = SummaryRow(rec, rec.params, rec.trainable_params, rec.buffers, rec.macs, rec.other_ops,
+                         rec.output_bytes)
+        rows.append(row)
+        if depth is not None and rec.depth == depth:
+            anchor = row
+    return rows
+
+
+def _cost_cell(value: int, row: SummaryRow, text: str) -> str:
+    # A container whose children are listed below it owns nothing itself: its costs sit on the
+    # children's rows. A dash says so without breaking "the column sums to the total".
+    if value == 0 and not row.record.is_leaf and not row.folded:
+        return "—"
+    return text
+
+
+def _shape_cell(rec: LayerRecord, drop_batch: bool = False) -> Text:
+    shapes = [s[1:] if drop_batch and len(s) > 1 else s for s in rec.output_shapes]
+    text = Text(shapes_text(shapes))
+    if rec.shape_ok is False:
+        text.append(f" ≠ formula {shape_text(rec.analytic_shape)}", style="bold red")
+    return text
+
+
+def _check_cell(rec: LayerRecord) -> Text:
+    if rec.shape_ok is None:
+        return Text("")
+    return Text("✓", style="green") if rec.shape_ok else Text("✗", style="bold red")
+
+
+def _row_name(row: SummaryRow) -> Text:
+    rec = row.record
+    text = Text("  " * max(rec.depth - 1, 0) + (rec.name or "(root)"))
+    if rec.call:
+        text.append(f" (call {rec.call + 1})", style="dim")
+    if row.folded:
+        text.append(f" +{row.folded}", style="dim")
+    return text
+
+
+def shows_row(row: SummaryRow) -> bool:
+    """The root record is shown only when it owns something (a parameter or a direct op)."""
+    rec = row.record
+    return bool(rec.name) or bool(row.params or row.buffers or row.macs or row.other_ops)
+
+
+def layer_table(report: Report, console: Console, depth: int | None = None, *, compact: bool = False) -> Table:
+    """The per-layer table: name indented by nesting, type, output shape, params, MACs, share,
+    receptive field and the formula check.
+
+    ``compact`` (for a narrow terminal) drops the type column, which the name already implies,
+    gives MACs in M or G, drops a batch dimension of 1 from the shapes and narrows the gaps.
+    """
+    title = None
+    if not is_plain(console):  # piped, the header line above the table already says it
+        title = f"{report.model} @ {shape_text(report.input_size)}"
+    caption = None
+    if depth is not None:
+        caption = f"--depth {depth}: \"+N\" after a name means N deeper records are folded into its row."
+    table = Table(title=title, caption=caption, box=table_box(console), header_style="bold",
+                  collapse_padding=compact, pad_edge=not compact)
+    columns = [("Layer", "left"), ("Type", "left"), ("Output shape", "left"), ("Params", "right"),
+               ("MACs", "right"), ("% MACs", "right"), ("RF", "right"), ("Check", "center")]
+    if compact:
+        columns = [("Layer", "left"), ("Output", "left"), ("Params", "right"), ("MACs", "right"), ("%", "right"),
+                   ("RF", "right"), ("OK", "center")]
+    for header, justify in columns:
+        table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    total = report.totals["macs"] or 1
+    for row in summary_rows(report, depth):
+        if not shows_row(row):
+            continue
+        rec = row.record
+        share = f"{100 * row.macs / total:.1f}%" if row.macs else ""
+        macs = si_text(row.macs, digits=1).replace(" ", "") if compact else count_text(row.macs)
+        cells: list[RenderableType] = [
+            _row_name(row), rec.type, _shape_cell(rec, drop_batch=compact and report.input_size[0] == 1),
+            _cost_cell(row.params, row, count_text(row.params)),
+            _cost_cell(row.macs, row, macs), share, pair_text(rec.receptive_field), _check_cell(rec),
+        ]
+        if compact:
+            cells.pop(1)
+        table.add_row(*cells)
+    return table
+
+
+def _fits(console: Console, table: Table) -> bool:
+    return Measurement.get(console, console.options.update_width(100_000), table).maximum <= console.width
+
+
+def totals_table(report: Report) -> Table:
+    """Params, buffers, MACs, FLOPs, other ops and activation memory."""
     t = report.totals
-    console.print(f"Params: {t['params']:,} (trainable {t['trainable_params']:,})   "
-                  f"MACs: {t['macs'] / 1e9:.3f} G   FLOPs: {t['flops'] / 1e9:.3f} G")
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
+    table.add_column()
+    frozen = t["params"] - t["trainable_params"]
+    table.add_row("Params", count_text(t["params"]), f"trainable {count_text(t['trainable_params'])}, "
+                  f"frozen {count_text(frozen)}")
+    table.add_row("Buffers", count_text(t["buffers"]),
+                  "state_dict tensors that are not parameters (norm running statistics)")
+    table.add_row("MACs", count_text(t["macs"]), f"{si_text(t['macs'], 'MACs')} (counter: {report.counter})")
+    table.add_row("FLOPs", count_text(t["flops"]), f"{si_text(t['flops'], 'FLOPs')} = 2 × MACs")
+    table.add_row("Other ops", count_text(t["other_ops"]),
+                  "norm, activation, pooling, add, upsample, bias (one per element op)")
+    table.add_row("Activations", count_text(t["activation_bytes"]),
+                  f"bytes = {bytes_text(t['activation_bytes'])}: all layer outputs added up, batch included "
+                  "(in-place ops add nothing; a sum, not the peak)")
+    return table
 
 
-def print_variants(console: Console) -> None:
-    from ..variants import _VARIANTS
+def outputs_table(report: Report, console: Console) -> Table:
+    """Every output (each FPN level) with its shape, stride, receptive field and weighted depth."""
+    table = Table(box=table_box(console), header_style="bold")
+    for column in ("Output", "Shape", "Stride", "Receptive field", "Weighted depth"):
+        table.add_column(column, justify="left" if column in ("Output", "Shape") else "right", no_wrap=True)
+    for name, info in report.output_info.items():
+        table.add_row(name, shape_text(info.get("shape")), stride_text(info.get("stride")),
+                      pair_text(info.get("receptive_field")), str(info.get("depth", "—")))
+    return table
 
-    table = Table(title="Variants", box=_box(console))
-    for column in ("Name", "Block", "Blocks per stage", "Groups × width", "Source"):
-        table.add_column(column)
-    for name, fields in _VARIANTS.items():
-        table.add_row(name, fields["block"], ",".join(map(str, fields["layers"])),
-                      f"{fields.get('groups', 1)} × {fields.get('width_per_group', 64)}", fields.get("source", "torchvision"))
-    console.print(table)
+
+def depth_text(report: Report) -> Text:
+    """The depth as the paper counts it, the formula, and what was left out and why."""
+    d = report.depth
+    text = Text()
+    text.append(d["formula"], style="bold")
+    text.append("\nCounted: convolutions and linear layers on the longest path from input to output "
+                "(normalisation, activations and pooling carry no depth).")
+    if d.get("projections_not_counted"):
+        names = ", ".join(d["projections_not_counted"])
+        text.append(f"\nNot counted: {len(d['projections_not_counted'])} projection shortcut(s), which run beside "
+                    f"the main path: {names}.")
+    if d.get("other_not_counted"):
+        text.append(f"\nAlso off the longest path: {', '.join(d['other_not_counted'])}.")
+    for note in d.get("notes", []):
+        text.append(f"\nNote: {note}")
+    return text
+
+
+def downsample_table(report: Report, console: Console) -> Table:
+    """Per stage: size before and after, stride, which layer carries it, the projection and why."""
+    table = Table(box=table_box(console), header_style="bold")
+    for column in ("Stage", "Size", "Stride", "Carried by", "Projection shortcut", "Dilation"):
+        table.add_column(column, justify="right" if column == "Stride" else "left")
+    for entry in report.downsample:
+        size = f"{shape_text(entry['size_before'])} → {shape_text(entry['size_after'])}"
+        carriers = ", ".join(f"{c['name']} ({c['kernel']}×{c['kernel']}/{c['stride']})"
+                             for c in entry["carriers"]) or "—"
+        projection = "; ".join(f"{p['name']} ({_shortcut_kind(p)}): {p['reason']}" for p in entry["projection"])
+        if not projection:
+            projection = "—" if entry["stage"] == "stem" else "— (identity shortcuts)"
+        dilation = ", ".join(f"{d['name']} d={d['dilation']}" for d in entry["dilation"]) or "—"
+        if entry.get("dilation_replaces_stride"):
+            dilation += " (replaces the stride)"
+        table.add_row(entry["stage"], size, str(entry["stride"]), carriers, projection, dilation)
+    return table
+
+
+def _shortcut_kind(p: dict) -> str:
+    """``1×1/2`` for a strided 1×1 conv; the engine's own words for a longer shortcut (ResNet-D)."""
+    return p.get("kind") or f"{p['kernel']}×{p['kernel']}/{p['stride']}"
+
+
+def _header(report: Report) -> str:
+    options = ", ".join(f"{k}={v}" for k, v in report.options.items())
+    device = "a traced forward on the meta device" if report.device == "meta" else f"a real forward on {report.device}"
+    text = f"{report.model}"
+    if options:
+        text += f" ({options})"
+    text += f", input {shape_text(report.input_size)}"
+    if report.padded_from is not None:
+        text += f" padded from {shape_text(report.padded_from)}"
+    return text + f"; shapes from {device}, MACs from the {report.counter} counter."
+
+
+def shape_mismatches(report: Report) -> list[LayerRecord]:
+    """Records whose traced output disagrees with the formula: always shown, never folded away."""
+    return [rec for rec in report.layers if rec.shape_ok is False]
+
+
+def print_summary(report: Report, console: Console, depth: int | None = None) -> None:
+    """The per-layer table, then the totals, outputs, depth, downsampling and the checks."""
+    console.print(_header(report), highlight=False)
+    table = layer_table(report, console, depth)
+    if not is_plain(console) and not _fits(console, table):
+        table = layer_table(report, console, depth, compact=True)
+    print_table(console, table)
+    print_section(console, "Totals", totals_table(report))
+    console.print(Text(f"Convention: {report.convention}", style="dim"))
+    print_section(console, "Outputs", outputs_table(report, console))
+    print_section(console, "Depth", depth_text(report))
+    if report.downsample:
+        print_section(console, "Downsampling", downsample_table(report, console))
+    if report.uncalled:
+        lines = [f"{u['name']} ({u['type']}): {count_text(u['params'])} params, never called by forward()"
+                 for u in report.uncalled]
+        print_section(console, "Uncalled modules", Text("\n".join(lines)))
+    checked = [rec for rec in report.layers if rec.shape_ok is not None]
+    bad = shape_mismatches(report)
+    if bad:
+        lines = Text()
+        for rec in bad:
+            lines.append(f"{rec.name}: traced {shapes_text(rec.output_shapes)}, "
+                         f"formula {shape_text(rec.analytic_shape)}", style="bold red")
+            for step in rec.working:
+                lines.append(f"\n    {step}")
+            lines.append("\n")
+        print_section(console, f"Shape check: {len(bad)} of {len(checked)} layers DISAGREE", lines)
+    else:
+        console.print(f"\nShape check: all {len(checked)} formula shapes match the traced forward pass.")
+    for warning in report.warnings:
+        console.print(Text(f"Warning: {warning}", style="yellow"))

@@ -1,0 +1,99 @@
+"""``resnet-inspect snapshot MODEL -o FILE`` and ``resnet-inspect check FILE...``: shape tables as a CI check."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..errors import InputError
+from . import app, common
+
+FORMATS = ("text", "json", "github")
+SnapshotInputOpt = Annotated[Optional[str], typer.Option(
+    "--input", "-i", help="224, 800x1344, 3x224x224 or 2x3x224x224. Default: the variant's own (224; 32 for the "
+    "CIFAR nets; 512x512 for the FPN presets).", show_default=False)]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the snapshot to this file "
+                                                   "(atomically) instead of stdout.", show_default=False,
+                                                   dir_okay=False)]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")]
+FilesArg = Annotated[list[str], typer.Argument(metavar="FILE", show_default=False,
+                                               help="Snapshot files written by `resnet-inspect snapshot`.")]
+UpdateOpt = Annotated[bool, typer.Option("--update", help="Rewrite the files whose model changed (and only those), "
+                                         "and say which; then exit 0.")]
+CheckFormatOpt = Annotated[str, typer.Option("--format", "-f", help="text, json, or github (GitHub Actions "
+                                             "::error annotations on the snapshot's lines).")]
+ToleranceOpt = Annotated[Optional[list[str]], typer.Option(
+    "--tolerance", "-t", help="Let a count move without failing: FIELD=VALUE (absolute) or FIELD=VALUE% "
+    "(relative), for params, macs, trainable_params or buffers. Repeat for several fields.", show_default=False)]
+
+
+@app.command()
+@common.handle_errors
+@common.with_build_flags()
+def snapshot(
+    model: common.ModelArg,
+    input: SnapshotInputOpt = None,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+    pad_to: common.PadTo = None,
+    *,
+    options: dict[str, Any],
+) -> None:
+    """Write MODEL's shape table (per-layer shapes, params, MACs; outputs; totals) for `check`.
+
+    The file also holds the build options and input size, so it alone rebuilds the model. It is
+    stable for git: sorted keys, one layer per line, no timestamps or absolute paths.
+
+    Example: resnet-inspect snapshot resnet50 -o shapes/resnet50.json
+    """
+    from .. import snapshot as snapshots
+
+    if output is not None:
+        from ..fileio import check_writable
+
+        check_writable(output, force=force)  # fail before the work, not after it
+    size = common.input_size(input) if input is not None else None
+    snap = snapshots.take(model, size, pad_to=pad_to, **options)
+    if output is None:
+        sys.stdout.write(snapshots.dumps(snap))
+        return
+    snapshots.write(snap, output)
+    size_text = "×".join(map(str, snap.input_size))
+    common.console(stderr=True).print(f"Wrote the shape snapshot of {snap.model} at {size_text} "
+                                      f"({len(snap.layers)} layers) to {output}.", markup=False, highlight=False,
+                                      soft_wrap=True)
+
+
+@app.command()
+@common.handle_errors
+def check(
+    files: FilesArg,
+    update: UpdateOpt = False,
+    format: CheckFormatOpt = "text",
+    tolerance: ToleranceOpt = None,
+) -> None:
+    """Rebuild the model of each snapshot file and compare: exit 0 when all match, 1 with a diff when
+    one differs, 2 when a file is malformed or cannot be rebuilt.
+
+    Example: resnet-inspect check shapes/*.json --format github --tolerance macs=0.5%
+    """
+    from .. import snapshot as snapshots
+    from ..render import snapshot_diff
+
+    if format not in FORMATS:
+        raise InputError(f"Unknown format '{format}': use one of {', '.join(FORMATS)}.")
+    tolerances = snapshots.parse_tolerances(tolerance)
+    results = [snapshots.check_file(file, update=update, tolerances=tolerances) for file in files]
+    code = snapshots.exit_code(results)
+    if format == "json":
+        sys.stdout.write(snapshot_diff.results_json(results, code))
+    elif format == "github":
+        for result in results:
+            for line in snapshot_diff.github_annotations(result):
+                print(line)
+        print(snapshot_diff.summary_line(results))
+    else:
+        snapshot_diff.print_results(results, common.console())
+    raise typer.Exit(code)

@@ -1,0 +1,392 @@
+"""``explain``: one layer's shape arithmetic, MACs, receptive field and downsampling, with numbers.
+
+Every number comes from the layer's record (its op, shapes, field and jump) or from the report's
+structure tables; this module only lays the arithmetic out. :func:`mac_terms` returns the factors
+whose product is the layer's MAC count, so a test can check that the shown product is the count.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.text import Text
+
+from ..analysis.records import LayerRecord, Report
+from ..errors import InputError
+from ..analysis.shapes import Window, window_output
+from .table import count_text, number_text, pair_text, print_section, shape_text, shapes_text
+
+_BLOCK = re.compile(r"^((?:.+\.)?layer\d+\.\d+)(?:[.:]|$)")
+
+
+@dataclass(frozen=True)
+class MacTerms:
+    """MACs = output elements × the factors (each a label and a value)."""
+
+    out_elements: int
+    factors: tuple[tuple[str, int], ...]
+
+    @property
+    def product(self) -> int:
+        """The MAC count these factors give."""
+        return self.out_elements * math.prod(value for _, value in self.factors)
+
+
+def find_record(report: Report, name: str) -> LayerRecord:
+    """The record called ``name``; an unknown name is bad input, with close names suggested."""
+    for rec in report.layers:
+        if rec.name == name:
+            return rec
+    names = list(dict.fromkeys(rec.name for rec in report.layers if rec.name))
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    close += [n for n in names if n.endswith("." + name) and n not in close][:3]
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    examples = [rec.name for rec in report.layers if rec.weighted][:2]
+    example = f", such as {' or '.join(examples)}" if examples and not close else ""
+    raise InputError(f"{report.model} has no layer '{name}'.{hint} Layer names are the qualified module names that "
+                     f"`resnet-inspect tree` prints{example}.")
+
+
+def mac_terms(rec: LayerRecord) -> MacTerms | None:
+    """The factors of a conv's or a linear layer's MACs, from its op and output shape.
+
+    A conv output element reads C_in/groups input channels through a kH×kW window: one
+    multiply-accumulate each. A linear output element reads every input feature once.
+    """
+    if not rec.op or not rec.output_shapes or not rec.weighted:
+        return None
+    out_elements = math.prod(rec.output_shapes[0])
+    if "groups" in rec.op:
+        groups = rec.op["groups"]
+        kh, kw = rec.op["kernel"]
+        label = f"C_in/groups = {rec.op['in_channels']}/{groups}" if groups > 1 else "C_in"
+        return MacTerms(out_elements, ((label, rec.op["in_channels"] // groups), ("kH", kh), ("kW", kw)))
+    if "in_features" in rec.op:
+        return MacTerms(out_elements, (("in_features", rec.op["in_features"]),))
+    return None
+
+
+def block_of(name: str) -> str:
+    """The residual block a name belongs to (``layer2.0`` for ``layer2.0.conv1``), or ``""``."""
+    match = _BLOCK.match(name)
+    return match.group(1) if match else ""
+
+
+def _subtree(report: Report, rec: LayerRecord) -> list[LayerRecord]:
+    """Every record nested in a module: its own, its children's and its direct function calls."""
+    prefix = rec.name
+    return [r for r in report.layers if r.name.startswith(prefix + ".") or r.name.startswith(prefix + ":")
+            or (r.name == prefix and r.call == rec.call)] if prefix else list(report.layers)
+
+
+def _mark(ok: bool | None) -> str:
+    return "" if ok is None else " ✓ the traced forward agrees" if ok else " ✗ the traced forward DISAGREES"
+
+
+# -- the four sections ------------------------------------------------------------------------
+
+def shape_lines(report: Report, rec: LayerRecord) -> list[str]:
+    """Per-dimension arithmetic of the output shape, with the numbers filled in."""
+    out = shapes_text(rec.output_shapes)
+    inp = ", ".join(shape_text(s) for s in rec.input_shapes) or "—"
+    lines = [f"input {inp} → output {out}"]
+    op = rec.op or {}
+    if "kernel" in op:
+        (k, _), (s, _), (p, _), (d, _) = op["kernel"], op["stride"], op["padding"], op["dilation"]
+        rounding = "⌈ ⌉ (ceil_mode=True: a partial window at the edge still gives an output)" if op.get("ceil_mode") \
+            else "⌊ ⌋"
+        lines.append("O = ⌊(I − K + 2P)/S⌋ + 1 (seed 004), or with dilation D: O = ⌊(I + 2P − D·(K−1) − 1)/S⌋ + 1; "
+                     f"rounding {rounding}")
+        lines.append(f"K = {pair_text(op['kernel'])}, S = {pair_text(op['stride'])}, "
+                     f"P = {pair_text(op['padding'])}, D = {pair_text(op['dilation'])}")
+        lines.extend(rec.working)
+        if "out_channels" in op:
+            groups = f" (in {op['groups']} groups of {op['in_channels'] // op['groups']})" if op["groups"] > 1 else ""
+            lines.append(f"C: the conv has {op['out_channels']} filters, so {op['in_channels']} → "
+                         f"{op['out_channels']} channels{groups}")
+        elif rec.output_shapes:
+            lines.append(f"C: pooling works per channel, so C stays {rec.output_shapes[0][-3]}")
+        if s == 1 and rec.input_shapes and rec.output_shapes and rec.input_shapes[0][-2:] == rec.output_shapes[0][-2:]:
+            lines.append(f"With S = 1, P = {p} = (D·(K−1))/2 = ({d}·({k}−1))/2 keeps the size (seed 004's corollary).")
+        lines.append(f"analytic {shape_text(rec.analytic_shape)}{_mark(rec.shape_ok)}")
+    elif "in_features" in op:
+        lines.append(f"features: {op['in_features']} → {op['out_features']} (a Linear layer keeps the batch dimension)")
+    elif "output_size" in op:
+        lines.append(f"H×W: an adaptive pool's output is its output_size, {shape_text(op['output_size'])}, "
+                     "whatever the input size")
+    elif "mode" in op and rec.input_shapes and rec.output_shapes:
+        (ih, iw), (oh, ow) = rec.input_shapes[0][-2:], rec.output_shapes[0][-2:]
+        scale = op.get("scale_factor")
+        how = f"scale_factor {scale}" if scale is not None else f"size {op.get('size')}"
+        lines.append(f"H: {ih} → {oh}, W: {iw} → {ow} ({op.get('mode')} upsampling by {how})")
+        lines.append(f"analytic {shape_text(rec.analytic_shape)}{_mark(rec.shape_ok)}")
+    elif rec.is_leaf:
+        lines.append("element-wise: the output has the input's shape")
+    else:
+        changes = [r for r in _subtree(report, rec)[1:] if r.is_leaf and r.op and "kernel" in r.op
+                   and r.input_shapes and r.output_shapes and r.input_shapes[0][-3:] != r.output_shapes[0][-3:]]
+        for child in changes:
+            lines.append(f"{child.name}: {shape_text(child.input_shapes[0][-3:])} → "
+                         f"{shape_text(child.output_shapes[0][-3:])}  ({'; '.join(child.working)})")
+    return lines
+
+
+def mac_lines(report: Report, rec: LayerRecord) -> list[str]:
+    """The MACs formula with numbers, and the other element operations."""
+    lines = []
+    terms = mac_terms(rec)
+    out_shape = rec.output_shapes[0] if rec.output_shapes else ()
+    macs = terms.product if terms is not None else rec.macs
+    if terms is not None:
+        names = " × ".join(label.split(" = ")[0] for label, _ in terms.factors)
+        lines.append(f"MACs = output elements × {names}")
+        pieces = " × ".join(str(value) for _, value in terms.factors)
+        lines.append(f"     = ({shape_text(out_shape)} = {count_text(terms.out_elements)}) × {pieces}")
+        lines.append(f"     = {count_text(terms.product)}")
+        if terms.product != rec.macs:
+            lines.append(f"The {report.counter} counter reports {count_text(rec.macs)} for this layer.")
+    elif rec.is_leaf:
+        lines.append(f"MACs = {count_text(rec.macs)}: only convolutions and linear layers multiply-accumulate in "
+                     "this package's convention; everything else is counted as other ops.")
+    else:
+        parts = [r for r in _subtree(report, rec) if r.macs]
+        macs = total = sum(r.macs for r in parts)
+        shown = " + ".join(f"{count_text(r.macs)} ({r.name})" for r in parts[:8])
+        more = f" + {len(parts) - 8} more" if len(parts) > 8 else ""
+        lines.append(f"MACs = {shown}{more} = {count_text(total)}" if parts else "MACs = 0")
+    if rec.other_ops:
+        lines.append(f"Other ops: {count_text(rec.other_ops)}{_other_formula(rec)}")
+    lines.append(f"FLOPs = 2 × MACs = {count_text(2 * macs)}")
+    return lines
+
+
+def _other_formula(rec: LayerRecord) -> str:
+    """Explain an other-ops count when it is a simple multiple of the elements (else say nothing)."""
+    out_n = math.prod(rec.output_shapes[0]) if rec.output_shapes else 0
+    in_n = math.prod(rec.input_shapes[0]) if rec.input_shapes else 0
+    op = rec.op or {}
+    candidates = []
+    if "kernel" in op and "groups" not in op:
+        kh, kw = op["kernel"]
+        candidates.append((out_n * kh * kw,
+                           f"{count_text(out_n)} outputs × {kh}·{kw} window elements (one compare or add each)"))
+    if "output_size" in op:
+        candidates.append((in_n, f"one add per input element ({count_text(in_n)})"))
+    candidates.append((2 * out_n, f"2 × {count_text(out_n)} elements (a scale and a shift each)"))
+    bias = " — the bias add" if rec.weighted else ""
+    candidates.append((out_n, f"one per output element ({count_text(out_n)}){bias}"))
+    for value, text in candidates:
+        if value == rec.other_ops:
+            return f" = {text}"
+    return ""
+
+
+def _producer(report: Report, rec: LayerRecord, rf: float, jump: float) -> LayerRecord | None:
+    """The latest earlier record whose output looks like this layer's input (shape, field and jump)."""
+    if not rec.input_shapes:
+        return None
+    for prev in reversed(report.layers[:rec.index]):
+        if (prev.output_shapes and prev.output_shapes[0] == rec.input_shapes[0] and prev.receptive_field
+                and prev.receptive_field[0] == rf and prev.jump and prev.jump[0] == jump):
+            return prev
+    return None
+
+
+def receptive_field_lines(report: Report, rec: LayerRecord) -> list[str]:
+    """The field r and jump j of the output, and how they follow from the input's."""
+    if rec.receptive_field is None or rec.jump is None:
+        return ["No receptive field: this output does not come from the image through this layer."]
+    lines = []
+    op = rec.op or {}
+    dims = ("H", "W") if rec.receptive_field[0] != rec.receptive_field[1] or rec.jump[0] != rec.jump[1] else ("H=W",)
+    for index, dim in enumerate(dims):
+        r_out, j_out = rec.receptive_field[index], rec.jump[index]
+        window = _window(rec, index)
+        if window is not None and rec.is_leaf:
+            k, s, d = window
+            k_eff = d * (k - 1) + 1
+            j_in = j_out / s
+            r_in = r_out - (k_eff - 1) * j_in
+            source = _producer(report, rec, r_in, j_in)
+            where = f" (the output of {source.name}, {source.type})" if source is not None and source.name else ""
+            if source is None and r_in == 1 and j_in == 1:
+                where = " (the input image: one pixel, one pixel apart)"
+            lines.append(f"{dim}: input field r_in = {number_text(r_in)}, jump j_in = {number_text(j_in)}{where}")
+            keff_text = f"k_eff = D·(K−1)+1 = {d}·({k}−1)+1 = {k_eff}" if d > 1 else f"k_eff = K = {k_eff}"
+            lines.append(f"    {keff_text}")
+            lines.append(f"    r_out = r_in + (k_eff − 1)·j_in = {number_text(r_in)} + ({k_eff} − 1)·"
+                         f"{number_text(j_in)} = {number_text(r_out)}")
+            lines.append(f"    j_out = j_in·S = {number_text(j_in)}·{s} = {number_text(j_out)}")
+        elif "mode" in op and rec.input_shapes and rec.output_shapes:
+            scale = rec.output_shapes[0][-2 + index] / rec.input_shapes[0][-2 + index]
+            lines.append(f"{dim}: r = {number_text(r_out)} (upsampling adds no context); "
+                         f"j_out = j_in / {number_text(scale)} = {number_text(j_out * scale)} / {number_text(scale)} "
+                         f"= {number_text(j_out)}")
+        elif rec.is_leaf:
+            many = len(rec.input_shapes) > 1 or rec.type in ("F.add", "F.sub", "F.mul")
+            lines.append(f"{dim}: r = {number_text(r_out)}, j = {number_text(j_out)}: "
+                         + ("the wider field of its inputs (a sum reaches as far as its widest input)" if many
+                            else "unchanged from its input (element-wise)"))
+        else:
+            lines.append(f"{dim}: r = {number_text(r_out)}, j = {number_text(j_out)} at the module's output")
+    lines.append(f"Each output position sees a {_pair(rec.receptive_field)} patch of the input image; neighbouring "
+                 f"positions are {pair_text(rec.jump)} input pixels apart.")
+    return lines
+
+
+def _pair(values: tuple[float, float]) -> str:
+    return "×".join(number_text(v) for v in values)
+
+
+def _window(rec: LayerRecord, index: int) -> tuple[int, int, int] | None:
+    """Kernel, stride and dilation of one dimension, for a conv, a pool or an adaptive pool."""
+    op = rec.op or {}
+    if "kernel" in op:
+        return op["kernel"][index], op["stride"][index], op["dilation"][index]
+    if "output_size" in op and rec.input_shapes:
+        # As the trace treats it: a window of about input/output (see analysis/ops.py).
+        size_in, size_out = rec.input_shapes[0][-2 + index], op["output_size"][index]
+        stride = max(size_in // max(size_out, 1), 1)
+        return max(size_in - (size_out - 1) * stride, 1), stride, 1
+    return None
+
+
+def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
+    """Whether this layer changes the resolution, and why (or why not)."""
+    stages = {entry["stage"]: entry for entry in report.downsample}
+    entry = stages.get(rec.stage)
+    op = rec.op or {}
+    block = block_of(rec.name)
+    lines: list[str] = []
+    in_hw = rec.input_shapes[0][-2:] if rec.input_shapes and len(rec.input_shapes[0]) == 4 else None
+    out_hw = rec.output_shapes[0][-2:] if rec.output_shapes and len(rec.output_shapes[0]) == 4 else None
+    stride = max(op["stride"]) if "stride" in op else 1
+    dilation = max(op.get("dilation", [1]))
+    projection = next((p for e in report.downsample for p in e["projection"]
+                       if rec.name == p["name"] or (p.get("shortcut") and rec.name.startswith(p["shortcut"] + "."))),
+                      None)
+    if projection is not None:
+        p = projection
+        # "kind" spells out a shortcut of several layers (ResNet-D: an average pool, then a 1×1 conv).
+        how = p.get("kind") or f"a {p['kernel']}×{p['kernel']} conv with stride {p['stride']}"
+        part = "" if rec.name == p["name"] else "part of "
+        lines.append(f"This is {part}the projection shortcut of {block or rec.parent}: {how}; stride {p['stride']} in "
+                     f"all. It exists because {p['reason']}: the identity could not be added to the block's output. "
+                     "The rule (torchvision's _make_layer, seed 004): project when stride ≠ 1 or in_channels ≠ "
+                     "planes × expansion.")
+    if "stride" in op and rec.is_leaf:
+        if stride > 1:
+            lines.append(f"It downsamples: stride {stride} takes {shape_text(in_hw)} to {shape_text(out_hw)}.")
+            if rec.name in ((report.fpn or {}).get("extra") or []):
+                lines.append(f"It builds an extra pyramid level above the trunk's last stage, at {stride}× the "
+                             "stride of the level it reads (retinanet: P6 and P7 by stride-2 convs; maskrcnn: P6 by a stride-2 "
+                             "max pool).")
+        else:
+            lines.append(f"It does not downsample: stride 1, and its padding keeps {shape_text(in_hw)}"
+                         + (" unchanged." if in_hw == out_hw else f" to {shape_text(out_hw)}."))
+        if dilation > 1:
+            k = max(op["kernel"])
+            why = ""
+            if "output_stride" in report.options:
+                why = f" (output stride {report.options['output_stride']}: dilation replaces the last strides)"
+            lines.append(f"Dilation {dilation}: the {k}×{k} taps are spread {dilation} pixels apart, so the field "
+                         f"grows as if the layer were strided while the resolution stays{why}.")
+    elif "output_size" in op:
+        lines.append(f"A global pool, not a strided downsample: it averages {shape_text(in_hw)} down to "
+                     f"{shape_text(op['output_size'])} whatever the input size.")
+    elif "mode" in op:
+        lines.append(f"It upsamples {shape_text(in_hw)} → {shape_text(out_hw)}: the FPN's top-down path brings a "
+                     "coarser level to the lateral's resolution before the add.")
+    elif rec.is_leaf:
+        lines.append("It cannot change the resolution: it has no window and no stride.")
+    elif in_hw is not None and out_hw is not None:
+        verb = "keeps" if in_hw == out_hw else "takes"
+        target = "." if in_hw == out_hw else f" to {shape_text(out_hw)}."
+        lines.append(f"The module {verb} {shape_text(in_hw)}{target}")
+    if block:
+        lines.extend(_block_stride_lines(report, rec, block, entry))
+    elif rec.stage == "stem" and entry is not None:
+        carriers = ", ".join(f"{c['name']} (stride {c['stride']})" for c in entry["carriers"])
+        lines.append(f"The stem divides the resolution by {entry['stride']}: {shape_text(entry['size_before'])} → "
+                     f"{shape_text(entry['size_after'])}, through {carriers}.")
+        if op.get("ceil_mode") and in_hw is not None:
+            # What PyTorch's usual stem pool (padding 1, floor) would give on the same input.
+            k, s = op["kernel"][0], op["stride"][0]
+            usual = tuple(window_output(size, Window(k, s, k // 2)) for size in in_hw)
+            same = "the same size" if usual == tuple(out_hw or ()) else "a different size"
+            lines.append(f"ceil_mode=True with padding 0 is Caffe's max pool (seed 002): it rounds up. torchvision's "
+                         f"pool (padding {k // 2}, rounding down) would give {shape_text(usual)} here, {same}.")
+    return lines
+
+
+def _block_stride_lines(report: Report, rec: LayerRecord, block: str, entry: dict | None) -> list[str]:
+    """Which conv of the block carries the stride, and what the alternative placement would be."""
+    lines = []
+    carriers = [c for c in (entry or {}).get("carriers", []) if c.get("block") == block]
+    members = [r for r in report.layers if block_of(r.name) == block and r.weighted and r.op and "kernel" in r.op
+               and ".downsample" not in r.name and "shortcut" not in r.name]
+    kernels = [r.op["kernel"][0] for r in members]
+    bottleneck = kernels[:3] == [1, 3, 1]
+    if not carriers:
+        dilated = [r for r in members if max(r.op["dilation"]) > 1]
+        if entry is not None and entry.get("dilation_replaces_stride") and block.endswith(".0"):
+            lines.append(f"{block} would downsample, but output stride {report.options.get('output_stride')} replaces "
+                         "this stage's stride with dilation, so the resolution stays.")
+        elif dilated:
+            listed = ", ".join(f"{r.name} d={max(r.op['dilation'])}" for r in dilated)
+            lines.append(f"{block} is dilated ({listed}) instead of strided.")
+        else:
+            lines.append(f"{block} keeps the resolution: only the first block of a stage (from res3 on) is strided.")
+        return lines
+    carrier = carriers[0]
+    lines.append(f"In {block} the stride sits in {carrier['name']} ({carrier['kernel']}×{carrier['kernel']}, stride "
+                 f"{carrier['stride']}).")
+    if bottleneck and ".downsample" not in rec.name:
+        lines.extend(_placement_lines(members[0], carrier))
+    if rec.name != carrier["name"] and rec.is_leaf and rec.weighted and ".downsample" not in rec.name:
+        lines.append(f"So {rec.name} runs at stride 1.")
+    return lines
+
+
+def _placement_lines(conv1: LayerRecord, carrier: dict) -> list[str]:
+    """The bottleneck's two stride placements, with conv1's MACs under each (same channels, so
+    its MACs scale with its output area; the 3×3's output size, hence its MACs, is the same)."""
+    if not conv1.input_shapes or not conv1.output_shapes:
+        return []
+    in_h, in_w = conv1.input_shapes[0][-2:]
+    out_h, out_w = conv1.output_shapes[0][-2:]
+    s = carrier["stride"]
+    if carrier["kernel"] == 1:
+        small, large = conv1.output_shapes[0][-2:], (in_h, in_w)
+        full = conv1.macs // (out_h * out_w) * (in_h * in_w)
+        return [f"That is the MSRA/Caffe placement (stride_in_1x1=True, seeds 002 and 003): the first 1×1 reads one "
+                f"pixel in every {s}×{s}, so it skips {s * s - 1} of every {s * s} input positions, and the 3×3 runs "
+                f"at {shape_text(small)}. torchvision puts the stride in the 3×3 (--stride-in-3x3): {conv1.name} then "
+                f"runs at {shape_text(large)}, {count_text(full)} MACs instead of {count_text(conv1.macs)}, and "
+                "no input position is skipped."]
+    reduced = conv1.macs // (out_h * out_w) * ((out_h - 1) // s + 1) * ((out_w - 1) // s + 1)
+    return [f"That is torchvision's placement (stride_in_1x1=False, 'ResNet v1.5'): {conv1.name} runs at full "
+            f"resolution, {shape_text((out_h, out_w))}, and the 3×3, which sees every position, downsamples. "
+            f"MSRA/Caffe put the stride in the first 1×1 (--stride-in-1x1): {conv1.name} would cost {count_text(reduced)} MACs "
+            f"instead of {count_text(conv1.macs)}, but skip {s * s - 1} of every {s * s} input positions."]
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+def print_explain(report: Report, layer: str, console: Console) -> None:
+    """Explain one layer in four sections: shape, MACs, receptive field, downsampling."""
+    rec = find_record(report, layer)
+    calls = sum(1 for r in report.layers if r.name == rec.name)
+    title = Text(f"{rec.name} ", style="bold")
+    title.append(f"({rec.type}) in {report.model} at {shape_text(report.input_size)}, stage {rec.stage or '—'}")
+    console.print(title)
+    if calls > 1:
+        console.print(f"This module is called {calls} times; this is its first call.")
+    sections = (("Shape", shape_lines(report, rec)), ("MACs", mac_lines(report, rec)),
+                ("Receptive field and jump", receptive_field_lines(report, rec)),
+                ("Downsampling", downsample_lines(report, rec)))
+    for heading, lines in sections:
+        print_section(console, heading, Text("\n".join(lines)))

@@ -1,0 +1,686 @@
+"""Graphviz diagrams of a :class:`~resnet_inspect.analysis.records.Report`.
+
+The diagram is drawn from the engine's records, never from a second walk of the model:
+
+- the stem, one cluster per stage (``res2``..``res5``, labelled with the stride of its output),
+  one node per residual block, and the head; each edge carries the output shape of its tail;
+- projection shortcuts as dashed side edges labelled with the stride of the shortcut branch;
+- with an FPN, the lateral 1x1 convs, the top-down upsample-and-add, the 3x3 output convs, the extra
+  levels (P6/P7 or the max pool) and one node per pyramid level with its shape and stride.
+
+``depth`` sets how far into a block the diagram goes: 1 draws one node per block, 2 the convs
+(and the residual add) inside each block, 3 or more every leaf (norms and activations too).
+
+The records carry shapes but no producer links, so the wiring is rebuilt from execution order,
+the module hierarchy and shapes: inside a block the shortcut branch is the child module that holds
+the off-path (projection) layers, and in the FPN a lateral reads the trunk stage with its input
+shape while upsamples, adds and output convs read the latest top-down tensor of their shape.
+Node names are the modules' qualified names (``layer2.0``, ``fpn.fpn_inner4``) and the level
+names of the report's outputs (``p3``), so a diagram joins with every other view of the report.
+"""
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import graphviz
+
+from ..analysis.records import LayerRecord, Report
+
+Shape = tuple[int, ...]
+
+#: Output formats, keyed by the output file's extension.
+FORMATS: dict[str, str] = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
+
+#: Blocks per row inside a stage cluster at depth 1: long stages (resnet152's res4 has 36 blocks)
+#: wrap into rows, so the diagram stays roughly as wide as it is tall.
+BLOCKS_PER_ROW = 6
+
+_FONT = "Helvetica,Arial,sans-serif"
+_FILL = {"stem": "#e8eef7", "res2": "#dbeafe", "res3": "#dcfce7", "res4": "#fef3c7", "res5": "#fde2e4",
+         "head": "#ede9fe", "fpn": "#e0f2f1", "level": "#ccfbf1"}
+_SHORTCUT_COLOUR = "#c2410c"
+_DETAIL = '<FONT POINT-SIZE="9" COLOR="#374151">{}</FONT>'
+_NOTE = '<FONT POINT-SIZE="8" COLOR="#6b7280">{}</FONT>'
+
+
+def format_for(path: str | Path) -> str | None:
+    """The diagram format an output file's extension names, or None for an unknown extension."""
+    return FORMATS.get(Path(path).suffix.lower())
+
+
+def render(graph: graphviz.Digraph, fmt: str) -> bytes:
+    """The diagram as bytes: DOT source for ``dot``, otherwise the output of Graphviz's ``dot``.
+
+    Raises :class:`graphviz.ExecutableNotFound` when the ``dot`` program is missing.
+    """
+    if fmt == "dot":
+        return graph.source.encode("utf-8")
+    return graph.pipe(format=fmt)
+
+
+# -- what the diagram shows, read from the records ---------------------------------------------
+
+@dataclass
+class Block:
+    """A residual block: its record, its leaf records and the prefixes of its shortcut branch."""
+
+    record: LayerRecord
+    leaves: list[LayerRecord]
+    shortcut: list[str] = field(default_factory=list)
+
+    def in_shortcut(self, rec: LayerRecord) -> bool:
+        return any(rec.name == p or rec.name.startswith(p + ".") or rec.name.startswith(p + ":")
+                   for p in self.shortcut)
+
+
+@dataclass
+class Stage:
+    """A trunk stage (``res3``) with its container record, blocks and cumulative output stride."""
+
+    label: str
+    record: LayerRecord
+    blocks: list[Block]
+    stride: int | float
+
+
+@dataclass
+class Anatomy:
+    """The parts of a report the diagram draws, each in execution order."""
+
+    stem: list[LayerRecord]
+    stages: list[Stage]
+    head: list[LayerRecord]
+    fpn: list[LayerRecord]
+
+
+def anatomy(report: Report) -> Anatomy:
+    """Split a report's records into stem, stages with their blocks, head and FPN."""
+    records = [r for r in report.layers if r.name]
+    leaves = [r for r in records if r.is_leaf]
+    containers = {r.name: r for r in records if not r.is_leaf and r.kind == "module" and r.call == 0}
+    children: dict[str, list[LayerRecord]] = {}
+    for rec in containers.values():
+        children.setdefault(rec.parent or "", []).append(rec)
+
+    strides = _stage_strides(report)
+    stages = []
+    stage_labels = list(dict.fromkeys(r.stage for r in records if r.stage.startswith("res")))
+    for label in stage_labels:
+        members = [r for r in containers.values() if r.stage == label]
+        if not members:
+            continue
+        container = min(members, key=lambda r: (r.depth, r.index))
+        # Descend through wrappers that hold nothing but one container (timm's ``stages.0.blocks``);
+        # a lone block holds layers of its own and stops the descent.
+        kids = children.get(container.name, [])
+        while len(kids) == 1 and children.get(kids[0].name) and not any(r.parent == kids[0].name for r in leaves):
+            kids = children[kids[0].name]
+        block_records = kids or [container]
+        blocks = []
+        for rec in block_records:
+            inside = [r for r in leaves if _under(r.name, rec.name)]
+            blocks.append(Block(rec, inside, _shortcut_prefixes(rec, inside, report)))
+        stages.append(Stage(label, container, blocks, strides.get(label, 1)))
+    return Anatomy(
+        stem=[r for r in leaves if r.stage == "stem"],
+        stages=stages,
+        head=[r for r in leaves if r.stage == "head"],
+        fpn=[r for r in leaves if r.stage == "fpn"],
+    )
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name.startswith(prefix + ".") or name.startswith(prefix + ":")
+
+
+def _stage_strides(report: Report) -> dict[str, int | float]:
+    """Stride of each stage's output relative to the input: the product of the stage strides."""
+    total: int | float = 1
+    out = {}
+    for entry in report.downsample:
+        total *= entry["stride"]
+        out[entry["stage"]] = total
+    return out
+
+
+def _shortcut_prefixes(block: LayerRecord, leaves: list[LayerRecord], report: Report) -> list[str]:
+    """Child modules of a block that form its shortcut branch.
+
+    A child holds the shortcut when it contains a projection the engine found (a weighted layer
+    off the longest path) or is named as torchvision, timm and the CIFAR nets name it."""
+    projections = {p["name"] for entry in report.downsample for p in entry["projection"]}
+    prefixes = []
+    for rec in leaves:
+        if rec.kind != "module":
+            continue
+        child = rec.name[len(block.name) + 1:].split(".")[0]
+        prefix = f"{block.name}.{child}"
+        if (rec.name in projections or child in ("downsample", "shortcut")) and prefix not in prefixes:
+            prefixes.append(prefix)
+    return prefixes
+
+
+# -- text ----------------------------------------------------------------------------------------
+
+def _dims(shape: Iterable[int] | None) -> str:
+    """A shape without its batch dimension: ``256×56×56``, or ``1000`` for a vector."""
+    if not shape:
+        return "?"
+    dims = list(shape)[1:] or list(shape)
+    return "×".join(str(d) for d in dims)
+
+
+def _out(rec: LayerRecord) -> Shape | None:
+    return tuple(rec.output_shapes[0]) if rec.output_shapes else None
+
+
+def _channels(rec: LayerRecord) -> int | None:
+    shape = _out(rec)
+    return shape[1] if shape and len(shape) >= 2 else None
+
+
+def _window(rec: LayerRecord) -> str:
+    """``3×3 /2`` with dilation and groups when they are not 1."""
+    op = rec.op or {}
+    if "kernel" not in op:
+        return ""
+    kh, kw = op["kernel"]
+    text = f"{kh}×{kw}"
+    stride = max(op.get("stride", [1]))
+    if stride != 1:
+        text += f" /{stride}"
+    dilation = max(op.get("dilation", [1]))
+    if dilation != 1:
+        text += f" dil {dilation}"
+    if op.get("groups", 1) != 1:
+        text += f" g{op['groups']}"
+    return text
+
+
+def _html(*lines: str) -> str:
+    """An HTML-like Graphviz label: the first line bold, the others already formatted."""
+    return "<" + "<BR/>".join([f"<B>{html.escape(lines[0])}</B>", *lines[1:]]) + ">"
+
+
+def _detail(text: str) -> str:
+    return _DETAIL.format(html.escape(text))
+
+
+def _note(text: str) -> str:
+    return _NOTE.format(html.escape(text))
+
+
+def _short(name: str, parent: str) -> str:
+    return name[len(parent) + 1:] if parent and _under(name, parent) else name
+
+
+def _tooltip(rec: LayerRecord) -> str:
+    parts = [f"{rec.name} ({rec.type})", f"output {_dims(_out(rec))}"]
+    if rec.params:
+        parts.append(f"{rec.params:,} params")
+    if rec.macs:
+        parts.append(f"{rec.macs:,} MACs")
+    if rec.receptive_field:
+        parts.append(f"receptive field {rec.receptive_field[0]}×{rec.receptive_field[1]}")
+    return " · ".join(parts)
+
+
+def _node_id(rec: LayerRecord) -> str:
+    # ':' separates a node from a port in DOT edges, so function records (``layer1.0:add``) use '/'.
+    name = rec.name.replace(":", "/")
+    return name if rec.call == 0 else f"{name}@{rec.call}"
+
+
+# -- the diagram ---------------------------------------------------------------------------------
+
+class _Diagram:
+    """Builds the Digraph: remembers each node's output shape so edges can be labelled with it."""
+
+    def __init__(self, report: Report, depth: int) -> None:
+        self.report = report
+        self.depth = depth
+        self.parts = anatomy(report)
+        self.shapes: dict[str, Shape | None] = {}
+        self.row_start: str | None = None  # first node of the latest row of the depth-1 grid
+        self.graph = graphviz.Digraph(name=report.model)
+        self.graph.attr(rankdir="TB", fontname=_FONT, fontsize="12", labelloc="t", labeljust="l",
+                        nodesep="0.22", ranksep="0.32", newrank="true", label=self._title())
+        self.graph.attr("node", shape="box", style="rounded,filled", fontname=_FONT, fontsize="10",
+                        margin="0.08,0.04", penwidth="0.8", color="#6b7280")
+        self.graph.attr("edge", fontname=_FONT, fontsize="8", color="#4b5563", fontcolor="#374151",
+                        arrowsize="0.6", penwidth="0.8")
+
+    def _title(self) -> str:
+        report = self.report
+        t = report.totals
+        lines = [f"<B>{html.escape(report.model)}</B>  input {_dims(report.input_size)}"
+                 f" (batch {report.input_size[0]}) · {t['params'] / 1e6:.2f} M params"
+                 f" · {t['macs'] / 1e9:.2f} GMACs",
+                 _detail(f"depth: {report.depth.get('formula', '')}")]
+        return "<" + "<BR ALIGN=\"LEFT\"/>".join(lines) + "<BR ALIGN=\"LEFT\"/>>"
+
+    # nodes and edges ------------------------------------------------------------------------
+
+    def node(self, where: graphviz.Digraph, node_id: str, label: str, cls: str, fill: str,
+             out: Shape | None, tooltip: str, **attrs: str) -> str:
+        """Declare a node in ``where`` (a cluster or the graph) and remember its output shape."""
+        where.node(node_id, label, fillcolor=fill, tooltip=tooltip, **{"class": cls}, **attrs)
+        self.shapes[node_id] = out
+        return node_id
+
+    def edge(self, tail: str | None, head: str, *, label: bool = True, external: bool = False,
+             **attrs: str) -> None:
+        """An edge labelled with the tail's output shape (as an ``xlabel`` that does not move
+        the layout when ``external``)."""
+        if tail is None:
+            return
+        text = _dims(self.shapes.get(tail)) if label else ""
+        self.graph.edge(tail, head, **{"xlabel" if external else "label": text}, **attrs)
+
+    # parts ------------------------------------------------------------------------------------
+
+    def build(self) -> graphviz.Digraph:
+        last = self.stem()
+        outputs: dict[str, tuple[str, Shape | None]] = {}
+        for stage in self.parts.stages:
+            last = self.stage(stage, last)
+            outputs[stage.label] = (last, _out(stage.record))
+        self.head(last)
+        self.fpn(outputs)
+        return self.graph
+
+    def stem(self) -> str | None:
+        """Window ops (convs, pools) as nodes; norms and activations folded into the op before."""
+        stem = self.parts.stem
+        if not stem:
+            return None
+        stride = _stage_strides(self.report).get("stem")
+        with self.graph.subgraph(name="cluster_stem") as cluster:
+            cluster.attr(label=f"stem · stride {stride}" if stride else "stem", style="rounded",
+                         color="#9ca3af", fontsize="10")
+            shown: list[tuple[LayerRecord, list[LayerRecord]]] = []
+            for rec in stem:
+                if self.depth >= 3 or rec.op or not shown:
+                    shown.append((rec, []))
+                else:
+                    shown[-1][1].append(rec)
+            last = None
+            for rec, folded in shown:
+                lines = [rec.name, _detail(" · ".join(x for x in (rec.type, _window(rec),
+                                                                  f"{_channels(rec)} ch") if x))]
+                if folded:
+                    lines.append(_note("+ " + ", ".join(r.type for r in folded)))
+                shape = _out(folded[-1]) if folded else _out(rec)
+                node = self.node(cluster, _node_id(rec), _html(*lines), "stem", _FILL["stem"], shape,
+                                 _tooltip(rec))
+                self.edge(last, node)
+                last = node
+        self.row_start = last
+        return last
+
+    def stage(self, stage: Stage, last: str | None) -> str | None:
+        out = _out(stage.record)
+        size = "×".join(map(str, out[2:])) if out and len(out) == 4 else ""
+        stride = f"stride {stage.stride}" if stage.stride else ""
+        label = " · ".join(x for x in (stage.label, stage.record.name, stride, size) if x)
+        with self.graph.subgraph(name=f"cluster_{stage.label}") as cluster:
+            cluster.attr(label=label, style="rounded", color="#9ca3af", fontsize="10")
+            if self.depth <= 1:
+                for start in range(0, len(stage.blocks), BLOCKS_PER_ROW):
+                    with cluster.subgraph() as row:
+                        row.attr(rank="same")
+                        for i, block in enumerate(stage.blocks[start:start + BLOCKS_PER_ROW]):
+                            last = self.block_node(row, block, stage, last, first_in_row=i == 0)
+            else:
+                for block in stage.blocks:
+                    last = self.block_cluster(cluster, block, stage, last)
+        return last
+
+    def align(self, node: str) -> None:
+        """Start a new row under the previous row's start (an invisible, heavy edge), so rows
+        read left to right like lines of text instead of drifting into a staircase."""
+        if self.row_start is not None:
+            self.graph.edge(self.row_start, node, style="invis", weight="20")
+        self.row_start = node
+
+    def _block_lines(self, block: Block) -> list[str]:
+        rec = block.record
+        lines = [rec.name, _detail(f"{rec.type} · {_channels(rec)} ch")]
+        notes = []
+        for entry in self.report.downsample:
+            for carrier in entry["carriers"]:
+                if carrier["block"] == rec.name:
+                    notes.append(f"stride {carrier['stride']} in {_short(carrier['name'], rec.name)}")
+            dilations = sorted({d["dilation"] for d in entry["dilation"] if _under(d["name"], rec.name)})
+            if dilations:
+                notes.append("dilation " + ", ".join(map(str, dilations)))
+        if notes:
+            lines.append(_note("; ".join(notes)))
+        return lines
+
+    def block_node(self, where: graphviz.Digraph, block: Block, stage: Stage, last: str | None, *,
+                   first_in_row: bool) -> str:
+        """Depth 1: the block as one node, its projection shortcut as a dashed side edge."""
+        node = self.node(where, _node_id(block.record), _html(*self._block_lines(block)), "block",
+                         _FILL.get(stage.label, "#f3f4f6"), _out(block.record), _tooltip(block.record))
+        # An edge that wraps to the next row must not pull the row's start to the right.
+        wrap = {"weight": "0"} if first_in_row and self.row_start is not None else {}
+        if first_in_row:
+            self.align(node)
+        self.edge(last, node, **wrap)
+        branch = [r for r in block.leaves if block.in_shortcut(r)]
+        if branch and last is not None:
+            self.graph.edge(last, node, label=self._shortcut_label(branch, block), style="dashed",
+                            color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR,
+                            **{"class": "projection", "id": self._shortcut_id(branch)}, **wrap)
+        return node
+
+    def _shortcut_label(self, branch: list[LayerRecord], block: Block) -> str:
+        """``shortcut 1×1 conv, stride 2``: the branch's ops and its total stride."""
+        ops = [f"{_window(r).split(' ')[0]} {'conv' if r.weighted else r.type}" if _window(r) else r.type
+               for r in branch if r.op is not None or r.weighted]
+        return f"shortcut {' + '.join(ops) or branch[0].type}, stride {_branch_stride(branch, block)}"
+
+    @staticmethod
+    def _shortcut_id(branch: list[LayerRecord]) -> str:
+        weighted = [r for r in branch if r.weighted]
+        return (weighted or branch)[0].name
+
+    def block_cluster(self, where: graphviz.Digraph, block: Block, stage: Stage, entry: str | None) -> str | None:
+        """Depth 2+: the block as a cluster of its convs and residual add (every leaf at depth 3+)."""
+        fill = _FILL.get(stage.label, "#f3f4f6")
+        with where.subgraph(name=f"cluster_{block.record.name}") as cluster:
+            lines = self._block_lines(block)
+            cluster.attr(label=f"<{' · '.join([f'<B>{html.escape(lines[0])}</B>', *lines[1:]])}>",
+                         style="rounded,dashed", color="#9ca3af", fontsize="9")
+            main, side = entry, entry
+            branch_head = self._branch_head(block)
+            for rec in block.leaves:
+                is_add = _is_add(rec)
+                if not (self.depth >= 3 or rec.weighted or is_add or "kernel" in (rec.op or {}) or rec is branch_head):
+                    continue
+                if is_add:
+                    node = self.node(cluster, _node_id(rec), "+", "add", "white", _out(rec), _tooltip(rec),
+                                     shape="circle", width="0.3", height="0.3", fixedsize="true")
+                    self.edge(main, node)
+                    if side is entry:
+                        self.edge(entry, node, label=False, style="dotted", xlabel="identity",
+                                  **{"class": "identity"})
+                    else:
+                        self.edge(side, node, style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR)
+                    main = side = node
+                    continue
+                name = _short(rec.name, block.record.name)
+                details = " · ".join(x for x in (rec.type, _window(rec), f"{_channels(rec)} ch") if x)
+                node = self.node(cluster, _node_id(rec), _html(name, _detail(details)), "layer", fill, _out(rec),
+                                 _tooltip(rec))
+                if block.in_shortcut(rec):
+                    if side is entry:
+                        branch = [r for r in block.leaves if block.in_shortcut(r)]
+                        self.graph.edge(entry, node, label=f"stride {_branch_stride(branch, block)}",
+                                        style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR,
+                                        **{"class": "projection", "id": self._shortcut_id(branch)})
+                    else:
+                        self.edge(side, node, style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR)
+                    side = node
+                else:
+                    self.edge(main, node)
+                    main = node
+        return main
+
+    @staticmethod
+    def _branch_head(block: Block) -> LayerRecord | None:
+        """A shortcut branch without window ops or weights (CIFAR option A) still gets one node."""
+        branch = [r for r in block.leaves if block.in_shortcut(r)]
+        if any(r.weighted or (r.op and "kernel" in r.op) for r in branch):
+            return None
+        return branch[0] if branch else None
+
+    def head(self, last: str | None) -> None:
+        """Pooling and classifier(s); parallel heads (Hopenet's yaw/pitch/roll) share their input."""
+        if not self.parts.head:
+            return
+        with self.graph.subgraph(name="cluster_head") as cluster:
+            cluster.attr(label="head", style="rounded", color="#9ca3af", fontsize="10")
+            produced: list[tuple[str, Shape | None]] = [(last, self.shapes.get(last))] if last else []
+            for i, rec in enumerate(self.parts.head):
+                details = " · ".join(x for x in (rec.type, _window(rec), f"{_channels(rec)} out") if x)
+                node = self.node(cluster, _node_id(rec), _html(rec.name, _detail(details)), "head", _FILL["head"],
+                                 _out(rec), _tooltip(rec))
+                wrap = {}
+                if i == 0 and self.depth <= 1 and self.row_start is not None:
+                    wrap = {"weight": "0"}
+                    self.align(node)
+                self.edge(_source_by_size(rec, produced), node, **wrap)
+                produced.append((node, _out(rec)))
+
+    def fpn(self, stage_outputs: dict[str, tuple[str, Shape | None]]) -> None:
+        """Laterals, top-down upsample + add, output convs, extra levels and one node per level.
+
+        Each pyramid level is drawn as a row beside the trunk stage it reads (lateral → + → 3×3 →
+        P level), so the pyramid lines up with the stages; the top-down upsamples climb from the
+        row below. Extra levels (P6, P7) hang below the coarsest row.
+        """
+        records = self.parts.fpn
+        if not records:
+            return
+        summary = self.report.fpn or {}
+        lateral, output = set(summary.get("lateral", [])), set(summary.get("output", []))
+        extra = set(summary.get("extra", []))
+        inner: list[tuple[str, LayerRecord]] = []  # top-down tensors: laterals, upsamples, adds
+        outs: list[tuple[str, LayerRecord]] = []  # output convs and extra levels
+        rows: dict[str, list[str]] = {}  # node -> the row (rank) it is drawn in, shared by reference
+        upsamples: dict[str, tuple[str | None, LayerRecord]] = {}  # depth 1: upsample -> (its input, record)
+        with self.graph.subgraph(name="cluster_fpn") as cluster:
+            levels = [k.upper() for k, v in self.report.output_info.items() if not v.get("head")]
+            span = f" · {levels[0]}–{levels[-1]}" if levels else ""
+            cluster.attr(label=f"FPN{span}", style="rounded", color="#9ca3af", fontsize="10")
+            for rec in records:
+                node_id = _node_id(rec)
+                role = _fpn_role(rec, lateral, output, extra)
+                if role == "upsample" and self.depth <= 1:
+                    pass  # drawn as an edge, below
+                elif role == "add":
+                    self.node(cluster, node_id, "+", "add", "white", _out(rec), _tooltip(rec), shape="circle",
+                              width="0.3", height="0.3", fixedsize="true")
+                else:
+                    self.node(cluster, node_id, _html(_short(rec.name, "fpn"), _detail(_fpn_detail(rec, role))),
+                              f"fpn {role}", _FILL["fpn"], _out(rec), _tooltip(rec))
+                if role == "lateral":
+                    # The lateral shares its stage's row. Graphviz 2.43 draws a same-rank edge from
+                    # a cluster row into another cluster twice, but not when it is declared head to
+                    # tail and drawn backwards (dir=back), which looks the same.
+                    source = _stage_source(rec, stage_outputs)
+                    if source is not None:
+                        self.graph.edge(node_id, source, xlabel=_dims(self.shapes.get(source)), dir="back",
+                                        **{"class": "lateral"})
+                        _join(rows, source, node_id)
+                    inner.append((node_id, rec))
+                elif role == "upsample":
+                    source = _latest(inner, _shape_in(rec), exclude=("F.interpolate",))
+                    if self.depth <= 1:
+                        # At block level the upsample is the edge that climbs to the finer row's add.
+                        upsamples[node_id] = (source, rec)
+                    else:
+                        self.edge(source, node_id)
+                        _join(rows, source, node_id)
+                    inner.append((node_id, rec))
+                elif role == "add":
+                    side = _latest(inner, _out(rec), exclude=("F.interpolate",))
+                    self.edge(side, node_id)
+                    up = _latest(inner, _out(rec), only="F.interpolate")
+                    if up in upsamples:
+                        source, up_rec = upsamples[up]
+                        self.graph.edge(source, node_id, label=f"{_fpn_detail(up_rec, 'upsample')} → "
+                                        f"{_dims(_out(up_rec))}", constraint="false",
+                                        **{"class": "upsample", "id": up_rec.name})
+                    else:
+                        self.edge(up, node_id, constraint="false")
+                    _join(rows, side, node_id)
+                    inner.append((node_id, rec))
+                elif role == "output":
+                    source = _latest(inner, _shape_in(rec), exclude=("F.interpolate",))
+                    self.edge(source, node_id)
+                    _join(rows, source, node_id)
+                    outs.append((node_id, rec))
+                else:  # extra levels read P5 (or C5) and each other
+                    wanted = _shape_in(rec, prefer_channels=(rec.op or {}).get("in_channels") or _channels(rec))
+                    self.edge(_latest(outs, wanted) or _stage_source(rec, stage_outputs, wanted), node_id)
+                    rows[node_id] = [node_id]
+                    outs.append((node_id, rec))
+            self.levels(cluster, outs, rows)
+        seen: set[int] = set()
+        for row in rows.values():
+            if id(row) in seen or len(row) < 2:
+                continue
+            seen.add(id(row))
+            with self.graph.subgraph() as same:
+                same.attr(rank="same")
+                for node in row:
+                    same.node(node)
+
+    def levels(self, cluster: graphviz.Digraph, outs: list[tuple[str, LayerRecord]],
+               rows: dict[str, list[str]]) -> None:
+        """One node per pyramid level (the report's outputs), beside the conv or pool that makes it."""
+        info = self.report.output_info
+        output = set((self.report.fpn or {}).get("output", []))
+        # Output convs run coarse to fine, so reversed they list P2/P3 upward; extra levels follow.
+        producers = [o for o in outs if o[1].name in output][::-1]
+        producers += [o for o in outs if o[1].name not in output and (o[1].weighted or "stride" in (o[1].op or {}))]
+        levels = [name for name, entry in info.items() if not entry.get("head")]
+        by_order = len(producers) == len(levels) and all(
+            tuple(info[lv]["shape"]) == _out(p[1]) for lv, p in zip(levels, producers))
+        for i, level in enumerate(levels):
+            entry = info[level]
+            stride = entry.get("stride")
+            rf = entry.get("receptive_field")
+            lines = [level.upper(), _detail(_dims(entry["shape"]))]
+            lines.append(_detail(" · ".join(x for x in (f"stride {stride}" if stride is not None else "",
+                                                         f"RF {rf[0]}" if rf else "") if x)))
+            node = self.node(cluster, level, _html(*lines), "level", _FILL["level"], tuple(entry["shape"]),
+                             f"{level}: {_dims(entry['shape'])}, stride {stride}", style="filled", penwidth="1.2")
+            source = producers[i][0] if by_order else next(
+                (p[0] for p in producers if _out(p[1]) == tuple(entry["shape"])), None)
+            self.edge(source, node)
+            _join(rows, source, node)
+
+
+def _join(rows: dict[str, list[str]], anchor: str | None, node: str | None) -> None:
+    """Put ``node`` in the same row (rank) as ``anchor``."""
+    if anchor is None or node is None:
+        return
+    row = rows.setdefault(anchor, [anchor])
+    if node not in row:
+        row.append(node)
+    rows[node] = row
+
+
+def _fpn_role(rec: LayerRecord, lateral: set[str], output: set[str], extra: set[str]) -> str:
+    """lateral, output, extra, upsample, add or other: read from the report's FPN summary."""
+    if rec.name in lateral:
+        return "lateral"
+    if rec.name in output:
+        return "output"
+    if rec.name in extra or any(_under(rec.name, e) for e in extra):
+        return "extra"
+    if rec.type == "F.interpolate":
+        return "upsample"
+    return "add" if _is_add(rec) else "other"
+
+
+def _is_add(rec: LayerRecord) -> bool:
+    """A residual or top-down sum, recorded as a function call (``layer1.0:add``)."""
+    return rec.kind == "function" and rec.type == "F.add"
+
+
+def _branch_stride(branch: list[LayerRecord], block: Block) -> int | float:
+    """The shortcut's stride: the product of its ops' strides, or (CIFAR option A, a strided
+    slice without a window op) the ratio of the block's input and output heights."""
+    strides = [max(r.op["stride"]) for r in branch if r.op and "stride" in r.op]
+    if strides:
+        return math.prod(strides)
+    rec = block.record
+    if rec.input_shapes and rec.output_shapes and len(rec.input_shapes[0]) == 4:
+        ratio = rec.input_shapes[0][2] / rec.output_shapes[0][2]
+        return round(ratio) if abs(ratio - round(ratio)) < 0.5 else ratio
+    return 1
+
+
+def _fpn_detail(rec: LayerRecord, role: str) -> str:
+    if role == "upsample" and rec.input_shapes and rec.output_shapes:
+        factor = rec.output_shapes[0][-1] / rec.input_shapes[0][-1]
+        scale = f"×{factor:g}" if factor == int(factor) else f"to {_dims(rec.output_shapes[0])}"
+        return f"upsample {scale}"
+    words = {"lateral": "lateral", "output": "output"}.get(role, rec.type)
+    parts = [words, _window(rec)]
+    if rec.weighted:
+        parts.append(f"{_channels(rec)} ch")
+    return " · ".join(p for p in parts if p)
+
+
+def _shape_in(rec: LayerRecord, prefer_channels: int | None = None) -> Shape | None:
+    """The input a layer reads: the first one, or the one with the expected channel count."""
+    if not rec.input_shapes:
+        return None
+    if prefer_channels is not None:
+        for shape in rec.input_shapes:
+            if len(shape) >= 2 and shape[1] == prefer_channels:
+                return tuple(shape)
+    return tuple(rec.input_shapes[0])
+
+
+def _latest(produced: list[tuple[str, LayerRecord]], shape: Shape | None, *, only: str | None = None,
+            exclude: tuple[str, ...] = ()) -> str | None:
+    """The most recent node whose output has ``shape`` (optionally of one record type)."""
+    for node, rec in reversed(produced):
+        if only is not None and rec.type != only:
+            continue
+        if rec.type in exclude:
+            continue
+        if shape is None or _out(rec) == shape:
+            return node
+    return None
+
+
+def _stage_source(rec: LayerRecord, stage_outputs: dict[str, tuple[str, Shape | None]],
+                  shape: Shape | None = None) -> str | None:
+    """The trunk stage whose output a lateral (or an extra level reading C5) takes."""
+    wanted = shape or _shape_in(rec)
+    for node, out in reversed(list(stage_outputs.values())):
+        if out == wanted:
+            return node
+    return None
+
+
+def _source_by_size(rec: LayerRecord, produced: list[tuple[str, Shape | None]]) -> str | None:
+    """The latest node whose output has as many elements as this record's input (a flatten
+    between a pool and a Linear keeps the count), else the latest node."""
+    if not produced:
+        return None
+    if rec.input_shapes:
+        size = math.prod(rec.input_shapes[0])
+        for node, shape in reversed(produced):
+            if shape is not None and math.prod(shape) == size:
+                return node
+    return produced[-1][0]
+
+
+def build_graph(report: Report, *, depth: int = 1) -> graphviz.Digraph:
+    """The diagram of a report: blocks at ``depth`` 1, convs at 2, every leaf at 3 and more."""
+    if depth < 1:
+        raise ValueError(f"depth must be 1 or more, not {depth}")
+    return _Diagram(report, depth).build()
+
+
+def counts(report: Report) -> dict[str, int]:
+    """How many stage blocks, projection shortcuts and pyramid levels a report's diagram draws."""
+    parts = anatomy(report)
+    return {
+        "blocks": sum(len(s.blocks) for s in parts.stages),
+        "shortcuts": sum(1 for s in parts.stages for b in s.blocks if b.shortcut),
+        "levels": sum(1 for v in report.output_info.values() if not v.get("head")) if parts.fpn else 0,
+    }

@@ -1,0 +1,375 @@
+"""Issue 7: every kind of bad input ends in one clear paragraph and exit code 2, never a traceback.
+
+Each case runs the real CLI (``summary``) and checks the exit code and the message. Messages are
+compared after joining their lines, since the console wraps them at its width.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import math
+import os
+import pickle
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import resnet_inspect as ri
+from resnet_inspect import fileio
+from resnet_inspect.cli import app
+
+
+def run(*args: str) -> tuple[int, str]:
+    """Exit code and the output (stdout and stderr) as one line of words."""
+    result = CliRunner().invoke(app, list(args))
+    assert "Traceback" not in result.output
+    return result.exit_code, " ".join(result.output.split())
+
+
+def floor_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+# -- names and option combinations ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name,suggestion", [("resnet5", "resnet50"), ("resnt101", "resnet101"),
+                                             ("retinanet_r50", "retinanet_r50_fpn"), ("hopnet", "hopenet")])
+def test_unknown_name_suggests_the_closest(name: str, suggestion: str) -> None:
+    code, out = run("summary", name)
+    assert code == 2 and f"Unknown model '{name}'" in out and "Did you mean" in out and suggestion in out
+
+
+def test_unknown_name_without_a_close_match_points_to_list() -> None:
+    code, out = run("summary", "transformer")
+    assert code == 2 and "Did you mean" not in out and "resnet-inspect list" in out
+
+
+@pytest.mark.parametrize("args,message", [
+    (("hopenet", "--fpn", "maskrcnn"), "--fpn does not apply to hopenet"),
+    (("resnet18", "--groups", "32"), "A basic block has no grouped 3x3"),
+    (("resnet34", "--width-per-group", "128"), "A basic block has no grouped 3x3"),
+    (("resnet50", "--fpn", "retinanet", "--output-stride", "16"), "--fpn needs --output-stride 32"),
+    (("resnet50", "--output-stride", "12"), "--output-stride must be 32, 16 or 8, not 12"),
+    (("resnet50", "--fpn", "pyramid"), "--fpn must be one of maskrcnn, retinanet"),
+    (("resnet50", "--norm", "group"), "Unknown norm 'group'"),
+    (("resnet50", "--layers", "3,4"), "4 stages"),
+    (("resnet50", "--layers", "3,x,6,3"), "Malformed layer list"),
+    (("resnet50", "--groups", "0"), "--groups must be a positive integer, not 0"),
+    (("resnet50", "--num-classes", "0"), "--num-classes must be a positive integer, not 0"),
+    (("cifar_resnet20", "--fpn", "retinanet"), "four-stage trunk"),
+])
+def test_bad_option_combinations_are_refused(args: tuple[str, ...], message: str) -> None:
+    code, out = run("summary", *args)
+    assert code == 2 and out.startswith("Error:") and message in out
+
+
+def test_width_per_group_rounding_to_zero_channels_exits_2() -> None:
+    # int(planes * width_per_group / 64) * groups = int(16 * 2 / 64) * 1 = 0 channels in CIFAR's first stage.
+    code, out = run("summary", "cifar_resnet20", "--block", "bottleneck", "--width-per-group", "2")
+    assert code == 2 and out.startswith("Error:")
+
+
+def test_width_per_group_rounding_to_zero_channels_is_refused_up_front() -> None:
+    code, out = run("summary", "cifar_resnet20", "--block", "bottleneck", "--width-per-group", "2")
+    assert code == 2 and "--width-per-group" in out
+
+
+def test_output_stride_8_with_the_caffe_max_pool_works() -> None:
+    code, out = run("summary", "resnet50", "--caffe-maxpool", "--output-stride", "8")
+    assert code == 0, out
+    # 224 → conv1 112 → ceil-mode pool ⌈(112 − 3)/2⌉ + 1 = 56 → layer2 halves it once; the dilated
+    # layer3 and layer4 keep it.
+    pooled = math.ceil((floor_out(224, 7, 2, 3) - 3) / 2) + 1
+    c5 = floor_out(pooled, 1, 2, 0)
+    report = ri.inspect("resnet50", 224, caffe_maxpool=True, output_stride=8)
+    assert report.layer("layer4").output_shapes[0] == (1, 2048, c5, c5) == (1, 2048, 28, 28)
+
+
+# -- inputs --------------------------------------------------------------------------------------
+
+def test_input_too_small_for_hopenets_fixed_avgpool_names_it_and_its_formula() -> None:
+    size = floor_out(128, 7, 2, 3)  # conv1
+    size = floor_out(size, 3, 2, 1)  # max pool
+    for _ in range(3):  # layer2..layer4 halve it
+        size = floor_out(size, 1, 2, 0)
+    assert size == 4 and floor_out(size, 7, 7, 0) == 0
+    code, out = run("summary", "hopenet", "--input", "128")
+    assert code == 2 and "avgpool (AvgPool2d)" in out and f"⌊({size} − 7 + 2·0)/7⌋ + 1 = 0" in out
+
+
+def test_input_too_small_for_the_caffe_max_pool_names_it() -> None:
+    stem = floor_out(1, 7, 2, 3)
+    assert stem == 1 and math.ceil((stem - 3) / 2) + 1 == 0
+    code, out = run("summary", "resnet50", "--caffe-maxpool", "--input", "1")
+    assert code == 2 and "maxpool (MaxPool2d)" in out and "⌈(1 − 3 + 2·0)/2⌉ + 1 = 0" in out
+
+
+def test_degenerate_one_pixel_input_is_a_warning_not_an_error() -> None:
+    code, out = run("summary", "resnet50", "--input", "1")
+    assert code == 0 and "Warning:" in out and "1×1" in out
+
+
+@pytest.mark.parametrize("value,message", [
+    ("0", "a dimension of zero or less"),
+    ("-3", "Malformed input size '-3'"),
+    ("224x-1", "Malformed input size"),
+    ("abc", "Malformed input size 'abc'"),
+    ("3.5", "Malformed input size '3.5'"),
+    ("", "Malformed input size ''"),
+    ("1x1x3x224x224", "Malformed input size '1x1x3x224x224'"),
+    ("2x0x224x224", "a dimension of zero or less"),
+    ("99999999", "unreasonably large"),
+])
+def test_malformed_input_sizes(value: str, message: str) -> None:
+    code, out = run("summary", "resnet18", f"--input={value}")
+    assert code == 2 and message in out
+
+
+# -- module:factory ------------------------------------------------------------------------------
+
+@pytest.fixture
+def factories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A module of model factories on sys.path, named per test so that imports never collide."""
+    name = f"ri_factories_{abs(hash(tmp_path)) % 10**8}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+
+        MODEL = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU())
+        NOT_CALLABLE = 3
+
+        class Boom(nn.Module):
+            def forward(self, x):
+                raise RuntimeError("forward exploded")
+
+        BROKEN = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), Boom())
+
+        def good():
+            return MODEL
+
+        def broken():
+            return BROKEN
+
+        def raises():
+            raise ValueError("factory exploded")
+
+        def not_a_module():
+            return 42
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("attr,message", [
+    ("missing", "has no callable 'missing'"),
+    ("NOT_CALLABLE", "has no callable 'NOT_CALLABLE'"),
+    ("raises", "raises() raised ValueError: factory exploded"),
+    ("not_a_module", "not_a_module() returned a int, not a torch.nn.Module"),
+])
+def test_broken_factories(factories: str, attr: str, message: str) -> None:
+    code, out = run("summary", f"{factories}:{attr}")
+    assert code == 2 and message in out
+
+
+def test_factory_module_that_does_not_exist() -> None:
+    code, out = run("summary", "no_such_package_xyz.models:make")
+    assert code == 2 and "Cannot import 'no_such_package_xyz.models'" in out
+
+
+def test_builder_flags_do_not_apply_to_a_factory(factories: str) -> None:
+    code, out = run("summary", f"{factories}:good", "--groups", "2")
+    assert code == 2 and "apply to variant names" in out
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def resnet18_file(tmp_path: Path) -> Path:
+    with torch.device("meta"):
+        model = ri.build("resnet18")
+    zero = torch.zeros(())
+    path = tmp_path / "resnet18.pth"
+    torch.save({k: zero.to(v.dtype).expand(v.shape) for k, v in model.state_dict().items()}, path)
+    return path
+
+
+def test_truncated_checkpoint(resnet18_file: Path) -> None:
+    data = resnet18_file.read_bytes()
+    cut = resnet18_file.with_name("cut.pth")
+    cut.write_bytes(data[: len(data) // 2])
+    code, out = run("summary", str(cut))
+    assert code == 2 and f"Cannot read {cut} as a PyTorch checkpoint" in out and "truncated" in out
+
+
+@pytest.mark.parametrize("content", [b"name,value\nlr,0.1\n", b"", b"PK\x03\x04 not really a zip", bytes(range(256))])
+def test_file_that_is_not_a_checkpoint(content: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content)
+    code, out = run("summary", str(path))
+    assert code == 2 and f"Cannot read {path}" in out
+
+
+def test_missing_checkpoint_file(tmp_path: Path) -> None:
+    code, out = run("summary", str(tmp_path / "nowhere.pth"))
+    assert code == 2 and "No such checkpoint file" in out
+
+
+class _Payload:
+    """Unpickling this calls ``func(*args)``: the classic malicious checkpoint."""
+
+    def __init__(self, func: Any, *args: Any) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return self.func, self.args
+
+
+def _payloads(marker: Path) -> dict[str, _Payload]:
+    """Payloads that create ``marker``, by the name torch's safe unpickler gives their global."""
+    return {"posix.system": _Payload(os.system, f"touch {marker}"),
+            "exec": _Payload(exec, f"open({str(marker)!r}, 'w').close()")}
+
+
+@pytest.mark.parametrize("refused", ["posix.system", "exec"])
+@pytest.mark.parametrize("writer", ["torch.save", "pickle protocol 2"])
+def test_malicious_reduce_never_runs(refused: str, writer: str, tmp_path: Path) -> None:
+    if refused == "posix.system" and os.name != "posix":
+        pytest.skip("os.system pickles as posix.system on POSIX only")
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    if writer == "torch.save":
+        torch.save({"conv1.weight": torch.zeros(1), "extra": _payloads(marker)[refused]}, path)
+    else:  # a plain pickle: the payload is the first global the loader meets
+        path.write_bytes(pickle.dumps({"extra": _payloads(marker)[refused]}, protocol=2))
+    code, out = run("summary", str(path))
+    assert code == 2 and f"the global '{refused}'" in out and "--trust-pickle" in out
+    assert not marker.exists()
+    # The payload is live: a plain, trusting load runs it. That is what --trust-pickle means.
+    code, out = run("--trust-pickle", "summary", str(path))
+    assert marker.exists() and code == 2
+
+
+def test_modern_plain_pickle_is_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"w": _payloads(marker)["exec"]}, protocol=pickle.HIGHEST_PROTOCOL))
+    code, out = run("summary", str(path))
+    assert code == 2 and "refuses it" in out and "--trust-pickle" in out and not marker.exists()
+
+
+def test_state_dict_that_fits_no_resnet(tmp_path: Path, resnet18_file: Path) -> None:
+    state = torch.load(resnet18_file, weights_only=True)
+    state["layer2.1.conv1.weight"] = torch.zeros(128, 64, 3, 3)  # resnet18 has 128 in-channels here
+    path = tmp_path / "odd.pth"
+    torch.save(state, path)
+    code, out = run("summary", str(path))
+    assert code == 2 and "fit no ResNet" in out
+    assert "layer2.1.conv1.weight is 128×64×3×3 but resnet18 needs 128×128×3×3" in out
+
+
+@pytest.mark.parametrize("state,message", [
+    ({"encoder.weight": torch.zeros(8, 4), "decoder.weight": torch.zeros(4, 8)}, "no key names a residual block"),
+    ({"layer1.0.conv1.weight": torch.zeros(64, 64, 3, 3), "layer1.0.conv2.weight": torch.zeros(64, 64)},
+     "a ResNet's 3x3 conv weight is 4-D"),
+    ({"layer1.0.conv2.weight": torch.zeros(64, 48, 3, 3), "layer1.0.conv3.weight": torch.zeros(256, 64, 1, 1)},
+     "no grouped bottleneck has these shapes"),
+    ({"layer1.0.conv2.weight": torch.zeros(64, 64, 3, 3), "layer1.0.conv3.weight": torch.zeros(0, 64, 1, 1)},
+     "no grouped bottleneck has these shapes"),
+    ({"layer1.0.conv1.weight": torch.zeros(64, 64, 3, 3), "layer3.0.conv1.weight": torch.zeros(64, 64, 3, 3)},
+     "not numbered 1, 2, 3"),
+    ({"layer1.0.conv1.weight": torch.zeros(64, 64, 3, 3)}, "Cannot tell the block type"),
+])
+def test_shapes_that_fit_no_resnet_say_what_does_not_fit(state: dict, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "odd.pth"
+    torch.save(state, path)
+    code, out = run("summary", str(path))
+    assert code == 2 and message in out
+
+
+# -- output paths --------------------------------------------------------------------------------
+
+def test_output_into_a_missing_directory(tmp_path: Path) -> None:
+    target = tmp_path / "no" / "such" / "dir" / "out.json"
+    with pytest.raises(ri.InputError, match="does not exist"):
+        fileio.atomic_write(target, "{}")
+    code, out = run("summary", "resnet18", "-o", str(target))
+    assert code == 2 and "does not exist" in out and not target.parent.exists()
+
+
+def _unwritable_directory(tmp_path: Path) -> Path:
+    """A directory this process cannot create files in. Root ignores permission bits, so there
+    the test uses /proc/self, which no one can add files to."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):
+        locked.chmod(0o700)
+        return Path("/proc/self")
+    return locked
+
+
+def test_output_into_an_unwritable_directory(tmp_path: Path) -> None:
+    directory = _unwritable_directory(tmp_path)
+    target = directory / "out.json"
+    with pytest.raises(ri.InputError, match="is not writable"):
+        fileio.check_writable(target)
+    code, out = run("summary", "resnet18", "-o", str(target))
+    assert code == 2 and "is not writable" in out and not target.exists()
+
+
+def test_existing_output_is_kept_without_force(tmp_path: Path) -> None:
+    target = tmp_path / "summary.json"
+    target.write_text("precious")
+    with pytest.raises(ri.InputError, match="already exists; pass --force"):
+        fileio.atomic_write(target, "new", force=False)
+    code, out = run("summary", "resnet18", "-o", str(target))
+    assert code == 2 and "already exists; pass --force" in out and target.read_text() == "precious"
+    code, out = run("summary", "resnet18", "-o", str(target), "--force")
+    assert code == 0 and target.read_text() != "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+class _FullDisk:
+    """A file whose disk fills up halfway through the first write."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def write(self, data: bytes) -> int:
+        self.handle.write(data[: len(data) // 2])
+        self.handle.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+    def __enter__(self) -> _FullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+
+def test_full_disk_during_a_write_leaves_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "summary.json"
+    old = b'{"model": "the previous run"}\n' * 100
+    target.write_bytes(old)
+    digest = hashlib.sha256(old).hexdigest()
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(fileio.os, "fdopen", lambda fd, *a, **k: _FullDisk(real_fdopen(fd, *a, **k)))
+
+    with pytest.raises(ri.InputError, match="No space left on device"):
+        fileio.atomic_write(target, "x" * 100_000)
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == digest
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary file left behind
+
+    code, out = run("summary", "resnet18", "-o", str(target), "--force")
+    assert code == 2 and "No space left on device" in out
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == digest
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]

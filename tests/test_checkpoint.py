@@ -1,0 +1,247 @@
+"""Issue 7: inspecting a checkpoint you were handed. Load without running code, infer the variant."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+import resnet_inspect as ri
+from resnet_inspect.checkpoint import infer, load_checkpoint, load_model
+from resnet_inspect.cli import app
+from tests.conftest import TORCHVISION
+
+COUNTER = "num_batches_tracked"
+# Spec fields that no tensor shows: a strided conv, a dilated conv and a ceil-mode pool have the
+# same weights as their plain twins. Every other field changes some key or shape.
+HIDDEN = {"name", "options", "source", "default_input", "stride_in_1x1", "caffe_maxpool", "output_stride"}
+
+
+def meta_build(name: str, **options: Any) -> nn.Module:
+    with torch.device("meta"):
+        return ri.build(name, **options)
+
+
+def shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def cheap_state_dict(model: nn.Module, floats: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """The model's state_dict as stride-0 views of one zero per dtype: every shape right, a few
+    bytes on disk, so even wide_resnet101_2 saves in milliseconds."""
+    zeros: dict[torch.dtype, torch.Tensor] = {}
+    dtypes = {k: floats if v.is_floating_point() else v.dtype for k, v in model.state_dict().items()}
+    return {k: zeros.setdefault(dtypes[k], torch.zeros((), dtype=dtypes[k])).expand(v.shape)
+            for k, v in model.state_dict().items()}
+
+
+def weight_fields(spec: ri.ResNetSpec) -> dict[str, Any]:
+    fields = {name: getattr(spec, name) for name in spec.__dataclass_fields__ if name not in HIDDEN}
+    fields["fpn"] = (spec.fpn.kind, spec.fpn.out_channels) if spec.fpn else None  # upsample mode has no weights
+    if spec.head != "classifier":
+        del fields["num_classes"]
+    if spec.head != "hopenet":
+        del fields["num_bins"]
+    return fields
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("name", ri.variants())
+def test_every_variant_round_trips_through_a_file(name: str, tmp_path: Path) -> None:
+    """Build, save the state_dict, infer it back from the file: the same modules come back, also
+    under the prefixes that DataParallel (module.) and detectors (backbone.body.) add."""
+    spec = ri.get_spec(name)
+    model = meta_build(name)
+    expected = shapes(model)
+    path = tmp_path / f"{name}.pth"
+    torch.save(cheap_state_dict(model), path)
+    loaded = load_checkpoint(path).tensors
+    inference = infer(loaded, path=str(path))
+    where = f"{name} was inferred as {inference.command}"
+    assert inference.exact, f"{where}: {inference.confidence}; missing {inference.missing[:5]}, " \
+                            f"unexpected {inference.unexpected[:5]}"
+    if (inference.spec.name, inference.options) != (name, {}):  # otherwise it is the very same spec
+        assert shapes(meta_build(inference.spec.name, **inference.options)) == expected, where
+    assert weight_fields(inference.spec) == weight_fields(spec), where
+    # Only a weight-for-weight twin listed earlier may take the name (resnet50_caffe differs from
+    # resnet50 only in strides and pooling, which no tensor shows).
+    order = ri.variants()
+    assert inference.spec.name == name or order.index(inference.spec.name) < order.index(name), where
+    assert inference.options == {} or inference.spec.name != name, f"{where}: options on its own name"
+    for prefix in ("module.", "backbone.body."):
+        prefixed = infer({prefix + k: v for k, v in loaded.items()})
+        assert prefixed.exact and prefixed.prefix == prefix, f"{name} under {prefix!r}: {prefixed.confidence}"
+        assert (prefixed.spec, prefixed.options) == (inference.spec, inference.options), f"{name} under {prefix!r}"
+
+
+def test_real_checkpoint_is_inspected_with_its_own_tensors(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    original = ri.build("resnet18").eval()
+    path = tmp_path / "r18.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in original.state_dict().items()}, "epoch": 7}, path)
+
+    model, inference = load_model(path)
+    assert inference is not None and inference.exact and inference.spec.name == "resnet18"
+    assert inference.prefix == "module." and inference.container == "state_dict"
+    assert torch.equal(model.conv1.weight, original.conv1.weight)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), original(x))
+    assert ri.inspect(model, 64, real=True).totals["params"] == TORCHVISION["resnet18"][0]
+
+    code, out = run("summary", str(path), "--input", "32")
+    tensors = sum(1 for k in original.state_dict() if not k.endswith(COUNTER))
+    assert code == 0, out
+    assert f"resnet18 (exact: every key and shape matches ({tensors} tensors))" in out
+    assert "key prefix stripped: 'module.'" in out and "state_dict found under 'state_dict'" in out
+
+
+def test_partial_match_lists_missing_and_unexpected_keys(tmp_path: Path) -> None:
+    state = cheap_state_dict(meta_build("resnet34"))
+    del state["fc.weight"], state["fc.bias"]
+    state["projector.weight"] = torch.zeros(128, 512)
+    path = tmp_path / "ssl.pt"
+    torch.save(state, path)
+    model, inference = load_model(path)
+    assert inference is not None and inference.spec.name == "resnet34"
+    assert inference.missing == ["fc.weight", "fc.bias"] and inference.unexpected == ["projector.weight"]
+    assert inference.confidence.startswith(f"partial: {inference.total - 2} of the model's {inference.total}")
+    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])  # missing ones become zeros
+    code, out = run("summary", str(path), "--input", "64")
+    assert code == 0 and "missing keys (2): fc.weight, fc.bias" in out and "unexpected keys (1): projector.weight" in out
+
+
+def test_detector_checkpoint_keeps_the_backbone_and_lists_the_heads(tmp_path: Path) -> None:
+    """A maskrcnn-benchmark detector: backbone under module.backbone., heads beside it."""
+    state = {f"module.backbone.{k}": v for k, v in cheap_state_dict(meta_build("maskrcnn_r50_fpn")).items()}
+    heads = {"module.rpn.head.conv.weight": torch.zeros(256, 256, 3, 3), "module.roi_heads.box.fc6.weight":
+             torch.zeros(1024, 12544)}
+    path = tmp_path / "model_final.pth"
+    torch.save({"model": {**state, **heads}, "iteration": 90000}, path)
+    inference = infer(load_checkpoint(path).tensors)
+    assert inference.spec.name == "maskrcnn_r50_fpn" and inference.prefix == "module.backbone."
+    assert sorted(inference.unexpected) == sorted(heads) and not inference.missing
+    assert inference.spec.norm == "frozen_bn" and "a guess" in " ".join(inference.evidence)
+    assert inference.spec.stride_in_1x1 and any("carries the stride" in note for note in inference.unseen)
+
+
+def test_torchvision_detector_backbone_is_a_trunk_under_backbone_body() -> None:
+    trunk = {f"backbone.body.{k}": v for k, v in cheap_state_dict(meta_build("resnet50")).items()
+             if not k.startswith("fc.")}
+    fpn = {"backbone.fpn.inner_blocks.0.0.weight": torch.zeros(256, 256, 1, 1)}
+    inference = infer({**trunk, **fpn})
+    assert inference.spec.name == "resnet50" and inference.prefix == "backbone.body."
+    assert inference.missing == ["fc.weight", "fc.bias"] and inference.unexpected == list(fpn)
+
+
+@pytest.mark.parametrize("name,options", [
+    ("resnet", dict(block="bottleneck", layers=(1, 2, 3, 1), groups=8, width_per_group=16)),
+    ("hopenet", dict(num_bins=10)),
+    ("cifar_resnet56", dict(num_classes=100)),
+    ("resnext50_32x4d", dict(num_classes=10)),
+    ("resnet", dict(layers=(2, 3, 4, 5))),
+])
+def test_custom_numbers_are_read_from_the_shapes(name: str, options: dict[str, Any]) -> None:
+    inference = infer(cheap_state_dict(meta_build(name, **options)))
+    assert inference.exact and inference.spec.name == name and inference.options == options
+    if "groups" in options:
+        # torchvision's width: int(planes * width_per_group / 64) * groups = int(64 * 16 / 64) * 8 = 128,
+        # in groups of 128 / 8 = 16 input channels.
+        model = meta_build(name, **options)
+        assert tuple(model.layer1[0].conv2.weight.shape) == (128, 16, 3, 3)
+        assert inference.command == "resnet --block bottleneck --groups 8 --layers 1,2,3,1 --width-per-group 16"
+
+
+def test_norm_is_read_when_it_shows_and_guessed_when_it_does_not() -> None:
+    with_counter = infer(cheap_state_dict(meta_build("resnet50")))
+    assert with_counter.spec.norm == "bn" and "num_batches_tracked is present" in " ".join(with_counter.evidence)
+    # A FrozenBatchNorm2d trunk and a pre-0.4.1 BatchNorm2d checkpoint have the same keys.
+    frozen = infer(cheap_state_dict(meta_build("resnet50", norm="frozen_bn")))
+    assert frozen.exact and frozen.spec.norm == "bn" and "a guess" in " ".join(frozen.evidence)
+    told = infer(cheap_state_dict(meta_build("resnet50", norm="frozen_bn")), overrides={"norm": "frozen_bn"})
+    assert told.spec.norm == "frozen_bn"
+    # The counter says BatchNorm even on a preset whose own norm is frozen.
+    trainable = infer(cheap_state_dict(meta_build("retinanet_r50_fpn", norm="bn")))
+    assert trainable.spec.name == "retinanet_r50_fpn" and trainable.spec.norm == "bn"
+
+
+def test_invisible_options_apply_and_visible_ones_are_refused(tmp_path: Path) -> None:
+    state = cheap_state_dict(meta_build("resnet50"))
+    moved = infer(state, overrides={"stride_in_1x1": True, "caffe_maxpool": True})
+    assert moved.spec.stride_in_1x1 and moved.spec.caffe_maxpool
+    assert not any("carries the stride" in note for note in moved.unseen)
+    with pytest.raises(ri.InputError, match="--num-classes cannot be set on a checkpoint"):
+        infer(state, overrides={"num_classes": 10})
+    path = tmp_path / "r50.pth"
+    torch.save(state, path)
+    code, out = run("summary", str(path), "--groups", "2")
+    assert code == 2 and "--groups cannot be set on a checkpoint" in out
+
+
+def test_half_precision_checkpoint_is_traced_in_float32(tmp_path: Path) -> None:
+    path = tmp_path / "half.pth"
+    torch.save(cheap_state_dict(meta_build("resnet18"), floats=torch.float16), path)
+    model, inference = load_model(path)
+    assert inference is not None and inference.exact
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert ri.inspect(model, 32, real=True).outputs["output"] == (1, 1000)
+
+
+def test_legacy_format_and_nested_containers_load(tmp_path: Path) -> None:
+    state = cheap_state_dict(meta_build("resnet18"))
+    legacy = tmp_path / "legacy.pth"
+    torch.save({"model": {"state_dict": state}}, legacy, _use_new_zipfile_serialization=False)
+    checkpoint = load_checkpoint(legacy)
+    assert checkpoint.container == "model.state_dict" and set(checkpoint.tensors) == set(state)
+
+
+@pytest.mark.parametrize("content,message", [
+    ({"epoch": 3, "lr": 0.1}, "holds a dict without tensors (keys: epoch, lr)"),
+    (torch.zeros(3), "holds a Tensor, not a state_dict"),
+    ([torch.zeros(3)], "holds a list, not a state_dict"),
+])
+def test_checkpoints_without_a_state_dict_are_refused(content: Any, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "odd.pth"
+    torch.save(content, path)
+    with pytest.raises(ri.InputError, match=re.escape(message)):
+        load_checkpoint(path)
+
+
+def test_whole_pickled_model_is_refused_unless_trusted(tmp_path: Path) -> None:
+    path = tmp_path / "whole.pth"
+    torch.save(ri.build("resnet18"), path)
+    with pytest.raises(ri.InputError, match=r"global 'resnet_inspect\.models\.resnet\.ResNet'.*whole pickled model"):
+        load_checkpoint(path)
+    code, out = run("summary", str(path))
+    assert code == 2 and "--trust-pickle" in out and "whole pickled model" in out
+
+    model, inference = load_model(path, trust_pickle=True)
+    assert inference is None and type(model).__name__ == "ResNet"
+    code, out = run("--trust-pickle", "summary", str(path), "--input", "64")
+    assert code == 0 and "Loaded a whole pickled ResNet" in out
+
+
+def test_safetensors_needs_its_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    with pytest.raises(ri.InputError, match="needs the safetensors package"):
+        load_checkpoint(path)
+
+
+def test_safetensors_checkpoint_is_inferred(tmp_path: Path) -> None:
+    safetensors_torch = pytest.importorskip("safetensors.torch", reason="safetensors is optional and not installed")
+    path = tmp_path / "r18.safetensors"
+    safetensors_torch.save_file({k: v.contiguous() for k, v in ri.build("resnet18").state_dict().items()}, str(path))
+    _, inference = load_model(path)
+    assert inference is not None and inference.exact and inference.spec.name == "resnet18"

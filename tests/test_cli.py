@@ -1,0 +1,486 @@
+"""The command line, driven through typer's CliRunner: every command, format and error path.
+
+Expected figures come from outside the code under test: torchvision's published table
+(conftest), closed-form arithmetic worked here, a real CPU build of the model, or the library's
+own ``inspect()`` when a format must be exactly the engine's output.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+import resnet_inspect
+from resnet_inspect.cli import app
+
+runner = CliRunner()
+BOX_DRAWING = set("─│┃━┏┓┗┛┡┩╭╮╯╰├└┌┐┘┼╇╈")
+
+
+def run(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(app, list(args), env=env)
+
+
+def flat(text: str) -> str:
+    """Rich wraps errors at the console width: compare with whitespace collapsed."""
+    return " ".join(text.split())
+
+
+def row(output: str, name: str, after: str = "") -> str:
+    """The plain-text table row whose first cell is ``name`` (in the part after ``after``)."""
+    for line in (output.split(after, 1)[-1] if after else output).splitlines():
+        cells = line.split()
+        if cells and cells[0] == name:
+            return line
+    raise AssertionError(f"no row for {name} in:\n{output}")
+
+
+def closed_form_rf(kernels_strides: list[tuple[int, int]]) -> tuple[int, int]:
+    """Receptive field and jump of a chain of windows: r += (k − 1)·j, then j *= s."""
+    r, j = 1, 1
+    for k, s in kernels_strides:
+        r += (k - 1) * j
+        j *= s
+    return r, j
+
+
+# -- help -----------------------------------------------------------------------------------------
+
+def test_help_lists_every_command_and_each_has_an_example() -> None:
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("summary", "tree", "explain", "diff"):
+        assert command in result.stdout
+        sub = run(command, "--help")
+        assert sub.exit_code == 0, sub.output
+        assert f"Example: resnet-inspect {command} " in sub.stdout
+
+
+# -- summary ----------------------------------------------------------------------------------------
+
+def test_summary_table_is_plain_when_piped_and_shows_the_published_params(torchvision_table) -> None:
+    result = run("summary", "resnet18")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    params, gmacs = torchvision_table["resnet18"]
+    assert f"{params:,}" in out
+    macs = int(row(out, "MACs", after="\nTotals").split()[1].replace(",", ""))
+    assert round(macs / 1e9, 2) == gmacs
+    assert not BOX_DRAWING & set(out), "piped output must not draw boxes"
+    assert "\x1b[" not in out, "piped output must not carry escape codes"
+    # Every conv of a basic block is listed with its formula check.
+    for stage in range(1, 5):
+        for conv in ("conv1", "conv2"):
+            assert row(out, f"layer{stage}.0.{conv}").rstrip().endswith("✓")
+    # The totals panel: depth formula, downsample table, outputs and the convention.
+    assert "1 stem conv + 8 blocks × 2 convs + 1 fc = 18" in out
+    assert "layer2.0.downsample.0" in row(out, "res3")
+    assert "FLOPs = 2 × MACs" in out
+    assert "Shape check: all" in out
+
+
+def _sgr_colours(text: str) -> list[str]:
+    """Foreground/background colour parameters of the escape codes in ``text``."""
+    colours = []
+    for params in re.findall(r"\x1b\[([0-9;]*)m", text):
+        for p in params.split(";"):
+            if p and (30 <= int(p) <= 48 or 90 <= int(p) <= 107):
+                colours.append(p)
+    return colours
+
+
+def test_no_color_removes_colours_but_a_terminal_keeps_its_boxes() -> None:
+    coloured = run("summary", "resnet18", "--input", "64", env={"FORCE_COLOR": "1", "NO_COLOR": None, "COLUMNS": "200"})
+    plain = run("summary", "resnet18", "--input", "64", env={"FORCE_COLOR": "1", "NO_COLOR": "1", "COLUMNS": "200"})
+    assert coloured.exit_code == plain.exit_code == 0
+    assert _sgr_colours(coloured.stdout), "a forced terminal should be coloured"
+    assert not _sgr_colours(plain.stdout), "NO_COLOR must remove every colour"
+    assert BOX_DRAWING & set(plain.stdout), "on a terminal the panels keep their boxes"
+
+
+def test_summary_depth_folds_costs_into_the_ancestor() -> None:
+    result = run("summary", "resnet18", "--input", "64", "--depth", "1")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "layer1.0" not in out.split("Totals")[0]
+    # layer1 at 16×16: two basic blocks, each two 3×3 convs 64 → 64 at 16×16 (closed form).
+    layer1_macs = 2 * 2 * (64 * 16 * 16) * 64 * 3 * 3
+    model = resnet_inspect.build("resnet18")
+    layer1_params = sum(p.numel() for p in model.layer1.parameters())
+    line = row(out, "layer1")
+    assert f"{layer1_macs:,}" in line and f"{layer1_params:,}" in line
+    # --depth 2 lists blocks; each block of layer1 holds half of the stage.
+    two = run("summary", "resnet18", "--input", "64", "--depth", "2").stdout
+    assert f"{layer1_macs // 2:,}" in row(two, "layer1.0")
+    assert "layer1.0.conv1" not in two.split("Totals")[0]
+
+
+def test_summary_json_is_exactly_the_engines_to_dict() -> None:
+    result = run("summary", "resnet18", "--input", "96", "--format", "json")
+    assert result.exit_code == 0, result.output
+    expected = resnet_inspect.inspect("resnet18", 96).to_dict()
+    assert json.loads(result.stdout) == json.loads(json.dumps(expected))
+
+
+@pytest.mark.parametrize("model, depth", [("resnet18", None), ("resnet18", "2"), ("hopenet", None)])
+def test_summary_csv_columns_sum_to_the_totals(model: str, depth: str | None) -> None:
+    args = ["summary", model, "--format", "csv"] + (["--depth", depth] if depth else [])
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    totals = resnet_inspect.inspect(model).totals
+    for column, total in (("params", "params"), ("trainable_params", "trainable_params"), ("buffers", "buffers"),
+                          ("macs", "macs"), ("other_ops", "other_ops"), ("output_bytes", "activation_bytes")):
+        assert sum(int(r[column]) for r in rows) == totals[total], column
+    if model == "hopenet":
+        # fc_finetune is built but never called: Linear(2048 + 3, 3) has (2051)·3 + 3 params.
+        uncalled = [r for r in rows if r["kind"] == "uncalled"]
+        assert [(r["name"], int(r["params"])) for r in uncalled] == [("fc_finetune", 2051 * 3 + 3)]
+    else:
+        assert sum(int(r["params"]) for r in rows) == 11_689_512
+
+
+def _markdown_rows(text: str) -> list[list[str]]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| Layer |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+@pytest.mark.parametrize("model", ["resnet18", "hopenet"])
+def test_summary_markdown_columns_sum_to_the_totals(model: str) -> None:
+    result = run("summary", model, "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    rows = _markdown_rows(result.stdout)
+    totals = resnet_inspect.inspect(model).totals
+    assert sum(int(r[3].replace(",", "")) for r in rows) == totals["params"]
+    assert sum(int(r[4].replace(",", "")) for r in rows) == totals["macs"]
+    assert "### Depth" in result.stdout and "### Downsampling" in result.stdout
+
+
+def test_summary_output_file_is_written_and_never_silently_overwritten(tmp_path) -> None:
+    target = tmp_path / "r18.json"
+    result = run("summary", "resnet18", "--input", "64", "-o", str(target))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "", "with --output nothing goes to stdout"
+    expected = json.loads(json.dumps(resnet_inspect.inspect("resnet18", 64).to_dict()))
+    assert json.loads(target.read_text(encoding="utf-8")) == expected  # format from the extension
+    again = run("summary", "resnet18", "--input", "32", "-o", str(target))
+    assert again.exit_code == 2
+    assert "--force" in flat(again.stderr)
+    assert json.loads(target.read_text(encoding="utf-8")) == expected, "the refused write must leave the file alone"
+    forced = run("summary", "resnet18", "--input", "32", "-o", str(target), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(target.read_text(encoding="utf-8"))["input_size"] == [1, 3, 32, 32]
+    assert [p.name for p in tmp_path.iterdir()] == ["r18.json"], "no temporary file may be left behind"
+
+
+@pytest.mark.parametrize("suffix, fmt", [(".csv", "csv"), (".md", "markdown"), (".txt", "table")])
+def test_summary_output_format_follows_the_extension(tmp_path, suffix: str, fmt: str) -> None:
+    target = tmp_path / f"out{suffix}"
+    result = run("summary", "resnet18", "--input", "64", "-o", str(target))
+    assert result.exit_code == 0, result.output
+    text = target.read_text(encoding="utf-8")
+    first = {"csv": "index,name,type", "markdown": "## resnet18", "table": "resnet18, input 1×3×64×64"}[fmt]
+    assert text.startswith(first)
+
+
+def test_summary_output_to_an_unwritable_place_exits_2(tmp_path) -> None:
+    missing = run("summary", "resnet18", "-o", str(tmp_path / "no" / "such" / "dir" / "out.json"))
+    assert missing.exit_code == 2 and "does not exist" in flat(missing.stderr)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    under_file = run("summary", "resnet18", "--input", "32", "-o", str(a_file / "out.json"))
+    assert under_file.exit_code == 2 and "Cannot write" in flat(under_file.stderr)
+    a_dir = run("summary", "resnet18", "-o", str(tmp_path))
+    assert a_dir.exit_code == 2 and "is a directory" in flat(a_dir.stderr)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may write into a read-only directory")
+def test_summary_output_into_a_read_only_directory_exits_2(tmp_path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = run("summary", "resnet18", "-o", str(locked / "out.json"))
+    finally:
+        locked.chmod(0o700)
+    assert result.exit_code == 2 and "not writable" in flat(result.stderr)
+
+
+def test_summary_fvcore_counter_on_resnet18() -> None:
+    result = run("summary", "resnet18", "--counter", "fvcore", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["counter"] == "fvcore"
+    assert "fvcore" in data["convention"]
+    assert sum(layer["macs"] for layer in data["layers"]) == data["totals"]["macs"]
+    conv1 = next(layer for layer in data["layers"] if layer["name"] == "conv1")
+    assert conv1["macs"] == (64 * 112 * 112) * 3 * 7 * 7  # fvcore agrees on a conv: one per multiply-add
+    # fvcore adds batch-norm and pooling work to the conv + fc MACs of torchvision's table.
+    assert data["totals"]["macs"] > resnet_inspect.inspect("resnet18").totals["macs"]
+    assert "Counting" not in result.stderr, "no spinner when stderr is not a terminal"
+
+
+def test_summary_real_forward_gives_the_same_records() -> None:
+    real = run("summary", "resnet18", "--input", "64", "--real", "-f", "json")
+    meta = run("summary", "resnet18", "--input", "64", "-f", "json")
+    assert real.exit_code == meta.exit_code == 0
+    a, b = json.loads(real.stdout), json.loads(meta.stdout)
+    assert (a["device"], b["device"]) == ("cpu", "meta")
+    assert a["totals"] == b["totals"]
+    assert [r["output_shapes"] for r in a["layers"]] == [r["output_shapes"] for r in b["layers"]]
+
+
+def test_summary_fpn_lists_every_level_with_its_stride() -> None:
+    result = run("summary", "retinanet_r50_fpn", "--input", "800x1333", "--pad-to", "32", "--depth", "2")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "padded from 1×3×800×1333" in flat(out)
+    height, width = 800, 1344  # 1333 padded up to a multiple of 32
+    for level in range(3, 8):
+        cells = row(out, f"p{level}").split()
+        h, w = height, width
+        for _ in range(level):
+            h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1  # each stride-2 window: ⌊(I − 1)/2⌋ + 1
+        assert cells[1:3] == [f"1×256×{h}×{w}", str(2 ** level)]
+
+
+def test_summary_builder_flags_reach_the_model() -> None:
+    result = run("summary", "resnet50", "--stride-in-1x1", "--depth", "1")
+    assert result.exit_code == 0, result.output
+    assert "layer2.0.conv1 (1×1/2)" in row(result.stdout, "res3")
+
+
+def test_summary_of_a_user_factory(tmp_path, monkeypatch) -> None:
+    (tmp_path / "my_tiny_net.py").write_text(
+        "from torch import nn\n\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))\n")
+    monkeypatch.chdir(tmp_path)
+    result = run("summary", "my_tiny_net:build", "--input", "32", "-f", "csv")
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in csv.DictReader(io.StringIO(result.stdout))}
+    assert int(rows["0"]["macs"]) == (8 * 16 * 16) * 3 * 3 * 3
+    assert int(rows["2"]["macs"]) == (4 * 16 * 16) * 8
+    assert sum(int(r["params"]) for r in rows.values()) == (3 * 9 * 8 + 8) + (8 * 4 + 4)
+    flags = run("summary", "my_tiny_net:build", "--stride-in-1x1")
+    assert flags.exit_code == 2 and "apply to variant names" in flat(flags.stderr)
+
+
+# -- tree -------------------------------------------------------------------------------------------
+
+def test_tree_shows_subtree_params_and_collapses_with_depth(torchvision_table) -> None:
+    result = run("tree", "resnet18")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("resnet18") and f"{torchvision_table['resnet18'][0]:,} params" in lines[0]
+    model = resnet_inspect.build("resnet18")
+    for name in ("layer1", "layer3.1", "layer4.0.downsample"):
+        module = model.get_submodule(name)
+        line = next(line for line in lines if line.split()[0] == name)
+        assert f"{sum(p.numel() for p in module.parameters()):,} params" in line
+    assert not BOX_DRAWING & set(result.stdout)
+    collapsed = run("tree", "resnet18", "--depth", "1")
+    assert collapsed.exit_code == 0
+    assert "layer1.0" not in collapsed.stdout
+    hidden = len(list(model.layer1.modules())) - 1
+    assert f"(+{hidden} modules)" in next(line for line in collapsed.stdout.splitlines() if line.split()[0] == "layer1")
+
+
+def test_tree_marks_modules_that_forward_never_calls() -> None:
+    result = run("tree", "hopenet", "--depth", "1")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stdout.splitlines() if line.split()[0] == "fc_finetune")
+    assert "never called" in line and f"{2051 * 3 + 3:,} params" in line
+
+
+# -- explain ----------------------------------------------------------------------------------------
+
+def _rf_before_layer2(stride_in_1x1: bool) -> tuple[int, int]:
+    """Field and jump entering layer2.0.conv2 of resnet50: stem, layer1's 3×3s, then layer2.0.conv1."""
+    chain = [(7, 2), (3, 2)] + [(3, 1)] * 3 + [(1, 2 if stride_in_1x1 else 1)]
+    return closed_form_rf(chain)
+
+
+@pytest.mark.parametrize("stride_in_1x1", [False, True])
+def test_explain_a_conv_of_layer2_0(stride_in_1x1: bool) -> None:
+    flag = ["--stride-in-1x1"] if stride_in_1x1 else []
+    result = run("explain", "resnet50", "layer2.0.conv2", *flag)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    size_in = 28 if stride_in_1x1 else 56
+    stride = 1 if stride_in_1x1 else 2
+    size_out = (size_in - 3 + 2 * 1) // stride + 1
+    assert size_out == 28
+    assert f"H: ⌊({size_in} − 3 + 2·1)/{stride}⌋ + 1 = {size_out}" in out
+    assert f"K = 3, S = {stride}, P = 1, D = 1" in out
+    macs = (1 * 128 * 28 * 28) * 128 * 3 * 3
+    assert f"= (1×128×28×28 = {128 * 28 * 28:,}) × 128 × 3 × 3" in out and f"= {macs:,}" in out
+    r_in, j_in = _rf_before_layer2(stride_in_1x1)
+    assert f"r_out = r_in + (k_eff − 1)·j_in = {r_in} + (3 − 1)·{j_in} = {r_in + 2 * j_in}" in out
+    assert f"j_out = j_in·S = {j_in}·{stride} = {j_in * stride}" in out
+    carrier = "layer2.0.conv1 (1×1" if stride_in_1x1 else "layer2.0.conv2 (3×3"
+    assert f"In layer2.0 the stride sits in {carrier}, stride 2)" in flat(out)
+    verdict = "It does not downsample" if stride_in_1x1 else "It downsamples: stride 2 takes 56×56 to 28×28"
+    assert verdict in flat(out)
+
+
+def test_explain_the_strided_1x1_and_the_projection() -> None:
+    conv1 = run("explain", "resnet50", "layer2.0.conv1", "--stride-in-1x1")
+    assert conv1.exit_code == 0, conv1.output
+    text = flat(conv1.stdout)
+    assert f"= {(128 * 28 * 28) * 256:,}" in text
+    # The alternative placement: conv1 at full resolution costs four times as much here.
+    assert f"{(128 * 56 * 56) * 256:,} MACs instead of {(128 * 28 * 28) * 256:,}" in text
+    projection = run("explain", "resnet50", "layer2.0.downsample.0")
+    assert projection.exit_code == 0
+    assert "projection shortcut of layer2.0" in flat(projection.stdout)
+    assert "stride 2 ≠ 1 and channels change 256 → 512" in flat(projection.stdout)
+
+
+def test_explain_a_pooling_layer() -> None:
+    result = run("explain", "resnet50", "maxpool")
+    assert result.exit_code == 0, result.output
+    out = flat(result.stdout)
+    assert "H: ⌊(112 − 3 + 2·1)/2⌋ + 1 = 56" in out
+    assert f"Other ops: {64 * 56 * 56 * 9:,} = {64 * 56 * 56:,} outputs × 3·3" in out
+    r, j = closed_form_rf([(7, 2), (3, 2)])
+    assert f"= 7 + (3 − 1)·2 = {r}" in out and f"j_out = j_in·S = 2·2 = {j}" in out
+    assert "MACs = 0" in out
+    caffe = flat(run("explain", "resnet50", "maxpool", "--caffe-maxpool", "--input", "225").stdout)
+    conv1 = (225 + 2 * 3 - 7) // 2 + 1
+    assert f"H: ⌈({conv1} − 3 + 2·0)/2⌉ + 1 = {math.ceil((conv1 - 3) / 2) + 1}" in caffe
+    assert f"would give {(conv1 + 2 - 3) // 2 + 1}×{(conv1 + 2 - 3) // 2 + 1} here, a different size" in caffe
+
+
+def test_explain_unknown_layer_suggests_names() -> None:
+    result = run("explain", "resnet50", "layer2.0.cnv2")
+    assert result.exit_code == 2
+    message = flat(result.stderr)
+    assert "Did you mean" in message and "layer2.0.conv2" in message
+    fpn = run("explain", "retinanet_r50_fpn", "layer2.0.conv2", "--input", "512")
+    assert fpn.exit_code == 2 and "body.layer2.0.conv2" in flat(fpn.stderr)
+
+
+# -- diff -------------------------------------------------------------------------------------------
+
+def test_diff_stride_placement_changes_conv1_and_conv2_of_each_first_block() -> None:
+    result = run("diff", "resnet50", "resnet50", "--b-stride-in-1x1")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    for stage in (2, 3, 4):
+        conv1 = next(line for line in out.splitlines() if f" layer{stage}.0.conv1 " in line)
+        conv2 = next(line for line in out.splitlines() if f" layer{stage}.0.conv2 " in line)
+        assert conv1.split()[0] == conv2.split()[0] == "~"
+        assert "stride: 1 → 2" in conv1 and "stride: 2 → 1" in conv2
+    assert "layer1.0.conv1" not in out, "layer1 has no stride: nothing changes there"
+    # conv1 of layer2-4 reads a 56², 28², 14² map: moving the stride divides its output by 4.
+    saved = sum(size * size * width * cin * 3 // 4
+                for size, width, cin in ((56, 128, 256), (28, 256, 512), (14, 512, 1024)))
+    assert f"-{saved:,}" in row(out, "MACs", after="\nTotals")
+    data = json.loads(run("diff", "resnet50", "resnet50", "--b-stride-in-1x1", "-f", "json").stdout)
+    macs = next(t for t in data["totals"] if t["quantity"] == "MACs")
+    assert macs["delta"] == -saved
+    assert {(d["name"], d["status"]) for d in data["layers"]} >= {(f"layer{s}.0.conv{c}", "changed")
+                                                                  for s in (2, 3, 4) for c in (1, 2)}
+
+
+def test_diff_resnet50_and_resnext50(torchvision_table) -> None:
+    result = run("diff", "resnet50", "resnext50_32x4d")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    params_a, params_b = torchvision_table["resnet50"][0], torchvision_table["resnext50_32x4d"][0]
+    line = row(out, "Params", after="\nTotals")
+    assert f"{params_a:,}" in line and f"{params_b:,}" in line and f"{params_b - params_a:+,}" in line
+    conv2 = next(line for line in out.splitlines() if " layer1.0.conv2 " in line)
+    assert "groups: 1 → 32" in conv2
+    # ResNeXt's grouped 3×3: 128 channels in 32 groups, each output reads 4 channels.
+    assert f"{(64 * 56 * 56) * 64 * 9:,} → {(128 * 56 * 56) * 4 * 9:,}" in conv2
+
+
+def test_diff_exit_code_flag_and_per_side_flags() -> None:
+    same = run("diff", "resnet18", "resnet18", "--exit-code")
+    assert same.exit_code == 0 and "All" in same.stdout
+    different = run("diff", "resnet18", "resnet18", "--b-input", "128", "--exit-code")
+    assert different.exit_code == 1
+    both = run("diff", "resnet50", "resnet50", "--a-norm", "frozen_bn", "-f", "json")
+    assert both.exit_code == 0
+    data = json.loads(both.stdout)
+    frozen = next(t for t in data["totals"] if t["quantity"] == "Trainable params")
+    bn_params = sum(m.weight.numel() + m.bias.numel() for m in resnet_inspect.build("resnet50").modules()
+                    if type(m).__name__ == "BatchNorm2d")
+    assert frozen["delta"] == bn_params, "frozen BN holds its scale and shift as buffers, not parameters"
+
+
+# -- error paths ------------------------------------------------------------------------------------
+
+MODEL_COMMANDS = [["summary"], ["tree"], ["explain", "{model}", "conv1"], ["diff", "{model}", "resnet18"]]
+
+
+def _command(template: list[str], model: str) -> list[str]:
+    if len(template) == 1:
+        return [template[0], model]
+    return [part.format(model=model) for part in template]
+
+
+@pytest.mark.parametrize("template", MODEL_COMMANDS, ids=lambda t: t[0])
+def test_unknown_model_exits_2_with_did_you_mean(template: list[str]) -> None:
+    result = run(*_command(template, "resnt50"))
+    assert result.exit_code == 2
+    message = flat(result.stderr)
+    assert "Did you mean" in message and "resnet50" in message
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("size", ["abc", "0", "1x2x3x4x5", "224x", "-3"])
+@pytest.mark.parametrize("template", MODEL_COMMANDS, ids=lambda t: t[0])
+def test_malformed_input_exits_2(template: list[str], size: str) -> None:
+    result = run(*_command(template, "resnet18"), f"--input={size}")
+    assert result.exit_code == 2, result.output
+    assert "input size" in flat(result.stderr).lower()
+    assert "Traceback" not in result.output
+
+
+def test_an_input_too_small_names_the_layer() -> None:
+    result = run("summary", "hopenet", "--input", "128")
+    assert result.exit_code == 2
+    message = flat(result.stderr)
+    assert "avgpool" in message
+    size = 128
+    for _ in range(5):  # stem conv, max pool and three strided stages: ⌊(I − 1)/2⌋ + 1 each
+        size = (size - 1) // 2 + 1
+    assert size == 4 and f"{size}×{size}" in message and f"({size} − 7 + 2·0)/7" in message
+
+
+@pytest.mark.parametrize("target, words", [("no_such_package_xyz:build", "Cannot import"),
+                                           ("resnet_inspect.variants:no_such_factory", "no callable")])
+def test_a_missing_factory_exits_2(target: str, words: str) -> None:
+    result = run("summary", target)
+    assert result.exit_code == 2
+    assert words in flat(result.stderr)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["summary", "resnet18", "--format", "yaml"], "Unknown format"),
+    (["summary", "resnet18", "--depth", "0"], "--depth must be"),
+    (["summary", "resnet18", "--counter", "nope"], "Unknown counter"),
+    (["tree", "resnet18", "--depth", "0"], "--depth must be"),
+    (["diff", "resnet18", "resnet18", "--format", "csv"], "Unknown format"),
+    (["diff", "resnet50", "resnet50", "--b-norm", "gn"], "Unknown norm"),
+    (["summary", "resnet18", "--fpn", "yolo"], "--fpn must be"),
+])
+def test_bad_options_exit_2(args: list[str], words: str) -> None:
+    result = run(*args)
+    assert result.exit_code == 2
+    assert words in flat(result.stderr)

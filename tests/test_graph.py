@@ -1,0 +1,361 @@
+"""``resnet-inspect graph``: the diagrams are parsed back (SVG with xml.etree, DOT with a small
+statement parser) and compared with figures worked out here from the variant's spec: blocks per
+stage, torchvision's rule for projection shortcuts, and strides and sizes by closed form.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import resnet_inspect
+from resnet_inspect.cli import app
+from resnet_inspect.variants import get_spec
+
+runner = CliRunner()
+SVG = "{http://www.w3.org/2000/svg}"
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot program is not installed")
+
+
+def run(*args: str):
+    return runner.invoke(app, ["graph", *args])
+
+
+def flat(text: str) -> str:
+    """Rich wraps messages at the console width: compare with whitespace collapsed."""
+    return " ".join(text.split())
+
+
+@dataclass
+class Diagram:
+    """Nodes (name -> classes, text) and edges (tail, head, classes, id, text) of a parsed diagram."""
+
+    nodes: dict[str, tuple[set[str], str]] = field(default_factory=dict)
+    edges: list[tuple[str, str, set[str], str, str]] = field(default_factory=list)
+
+    def named(self, cls: str) -> set[str]:
+        return {name for name, (classes, _) in self.nodes.items() if cls in classes}
+
+    def edges_of(self, cls: str) -> list[tuple[str, str, set[str], str, str]]:
+        return [e for e in self.edges if cls in e[2]]
+
+
+def parse_svg(path: Path) -> Diagram:
+    """Graphviz writes each node and edge as a <g> whose class starts with node/edge, whose
+    <title> is the node's name (or ``tail->head``) and whose <text> elements hold the label."""
+    root = ET.parse(path).getroot()
+    assert root.tag == f"{SVG}svg"
+    diagram = Diagram()
+    for g in root.iter(f"{SVG}g"):
+        classes = set((g.get("class") or "").split())
+        title = g.findtext(f"{SVG}title")
+        text = " ".join(t.text or "" for t in g.iter(f"{SVG}text"))
+        if "node" in classes:
+            diagram.nodes[title] = (classes - {"node"}, text)
+        elif "edge" in classes:
+            tail, head = title.split("->")
+            diagram.edges.append((tail, head, classes - {"edge"}, g.get("id") or "", text))
+    return diagram
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|->|[\[\]={};,]|[^\s\[\]={};,"<>]+|<')
+
+
+def _tokens(line: str) -> list[str]:
+    """DOT tokens of one statement; an HTML label ``<...>`` (nested angle brackets) is one token."""
+    out, i = [], 0
+    while i < len(line):
+        if line[i].isspace():
+            i += 1
+            continue
+        if line[i] == "<":
+            depth, j = 0, i
+            while True:
+                depth += {"<": 1, ">": -1}.get(line[j], 0)
+                j += 1
+                if depth == 0:
+                    break
+            out.append(line[i:j])
+            i = j
+            continue
+        match = _TOKEN.match(line, i)
+        assert match, f"cannot tokenise {line[i:]!r}"
+        out.append(match.group(0))
+        i = match.end()
+    return out
+
+
+def _unquote(token: str) -> str:
+    return token[1:-1].replace('\\"', '"') if token.startswith('"') else token
+
+
+_SKIP = ("digraph", "subgraph", "}", "{", "node", "edge", "graph")
+
+
+def parse_dot(text: str) -> Diagram:
+    """Node and edge statements (one per line, as the graphviz package writes them)."""
+    diagram = Diagram()
+    for line in text.splitlines():
+        tokens = _tokens(line)
+        if not tokens or tokens[0] in _SKIP or tokens[1:2] == ["="]:
+            continue  # headers, defaults and graph attributes (rank=same, label=...)
+        attrs: dict[str, str] = {}
+        if "[" in tokens:
+            body = tokens[tokens.index("[") + 1:tokens.index("]")]
+            for k in range(0, len(body), 3):
+                attrs[body[k]] = _unquote(body[k + 2])
+            tokens = tokens[:tokens.index("[")]
+        classes = set(attrs.get("class", "").split())
+        label = attrs.get("label", "") + " " + attrs.get("xlabel", "")
+        label = re.sub(r"<[^<>]*>", " ", label)  # HTML markup -> the text it shows
+        if len(tokens) == 3 and tokens[1] == "->":
+            diagram.edges.append((_unquote(tokens[0]), _unquote(tokens[2]), classes, attrs.get("id", ""), label))
+        elif len(tokens) == 1 and attrs:
+            diagram.nodes[_unquote(tokens[0])] = (classes, label)
+    return diagram
+
+
+def draw(tmp_path: Path, *args: str, suffix: str = "svg") -> Diagram:
+    """Run ``graph`` and parse what it wrote."""
+    out = tmp_path / f"diagram.{suffix}"
+    result = run(*args, str(out))
+    assert result.exit_code == 0, result.output
+    return parse_svg(out) if suffix == "svg" else parse_dot(out.read_text(encoding="utf-8"))
+
+
+# -- what a ResNet must contain, worked out from its spec ------------------------------------------
+
+def expected_blocks(name: str) -> list[str]:
+    """``layer{i}.{j}`` for every block of every stage: the spec's blocks per stage."""
+    spec = get_spec(name)
+    return [f"layer{i + 1}.{j}" for i, n in enumerate(spec.layers) for j in range(n)]
+
+
+def expected_projections(name: str) -> dict[str, int]:
+    """torchvision's rule: block 0 of a stage gets a projection when its stride is not 1 or its
+    channels change (``inplanes != planes * expansion``); stage 1 has stride 1, the others 2."""
+    spec = get_spec(name)
+    expansion = 4 if spec.block == "bottleneck" else 1
+    projections, inplanes = {}, 64
+    for i in range(len(spec.layers)):
+        planes, stride = 64 * 2 ** i, 1 if i == 0 else 2
+        if stride != 1 or inplanes != planes * expansion:
+            projections[f"layer{i + 1}"] = stride
+        inplanes = planes * expansion
+    return projections
+
+
+def stage_shape(name: str, stage: int, size: int = 224) -> str:
+    """The output shape of stage ``stage`` (0-based) as the diagram writes it: C×H×W, where the
+    stem divides by 4 and each later stage by 2 more (224 is a multiple of 32)."""
+    spec = get_spec(name)
+    channels = 64 * 2 ** stage * (4 if spec.block == "bottleneck" else 1)
+    side = size // 2 ** (stage + 2)
+    return f"{channels}×{side}×{side}"
+
+
+# -- block level -------------------------------------------------------------------------------
+
+@needs_dot
+@pytest.mark.parametrize("suffix", ["svg", "dot"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_one_node_per_block_plus_stem_and_head(tmp_path: Path, name: str, suffix: str) -> None:
+    diagram = draw(tmp_path, name, suffix=suffix)
+    blocks = expected_blocks(name)
+    assert sorted(diagram.named("block")) == sorted(blocks)
+    # The stem is the paper's 7×7 conv and 3×3 max pool; the head its average pool and fc.
+    assert diagram.named("stem") == {"conv1", "maxpool"}
+    assert diagram.named("head") == {"avgpool", "fc"}
+    assert len(diagram.nodes) == len(blocks) + 2 + 2
+    # Each block is labelled with its output channels, and each stage's last block hands on
+    # the stage's output shape.
+    spec = get_spec(name)
+    for stage, n in enumerate(spec.layers):
+        last = f"layer{stage + 1}.{n - 1}"
+        channels = stage_shape(name, stage).split("×")[0]
+        assert f"{channels} ch" in diagram.nodes[last][1]
+        leaving = [e for e in diagram.edges if e[0] == last and not e[2]]
+        assert leaving and all(stage_shape(name, stage) in e[4] for e in leaving), leaving
+
+
+@needs_dot
+@pytest.mark.parametrize("suffix", ["svg", "dot"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_an_edge_for_each_projection_shortcut_with_its_stride(tmp_path: Path, name: str, suffix: str) -> None:
+    diagram = draw(tmp_path, name, suffix=suffix)
+    expected = expected_projections(name)
+    edges = diagram.edges_of("projection")
+    assert len(edges) == len(expected)
+    for stage, stride in expected.items():
+        (edge,) = [e for e in edges if e[1] == f"{stage}.0"]
+        assert edge[3] == f"{stage}.0.downsample.0"  # the edge's id is the projection's name
+        assert f"stride {stride}" in edge[4]
+    # The side edge starts where the main edge into the block starts: the previous block.
+    for tail, head, *_ in edges:
+        assert any(e[0] == tail and e[1] == head and not e[2] for e in diagram.edges)
+
+
+@needs_dot
+def test_hopenet_has_three_heads_fed_by_the_pool(tmp_path: Path) -> None:
+    diagram = draw(tmp_path, "hopenet")
+    heads = {"fc_yaw", "fc_pitch", "fc_roll"}
+    assert diagram.named("head") == {"avgpool"} | heads
+    assert {e[1] for e in diagram.edges if e[0] == "avgpool"} == heads
+
+
+@needs_dot
+def test_depth_two_draws_the_convs_inside_blocks(tmp_path: Path) -> None:
+    diagram = draw(tmp_path, "resnet18", "--depth", "2")
+    spec = get_spec("resnet18")
+    blocks = sum(spec.layers)
+    projections = len(expected_projections("resnet18"))
+    # A basic block has two 3×3 convs; each projection adds a 1×1 conv; each block one add.
+    assert len(diagram.named("layer")) == 2 * blocks + projections
+    assert len(diagram.named("add")) == blocks
+    assert len(diagram.edges_of("projection")) == projections
+    assert len(diagram.edges_of("identity")) == blocks - projections
+    assert "layer2.0.conv1" in diagram.named("layer")
+
+
+# -- the pyramid -------------------------------------------------------------------------------
+
+def _halve(size: int) -> int:
+    """A stride-2 window with padding (k − 1)/2: ⌊(I − 1)/2⌋ + 1 = ⌈I/2⌉."""
+    return (size - 1) // 2 + 1
+
+
+@needs_dot
+@pytest.mark.parametrize("kind, first, last", [("retinanet", 3, 7), ("maskrcnn", 2, 6)])
+def test_fpn_levels_with_their_strides(tmp_path: Path, kind: str, first: int, last: int) -> None:
+    diagram = draw(tmp_path, "--fpn", kind)  # MODEL defaults to resnet50
+    levels = {f"p{k}" for k in range(first, last + 1)}
+    assert diagram.named("level") == levels
+    report = resnet_inspect.inspect("resnet50", fpn=kind)
+    side = 224
+    sides = {}
+    for k in range(1, last + 1):
+        side = _halve(side)
+        sides[k] = side
+    for k in range(first, last + 1):
+        level = f"p{k}"
+        stride = report.output_info[level]["stride"]
+        assert stride == 2 ** k
+        text = diagram.nodes[level][1]
+        assert f"stride {2 ** k}" in text
+        assert f"256×{sides[k]}×{sides[k]}" in text
+        assert any(e[1] == level for e in diagram.edges), f"nothing feeds {level}"
+    # One lateral 1×1 per trunk level, joined top-down by one upsample and one add fewer.
+    trunk_levels = min(last, 5) - first + 1
+    assert len(diagram.named("lateral")) == trunk_levels
+    assert len(diagram.named("output")) == trunk_levels
+    assert len(diagram.named("add")) == trunk_levels - 1
+    upsamples = diagram.edges_of("upsample")
+    assert len(upsamples) == trunk_levels - 1 and all("upsample ×2" in e[4] for e in upsamples)
+
+
+# -- formats and errors ------------------------------------------------------------------------
+
+@needs_dot
+@pytest.mark.parametrize("suffix, magic", [("png", b"\x89PNG\r\n\x1a\n"), ("pdf", b"%PDF-")])
+def test_binary_formats_have_their_magic_bytes(tmp_path: Path, suffix: str, magic: bytes) -> None:
+    out = tmp_path / f"r18.{suffix}"
+    result = run("resnet18", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(magic)
+
+
+def test_unknown_extension_is_bad_input(tmp_path: Path) -> None:
+    out = tmp_path / "r18.jpg"
+    result = run("resnet18", str(out))
+    assert result.exit_code == 2
+    assert ".svg, .png, .pdf or .dot" in flat(result.output)
+    assert not out.exists()
+
+
+def test_unwritable_output_is_reported_before_any_work(tmp_path: Path) -> None:
+    out = tmp_path / "missing" / "r18.svg"
+    result = run("resnet18", str(out))
+    assert result.exit_code == 2
+    assert "does not exist" in flat(result.output)
+    assert "Traceback" not in result.output
+
+
+def test_fpn_without_a_kind_draws_the_retinanet_pyramid(tmp_path: Path) -> None:
+    """The issue's own example, `resnet-inspect graph --fpn out.svg`."""
+    out = tmp_path / "fpn.dot"
+    result = run("--fpn", str(out))
+    assert result.exit_code == 0, result.output
+    dot = out.read_text(encoding="utf-8")
+    levels = resnet_inspect.inspect("resnet50", fpn="retinanet").outputs
+    assert list(levels) == [f"p{k}" for k in range(3, 8)]
+    assert all(f"P{k}" in dot for k in range(3, 8)) and "P2" not in dot
+
+
+def test_existing_output_needs_force(tmp_path: Path) -> None:
+    out = tmp_path / "r18.dot"
+    out.write_text("old", encoding="utf-8")
+    assert run("resnet18", str(out)).exit_code == 2
+    assert out.read_text(encoding="utf-8") == "old"
+    assert run("resnet18", str(out), "--force").exit_code == 0
+    assert out.read_text(encoding="utf-8").startswith("digraph")
+
+
+def _assert_fell_back(result, out: Path) -> None:
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)  # typer.Exit(2), not a crash
+    text = flat(result.output)
+    assert "Traceback" not in result.output
+    assert "'dot' program was not found" in text
+    for hint in ("apt-get install graphviz", "brew install graphviz", "https://graphviz.org/download/"):
+        assert hint in text
+    assert not out.exists()
+    source = out.with_suffix(".dot")
+    diagram = parse_dot(source.read_text(encoding="utf-8"))
+    assert sorted(diagram.named("block")) == sorted(expected_blocks("resnet18"))
+
+
+def test_without_dot_the_source_is_written_and_install_explained(tmp_path: Path, monkeypatch) -> None:
+    import resnet_inspect.cli.graph as graph_cli
+
+    monkeypatch.setattr(graph_cli.shutil, "which", lambda name: None)
+    out = tmp_path / "r18.png"
+    _assert_fell_back(run("resnet18", str(out)), out)
+
+
+def test_dot_vanishing_from_path_falls_back_too(tmp_path: Path, monkeypatch) -> None:
+    """``which`` still finds dot, but running it fails: graphviz raises ExecutableNotFound."""
+    import resnet_inspect.cli.graph as graph_cli
+
+    monkeypatch.setattr(graph_cli.shutil, "which", lambda name: "/usr/bin/dot")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    out = tmp_path / "r18.svg"
+    _assert_fell_back(run("resnet18", str(out)), out)
+
+
+def test_cli_import_loads_neither_torch_nor_graphviz() -> None:
+    code = "import sys, resnet_inspect.cli; print(sorted(m for m in ('torch', 'graphviz') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_svg_parser_reads_a_hand_written_graph(tmp_path: Path) -> None:
+    """The helpers above are checked on a two-node graph whose answer is known."""
+    source = ('digraph {\na [label=<<B>x</B>> class=block]\n"b.c" [label=y class=head]\n'
+              'a -> "b.c" [label=z class=projection id=e]\n}')
+    diagram = parse_dot(source)
+    assert diagram.named("block") == {"a"} and diagram.named("head") == {"b.c"}
+    assert diagram.edges == [("a", "b.c", {"projection"}, "e", "z ")]
+    if shutil.which("dot"):
+        svg = tmp_path / "t.svg"
+        svg.write_bytes(subprocess.run(["dot", "-Tsvg"], input=source.encode(), capture_output=True,
+                                       check=True).stdout)
+        parsed = parse_svg(svg)
+        assert parsed.named("block") == {"a"} and parsed.edges[0][:4] == ("a", "b.c", {"projection"}, "e")
+        assert len(parsed.nodes) == 2

@@ -1,0 +1,164 @@
+"""The pytest plugin (issue 5): the ``shape_snapshot`` fixture and ``--shape-update``, driven by pytester.
+
+The expected shapes and MACs are worked out here in closed form; the plugin must report them in
+its diff. The last test is the project using the plugin itself (docs/ci.md points to it).
+"""
+from __future__ import annotations
+
+import json
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import torch
+
+import resnet_inspect
+from resnet_inspect import snapshot as snapshots
+
+pytest_plugins = ["pytester"]
+
+SMALL_NET = """
+import torch
+from torch import nn
+
+STRIDE = {stride}
+
+
+def test_small_net(shape_snapshot):
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=STRIDE, padding=1), nn.ReLU())
+    shape_snapshot.check(net, input_size=(1, 3, 32, 32))
+"""
+
+
+def run(project: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """An in-process run without the plugins the checks do not need (hypothesis re-imports itself each run)."""
+    return project.runpytest("-p", "no:hypothesispytest", "-p", "no:cacheprovider", *args)
+
+
+def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+@pytest.fixture(scope="module")
+def torch_warmed_up() -> None:
+    """Trace each kind of model the inner runs trace, once, outside them.
+
+    pytester's in-process runs drop every module imported during the run from sys.modules. torch
+    imports some modules lazily on a first trace (functional_call, interpolate), and one of them
+    registers a C++ operator library that cannot be registered twice, so a later re-import fails.
+    Importing them here, before pytester snapshots sys.modules, keeps them loaded.
+    """
+    from torch import nn
+
+    snapshots.take("resnet18", 64)
+    snapshots.take("cifar_resnet20")
+    snapshots.take(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()), 32)
+    snapshots.take("resnet18", 64, fpn="retinanet")
+
+
+@pytest.fixture
+def project(torch_warmed_up: None, pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeini("[pytest]\n")  # pins the rootdir, under which tests/__shapes__/ goes
+    return pytester
+
+
+def test_registered_as_a_pytest11_entry_point() -> None:
+    found = {ep.name: ep.value for ep in entry_points(group="pytest11")}
+    assert found.get("resnet_inspect") == "resnet_inspect.pytest_plugin"
+
+
+def test_missing_snapshot_then_update_then_pass(project: pytest.Pytester) -> None:
+    project.makepyfile(test_backbone="""
+        def test_backbone(shape_snapshot):
+            shape_snapshot.check("resnet18", input_size=(1, 3, 64, 64))
+    """)
+    stored = project.path / "tests" / "__shapes__" / "test_backbone__test_backbone.json"
+    first = run(project)
+    first.assert_outcomes(failed=1)
+    first.stdout.fnmatch_lines(["*No shape snapshot tests/__shapes__/test_backbone__test_backbone.json yet for "
+                                "resnet18. Run `pytest --shape-update` to write it*"])
+    assert not stored.exists()
+
+    update = run(project, "--shape-update")
+    update.assert_outcomes(passed=1)
+    update.stdout.fnmatch_lines(["*resnet-inspect: wrote 1 shape snapshot(s)*",
+                                 "*tests/__shapes__/test_backbone__test_backbone.json"])
+    assert stored.read_text() == snapshots.dumps(snapshots.take("resnet18", 64))
+
+    run(project).assert_outcomes(passed=1)
+    again = run(project, "--shape-update")  # nothing differs: nothing is written
+    again.assert_outcomes(passed=1)
+    assert "wrote" not in again.stdout.str()
+
+
+def test_mismatch_fails_with_a_readable_diff(project: pytest.Pytester) -> None:
+    project.makepyfile(test_net=SMALL_NET.format(stride=2))
+    run(project, "--shape-update").assert_outcomes(passed=1)
+    stored = project.path / "tests" / "__shapes__" / "test_net__test_small_net.json"
+    assert json.loads(stored.read_text())["built_from"] == "object"
+
+    project.makepyfile(test_net=SMALL_NET.format(stride=1))
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    old, new = conv_out(32, 3, 2, 1), conv_out(32, 3, 1, 1)
+    old_macs, new_macs = 8 * 3 * 9 * old * old, 8 * 3 * 9 * new * new
+    growth = f"{(new_macs - old_macs) / old_macs * 100:+.2f}%"
+    stored_name = "tests/__shapes__/test_net__test_small_net.json"
+    result.stdout.fnmatch_lines([
+        f"*Sequential at 1×3×32×32 no longer matches its shape snapshot {stored_name}:"
+        " 3 layers changed, 0 removed, 0 added; outputs, totals differ*",
+        f"*~ 0 (Conv2d)  output: 1×8×{old}×{old} → 1×8×{new}×{new}; MACs: {old_macs:,} → {new_macs:,} ({growth})",
+        f"*~ 1 (ReLU)  output: 1×8×{old}×{old} → 1×8×{new}×{new}",
+        f"*~ total MACs: {old_macs:,} → {new_macs:,} ({growth})",
+        f"*If the change is intended, run `pytest --shape-update` and commit {stored_name}.",
+    ])
+    output = result.stdout.str()
+    assert "pytest_plugin.py" not in output and "Traceback" not in output  # a message, not a stack
+
+    run(project, "--shape-update").assert_outcomes(passed=1)
+    assert json.loads(stored.read_text())["totals"]["macs"] == new_macs
+    run(project).assert_outcomes(passed=1)
+
+
+def test_names_tolerance_and_a_broken_file(project: pytest.Pytester) -> None:
+    project.makepyfile(test_names="""
+        import pytest
+
+        @pytest.mark.parametrize("width", [10, 20])
+        def test_heads(shape_snapshot, width):
+            shape_snapshot.check("resnet18", input_size=32, num_classes=width)
+            shape_snapshot.check("cifar_resnet20", tolerance="macs=1%")
+    """)
+    run(project, "--shape-update").assert_outcomes(passed=2)
+    shapes = project.path / "tests" / "__shapes__"
+    assert sorted(p.name for p in shapes.iterdir()) == [
+        "test_names__test_heads-10.json", "test_names__test_heads-10__2.json",
+        "test_names__test_heads-20.json", "test_names__test_heads-20__2.json"]
+    assert json.loads((shapes / "test_names__test_heads-20.json").read_text())["options"] == {"num_classes": 20}
+
+    cifar = shapes / "test_names__test_heads-10__2.json"
+    doc = json.loads(cifar.read_text())
+    doc["totals"]["macs"] += doc["totals"]["macs"] // 200  # +0.5%: within the test's 1% tolerance
+    cifar.write_text(json.dumps(doc))
+    run(project).assert_outcomes(passed=2)
+
+    cifar.write_text(cifar.read_text()[:100])
+    broken = run(project)
+    broken.assert_outcomes(passed=1, failed=1)
+    broken.stdout.fnmatch_lines(["*The shape snapshot cannot be read: *test_names__test_heads-10__2.json, line 1, "
+                                 "column *: is not valid JSON*Run `pytest --shape-update` to rewrite it.*"])
+
+
+# -- the project uses its own plugin ---------------------------------------------------------------
+
+def test_resnet18_fpn_backbone(shape_snapshot) -> None:  # type: ignore[no-untyped-def]
+    """A backbone that is not a named variant: resnet18 with a RetinaNet pyramid, built as a module
+    (on the meta device: no weights are allocated). Its snapshot is tests/__shapes__/."""
+    with torch.device("meta"):
+        model = resnet_inspect.build("resnet18", fpn="retinanet")
+    path = shape_snapshot.check(model, input_size=(1, 3, 320, 320))
+    stored = json.loads(Path(path).read_text())
+    # P3-P7 at strides 8..128 of a 320×320 input, 256 channels each (closed form, not the file)
+    p6 = conv_out(320 // 32, 3, 2, 1)
+    sides = [320 // 8, 320 // 16, 320 // 32, p6, conv_out(p6, 3, 2, 1)]
+    assert sorted(stored["outputs"].values(), key=lambda shape: -shape[2]) == [[1, 256, s, s] for s in sides]

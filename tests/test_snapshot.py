@@ -1,0 +1,493 @@
+"""Shape snapshots as a CI check (issue 5): ``snapshot``, ``check``, diffs, errors and atomic updates.
+
+Expected figures come from outside the code under test: closed-form shape and MAC arithmetic
+worked here, torchvision's published parameter counts (conftest), and the column sums of the file.
+Every variant is traced in-process (meta device), once for the snapshot and once for the check.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import resnet_inspect
+from resnet_inspect import snapshot as snapshots
+from resnet_inspect.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPES = REPO / "shapes"
+runner = CliRunner()
+
+
+def run(*args: str) -> Any:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    """O = ⌊(I + 2P − K)/S⌋ + 1, worked here independently of the engine."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+# -- dogfood: shapes/ holds a current snapshot of every variant ------------------------------------
+
+def missing_snapshots(names: list[str], directory: Path) -> list[str]:
+    return [name for name in names if not (directory / f"{name}.json").is_file()]
+
+
+def test_every_variant_has_a_snapshot() -> None:
+    missing = missing_snapshots(resnet_inspect.variants(), SHAPES)
+    commands = "; ".join(f"resnet-inspect snapshot {name} -o shapes/{name}.json" for name in missing)
+    assert not missing, f"Variants without a snapshot in shapes/: {', '.join(missing)}. Write them: {commands}"
+
+
+def test_the_missing_snapshot_check_can_fail(tmp_path: Path) -> None:
+    (tmp_path / "resnet18.json").write_text("{}")
+    assert missing_snapshots(["resnet18", "resnet_new"], tmp_path) == ["resnet_new"]
+
+
+@pytest.fixture(scope="session")
+def every_variant() -> dict[str, snapshots.Snapshot]:
+    """One in-process snapshot of every variant at its default input."""
+    return {name: snapshots.take(name) for name in resnet_inspect.variants()}
+
+
+def test_round_trip_every_variant(every_variant: dict[str, snapshots.Snapshot], tmp_path: Path) -> None:
+    files = []
+    for name, snap in every_variant.items():
+        assert snapshots.write(snap, tmp_path / f"{name}.json")
+        files.append(tmp_path / f"{name}.json")
+    result = run("check", *files)
+    assert result.exit_code == 0, result.output
+    assert f"Checked {len(files)} snapshot files: {len(files)} match, 0 differ" in result.output
+    for name in every_variant:
+        assert f"✓ {tmp_path / name}.json matches {name} at" in result.output
+
+
+def test_committed_snapshots_are_current(every_variant: dict[str, snapshots.Snapshot]) -> None:
+    from resnet_inspect.render.snapshot_diff import plain_diff
+
+    stale = {}
+    for name, snap in every_variant.items():
+        path = SHAPES / f"{name}.json"
+        if path.is_file():
+            diff = snapshots.compare(snapshots.load(path), snap)
+            if not diff.ok:
+                stale[name] = plain_diff(diff, limit=5)
+            else:
+                assert path.read_text(encoding="utf-8") == snapshots.dumps(snap), f"{path} is not in canonical form"
+    assert not stale, ("Out-of-date snapshots (if intended, run `resnet-inspect check --update shapes/*.json`):\n"
+                       + "\n".join(f"{name}: {text}" for name, text in stale.items()))
+
+
+def test_columns_sum_to_the_totals(every_variant: dict[str, snapshots.Snapshot]) -> None:
+    for name, snap in every_variant.items():
+        assert sum(layer["macs"] for layer in snap.layers) == snap.totals["macs"], name
+        gap = snap.totals["params"] - sum(layer["params"] for layer in snap.layers)
+        if gap:  # modules the forward never calls (Hopenet's fc_finetune) hold the rest
+            uncalled = resnet_inspect.inspect(name, snap.input_size).uncalled
+            assert gap == sum(module["params"] for module in uncalled), name
+
+
+def test_snapshot_figures_match_published_tables(every_variant: dict[str, snapshots.Snapshot],
+                                                 torchvision_table: dict[str, tuple[int, float]]) -> None:
+    for name, (params, gmacs) in torchvision_table.items():
+        snap = every_variant[name]
+        assert snap.input_size == (1, 3, 224, 224)
+        assert snap.totals["params"] == params, name
+        assert round(snap.totals["macs"] / 1e9, 2) == pytest.approx(gmacs, abs=0.011), name
+
+
+# -- the file format -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def resnet18() -> snapshots.Snapshot:
+    return snapshots.take("resnet18", 224)
+
+
+@pytest.fixture
+def r18_file(resnet18: snapshots.Snapshot, tmp_path: Path) -> Path:
+    path = tmp_path / "resnet18.json"
+    snapshots.write(resnet18, path)
+    return path
+
+
+def test_file_is_stable_and_readable(resnet18: snapshots.Snapshot, r18_file: Path, tmp_path: Path) -> None:
+    text = r18_file.read_text(encoding="utf-8")
+    assert text.endswith("}\n") and not text.endswith("\n\n")
+    doc = json.loads(text)
+    assert list(doc) == sorted(doc)
+    assert doc["schema_version"] == snapshots.SCHEMA_VERSION and doc["model"] == "resnet18"
+    assert doc["options"] == {} and doc["input_size"] == [1, 3, 224, 224]
+    lines = text.splitlines()
+    for layer in doc["layers"]:  # one layer per line, its keys sorted
+        line = json.dumps(layer, sort_keys=True, separators=(", ", ": "))
+        assert any(candidate.strip().rstrip(",") == line for candidate in lines)
+        assert list(layer) == sorted(layer)
+    assert len(lines) == len(doc["layers"]) + len(doc) + 3  # braces, "layers": [ and its ]
+    assert str(tmp_path) not in text and os.getcwd() not in text
+    assert not re.search(r"\d{4}-\d\d-\d\d", text)  # no timestamps
+    again = snapshots.take("resnet18", 224)  # a second trace gives the same bytes
+    assert snapshots.dumps(again) == text
+
+
+def test_file_records_independent_figures(resnet18: snapshots.Snapshot) -> None:
+    layers = {snapshots.layer_key(layer): layer for layer in resnet18.layers}
+    h1 = conv_out(224, 7, 2, 3)
+    h2 = conv_out(h1, 3, 2, 1)
+    assert layers["conv1", 0]["output_shapes"] == [[1, 64, h1, h1]]
+    assert layers["conv1", 0]["macs"] == 64 * 3 * 7 * 7 * h1 * h1
+    assert layers["layer1.0.conv1", 0]["output_shapes"] == [[1, 64, h2, h2]]
+    assert layers["layer1.0.conv1", 0]["macs"] == 64 * 64 * 3 * 3 * h2 * h2
+    assert layers["fc", 0]["params"] == 512 * 1000 + 1000
+    assert resnet18.outputs == {"output": [1, 1000]}
+
+
+def test_snapshot_command_writes_options_and_input(tmp_path: Path) -> None:
+    out = tmp_path / "r18_10.json"
+    result = run("snapshot", "resnet18", "--num-classes", "10", "--input", "64x96", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert f"to {out}" in flat(result.output)
+    doc = json.loads(out.read_text())
+    assert doc["options"] == {"num_classes": 10} and doc["input_size"] == [1, 3, 64, 96]
+    fc = next(layer for layer in doc["layers"] if layer["name"] == "fc")
+    assert fc["params"] == 512 * 10 + 10 and fc["output_shapes"] == [[1, 10]]
+    h, w = conv_out(64, 7, 2, 3), conv_out(96, 7, 2, 3)
+    conv1 = next(layer for layer in doc["layers"] if layer["name"] == "conv1")
+    assert conv1["output_shapes"] == [[1, 64, h, w]]
+    assert run("check", out).exit_code == 0
+    refused = run("snapshot", "resnet18", "-o", out)
+    assert refused.exit_code == 2 and "--force" in refused.output
+    assert run("snapshot", "resnet18", "-o", out, "--force").exit_code == 0
+    assert json.loads(out.read_text())["options"] == {}
+
+
+def test_snapshot_command_to_stdout_and_defaults() -> None:
+    result = run("snapshot", "cifar_resnet20")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["input_size"] == [1, 3, 32, 32] and doc["outputs"] == {"output": [1, 10]}
+    assert snapshots.default_input("retinanet_r50_fpn") == (1, 3, 512, 512)
+    assert snapshots.default_input("resnet50") == (1, 3, 224, 224)
+
+
+def test_factory_target_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "snapshot_factory_mod.py").write_text(
+        "import resnet_inspect\n\ndef make():\n    return resnet_inspect.build('resnet18', num_classes=7)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert run("snapshot", "snapshot_factory_mod:make", "-i", "64", "-o", "f.json").exit_code == 0
+    doc = json.loads((tmp_path / "f.json").read_text())
+    assert doc["built_from"] == "factory" and doc["model"] == "snapshot_factory_mod:make"
+    assert doc["outputs"] == {"output": [1, 7]}
+    result = run("check", "f.json")
+    assert result.exit_code == 0, result.output
+
+
+# -- mutations give exit 1 and the right diff lines ------------------------------------------------
+
+def edit_layer(path: Path, name: str, **changes: Any) -> int:
+    """Change fields of one layer line in place; returns the line number (1-based)."""
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip().rstrip(",")
+        if stripped.startswith("{") and stripped.endswith("}") and json.loads(stripped)["name"] == name:
+            layer = {**json.loads(stripped), **changes}
+            lines[number - 1] = line.replace(stripped, json.dumps(layer, sort_keys=True, separators=(", ", ": ")))
+            path.write_text("\n".join(lines) + "\n")
+            return number
+    raise AssertionError(f"no layer {name} in {path}")
+
+
+def edit_document(path: Path, **changes: Any) -> None:
+    doc = json.loads(path.read_text())
+    doc.update(changes)
+    path.write_text(json.dumps(doc, indent=1))
+
+
+def test_edited_shape(r18_file: Path) -> None:
+    h = conv_out(conv_out(224, 7, 2, 3), 3, 2, 1)
+    line = edit_layer(r18_file, "layer1.0.conv1", output_shapes=[[1, 64, h + 1, h]])
+    result = run("check", r18_file)
+    assert result.exit_code == 1
+    assert f"~ layer1.0.conv1 (Conv2d)  output: 1×64×{h + 1}×{h} → 1×64×{h}×{h}" in result.output
+    assert "1 layer changed, 0 removed, 0 added" in result.output
+    github = run("check", r18_file, "--format", "github")
+    assert github.exit_code == 1
+    assert f"::error file={r18_file},line={line},title=Shape snapshot differs::" in github.output
+    assert f"layer1.0.conv1 (Conv2d)  output: 1×64×{h + 1}×{h} → 1×64×{h}×{h}" in github.output
+
+
+def test_edited_mac_count(r18_file: Path) -> None:
+    h = conv_out(conv_out(224, 7, 2, 3), 3, 2, 1)
+    macs = 64 * 64 * 9 * h * h
+    edit_layer(r18_file, "layer1.0.conv2", macs=macs + 1000)
+    result = run("check", r18_file)
+    assert result.exit_code == 1
+    assert f"~ layer1.0.conv2 (Conv2d)  MACs: {macs + 1000:,} → {macs:,}" in result.output
+    data = json.loads(run("check", r18_file, "--format", "json").stdout)
+    assert data["exit_code"] == 1
+    (changed,) = data["files"][0]["changed"]
+    assert changed["name"] == "layer1.0.conv2" and changed["changes"] == {"macs": {"old": macs + 1000, "new": macs}}
+
+
+def test_edited_total(r18_file: Path, resnet18: snapshots.Snapshot) -> None:
+    doc = json.loads(r18_file.read_text())
+    true_macs = sum(layer["macs"] for layer in doc["layers"])
+    text = r18_file.read_text().replace(f'"macs": {true_macs}, "params"', f'"macs": {true_macs + 7}, "params"')
+    r18_file.write_text(text)
+    result = run("check", r18_file)
+    assert result.exit_code == 1
+    assert f"~ total MACs: {true_macs + 7:,} → {true_macs:,}" in result.output
+    assert "0 layers changed, 0 removed, 0 added; totals differ" in result.output
+    totals_line = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith('  "totals"'))
+    github = run("check", r18_file, "--format", "github").output
+    assert f"::error file={r18_file},line={totals_line}," in github
+
+
+def test_removed_and_extra_layers(r18_file: Path) -> None:
+    lines = r18_file.read_text().splitlines()
+    kept = [line for line in lines if '"name": "layer2.0.bn1"' not in line]
+    assert len(kept) == len(lines) - 1
+    extra = ('    {"call": 0, "macs": 5, "name": "layer9.conv", "output_shapes": [[1, 2]], "params": 3, '
+             '"type": "Conv2d"},')
+    where = next(i for i, line in enumerate(kept) if '"name": "fc"' in line)
+    kept.insert(where, extra)
+    r18_file.write_text("\n".join(kept) + "\n")
+    result = run("check", r18_file)
+    assert result.exit_code == 1
+    # 128 channels after layer2's stride-2 conv: 56 → 28
+    assert "+ layer2.0.bn1 (BatchNorm2d)  output 1×128×28×28, params 256, MACs 0" in result.output
+    assert "- layer9.conv (Conv2d)  output 1×2, params 3, MACs 5" in result.output
+    assert "0 layers changed, 1 removed, 1 added" in result.output
+
+
+def test_changed_build_option(r18_file: Path) -> None:
+    edit_document(r18_file, options={"num_classes": 10})
+    result = run("check", r18_file)
+    assert result.exit_code == 1
+    assert "resnet18 (num_classes=10) at 1×3×224×224 differs" in result.output
+    assert f"~ fc (Linear)  output: 1×1000 → 1×10; params: {513_000:,} → {512 * 10 + 10:,}" in result.output
+    assert f"~ total params: 11,689,512 → {11_689_512 - 513_000 + 5_130:,}" in result.output
+    edit_document(r18_file, options={"output_stride": 16})  # layer4 keeps 14×14 instead of 7×7
+    result = run("check", r18_file)
+    assert result.exit_code == 1
+    assert "~ layer4.0.conv1 (Conv2d)  output: 1×512×7×7 → 1×512×14×14" in result.output
+
+
+def test_tolerances(r18_file: Path) -> None:
+    macs = 512 * 1000
+    edit_layer(r18_file, "fc", macs=macs + macs // 1000)  # +0.1%
+    assert run("check", r18_file).exit_code == 1
+    ok = run("check", r18_file, "--tolerance", "macs=0.5%")
+    assert ok.exit_code == 0 and "(1 value within tolerance)" in ok.output
+    assert run("check", r18_file, "--tolerance", "macs=0.05%").exit_code == 1
+    assert run("check", r18_file, "--tolerance", f"macs={macs // 1000}").exit_code == 0
+    assert run("check", r18_file, "--tolerance", f"macs={macs // 1000 - 1}").exit_code == 1
+    assert run("check", r18_file, "-t", "macs=1%", "-t", "params=10").exit_code == 0
+    for bad, message in (("shape=1", "not 'shape'"), ("macs", "Malformed tolerance"), ("macs=x%", "Malformed")):
+        result = run("check", r18_file, "--tolerance", bad)
+        assert result.exit_code == 2 and message in flat(result.output) and "Traceback" not in result.output
+    twice = run("check", r18_file, "-t", "macs=1%", "-t", "macs=2")
+    assert twice.exit_code == 2 and "given twice" in flat(twice.output)
+
+
+# -- malformed files give exit 2, a clear message and no traceback ---------------------------------
+
+@pytest.mark.parametrize("mutation, expected", [
+    ("truncate", "probably truncated"),
+    ("schema", "schema version 99 is not one this resnet-inspect reads"),
+    ("missing_layer_field", "at layers[3].macs: the required key 'macs' is missing in layers[3]"),
+    ("missing_totals", "at totals: the required key 'totals' is missing"),
+    ("not_json", "is not JSON: it starts with"),
+    ("wrong_type", "at layers[3].params: params must be an integer, not string"),
+    ("not_snapshot", "is JSON but not a resnet-inspect shape snapshot"),
+    ("empty", "is empty"),
+    ("unknown_model", "cannot rebuild resnet9000 from it: Unknown model 'resnet9000'"),
+    ("object", "cannot rebuild the model"),
+])
+def test_malformed_file(r18_file: Path, mutation: str, expected: str) -> None:
+    text = r18_file.read_text()
+    lines = text.splitlines()
+    layer3 = json.loads(lines[8].strip().rstrip(","))
+    if mutation == "truncate":
+        r18_file.write_text(text[: len(text) // 2])
+    elif mutation == "schema":
+        r18_file.write_text(text.replace('"schema_version": 1', '"schema_version": 99'))
+    elif mutation == "missing_layer_field":
+        r18_file.write_text(text.replace(lines[8], lines[8].replace(f'"macs": {layer3["macs"]}, ', "")))
+    elif mutation == "missing_totals":
+        doc = json.loads(text)
+        del doc["totals"]
+        r18_file.write_text(json.dumps(doc))
+    elif mutation == "not_json":
+        r18_file.write_text("name,shape\nconv1,1x64x112x112\n")
+    elif mutation == "wrong_type":
+        edit_layer(r18_file, layer3["name"], params="many")
+    elif mutation == "not_snapshot":
+        r18_file.write_text('{"layers": []}')
+    elif mutation == "empty":
+        r18_file.write_text("")
+    elif mutation == "unknown_model":
+        edit_document(r18_file, model="resnet9000")
+    elif mutation == "object":
+        edit_document(r18_file, built_from="object", model="MyNet")
+    for fmt in ("text", "json", "github"):
+        result = run("check", r18_file, "--format", fmt)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    text_out = flat(run("check", r18_file).output)
+    assert expected in text_out and str(r18_file) in text_out
+
+
+def test_malformed_file_positions(r18_file: Path) -> None:
+    text = r18_file.read_text()
+    r18_file.write_text(text[:-40])
+    error = json.loads(run("check", r18_file, "--format", "json").stdout)["files"][0]["error"]
+    lines = text[:-40].splitlines()
+    assert (error["line"], error["column"]) == (len(lines), len(lines[-1]) + 1)
+    lines = text.splitlines()
+    r18_file.write_text(text.replace(lines[8], lines[8].replace('"params"', '"parms"')))
+    result = run("check", r18_file, "--format", "github")
+    assert result.exit_code == 2
+    prefix = f"::error file={r18_file},line=9,title=Unusable shape snapshot::"
+    assert prefix + "at layers[3].params: the required key 'params' is missing in layers[3]." in result.output
+
+
+def test_one_bad_file_does_not_hide_the_others(r18_file: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    result = run("check", bad, r18_file, tmp_path / "missing.json")
+    assert result.exit_code == 2
+    assert f"✓ {r18_file} matches" in result.output and "no such file" in result.output
+    assert "1 match, 0 differ, 0 updated, 2 could not be checked" in result.output
+
+
+# -- --update: rewrites only what changed, atomically ----------------------------------------------
+
+def test_update_rewrites_only_changed_files(r18_file: Path, tmp_path: Path) -> None:
+    canonical = r18_file.read_bytes()
+    changed = tmp_path / "changed.json"
+    changed.write_bytes(canonical)
+    edit_layer(changed, "fc", macs=1)
+    past = 1_000_000_000
+    for path in (r18_file, changed):
+        os.utime(path, ns=(past, past))
+    result = run("check", "--update", r18_file, changed)
+    assert result.exit_code == 0, result.output
+    assert f"↻ Updated {changed}" in result.output and f"✓ {r18_file} matches" in result.output
+    assert "1 match, 0 differ, 1 updated" in result.output
+    assert r18_file.read_bytes() == canonical and r18_file.stat().st_mtime_ns == past
+    assert changed.read_bytes() == canonical and changed.stat().st_mtime_ns != past
+    assert run("check", changed).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["changed.json", "resnet18.json"]
+
+
+def test_interrupted_update_keeps_the_old_file(r18_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    edit_layer(r18_file, "fc", macs=1)
+    before = r18_file.read_bytes()
+
+    def fail_replace(src: str, dst: str) -> None:
+        assert Path(src).read_bytes()  # the new text was written to the temporary file first
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail_replace)
+    result = run("check", "--update", r18_file)
+    assert result.exit_code == 2 and "could not be updated" in result.output and "No space left" in result.output
+    assert r18_file.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["resnet18.json"]
+    monkeypatch.undo()
+
+    def interrupt(fd: int) -> None:  # halfway: the data is in the temporary file, not yet synced or renamed
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        snapshots.check_file(r18_file, update=True)
+    assert r18_file.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["resnet18.json"]
+
+
+def test_concurrent_updates_never_corrupt(resnet18: snapshots.Snapshot, tmp_path: Path) -> None:
+    small = snapshots.take("resnet18", 64)
+    canonical = {"a.json": snapshots.dumps(resnet18), "b.json": snapshots.dumps(small)}
+    for name, text in canonical.items():
+        (tmp_path / name).write_text(text)
+        edit_layer(tmp_path / name, "layer3.1.conv2", macs=3)
+    command = [str(Path(sys.executable).with_name("resnet-inspect")), "check", "--update", "a.json", "b.json"]
+    if not Path(command[0]).exists():
+        command[0:1] = [sys.executable, "-m", "resnet_inspect"]
+    procs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    for name, text in canonical.items():
+        assert (tmp_path / name).read_text() == text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
+
+
+# -- docs/ci.md: the GitHub Actions job and the pre-commit hook, run as documented -------------------
+
+def documented_yaml(key: str) -> Any:
+    """The YAML block of docs/ci.md that has ``key`` at its top level."""
+    yaml = pytest.importorskip("yaml")
+    text = (REPO / "docs" / "ci.md").read_text(encoding="utf-8")
+    blocks = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+    (found,) = [block for block in blocks if key in block]
+    return found
+
+
+def documented_check(command: str, *filenames: str) -> Any:
+    """Run a documented ``resnet-inspect check ...`` command line, expanding globs as a shell does."""
+    import glob
+    import shlex
+
+    args = shlex.split(command)
+    assert args[:2] == ["resnet-inspect", "check"], command
+    expanded = [match for arg in args[2:] for match in (sorted(glob.glob(arg)) or [arg])]
+    return run("check", *expanded, *filenames)
+
+
+@pytest.fixture
+def shapes_dir(resnet18: snapshots.Snapshot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project with shapes/resnet18.json (current) and shapes/changed.json (fc's MACs edited)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shapes").mkdir()
+    snapshots.write(resnet18, tmp_path / "shapes" / "resnet18.json")
+    snapshots.write(resnet18, tmp_path / "shapes" / "changed.json")
+    return tmp_path / "shapes"
+
+
+def test_ci_guide_github_job(shapes_dir: Path) -> None:
+    job = documented_yaml("jobs")
+    steps = [step for step in job["jobs"]["shapes"]["steps"] if "resnet-inspect check" in step.get("run", "")]
+    (command,) = [step["run"].strip() for step in steps]
+    line = edit_layer(shapes_dir / "changed.json", "fc", macs=1)
+    result = documented_check(command)
+    assert result.exit_code == 1
+    assert f"::error file=shapes/changed.json,line={line},title=Shape snapshot differs::" in result.output
+    assert "file=shapes/resnet18.json" not in result.output
+    (shapes_dir / "changed.json").unlink()
+    assert documented_check(command).exit_code == 0
+
+
+def test_ci_guide_pre_commit_hook(shapes_dir: Path) -> None:
+    (hook,) = documented_yaml("repos")["repos"][0]["hooks"]
+    staged = ["shapes/resnet18.json", "resnet_inspect/snapshot.py", "shapes/README.md", "shapes/changed.json"]
+    selected = [path for path in staged if re.search(hook["files"], path)]
+    assert selected == ["shapes/resnet18.json", "shapes/changed.json"]
+    assert documented_check(hook["entry"], *selected).exit_code == 0
+    edit_layer(shapes_dir / "changed.json", "layer4.1.conv2", output_shapes=[[1, 512, 8, 8]])
+    failed = documented_check(hook["entry"], *selected)
+    assert failed.exit_code == 1 and "~ layer4.1.conv2 (Conv2d)  output: 1×512×8×8 → 1×512×7×7" in failed.output
