@@ -1,0 +1,68 @@
+"""The table of ``resnet-inspect list``: every variant, its structure and its closed-form figures.
+
+Nothing here imports torch: the figures come from :mod:`resnet_inspect.closed_form`.
+"""
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from ..closed_form import Figures, figures
+from ..variants import ResNetSpec, get_spec, variants
+
+
+
+def variant_rows() -> list[tuple[ResNetSpec, Figures]]:
+    """Each named variant's default spec with its params and MACs at its own input size (224×224,
+    or 32×32 for the CIFAR nets), batch 1."""
+    return [(spec, figures(spec, spec.default_input)) for spec in map(get_spec, variants())]
+
+
+def gmacs_text(gmacs: float) -> str:
+    """Two decimals, as torchvision's table; three below 1 G so that the CIFAR nets are not 0.04."""
+    return f"{gmacs:.2f}" if gmacs >= 1 else f"{gmacs:.3f}"
+
+
+def variants_table(console: Console) -> Table:
+    """The variants with block, blocks per stage, groups × width, params, GMACs at their input, and source."""
+    plain = not console.is_terminal
+    table = Table(
+        title=None if plain else "Variants",
+        caption=("Params: every nn.Parameter (frozen norms hold buffers, not parameters). GMACs: multiply-"
+                 "accumulates of convolutions and linear layers at the input shown (3×224×224 except the CIFAR "
+                 "nets' 3×32×32), batch 1, worked out in closed form: torchvision's 'GFLOPS' column; FLOPs = "
+                 "2 × MACs."),
+        box=None if plain else box.SIMPLE_HEAD, header_style="bold", caption_justify="left",
+        collapse_padding=True, pad_edge=False,
+    )
+    # Cells never wrap (a name or a count cut in two misleads); headers and the source may.
+    table.add_column("Name", no_wrap=True, min_width=len("retinanet_r50_fpn"))
+    table.add_column("Block", min_width=len("bottleneck"))
+    table.add_column("Blocks per stage", min_width=len("3,4,23,3"))
+    table.add_column("Groups × width", justify="right", min_width=len("1 × 128"))
+    table.add_column("Params", justify="right", no_wrap=True, min_width=len("126,886,696"))
+    table.add_column("GMACs", justify="right", min_width=len("22.75"))
+    table.add_column("Input", justify="right", no_wrap=True)
+    table.add_column("Source", overflow="fold")
+    for spec, fig in variant_rows():
+        table.add_row(spec.name, spec.block, ",".join(map(str, spec.layers)),
+                      f"{spec.groups} × {spec.width_per_group}", f"{fig.params:,}",
+                      gmacs_text(fig.gmacs), str(spec.default_input), spec.source)
+    return table
+
+
+def print_variants(console: Console) -> None:
+    """Print the variants table; when piped, at its natural width with no padding, so no row wraps."""
+    table = variants_table(console)
+    if console.is_terminal:
+        console.print(table)
+        return
+    width = console.width
+    console.width = 100_000  # a table that does not expand keeps its natural width
+    try:
+        with console.capture() as captured:
+            console.print(table, crop=False)
+    finally:
+        console.width = width
+    console.out("\n".join(line.rstrip() for line in captured.get().splitlines()), highlight=False)
