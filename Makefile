@@ -31,9 +31,10 @@ graphviz:
 run: setup
 	$(BIN)/resnet-inspect summary resnet50
 
+# The project's own shape snapshots first, so that pytest's summary is the run's closing line.
 test: setup
-	$(BIN)/python -m pytest -q
 	$(BIN)/resnet-inspect check shapes/*.json
+	$(BIN)/python -m pytest -q
 
 # The peers of issue 6 (torchinfo; fvcore is already a dependency), then the side-by-side timing.
 $(BIN)/.bench-installed: $(BIN)/.installed
@@ -43,11 +44,15 @@ $(BIN)/.bench-installed: $(BIN)/.installed
 bench: setup $(BIN)/.bench-installed
 	$(BIN)/python benchmarks/compare.py --output benchmarks/results.md
 
-# The diagrams in docs/img/ are drawn by the tool itself; re-run after any change to the renderer.
+# The diagrams in docs/img/ and the output pasted into README.md and docs/*.md come from the tool
+# itself (templates in docs/src/); re-run after any change to what the tool prints.
 docs: setup
 	mkdir -p docs/img
 	$(BIN)/resnet-inspect graph resnet50 docs/img/resnet50.svg --force
 	$(BIN)/resnet-inspect graph resnet50 --fpn retinanet docs/img/resnet50_fpn.svg --force
+	$(BIN)/python docs/generate.py docs/src/README.md.in README.md
+	$(BIN)/python docs/generate.py docs/src/user-guide.md.in docs/user-guide.md
+	$(BIN)/python docs/generate.py docs/src/reading-the-summary.md.in docs/reading-the-summary.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,7 +1,7 @@
 """Data records of an inspection. Numbers only: ``render/`` turns them into text."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 Shape = tuple[int, ...]
@@ -93,7 +93,8 @@ class Report:
             "counter": self.counter,
             "device": self.device,
             "convention": self.convention,
-            "layers": [asdict(r) for r in self.layers],
+            # A shallow copy of each record's fields; _jsonable makes the tuples lists.
+            "layers": [{f.name: getattr(r, f.name) for f in fields(r)} for r in self.layers],
             "totals": self.totals,
             "outputs": self.outputs,
             "output_info": self.output_info,

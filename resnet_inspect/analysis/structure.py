@@ -83,7 +83,7 @@ def depth_breakdown(records: list[LayerRecord], main_path: list[LayerRecord], na
     in_blocks = [r for r in main_path if r.stage.startswith("res")]
     head = [r for r in main_path if r.stage == "head"]
     fpn = [r for r in main_path if r.stage == "fpn"]
-    other = [r for r in main_path if r not in stem and r not in in_blocks and r not in head and r not in fpn]
+    other = [r for r in main_path if r.stage != "stem" and not r.stage.startswith("res") and r.stage not in ("head", "fpn")]
     blocks = OrderedDict()
     for rec in in_blocks:
         blocks.setdefault(_block_of(rec), []).append(rec.name)

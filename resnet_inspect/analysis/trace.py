@@ -49,7 +49,43 @@ def _reduced_shape(a: dict[str, Any]) -> tuple[int, ...]:
 _ELEMENTWISE = frozenset({"add", "sub", "mul", "div"})
 _ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "hardswish",
                           "hardsigmoid"})
-_META_SHORTCUTS = _ELEMENTWISE | _ACTIVATIONS | set(_META_SHAPES)
+_WINDOWED = frozenset({"conv2d", "max_pool2d", "avg_pool2d"})
+_META_SHORTCUTS = _ELEMENTWISE | _ACTIVATIONS | set(_META_SHAPES) | _WINDOWED
+
+
+def _broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """NumPy broadcasting of shapes, as torch.broadcast_shapes does (which imports sympy)."""
+    ndim = max(len(s) for s in shapes)
+    result = []
+    for dims in zip(*((1,) * (ndim - len(s)) + s for s in shapes)):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            raise RuntimeError(f"The shapes {', '.join(map(str, shapes))} cannot be broadcast together")
+        result.append(sizes.pop() if sizes else 1)
+    return tuple(result)
+
+
+def _empty_batch_window(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], x: torch.Tensor) -> Any:
+    """Run a conv or pool on CPU with an empty batch and uninitialised stand-ins for its weights.
+
+    ATen then checks the shapes exactly as it would for real (a window that does not fit raises
+    the same error), without any arithmetic, and independently of the formula in ``shapes.py``.
+    The meta kernel would import sympy (about 0.4 s); the stand-ins cost a malloc each.
+    """
+    if x.dim() != 4:
+        return func(*args, **kwargs)
+
+    def stand_in(value: Any) -> Any:
+        if value is x:
+            return torch.empty((0, *x.shape[1:]), dtype=x.dtype)
+        if isinstance(value, torch.Tensor):
+            return torch.empty(value.shape, dtype=value.dtype)
+        return value
+
+    out = func(*[stand_in(a) for a in args], **{k: stand_in(v) for k, v in kwargs.items()})
+    if isinstance(out, tuple):  # max_pool2d(return_indices=True)
+        return tuple(torch.empty((x.shape[0], *o.shape[1:]), dtype=o.dtype, device="meta") for o in out)
+    return torch.empty((x.shape[0], *out.shape[1:]), dtype=out.dtype, device="meta")
 
 
 def _in_place(func: Any, bound: dict[str, Any]) -> bool:
@@ -60,20 +96,23 @@ def _in_place(func: Any, bound: dict[str, Any]) -> bool:
 def _meta_shortcut(name: str, func: Any, bound: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The output of an operator on meta tensors, without running its meta kernel.
 
-    For these operators torch's meta kernels are Python decompositions that import torch._dynamo
-    (about 1.4 s on first use), yet the output shape is fixed by definition: element-wise ops give
+    Convs and pools get their shapes from ATen on an empty CPU batch (``_empty_batch_window``).
+    For the other operators torch's meta kernels are Python decompositions that import
+    torch._dynamo (about 1.4 s on first use), yet the output shape is fixed by definition: element-wise ops give
     the broadcast shape (an in-place op returns its own tensor), activations and batch_norm keep
     the input's, an adaptive pool has its output_size, a linear layer its out_features (once the
     rule has checked the in_features), interpolate its size or ⌊input × scale⌋. No formula check
     is lost: none of these has one, and the real trace, which runs torch's kernels, gives identical
     records (tests/test_engine.py)."""
     x = bound["input"]
+    if name in _WINDOWED:
+        return _empty_batch_window(func, args, kwargs, x)
     if name in _META_SHAPES:
         return torch.empty(_META_SHAPES[name](bound), dtype=x.dtype, device="meta")
     if name in _ACTIVATIONS:
-        return x if _in_place(func, bound) else torch.empty_like(x)
+        return x if _in_place(func, bound) else torch.empty(x.shape, dtype=x.dtype, device="meta")
     tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-    shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+    shape = _broadcast(*(tuple(t.shape) for t in tensors))
     if _in_place(func, bound):
         if tuple(shape) != tuple(x.shape):
             raise RuntimeError(f"output with shape {list(x.shape)} doesn't match the broadcast shape {list(shape)}")
