@@ -1,10 +1,12 @@
 """Shared test fixtures: where the seeds and the published reference figures live."""
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
 import pytest
+from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -55,3 +57,12 @@ def seed_003() -> str:
     if not files:
         pytest.skip(f"seed 003 not found under {SEEDS}: the shared/ folder is not beside this checkout")
     return files[0].read_text(encoding="utf-8")
+
+
+def state_checksum(model: nn.Module) -> str:
+    """A digest of every parameter and buffer, to prove that inspecting left a model untouched."""
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()

@@ -1,7 +1,6 @@
 """Issue 3: the inspection engine against published tables, closed forms and real forwards."""
 from __future__ import annotations
 
-import hashlib
 import resource
 from dataclasses import asdict
 
@@ -11,7 +10,7 @@ from torch import nn
 
 import resnet_inspect as ri
 from resnet_inspect.analysis.trace import ForwardFailed, InputTooSmall
-from tests.conftest import PAPER_TABLE1, TORCHVISION
+from tests.conftest import PAPER_TABLE1, TORCHVISION, state_checksum
 
 
 @pytest.mark.parametrize("name", list(TORCHVISION))
@@ -224,14 +223,6 @@ def test_input_shapes_are_read_before_in_place_ops() -> None:
     assert rec.input_shapes == [(1, 3, 4, 5)] and rec.output_shapes == [(1, 1, 3, 4, 5)]
 
 
-def _checksum(model: nn.Module) -> str:
-    digest = hashlib.sha256()
-    for key, value in model.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _hook_count(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
@@ -245,21 +236,21 @@ def test_model_is_left_as_it_was_even_when_forward_raises(real: bool) -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), Boom())
     model.train()
     model[1].eval()  # a mixed state that model.train()/eval() alone would not restore
-    before = _checksum(model)
+    before = state_checksum(model)
     with pytest.raises(ForwardFailed, match="boom") as info:
         ri.inspect(model, (1, 3, 8, 8), real=real)
     assert "at 2 (Boom)" in str(info.value) and "2 layers ran" in str(info.value)
     assert _hook_count(model) == 0
     assert [m.training for m in model] == [True, False, True] and model.training
-    assert _checksum(model) == before and all(not p.is_meta for p in model.parameters())
+    assert state_checksum(model) == before and all(not p.is_meta for p in model.parameters())
 
 
 def test_inspecting_a_cpu_model_on_meta_leaves_its_weights() -> None:
     model = ri.build("resnet18")
-    before = _checksum(model)
+    before = state_checksum(model)
     report = ri.inspect(model)
     assert report.device == "meta" and report.totals["params"] == TORCHVISION["resnet18"][0]
-    assert _checksum(model) == before and _hook_count(model) == 0
+    assert state_checksum(model) == before and _hook_count(model) == 0
 
 
 def test_too_small_input_names_the_layer_and_formula() -> None:

@@ -5,7 +5,6 @@ type, whatever it is given.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import textwrap
@@ -24,6 +23,7 @@ from resnet_inspect.checkpoint import Inference, infer
 from resnet_inspect.cli import app
 from resnet_inspect.inputs import parse_input_size
 from resnet_inspect.variants import parse_layers
+from tests.conftest import state_checksum
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -216,14 +216,6 @@ def test_damaged_real_state_dicts_are_inferred_or_refused(variant_shapes: dict[s
 
 # -- the user's model is left exactly as it was --------------------------------------------------
 
-def _checksum(model: nn.Module) -> str:
-    digest = hashlib.sha256()
-    for key, value in model.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _hooks(model: nn.Module) -> list[int]:
     return [len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()]
 
@@ -268,7 +260,7 @@ def user_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_cli_leaves_the_users_model_as_it_was(user_models: Any, factory: str, real: bool) -> None:
     name, module = user_models
     model = getattr(module, factory.upper())
-    before = (_checksum(model), _hooks(model), [m.training for m in model.modules()],
+    before = (state_checksum(model), _hooks(model), [m.training for m in model.modules()],
               [p.requires_grad for p in model.parameters()])
     running_mean = model[1].running_mean.clone()
     args = ["summary", f"{name}:{factory}", "--input", "16"] + (["--real"] if real else [])
@@ -278,7 +270,7 @@ def test_cli_leaves_the_users_model_as_it_was(user_models: Any, factory: str, re
         assert result.exit_code == 2 and "the user's forward failed" in output
     else:
         assert result.exit_code == 0, output
-    after = (_checksum(model), _hooks(model), [m.training for m in model.modules()],
+    after = (state_checksum(model), _hooks(model), [m.training for m in model.modules()],
              [p.requires_grad for p in model.parameters()])
     assert after == before
     assert torch.equal(model[1].running_mean, running_mean)  # a train-mode BN did not update its statistics

@@ -9,9 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..closed_form import Figures, figures
+from .table import print_table
 from ..variants import ResNetSpec, get_spec, variants
-
-
 
 def variant_rows() -> list[tuple[ResNetSpec, Figures]]:
     """Each named variant's default spec with its params and MACs at its own input size (224×224,
@@ -53,16 +52,5 @@ def variants_table(console: Console) -> Table:
 
 
 def print_variants(console: Console) -> None:
-    """Print the variants table; when piped, at its natural width with no padding, so no row wraps."""
-    table = variants_table(console)
-    if console.is_terminal:
-        console.print(table)
-        return
-    width = console.width
-    console.width = 100_000  # a table that does not expand keeps its natural width
-    try:
-        with console.capture() as captured:
-            console.print(table, crop=False)
-    finally:
-        console.width = width
-    console.out("\n".join(line.rstrip() for line in captured.get().splitlines()), highlight=False)
+    """Print the variants table (at its natural width when piped, so no row wraps)."""
+    print_table(console, variants_table(console))
