@@ -321,3 +321,25 @@ def test_report_to_dict_has_the_stable_keys() -> None:
 def test_options_apply_only_to_names() -> None:
     with pytest.raises(ri.InputError, match="apply to variant names"):
         ri.inspect(nn.Linear(2, 2), (1, 2), stride_in_1x1=True)
+
+
+@pytest.mark.parametrize("real", [False, True])
+def test_a_failing_operator_is_named_with_all_its_operands(real: bool) -> None:
+    class Mismatch(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.same = nn.Conv2d(3, 4, 3, padding=1)  # 8x8 -> 8x8
+            self.valid = nn.Conv2d(3, 4, 3)  # 8x8 -> 6x6: the sum cannot broadcast
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.same(x) + self.valid(x)
+
+    with pytest.raises(ForwardFailed, match=r"failed at :add \(F\.add\), which received 1×4×8×8, 1×4×6×6") as info:
+        ri.inspect(Mismatch(), (1, 3, 8, 8), real=real)
+    assert info.value.failing is not None and info.value.failing.name == ":add"
+
+
+def test_residual_add_records_both_operands_and_their_producers() -> None:
+    add = ri.inspect("resnet50").layer("layer1.0:add")
+    assert add.input_shapes == [(1, 256, 56, 56), (1, 256, 56, 56)]
+    assert add.input_from == ["layer1.0.bn3", "layer1.0.downsample.1"]

@@ -134,12 +134,16 @@ def _pool(ceil_key: str = "ceil_mode", has_dilation: bool = True) -> Callable[[d
     return rule
 
 
+def adaptive_size(a: dict[str, Any]) -> tuple[int, int]:
+    """Output size of an adaptive pool: its ``output_size``, where None keeps the input's."""
+    size, x = a["output_size"], a["input"]
+    oh, ow = (size, size) if isinstance(size, int) else tuple(size)
+    return (x.shape[-2] if oh is None else oh, x.shape[-1] if ow is None else ow)
+
+
 def _adaptive_pool(a: dict[str, Any], out: Any) -> OpStats:
     x = a["input"]
-    size = a["output_size"]
-    oh, ow = (size, size) if isinstance(size, int) else tuple(size)
-    oh = x.shape[-2] if oh is None else oh
-    ow = x.shape[-1] if ow is None else ow
+    oh, ow = adaptive_size(a)
     # No analytic shape: an adaptive pool's output is its output_size by definition, so a
     # "check" could not fail.
     stats = OpStats()

@@ -7,8 +7,8 @@ forward on the tensors it produces. Operators that a container calls directly (t
 ``out += identity``, maskrcnn-benchmark's functional ReLU and stem max pool, the FPN's
 upsample-and-add) get records of their own, named ``parent:op``.
 
-On the meta device no memory is allocated and no arithmetic runs, so the cost does not depend
-on the input resolution.
+On the meta device no activation memory is allocated and no arithmetic runs, so the cost does
+not depend on the input resolution.
 """
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import InputError
-from .ops import RULES, OpStats, interpolate_size, op_name
+from .ops import RULES, OpStats, adaptive_size, interpolate_size, op_name
 from .records import LayerRecord
 
 _INFO = "_resnet_inspect_info"
 _META_SHAPES = {
     "batch_norm": lambda a: a["input"].shape,
-    "adaptive_avg_pool2d": lambda a: (*a["input"].shape[:-2], *_adaptive_size(a)),
+    "adaptive_avg_pool2d": lambda a: (*a["input"].shape[:-2], *adaptive_size(a)),
     "linear": lambda a: (*a["input"].shape[:-1], a["weight"].shape[0]),  # features checked beforehand
     "interpolate": lambda a: (*a["input"].shape[:-2], *interpolate_size(a)),
     "mean": lambda a: _reduced_shape(a),
@@ -98,12 +98,12 @@ def _meta_shortcut(name: str, func: Any, bound: dict[str, Any], args: tuple[Any,
 
     Convs and pools get their shapes from ATen on an empty CPU batch (``_empty_batch_window``).
     For the other operators torch's meta kernels are Python decompositions that import
-    torch._dynamo (about 1.4 s on first use), yet the output shape is fixed by definition: element-wise ops give
-    the broadcast shape (an in-place op returns its own tensor), activations and batch_norm keep
-    the input's, an adaptive pool has its output_size, a linear layer its out_features (once the
-    rule has checked the in_features), interpolate its size or ⌊input × scale⌋. No formula check
-    is lost: none of these has one, and the real trace, which runs torch's kernels, gives identical
-    records (tests/test_engine.py)."""
+    torch._dynamo (about 1.4 s on first use), yet the output shape is fixed by definition:
+    element-wise ops give the broadcast shape (an in-place op returns its own tensor),
+    activations and batch_norm keep the input's, an adaptive pool has its output_size, a linear
+    layer its out_features (once the rule has checked the in_features), interpolate its size or
+    ⌊input × scale⌋. No formula check is lost: none of these has one, and the real trace, which
+    runs torch's kernels, gives identical records (tests/test_engine.py)."""
     x = bound["input"]
     if name in _WINDOWED:
         return _empty_batch_window(func, args, kwargs, x)
@@ -119,12 +119,6 @@ def _meta_shortcut(name: str, func: Any, bound: dict[str, Any], args: tuple[Any,
         return x
     dtype = torch.result_type(*args[:2]) if len(args) >= 2 else x.dtype
     return torch.empty(shape, dtype=dtype, device="meta")
-
-
-def _adaptive_size(a: dict[str, Any]) -> tuple[int, int]:
-    size, x = a["output_size"], a["input"]
-    oh, ow = (size, size) if isinstance(size, int) else tuple(size)
-    return (x.shape[-2] if oh is None else oh, x.shape[-1] if ow is None else ow)
 
 
 @dataclass(frozen=True)
@@ -331,26 +325,27 @@ class Tracer(TorchFunctionMode):
             return out
         try:
             bound = rule.bind(args, kwargs)
-            rec = self._owner(name, args, kwargs)
+            rec = self._owner(name, [t for t, _ in infos])
             before = rule.count(bound, None)
         except Exception as exc:
             raise TraceBug(f"resnet-inspect failed to count {name}: {exc!r}") from exc
         self._check_fits(rec, before)
         x = bound.get("input")
+        self.running = rec  # if the operator raises, this is the layer that failed
         if isinstance(x, torch.Tensor) and x.is_meta and name in _META_SHORTCUTS:
             out = _meta_shortcut(name, func, bound, args, kwargs)
         else:
-            self.running = rec  # if the operator raises, this is the layer that failed
             out = func(*args, **kwargs)
-            self.running = None
+        self.running = None
         try:
             self._account(rec, rule.count(bound, out), infos, args, out)
         except Exception as exc:
             raise TraceBug(f"resnet-inspect failed to count {name}: {exc!r}") from exc
         return out
 
-    def _owner(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LayerRecord:
-        """The record an operator's cost goes to: its leaf module, or a new function record."""
+    def _owner(self, name: str, activations: list[torch.Tensor]) -> LayerRecord:
+        """The record an operator's cost goes to: its leaf module, or a new function record whose
+        inputs are the operator's activation operands (not its weights)."""
         frame = self.stack[-1] if self.stack else None
         if frame is not None and frame.leaf:
             rec = frame.record
@@ -359,13 +354,11 @@ class Tracer(TorchFunctionMode):
             counts = frame.op_counts if frame else defaultdict(int)
             suffix = f"#{counts[name]}" if counts[name] else ""
             counts[name] += 1
-            first = args[0] if args else next(iter(kwargs.values()))
-            rec = self._new_record(f"{parent}:{name}{suffix}", f"F.{name}", "function", True, first)
+            rec = self._new_record(f"{parent}:{name}{suffix}", f"F.{name}", "function", True, activations)
         return rec
 
     def _account(self, rec: LayerRecord, stats: OpStats, infos: list[tuple[torch.Tensor, TensorInfo]],
-                 args: tuple[Any, ...],
-                 out: Any) -> None:
+                 args: tuple[Any, ...], out: Any) -> None:
         rec.macs += stats.macs
         rec.other_ops += stats.other_ops
         rec.weighted = rec.weighted or stats.weighted
@@ -396,13 +389,9 @@ class Tracer(TorchFunctionMode):
         if stats.invalid is not None:
             raise InputTooSmall(f"{where} cannot take its input: {stats.invalid}.", rec)
         dims = [w for w, size in zip(stats.working, shape[-2:]) if size <= 0]
-        raise InputTooSmall(
-            f"The input is too small: at {where}, whose input is {'×'.join(map(str, rec.input_shapes[0] if rec.input_shapes else ()))}, "
-            f"the window no longer fits: {'; '.join(dims)}.", rec)
-
-
-def input_info() -> TensorInfo:
-    return TensorInfo()
+        reached = "×".join(map(str, rec.input_shapes[0])) if rec.input_shapes else "no tensor"
+        raise InputTooSmall(f"The input is too small: at {where}, whose input is {reached}, the window no longer "
+                            f"fits: {'; '.join(dims)}.", rec)
 
 
 def mark_input(t: torch.Tensor) -> None:
