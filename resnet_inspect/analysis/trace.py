@@ -162,15 +162,21 @@ class ForwardFailed(InputError):
         self.failing = failing
 
 
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors in a (nested) argument structure, in order. Runs for every operator, so it is
+    a loop over an explicit stack rather than a recursive generator."""
     if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _tensors(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _tensors(item)
+        return [value]
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            found.append(item)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+    return found
 
 
 def _info(t: torch.Tensor) -> TensorInfo | None:
@@ -184,6 +190,8 @@ def _combine(pairs: list[tuple[torch.Tensor, TensorInfo]]) -> TensorInfo:
     of shape (N, C, 1, 1), rescales channels: it is a side branch that neither moves the window
     nor adds to the depth (SE-ResNet-50 is still 50 layers deep).
     """
+    if len(pairs) == 1:
+        return pairs[0][1]
     largest = max(t.numel() for t, _ in pairs)
     infos = [i for t, i in pairs if t.numel() == largest]
     widest = max(infos, key=lambda i: i.rf[0] * i.rf[1])
