@@ -24,7 +24,7 @@ else:
     sys.argv = ["resnet-inspect", *argv]
     from resnet_inspect.cli import main
     try:
-        main()
+        main(fast_exit=False)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
