@@ -234,9 +234,16 @@ def infer(tensors: Mapping[str, Any], *, path: str = "checkpoint", container: st
             continue  # this variant cannot take these numbers (a basic block with groups, 3 vs 4 stages...)
         # Blocks after the second of a stage repeat its shapes, so a two-block model compares
         # every kind of tensor at a fraction of the build cost.
-        bad, missing, unexpected = _compare(_shapes_of(mini), sample)
+        mini_shapes = _shapes_of(mini)
+        bad, missing, unexpected = _compare(mini_shapes, sample)
+        # The variant that explains the most tensors (name and shape) wins; conflicts only break
+        # ties. Ranking by conflicts first would let a variant that shares no key name at all
+        # (zero conflicts) beat the right one with a single wrong-shaped tensor. Ties go to the
+        # variant with the fewest disagreements of any kind (a wrong shape, a missing or extra key).
+        matched = sum(1 for k, s in mini_shapes.items() if sample.get(k) == s and not k.endswith(_COUNTER))
         depth_named = "layers" in options and spec.name_depth is not None  # resnet50 --layers 2,2,2,2 reads wrong
-        ranked.append(((len(bad), len(missing) + len(unexpected), depth_named, len(options), index), spec, options))
+        ranked.append(((-matched, len(bad) + len(missing) + len(unexpected), depth_named, len(options), index),
+                       spec, options))
     if not ranked:
         counts = sorted({len(get_spec(name).layers) for name in variants()})
         raise InputError(f"No ResNet variant can be built with what {path} holds: {'; '.join(evidence)}. (The "

@@ -58,7 +58,8 @@ def run(*args: str) -> tuple[int, str]:
 @pytest.mark.parametrize("name", ri.variants())
 def test_every_variant_round_trips_through_a_file(name: str, tmp_path: Path) -> None:
     """Build, save the state_dict, infer it back from the file: the same modules come back, also
-    under the prefixes that DataParallel (module.) and detectors (backbone.body.) add."""
+    under the prefixes that DataParallel (module.), detectors (backbone.body.) and Lightning
+    (model.) add."""
     spec = ri.get_spec(name)
     model = meta_build(name)
     expected = shapes(model)
@@ -77,10 +78,35 @@ def test_every_variant_round_trips_through_a_file(name: str, tmp_path: Path) -> 
     order = ri.variants()
     assert inference.spec.name == name or order.index(inference.spec.name) < order.index(name), where
     assert inference.options == {} or inference.spec.name != name, f"{where}: options on its own name"
-    for prefix in ("module.", "backbone.body."):
+    for prefix in ("module.", "backbone.body.", "model."):
         prefixed = infer({prefix + k: v for k, v in loaded.items()})
         assert prefixed.exact and prefixed.prefix == prefix, f"{name} under {prefix!r}: {prefixed.confidence}"
         assert (prefixed.spec, prefixed.options) == (inference.spec, inference.options), f"{name} under {prefix!r}"
+
+
+@pytest.mark.parametrize(("name", "key", "shape"), [
+    ("resnet18", "layer2.1.conv1.weight", (128, 64, 3, 3)),
+    ("resnet50", "layer4.0.conv2.weight", (512, 512, 5, 5)),
+    ("resnet50", "conv1.weight", (64, 3, 5, 5)),
+    ("resnet50", "fc.bias", (10,)),
+    ("resnext50_32x4d", "layer3.0.conv2.weight", (512, 8, 3, 3)),
+    ("seresnet50", "layer1.0.se.fc1.weight", (8, 256, 1, 1)),
+    ("hopenet", "fc_pitch.weight", (66, 1000)),
+    ("retinanet_r50_fpn", "fpn.fpn_layer4.weight", (256, 256, 1, 1)),
+])
+def test_one_wrong_shape_names_the_right_network_and_the_tensor(name: str, key: str, shape: tuple[int, ...]) -> None:
+    """A single tensor of the wrong shape must not send inference to a variant that shares no
+    key at all (zero conflicts, zero matches): the error names the network the rest of the file
+    is, and the tensor that does not fit it, with both shapes."""
+    model = meta_build(name)
+    state = cheap_state_dict(model)
+    state[key] = torch.zeros(()).expand(shape)
+    expected = "×".join(map(str, model.state_dict()[key].shape))
+    with pytest.raises(ri.InputError) as caught:
+        infer(state)
+    message = " ".join(str(caught.value).split())
+    assert f"The closest is {name}," in message
+    assert f"{key} is {'×'.join(map(str, shape))} but {name} needs {expected}" in message
 
 
 def test_real_checkpoint_is_inspected_with_its_own_tensors(tmp_path: Path) -> None:
