@@ -269,6 +269,8 @@ def loads(text: str, file: str = "<snapshot>") -> Snapshot:
         raise SnapshotError(file, _json_problem(text, exc), line=exc.lineno, column=exc.colno) from None
     except RecursionError:
         raise SnapshotError(file, "is not a shape snapshot: its JSON is nested too deeply.") from None
+    except ValueError as exc:  # Python's guard against integers of more than 4300 digits
+        raise SnapshotError(file, f"is not a shape snapshot: {exc}.") from None
     if not isinstance(doc, dict):
         raise SnapshotError(file, f"holds a JSON {_json_type(doc)}, not a shape snapshot object.")
     key_lines = _key_lines(text)

@@ -177,6 +177,29 @@ def test_broken_factories(factories: str, attr: str, message: str) -> None:
     assert code == 2 and message in out
 
 
+@pytest.mark.parametrize("source,target,message", [
+    ("raise RuntimeError('import exploded')\n", "{m}:make", "Cannot import '{m}' for {m}:make: RuntimeError: import exploded"),
+    ("def make(:\n", "{m}:make", "Cannot import '{m}' for {m}:make: SyntaxError"),
+    ("import sys\nsys.exit(5)\n", "{m}:make", "Cannot import '{m}' for {m}:make: SystemExit: 5"),
+    ("import sys\ndef make():\n    sys.exit(5)\n", "{m}:make", "{m}:make() raised SystemExit: 5"),
+    ("", ":make", "':make' is not a factory"),
+    ("", "{m}:", "'{m}:' is not a factory"),
+])
+def test_factory_whose_code_fails_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str,
+                                                target: str, message: str) -> None:
+    """Whatever the user's module does on import or call (raise, fail to parse, sys.exit) ends in
+    one paragraph and exit 2: never exit 3 ("a bug in resnet-inspect") and never a silent exit."""
+    module = f"ri_failing_{abs(hash(tmp_path)) % 10**8}"
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        code, out = run("summary", target.format(m=module))
+    finally:
+        sys.modules.pop(module, None)
+    assert code == 2, out
+    assert message.format(m=module) in out
+
+
 def test_factory_module_that_does_not_exist() -> None:
     code, out = run("summary", "no_such_package_xyz.models:make")
     assert code == 2 and "Cannot import 'no_such_package_xyz.models'" in out

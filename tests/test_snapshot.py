@@ -315,6 +315,7 @@ def test_tolerances(r18_file: Path) -> None:
     ("empty", "is empty"),
     ("unknown_model", "cannot rebuild resnet9000 from it: Unknown model 'resnet9000'"),
     ("object", "cannot rebuild the model"),
+    ("huge_number", "Exceeds the limit (4300 digits) for integer string conversion"),
 ])
 def test_malformed_file(r18_file: Path, mutation: str, expected: str) -> None:
     text = r18_file.read_text()
@@ -342,6 +343,8 @@ def test_malformed_file(r18_file: Path, mutation: str, expected: str) -> None:
         edit_document(r18_file, model="resnet9000")
     elif mutation == "object":
         edit_document(r18_file, built_from="object", model="MyNet")
+    elif mutation == "huge_number":  # json.loads raises ValueError, not JSONDecodeError, for this
+        r18_file.write_text(text.replace(f'"macs": {layer3["macs"]}', '"macs": 1' + "0" * 5000, 1))
     for fmt in ("text", "json", "github"):
         result = run("check", r18_file, "--format", fmt)
         assert result.exit_code == 2, result.output

@@ -172,20 +172,24 @@ def describe_inference(inference: Any) -> list[str]:
 
 def _load_factory(target: str, options: dict[str, Any]) -> Any:
     module_name, _, attr = target.partition(":")
+    if not module_name.strip() or not attr.strip():
+        raise InputError(f"'{target}' is not a factory: give package.module:function, e.g. mymodels:build.")
     if options:
         raise InputError(f"Builder flags ({', '.join(sorted(options))}) apply to variant names, not to {target}.")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    # Whatever the user's code does while it is imported or called (an exception of any kind, a
+    # syntax error, sys.exit) is bad input, reported as such; never a crash or a silent exit.
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(f"Cannot import '{module_name}' for {target}: {exc}.") from exc
+    except (Exception, SystemExit) as exc:
+        raise InputError(f"Cannot import '{module_name}' for {target}: {type(exc).__name__}: {exc}.") from exc
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
         raise InputError(f"'{module_name}' has no callable '{attr}', so {target} cannot build a model.")
     try:
         model = factory()
-    except Exception as exc:  # the user's factory raised: report it as bad input, not a crash
+    except (Exception, SystemExit) as exc:
         raise InputError(f"{target}() raised {type(exc).__name__}: {exc}.") from exc
     from torch import nn
 
