@@ -170,3 +170,21 @@ def test_flags_apply_to_any_net() -> None:
         ri.get_spec("resnet50", stem="huge")
     with pytest.raises(ri.InputError, match="3 stages"):
         ri.get_spec("cifar_resnet20", layers="3,3,3,3")
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_downsample_table_shows_the_projection_reads_the_preactivated_input(fmt: str) -> None:
+    """What users read, not only the report: each of resnetv2_50's four projections is marked as
+    reading norm1's output, and a post-activation net carries no such mark."""
+    from typer.testing import CliRunner
+
+    from resnet_inspect.cli import app
+
+    note = "takes the pre-activated input"
+    runner = CliRunner(env={"COLUMNS": "400"})  # no wrapping inside the phrase, whatever the terminal
+    preact = runner.invoke(app, ["summary", "resnetv2_50", "--format", fmt])
+    plain = runner.invoke(app, ["summary", "resnet50", "--format", fmt])
+    assert preact.exit_code == plain.exit_code == 0
+    downsampling = preact.output.split("Downsampling", 1)[1]
+    assert " ".join(downsampling.split()).count(note) == 4
+    assert note not in plain.output

@@ -277,6 +277,8 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
                      f"all. It exists because {p['reason']}: the identity could not be added to the block's output. "
                      "The rule (torchvision's _make_layer, seed 004): project when stride ≠ 1 or in_channels ≠ "
                      "planes × expansion.")
+        if p.get("note"):
+            lines.append(f"The shortcut {p['note']}.")
     if "stride" in op and rec.is_leaf:
         if stride > 1:
             lines.append(f"It downsamples: stride {stride} takes {shape_text(in_hw)} to {shape_text(out_hw)}.")

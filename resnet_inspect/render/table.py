@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rich import box
 from rich.console import Console, RenderableType
@@ -304,7 +305,7 @@ def downsample_table(report: Report, console: Console) -> Table:
         size = f"{shape_text(entry['size_before'])} → {shape_text(entry['size_after'])}"
         carriers = ", ".join(f"{c['name']} ({c['kernel']}×{c['kernel']}/{c['stride']})"
                              for c in entry["carriers"]) or "—"
-        projection = "; ".join(f"{p['name']} ({_shortcut_kind(p)}): {p['reason']}" for p in entry["projection"])
+        projection = "; ".join(f"{p['name']} ({_shortcut_kind(p)}): {p['reason']}{_note(p)}" for p in entry["projection"])
         if not projection:
             projection = "—" if entry["stage"] == "stem" else "— (identity shortcuts)"
         dilation = ", ".join(f"{d['name']} d={d['dilation']}" for d in entry["dilation"]) or "—"
@@ -368,3 +369,8 @@ def print_summary(report: Report, console: Console, depth: int | None = None) ->
         console.print(f"\nShape check: all {len(checked)} formula shapes match the traced forward pass.")
     for warning in report.warnings:
         console.print(Text(f"Warning: {warning}", style="yellow"))
+
+
+def _note(projection: dict[str, Any]) -> str:
+    """What the shortcut reads, where that is not the raw block input (pre-activation nets)."""
+    return f"; {projection['note']}" if projection.get("note") else ""
