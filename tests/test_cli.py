@@ -12,6 +12,8 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -484,3 +486,19 @@ def test_bad_options_exit_2(args: list[str], words: str) -> None:
     result = run(*args)
     assert result.exit_code == 2
     assert words in flat(result.stderr)
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_a_reader_that_stops_early_is_not_an_error(fmt: str) -> None:
+    """`resnet-inspect summary ... | head -1`: the closed pipe ends the command quietly with exit 0
+    (exit 1 means "differences found"). ResNet-152's output is larger than a pipe's buffer, so
+    the writer really meets the closed end."""
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_inspect", "summary", "resnet152", "--format", fmt],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    errors = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, errors
+    assert "Error" not in errors and "Traceback" not in errors
+

@@ -203,9 +203,24 @@ def input_size(text: str | None) -> tuple[int, int, int, int] | None:
     return None if text is None else parse_input_size(text)
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader went away (``| head``): it has what it wanted, so end quietly with exit 0.
+        rich's default exits 1, which this tool keeps for a check that found differences."""
+        self.quiet = True
+        _silence_stdout()
+        raise typer.Exit(0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the final flush into a closed pipe cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def console(stderr: bool = False) -> Console:
     """A rich console that honours NO_COLOR and prints plain text when piped."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return _Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
 def handle_errors(func: F) -> F:
@@ -222,6 +237,9 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # plain writes (json, csv) into a pipe whose reader has gone
+            _silence_stdout()
+            raise typer.Exit(0) from None
         except Exception as exc:
             if STATE.debug:
                 raise
