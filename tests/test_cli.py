@@ -57,11 +57,24 @@ def closed_form_rf(kernels_strides: list[tuple[int, int]]) -> tuple[int, int]:
 def test_help_lists_every_command_and_each_has_an_example() -> None:
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("summary", "tree", "explain", "diff"):
-        assert command in result.stdout
+    commands = [c.name or c.callback.__name__ for c in app.registered_commands]
+    assert len(commands) >= 8
+    examples = result.stdout.split("Examples, one per command:", 1)[1].split("Options:", 1)[0]
+    for command in commands:
+        assert re.search(rf"^\s+{command}\s", result.stdout, re.M), f"{command} is not listed"
+        assert re.search(rf"^\s+resnet-inspect {command}\b", examples, re.M), f"no example of {command}"
         sub = run(command, "--help")
         assert sub.exit_code == 0, sub.output
-        assert f"Example: resnet-inspect {command} " in sub.stdout
+        assert f"Example: resnet-inspect {command}" in sub.stdout
+
+
+def test_help_and_usage_errors_are_plain_when_piped() -> None:
+    """Piped (here: captured), typer's help and usage errors are click's plain text, no boxes."""
+    for args in (["--help"], ["summary", "--help"], ["summary"]):
+        result = run(*args)
+        assert result.exit_code == (2 if args == ["summary"] else 0), result.output
+        assert not BOX_DRAWING & set(result.output), result.output
+    assert "Missing argument" in run("summary").output
 
 
 # -- summary ----------------------------------------------------------------------------------------

@@ -9,14 +9,30 @@ import os
 import sys
 
 import typer
+import typer.core
 
 from . import common
+
+# typer draws help and usage errors with rich, in boxes. Piped (or captured by a test runner) they
+# become click's plain text, like everything else this tool prints when it is not on a terminal.
+if not (sys.stdout.isatty() and sys.stderr.isatty()):
+    typer.core.HAS_RICH = False
 
 app = typer.Typer(
     name="resnet-inspect",
     help="Build any ResNet (or ResNet+FPN) and see exactly what happens inside: shapes derived by "
          "formula and checked by a traced forward pass, params, MACs, receptive field, depth and "
-         "downsampling.\n\nExample: resnet-inspect summary resnet50 --input 800x1344",
+         "downsampling.\n\n"
+         # "\b" keeps click from re-flowing the lines below into one paragraph.
+         "\b\nExamples, one per command:\n"
+         "  resnet-inspect summary resnet50 --input 800x1344\n"
+         "  resnet-inspect tree resnet50 --depth 2\n"
+         "  resnet-inspect graph resnet50 --fpn retinanet out.svg\n"
+         "  resnet-inspect explain resnet50 layer2.0.conv2\n"
+         "  resnet-inspect diff resnet50 resnet50 --b-stride-in-1x1\n"
+         "  resnet-inspect list\n"
+         "  resnet-inspect snapshot resnet50 -o shapes/resnet50.json\n"
+         "  resnet-inspect check shapes/*.json",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
