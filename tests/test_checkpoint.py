@@ -222,6 +222,18 @@ def test_half_precision_checkpoint_is_traced_in_float32(tmp_path: Path) -> None:
     assert ri.inspect(model, 32, real=True).outputs["output"] == (1, 1000)
 
 
+def test_integer_weight_is_refused_with_its_key(tmp_path: Path) -> None:
+    """An int64 conv weight cannot be traced (it cannot require gradients): exit 2 naming the
+    key, not an internal error. The int64 BN counters stay accepted."""
+    state = cheap_state_dict(meta_build("resnet18"))
+    state["conv1.weight"] = torch.zeros(64, 3, 7, 7, dtype=torch.int64)
+    path = tmp_path / "int.pth"
+    torch.save(state, path)
+    result = CliRunner().invoke(app, ["summary", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "conv1.weight holds int64" in " ".join(result.output.split())
+
+
 def test_legacy_format_and_nested_containers_load(tmp_path: Path) -> None:
     state = cheap_state_dict(meta_build("resnet18"))
     legacy = tmp_path / "legacy.pth"
