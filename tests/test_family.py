@@ -188,3 +188,11 @@ def test_downsample_table_shows_the_projection_reads_the_preactivated_input(fmt:
     downsampling = preact.output.split("Downsampling", 1)[1]
     assert " ".join(downsampling.split()).count(note) == 4
     assert note not in plain.output
+
+
+@pytest.mark.parametrize("name", ["seresnet50", "resnetv2_50"])
+def test_a_1x1_conv_after_global_pooling_is_not_a_degenerate_input(name: str) -> None:
+    """The SE gate's fc1/fc2 and timm's conv classifier run on a pooled 1×1 map by design; only a
+    wider window or a stride on a 1×1 map means the input was too small (resnet18 at 1×1)."""
+    assert ri.inspect(name).warnings == []
+    assert "degenerate" in ri.inspect("resnet18", (1, 3, 1, 1)).warnings[0]

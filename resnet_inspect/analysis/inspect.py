@@ -207,7 +207,10 @@ def _degenerate_warnings(records: list[LayerRecord], size: tuple[int, ...]) -> l
     for rec in records:
         if rec.is_leaf and rec.op and "stride" in rec.op and rec.output_shapes and rec.input_shapes:
             (h, w), (ih, iw) = rec.output_shapes[0][-2:], rec.input_shapes[0][-2:]
-            if h == 1 and w == 1 and ih == 1 and iw == 1:
+            # Only a window wider than one pixel, or a stride, is wasted on a 1×1 map: a 1×1 conv
+            # after a global pool (a squeeze-excitation gate, timm's conv classifier) is by design.
+            spans = max(rec.op["kernel"]) > 1 or max(rec.op["stride"]) > 1
+            if spans and h == 1 and w == 1 and ih == 1 and iw == 1:
                 return [f"From {rec.name} on the feature maps are 1×1: the input {size[2]}×{size[3]} is smaller than "
                         "the network's downsampling needs, so later layers see a single position. The outputs are "
                         "valid but degenerate."]
