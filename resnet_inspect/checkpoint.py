@@ -499,8 +499,9 @@ def materialize(inference: Inference, tensors: Mapping[str, Any]) -> Any:
         name = key[len(prefix):] if key.startswith(prefix) else None
         if name in own and tuple(tensor.shape) == tuple(own[name].shape):
             if own[name].is_floating_point() and not tensor.is_floating_point():
-                raise InputError(f"{inference.path}: {key} holds {str(tensor.dtype).removeprefix('torch.')} numbers, but a "
-                                 f"weight must be floating point (float16, bfloat16, float32 or float64).")
+                dtype = str(tensor.dtype).removeprefix("torch.")
+                raise InputError(f"{inference.path}: {key} holds {dtype} numbers, but a weight must be floating "
+                                 "point (float16, bfloat16, float32 or float64).")
             # The trace runs in float32; a half-precision checkpoint is widened (this copies it).
             state[name] = tensor.float() if tensor.is_floating_point() and tensor.dtype != torch.float32 else tensor
     model.load_state_dict(state, strict=False, assign=True)

@@ -12,7 +12,8 @@ from typing import Any
 
 from ..analysis.records import Report
 from .table import (
-    _note, count_text, number_text, pair_text, shape_text, shapes_text, shows_row, si_text, stride_text, summary_rows,
+    count_text, number_text, pair_text, projection_note, shape_text, shapes_text, shows_row, si_text, stride_text,
+    summary_rows,
 )
 
 FORMATS = ("table", "json", "csv", "markdown")
@@ -125,7 +126,8 @@ def to_markdown(report: Report, depth: int | None = None) -> str:
                   "|---|---|---:|---|---|"]
         for entry in report.downsample:
             carriers = ", ".join(f"`{c['name']}`" for c in entry["carriers"]) or "—"
-            projection = "; ".join(f"`{p['name']}`: {p['reason']}{_note(p)}" for p in entry["projection"]) or "—"
+            projection = "; ".join(f"`{p['name']}`: {p['reason']}{projection_note(p)}"
+                                   for p in entry["projection"]) or "—"
             lines.append(f"| {entry['stage']} | {shape_text(entry['size_before'])} → {shape_text(entry['size_after'])} "
                          f"| {entry['stride']} | {carriers} | {_md(projection)} |")
     bad = [rec for rec in report.layers if rec.shape_ok is False]

@@ -305,7 +305,8 @@ def downsample_table(report: Report, console: Console) -> Table:
         size = f"{shape_text(entry['size_before'])} → {shape_text(entry['size_after'])}"
         carriers = ", ".join(f"{c['name']} ({c['kernel']}×{c['kernel']}/{c['stride']})"
                              for c in entry["carriers"]) or "—"
-        projection = "; ".join(f"{p['name']} ({_shortcut_kind(p)}): {p['reason']}{_note(p)}" for p in entry["projection"])
+        projection = "; ".join(f"{p['name']} ({_shortcut_kind(p)}): {p['reason']}{projection_note(p)}"
+                               for p in entry["projection"])
         if not projection:
             projection = "—" if entry["stage"] == "stem" else "— (identity shortcuts)"
         dilation = ", ".join(f"{d['name']} d={d['dilation']}" for d in entry["dilation"]) or "—"
@@ -371,6 +372,6 @@ def print_summary(report: Report, console: Console, depth: int | None = None) ->
         console.print(Text(f"Warning: {warning}", style="yellow"))
 
 
-def _note(projection: dict[str, Any]) -> str:
+def projection_note(projection: dict[str, Any]) -> str:
     """What the shortcut reads, where that is not the raw block input (pre-activation nets)."""
     return f"; {projection['note']}" if projection.get("note") else ""
