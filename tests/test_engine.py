@@ -1,6 +1,7 @@
 """Issue 3: the inspection engine against published tables, closed forms and real forwards."""
 from __future__ import annotations
 
+import re
 import resource
 from dataclasses import asdict
 
@@ -283,6 +284,38 @@ def test_fpn_misalignment_is_predicted_and_pad_to_fixes_it() -> None:
     assert report.fpn["top_down"] == ["fpn:interpolate", "fpn:add", "fpn:interpolate#1", "fpn:add#1"]
     # The zoo FPN upsamples to the lateral's size, so the same odd size simply works.
     assert ri.inspect("resnet50", (800, 1333), fpn="retinanet").outputs["p3"] == (1, 256, 100, 167)
+
+
+@pytest.mark.parametrize("size", [(200, 200), (224, 300), (48, 48), (16, 16)])
+def test_fpn_misalignment_names_the_level_where_the_real_forward_fails(size: tuple[int, int]) -> None:
+    model = ri.build("retinanet_r50_fpn").eval()
+    called: list[str] = []
+    for name, module in model.named_modules():
+        if name.startswith("fpn.fpn_inner"):
+            module.register_forward_hook(lambda m, i, o, name=name: called.append(name))
+    with pytest.raises(RuntimeError, match=r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)") as real:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, *size))
+    lateral_w, top_down_w = re.search(r"a \((\d+)\).*b \((\d+)\)", str(real.value)).groups()
+    # The add that failed takes the lateral conv that ran last: fpn_inner{k} feeds P{k+1}.
+    stage = int(called[-1][-1])
+    for model_or_name in ("retinanet_r50_fpn", model):  # a name, and a built model that carries its spec
+        with pytest.raises(ri.InputError) as predicted:
+            ri.inspect(model_or_name, size)
+        message = str(predicted.value)
+        assert f"At P{stage + 1}, fpn_inner{stage} gives " in message
+        assert f"×{lateral_w} but the upsampled P{stage + 2} path gives " in message
+        assert f"×{top_down_w}, and the top-down add fails" in message
+
+
+@pytest.mark.parametrize("size", [8, 16, 64])
+def test_fpn_level_strides_come_from_the_layers_not_the_map_sizes(size: int) -> None:
+    # At 8×8 every level is 1×1, so a stride read off the map sizes would be wrong; the strides
+    # are those of the trunk stage under each level (2^k for P_k) at any size.
+    info = ri.inspect("resnet50", size, fpn="retinanet").output_info
+    assert {name: level["stride"] for name, level in info.items()} == {f"p{k}": 2**k for k in range(3, 8)}
+    at_224 = ri.inspect("resnet50", 224, fpn="retinanet").output_info
+    assert {n: i["receptive_field"] for n, i in info.items()} == {n: i["receptive_field"] for n, i in at_224.items()}
 
 
 def test_fpn_level_receptive_fields_grow_with_the_extra_convs() -> None:

@@ -40,7 +40,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         input_size = spec.default_input if spec is not None else 224
     size = parse_input_size(input_size)
     padded_from = None
-    if pad_to:
+    if pad_to is not None:
         if pad_to < 1:
             raise InputError(f"--pad-to must be a positive integer, not {pad_to}.")
         padded = (*size[:2], pad_to_multiple(size[2], pad_to), pad_to_multiple(size[3], pad_to))
@@ -57,6 +57,8 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
                              "not to a model you pass in.")
         model = model_or_name
         spec = getattr(model, "spec", None) if isinstance(getattr(model, "spec", None), ResNetSpec) else None
+        if spec is not None:
+            check_fpn_alignment(spec, size)
         default_label = type(model).__name__
     else:
         raise InputError(f"inspect() takes a variant name or a torch.nn.Module, not {type(model_or_name).__name__}.")
@@ -237,10 +239,13 @@ def check_fpn_alignment(spec: ResNetSpec, size: tuple[int, ...]) -> None:
         return
     sizes = stage_sizes(spec, size[2], size[3])
     stages = [s for s in sizes if s >= spec.fpn.first_stage]
-    for lower, upper in zip(stages, stages[1:]):
+    # The top-down pass runs from the coarsest level down, so the first add to fail is the
+    # highest mismatch. A 1-pixel side broadcasts (torch's add), and the sum has the larger size.
+    path = sizes[stages[-1]]
+    for lower, upper in zip(reversed(stages[:-1]), reversed(stages[1:])):
         lateral = sizes[lower]
-        top_down = (2 * sizes[upper][0], 2 * sizes[upper][1])
-        if lateral != top_down:
+        top_down = (2 * path[0], 2 * path[1])
+        if any(a != b and 1 not in (a, b) for a, b in zip(lateral, top_down)):
             fmt = "×".join
             raise InputError(
                 f"{spec.name} cannot take a {size[2]}×{size[3]} input: its FPN upsamples by scale_factor=2, as "
@@ -249,3 +254,4 @@ def check_fpn_alignment(spec: ResNetSpec, size: tuple[int, ...]) -> None:
                 f"{fmt(map(str, top_down))}, and the top-down add fails. maskrcnn-benchmark pads every image to a "
                 f"multiple of 32 (SIZE_DIVISIBILITY) first: pass --pad-to 32 (pad_to=32) to do the same, or put "
                 "--fpn on a zoo backbone, whose FPN upsamples to the lateral's size.")
+        path = (max(lateral[0], top_down[0]), max(lateral[1], top_down[1]))

@@ -196,7 +196,10 @@ def _combine(pairs: list[tuple[torch.Tensor, TensorInfo]]) -> TensorInfo:
     infos = [i for t, i in pairs if t.numel() == largest]
     widest = max(infos, key=lambda i: i.rf[0] * i.rf[1])
     deepest = max(infos, key=lambda i: i.depth)
-    return TensorInfo(widest.rf, widest.jump, widest.start, deepest.depth, deepest.path, deepest.producer)
+    # The sum lives on the finest grid among its operands: an FPN level has its lateral's stride
+    # even where the upsampled top-down path could not be measured (1×1 maps at a tiny input).
+    jump = (min(i.jump[0] for i in infos), min(i.jump[1] for i in infos))
+    return TensorInfo(widest.rf, jump, widest.start, deepest.depth, deepest.path, deepest.producer)
 
 
 def _propagate(info: TensorInfo, stats: OpStats, record_index: int) -> TensorInfo:

@@ -258,5 +258,6 @@ def build_model(spec: ResNetSpec) -> nn.Module:
     model.add_module("body", trunk)
     model.add_module("fpn", fpn)
     model.output_names = fpn.output_names  # plain attribute: names the tuple the forward returns
+    model.spec = spec
     _init_weights(fpn)
     return model
