@@ -43,3 +43,20 @@ def parse_input_size(value: Any) -> tuple[int, int, int, int]:
     if len(dims) == 3:
         dims = [1, *dims]
     return dims[0], dims[1], dims[2], dims[3]
+
+
+def parse_tensor_shape(value: Any) -> tuple[int, ...]:
+    """A tuple or list given for a plain ``nn.Module`` is the input tensor's exact shape, as in
+    torchinfo: ``(2, 16)`` for an MLP, ``(1, 3, 8, 32, 32)`` for a 3-D conv net."""
+    try:
+        dims = [int(v) for v in value]
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"Malformed input shape {value!r}: give a tuple of positive integers.") from None
+    if any(isinstance(v, bool) or int(v) != v for v in value) or not dims:
+        raise InputError(f"Malformed input shape {value!r}: give a tuple of positive integers.")
+    if any(d <= 0 for d in dims):
+        raise InputError(f"Input shape {value!r} has a dimension of zero or less.")
+    if len(dims) > 8 or any(d > 1_000_000 for d in dims):
+        raise InputError(f"Input shape {value!r} is unreasonably large (over 8 dimensions or a dimension over "
+                         "1,000,000).")
+    return tuple(dims)

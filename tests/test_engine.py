@@ -8,6 +8,7 @@ from dataclasses import asdict
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 import resnet_inspect as ri
 from resnet_inspect.analysis.trace import ForwardFailed, InputTooSmall
@@ -221,7 +222,7 @@ def test_input_shapes_are_read_before_in_place_ops() -> None:
 
     report = ri.inspect(nn.Sequential(nn.Identity(), Unsqueeze()), (3, 4, 5), real=True)
     rec = report.layer("1")
-    assert rec.input_shapes == [(1, 3, 4, 5)] and rec.output_shapes == [(1, 1, 3, 4, 5)]
+    assert rec.input_shapes == [(3, 4, 5)] and rec.output_shapes == [(1, 3, 4, 5)]
 
 
 def _hook_count(model: nn.Module) -> int:
@@ -376,3 +377,83 @@ def test_residual_add_records_both_operands_and_their_producers() -> None:
     add = ri.inspect("resnet50").layer("layer1.0:add")
     assert add.input_shapes == [(1, 256, 56, 56), (1, 256, 56, 56)]
     assert add.input_from == ["layer1.0.bn3", "layer1.0.downsample.1"]
+
+
+_LAYERS_WITHOUT_A_2D_WINDOW = [
+    (nn.Conv1d(4, 6, 3, stride=2, padding=1), (2, 4, 17)),
+    (nn.Conv1d(4, 8, 5, dilation=2, groups=4, bias=False), (1, 4, 30)),
+    (nn.Conv3d(2, 4, (3, 2, 3), stride=(1, 2, 2), padding=1, dilation=(1, 1, 2)), (1, 2, 5, 6, 9)),
+    (nn.ConvTranspose1d(4, 6, 4, stride=3, padding=1, output_padding=2), (1, 4, 7)),
+    (nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2), (1, 4, 6, 8)),
+    (nn.ConvTranspose3d(2, 3, 2, stride=2, bias=False), (1, 2, 3, 4, 5)),
+]
+
+
+@pytest.mark.parametrize(("layer", "shape"), _LAYERS_WITHOUT_A_2D_WINDOW)
+def test_conv1d_conv3d_and_transposed_convs_are_counted_and_shape_checked(layer: nn.Module, shape: tuple) -> None:
+    report = ri.inspect(nn.Sequential(layer), shape, real=True)
+    rec = report.layer("0")
+    with torch.no_grad(), FlopCounterMode(display=False) as flops:
+        out = layer(torch.zeros(shape))
+    assert rec.macs == flops.get_total_flops() // 2 > 0  # torch counts 2 FLOPs per multiply-add
+    assert rec.analytic_shape == tuple(out.shape) and rec.shape_ok
+    assert ri.inspect(nn.Sequential(layer), shape).layers[1].macs == rec.macs  # the meta trace agrees
+    assert not report.warnings
+
+
+def test_matmul_and_run_time_norms_are_counted() -> None:
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = nn.LayerNorm(8)
+            self.group = nn.GroupNorm(2, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.norm(self.group(x))
+            return torch.bmm(x.flatten(0, 1), x.flatten(0, 1).transpose(1, 2)) @ torch.ones(6, 3)
+
+    model = Attention()
+    report = ri.inspect(model, (2, 4, 6, 8), real=True)
+    with torch.no_grad(), FlopCounterMode(display=False) as flops:
+        model(torch.zeros(2, 4, 6, 8))
+    # bmm: 8 products of 6×8 by 8×6 (8 MACs each of 8·6·6 outputs); matmul: (8, 6, 6) @ (6, 3), 6 each.
+    assert report.totals["macs"] == 8 * 6 * 6 * 8 + 8 * 6 * 3 * 6 == flops.get_total_flops() // 2
+    # fvcore's estimate for a norm with statistics computed at run time: 5 ops per element with affine.
+    assert report.layer("norm").other_ops == report.layer("group").other_ops == 5 * 2 * 4 * 6 * 8
+    assert not report.warnings
+
+
+def test_a_weighted_leaf_without_a_counting_rule_is_flagged() -> None:
+    class Bilinear(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(4, 4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.einsum("ni,ij,nj->n", x, self.weight, x)
+
+    report = ri.inspect(nn.Sequential(nn.Linear(4, 4), Bilinear()), (3, 4))
+    assert report.layer("0").macs == 3 * 4 * 4
+    assert len(report.warnings) == 1 and report.warnings[0].startswith("1 (Bilinear) has weights")
+
+
+def test_a_plain_module_takes_its_exact_input_shape_dtype_and_keyword_inputs() -> None:
+    mlp = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
+    report = ri.inspect(mlp, (5, 16))
+    assert report.input_size == (5, 16) and report.outputs["output"] == (5, 2)
+    assert report.totals["macs"] == 5 * (16 * 8 + 8 * 2)
+    tokens = ri.inspect(nn.Sequential(nn.Embedding(100, 12), nn.Linear(12, 3)), (2, 7), dtype=torch.long, real=True)
+    assert tokens.layer("0").output_shapes == [(2, 7, 12)] and tokens.outputs["output"] == (2, 7, 3)
+    # Built variants keep the size shorthand: (224, 224) is H×W for resnet18, not a 2-D tensor.
+    assert ri.inspect(ri.build("resnet18"), (64, 96)).input_size == (1, 3, 64, 96)
+
+    class Keyword(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = nn.Bilinear(3, 5, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(input1=x, input2=x.new_ones(x.shape[0], 5))
+
+    rec = ri.inspect(Keyword(), (4, 3)).layer("inner")
+    assert rec.input_shapes == [(4, 3), (4, 5)] and rec.output_shapes == [(4, 2)]

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..inputs import parse_input_size
+from ..inputs import parse_input_size, parse_tensor_shape
 from ..models.resnet import build_model
 from ..variants import ResNetSpec, get_spec
 from . import counters
@@ -21,7 +21,7 @@ COUNTERS = ("analytic", "fvcore", "torch")
 
 def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None, *,
             real: bool = False, counter: str = "analytic", pad_to: int | None = None, label: str | None = None,
-            **options: Any) -> Report:
+            dtype: torch.dtype = torch.float32, **options: Any) -> Report:
     """Trace a model or a named variant at ``input_size`` and return a :class:`Report`.
 
     By default the trace runs on the meta device: no memory is allocated and no arithmetic runs,
@@ -29,8 +29,11 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     identical records. ``counter`` picks who fills the MACs column: ``analytic`` (this package's
     rule table), ``fvcore`` (FlopCountAnalysis, a real forward) or ``torch``
     (torch.utils.flop_counter). ``label`` names the report (default: the variant name, or the
-    model's class).
+    model's class). For a model of your own, a tuple ``input_size`` is the input tensor's exact
+    shape, and ``dtype`` its dtype (``torch.long`` for token ids, say).
     """
+    if not isinstance(dtype, torch.dtype):
+        raise InputError(f"dtype must be a torch.dtype such as torch.float32, not {dtype!r}.")
     if counter not in COUNTERS:
         raise InputError(f"Unknown counter '{counter}': use one of {', '.join(COUNTERS)}.")
     spec: ResNetSpec | None = None
@@ -38,12 +41,18 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         spec = model_or_name if isinstance(model_or_name, ResNetSpec) else get_spec(model_or_name, **options)
     if input_size is None:  # the variant's own resolution: 32 for the CIFAR nets, else 224
         input_size = spec.default_input if spec is not None else 224
-    size = parse_input_size(input_size)
+    ours = spec is not None or isinstance(getattr(model_or_name, "spec", None), ResNetSpec)
+    if isinstance(input_size, (tuple, list, torch.Size)) and not ours:
+        size = parse_tensor_shape(input_size)  # any module: the exact shape, as torchinfo takes it
+    else:
+        size = parse_input_size(input_size)
     padded_from = None
     if pad_to is not None:
-        if pad_to < 1:
-            raise InputError(f"--pad-to must be a positive integer, not {pad_to}.")
-        padded = (*size[:2], pad_to_multiple(size[2], pad_to), pad_to_multiple(size[3], pad_to))
+        if isinstance(pad_to, bool) or not isinstance(pad_to, int) or pad_to < 1:
+            raise InputError(f"--pad-to must be a positive integer, not {pad_to!r}.")
+        if len(size) < 3:
+            raise InputError(f"pad_to pads the last two (spatial) dimensions; the input shape {size} has none.")
+        padded = (*size[:-2], pad_to_multiple(size[-2], pad_to), pad_to_multiple(size[-1], pad_to))
         if padded != size:
             padded_from, size = size, padded
     if spec is not None:
@@ -64,7 +73,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         raise InputError(f"inspect() takes a variant name or a torch.nn.Module, not {type(model_or_name).__name__}.")
 
     label = label or default_label
-    records, out, tracer = run_trace(model, size, real=real, label=label)
+    records, out, tracer = run_trace(model, size, real=real, label=label, dtype=dtype)
     label_stages(records)
     for rec in records:
         if rec.analytic_shape is not None and rec.output_shapes:
@@ -94,7 +103,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         depth=depth, downsample=downsample_table(records), uncalled=uncalled,
         fpn=fpn_summary(records, output_info), counter=counter, device="cpu" if real else "meta",
         options=spec.to_options() if spec is not None else {}, padded_from=padded_from,
-        warnings=_degenerate_warnings(records, size),
+        warnings=_degenerate_warnings(records, size) + _uncounted_warnings(records, tracer),
     )
     if counter != "analytic":
         counters.apply(report, counter, model, spec, size)
@@ -103,8 +112,8 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     return report
 
 
-def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str = "model"
-              ) -> tuple[list[LayerRecord], Any, Tracer]:
+def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str = "model",
+              dtype: torch.dtype = torch.float32) -> tuple[list[LayerRecord], Any, Tracer]:
     """One forward pass under the tracer. The model comes back exactly as it was."""
     owned = {name: ([(pn, p) for pn, p in m._parameters.items() if p is not None],
                     [b for b in m._buffers.values() if b is not None])
@@ -115,9 +124,12 @@ def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str
         if on_meta:
             raise InputError("real=True needs a model with real weights; this one lives on the meta device.")
         device = tensors[0].device if tensors else torch.device("cpu")
-        x = torch.randn(size, generator=torch.Generator().manual_seed(0)).to(device)
+        if dtype.is_floating_point or dtype.is_complex:
+            x = torch.randn(size, generator=torch.Generator().manual_seed(0), dtype=dtype).to(device)
+        else:  # token ids and masks: zeros are valid for any vocabulary
+            x = torch.zeros(size, dtype=dtype, device=device)
     else:
-        x = torch.zeros(size, device="meta")
+        x = torch.zeros(size, dtype=dtype, device="meta")
     mark_input(x)
     tracer = Tracer(model, owned)
     modes = {m: m.training for m in model.modules()}
@@ -205,9 +217,22 @@ def _uncalled(model: nn.Module, tracer: Tracer, records: list[LayerRecord]) -> l
     return result
 
 
+def _uncounted_warnings(records: list[LayerRecord], tracer: Tracer) -> list[str]:
+    """Leaves with weights whose operators have no counting rule: say so rather than show 0 MACs."""
+    return [f"{rec.name} ({rec.type}) has weights, but none of the operators it ran has a counting rule in "
+            "resnet-inspect, so its MACs and other ops are shown as 0. Cross-check it with --counter fvcore or "
+            "--counter torch."
+            for rec in records
+            if rec.kind == "module" and rec.is_leaf and rec.call == 0 and (rec.params or rec.buffers or rec.shared)
+            and rec.index not in tracer.counted]
+
+
 def _degenerate_warnings(records: list[LayerRecord], size: tuple[int, ...]) -> list[str]:
+    if len(size) != 4:
+        return []
     for rec in records:
-        if rec.is_leaf and rec.op and "stride" in rec.op and rec.output_shapes and rec.input_shapes:
+        if (rec.is_leaf and rec.op and "stride" in rec.op and len(rec.op["stride"]) == 2 and rec.output_shapes
+                and rec.input_shapes and len(rec.output_shapes[0]) == 4):
             (h, w), (ih, iw) = rec.output_shapes[0][-2:], rec.input_shapes[0][-2:]
             # Only a window wider than one pixel, or a stride, is wasted on a 1×1 map: a 1×1 conv
             # after a global pool (a squeeze-excitation gate, timm's conv classifier) is by design.

@@ -101,6 +101,99 @@ def _conv2d(a: dict[str, Any], out: Any) -> OpStats:
     return stats
 
 
+def _ntuple(value: Any, n: int) -> tuple[int, ...]:
+    if isinstance(value, (list, tuple, torch.Size)):
+        return tuple(int(v) for v in value) if len(value) == n else (int(value[0]),) * n
+    return (int(value),) * n
+
+
+_AXES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+def _conv_nd(nd: int) -> Callable[[dict[str, Any], Any], OpStats]:
+    """Conv1d and Conv3d: the 2-D rule's arithmetic along every spatial dimension."""
+    def rule(a: dict[str, Any], out: Any) -> OpStats:
+        x, weight = a["input"], a["weight"]
+        kernel = tuple(int(k) for k in weight.shape[2:])
+        stride, dilation = _ntuple(a["stride"], nd), _ntuple(a["dilation"], nd)
+        padding = a["padding"]
+        if isinstance(padding, str):  # "valid" or "same" (stride 1 only)
+            padding = tuple(0 if padding == "valid" else d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+        padding = _ntuple(padding, nd)
+        windows = [Window(k, st, p, d) for k, st, p, d in zip(kernel, stride, padding, dilation)]
+        sizes = x.shape[-nd:]
+        stats = OpStats(weighted=True)
+        stats.analytic_shape = (*x.shape[:-nd - 1], weight.shape[0],
+                                *(window_output(i, w) for i, w in zip(sizes, windows)))
+        if a["padding"] == "same":
+            stats.analytic_shape = (*x.shape[:-nd - 1], weight.shape[0], *sizes)
+        stats.working = [f"{axis}: {window_working(i, w)}" for axis, i, w in zip(_AXES[nd], sizes, windows)]
+        stats.op = {"kernel": list(kernel), "stride": list(stride), "padding": list(padding),
+                    "dilation": list(dilation), "groups": int(a["groups"]),
+                    "in_channels": int(x.shape[-nd - 1]), "out_channels": int(weight.shape[0])}
+        if min(stats.analytic_shape[-nd:]) <= 0:
+            stats.invalid = "the window no longer fits: " + "; ".join(stats.working)
+        if out is not None:
+            n = _numel(out)
+            stats.macs = n * weight.shape[1] * math.prod(kernel)
+            stats.other_ops = n if a.get("bias") is not None else 0
+        return stats
+    return rule
+
+
+def _conv_transpose(nd: int) -> Callable[[dict[str, Any], Any], OpStats]:
+    """A transposed conv scatters every input element over a kernel's worth of outputs:
+    MACs = input elements × (out_channels / groups) × kernel size, and along each dimension
+    O = (I − 1)·S − 2P + D·(K − 1) + output_padding + 1."""
+    def rule(a: dict[str, Any], out: Any) -> OpStats:
+        x, weight = a["input"], a["weight"]  # weight: (in_channels, out_channels / groups, *kernel)
+        groups = int(a["groups"])
+        kernel = tuple(int(k) for k in weight.shape[2:])
+        stride, padding = _ntuple(a["stride"], nd), _ntuple(a["padding"], nd)
+        extra, dilation = _ntuple(a["output_padding"], nd), _ntuple(a["dilation"], nd)
+        sizes = tuple(int(i) for i in x.shape[-nd:])
+        outs = [(i - 1) * st - 2 * p + d * (k - 1) + e + 1
+                for i, st, p, d, k, e in zip(sizes, stride, padding, dilation, kernel, extra)]
+        stats = OpStats(weighted=True)
+        stats.analytic_shape = (*x.shape[:-nd - 1], weight.shape[1] * groups, *outs)
+        stats.working = [f"{axis}: ({i} − 1)·{st} − 2·{p} + {d}·({k} − 1) + {e} + 1 = {o}"
+                         for axis, i, st, p, d, k, e, o in
+                         zip(_AXES[nd], sizes, stride, padding, dilation, kernel, extra, outs)]
+        stats.op = {"kernel": list(kernel), "stride": list(stride), "padding": list(padding),
+                    "dilation": list(dilation), "output_padding": list(extra), "groups": groups,
+                    "in_channels": int(x.shape[-nd - 1]), "out_channels": int(weight.shape[1] * groups),
+                    "transposed": True}
+        if nd == 2:
+            stats.upsample = (float(stride[0]), float(stride[1]))
+        if out is not None:
+            stats.macs = x.numel() * weight.shape[1] * math.prod(kernel)
+            stats.other_ops = _numel(out) if a.get("bias") is not None else 0
+        return stats
+    return rule
+
+
+def _matmul(first: str, second: str) -> Callable[[dict[str, Any], Any], OpStats]:
+    """Matrix products: each output element sums over the shared dimension, k MACs."""
+    def rule(a: dict[str, Any], out: Any) -> OpStats:
+        # Not ``weighted``: a product of activations (attention) is no layer of the paper's depth.
+        stats = OpStats()
+        k = int(a[first].shape[-1])
+        stats.op = {"inner": k}
+        if out is not None:
+            stats.macs = _numel(out) * k
+        return stats
+    return rule
+
+
+def _norm(affine_key: str) -> Callable[[dict[str, Any], Any], OpStats]:
+    """Group, layer and instance norm compute their statistics at run time: fvcore's estimate of
+    4 ops per element (mean, variance, subtract, divide), 5 with the affine scale and shift."""
+    def rule(a: dict[str, Any], out: Any) -> OpStats:
+        per_element = 5 if a.get(affine_key) is not None else 4
+        return OpStats(other_ops=per_element * _numel(out) if out is not None else 0)
+    return rule
+
+
 def _linear(a: dict[str, Any], out: Any) -> OpStats:
     x, weight = a["input"], a["weight"]
     stats = OpStats(weighted=True)
@@ -219,11 +312,24 @@ def _mean(a: dict[str, Any], out: Any) -> OpStats:
 _CONV = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 _MAXPOOL = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 _AVGPOOL = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+_CONV_T = ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
 _BINARY = ("input", "other")
 
 RULES: dict[str, Rule] = {
     "conv2d": Rule(_CONV, {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}, _conv2d),
+    "conv1d": Rule(_CONV, {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}, _conv_nd(1)),
+    "conv3d": Rule(_CONV, {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}, _conv_nd(3)),
+    **{f"conv_transpose{nd}d": Rule(_CONV_T, {"bias": None, "stride": 1, "padding": 0, "output_padding": 0,
+                                               "groups": 1, "dilation": 1}, _conv_transpose(nd)) for nd in (1, 2, 3)},
     "linear": Rule(("input", "weight", "bias"), {"bias": None}, _linear),
+    "embedding": Rule(("input", "weight"), {}, lambda a, out: OpStats()),  # a lookup: no arithmetic
+    **{name: Rule(("input", "other"), {}, _matmul("input", "other")) for name in ("matmul", "mm", "bmm")},
+    "addmm": Rule(("input", "mat1", "mat2"), {}, _matmul("mat1", "mat2")),
+    "baddbmm": Rule(("input", "batch1", "batch2"), {}, _matmul("batch1", "batch2")),
+    "group_norm": Rule(("input", "num_groups", "weight", "bias", "eps"), {"weight": None}, _norm("weight")),
+    "layer_norm": Rule(("input", "normalized_shape", "weight", "bias", "eps"), {"weight": None}, _norm("weight")),
+    "instance_norm": Rule(("input", "running_mean", "running_var", "weight", "bias"), {"weight": None},
+                          _norm("weight")),
     "max_pool2d": Rule(_MAXPOOL, {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}, _pool()),
     "avg_pool2d": Rule(_AVGPOOL, {"stride": None, "padding": 0, "ceil_mode": False}, _pool(has_dilation=False)),
     "adaptive_avg_pool2d": Rule(("input", "output_size"), {}, _adaptive_pool),
@@ -235,6 +341,7 @@ RULES: dict[str, Rule] = {
     **{name: Rule(_BINARY, {}, _elementwise()) for name in ("add", "sub", "mul", "div")},
     **{name: Rule(("input",), {}, _elementwise()) for name in (
         "relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid")},
+    "prelu": Rule(("input", "weight"), {}, _elementwise()),
 }
 
 # Names under which the same operator reaches a TorchFunctionMode.

@@ -246,6 +246,7 @@ class Tracer(TorchFunctionMode):
         self.claimed: dict[int, str] = {}  # id(parameter) -> record name that counted it
         self.claimed_buffers: set[int] = set()
         self.running: LayerRecord | None = None
+        self.counted: set[int] = set()  # records that an operator with a counting rule reached
 
     # -- hooks ---------------------------------------------------------------------------------
     @contextmanager
@@ -254,8 +255,8 @@ class Tracer(TorchFunctionMode):
         handles = []
         try:
             for module in self.names:
-                handles.append(module.register_forward_pre_hook(self._pre_hook))
-                handles.append(module.register_forward_hook(self._post_hook))
+                handles.append(module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
+                handles.append(module.register_forward_hook(self._post_hook, with_kwargs=True))
             yield
         finally:
             for handle in handles:
@@ -272,11 +273,12 @@ class Tracer(TorchFunctionMode):
         self.records.append(rec)
         return rec
 
-    def _pre_hook(self, module: nn.Module, args: Any) -> None:
+    def _pre_hook(self, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
         name = self.names.get(module, type(module).__name__)
         leaf = next(module.children(), None) is None
-        # Shapes are read here, before an in-place op (ReLU(inplace=True)) can touch the input.
-        rec = self._new_record(name, type(module).__name__, "module", leaf, args)
+        # Shapes are read here, before an in-place op (ReLU(inplace=True)) can touch the input;
+        # tensors passed by keyword count as inputs too.
+        rec = self._new_record(name, type(module).__name__, "module", leaf, (args, kwargs) if kwargs else args)
         rec.call = self.calls[name]
         self.calls[name] += 1
         if rec.call == 0:
@@ -299,14 +301,14 @@ class Tracer(TorchFunctionMode):
                 self.claimed_buffers.add(id(b))
                 rec.buffers += b.numel()
 
-    def _post_hook(self, module: nn.Module, args: Any, output: Any) -> None:
+    def _post_hook(self, module: nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
         if not self.stack or self.stack[-1].module is not module:
             return
         frame = self.stack.pop()
         rec = frame.record
         rec.output_shapes = _shapes(output)
         outs = list(_tensors(output))
-        ins = list(_tensors(args))
+        ins = list(_tensors((args, kwargs)))
         rec.inplace = bool(outs) and any(o is i for o in outs for i in ins)
         if frame.leaf and not rec.inplace:
             rec.output_bytes = sum(o.numel() * o.element_size() for o in outs)
@@ -337,6 +339,7 @@ class Tracer(TorchFunctionMode):
         try:
             bound = rule.bind(args, kwargs)
             rec = self._owner(name, [t for t, _ in infos])
+            self.counted.add(rec.index)
             before = rule.count(bound, None)
         except Exception as exc:
             raise TraceBug(f"resnet-inspect failed to count {name}: {exc!r}") from exc
