@@ -43,6 +43,29 @@ def published_torchvision() -> dict[str, tuple[int, float]]:
     return table
 
 
+def published_paper_table1() -> dict[str, float]:
+    """He et al.'s Table 1, read from published.md when it is there (CI), else the copy above."""
+    if not PUBLISHED.exists():
+        return PAPER_TABLE1
+    text = PUBLISHED.read_text(encoding="utf-8")
+    section = text[text.index("Table 1"):]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] in ("depth", "FLOPs (×10⁹)"):
+            rows[cells[0]] = cells[1:]
+        if len(rows) == 2:
+            break
+    return {f"resnet{d}": float(f) for d, f in zip(rows["depth"], rows["FLOPs (×10⁹)"])}
+
+
+@pytest.fixture(scope="session")
+def paper_table1() -> dict[str, float]:
+    table = published_paper_table1()
+    assert table == PAPER_TABLE1, "published.md and the Table 1 figures quoted in conftest.py disagree"
+    return table
+
+
 @pytest.fixture(scope="session")
 def torchvision_table() -> dict[str, tuple[int, float]]:
     table = published_torchvision()
