@@ -253,7 +253,9 @@ def test_shared_module_gets_a_record_per_call_and_tied_params_count_once() -> No
     assert [r.call for r in report.layers if r.name == "act"] == [0, 1]
     # 36 shared weights + two biases of 6: counted once in the totals, unlike a per-module sum.
     assert report.totals["params"] == 36 + 6 + 6
-    assert report.layer("decode").params == 6 and report.layer("decode").shared
+    assert report.layer("decode").params == 6
+    assert report.layer("decode").shared == ["weight (shared with encode.weight, counted there)"]
+    assert report.layer("encode").shared == ["weight (shared with decode.weight, counted here)"]
     assert sum(r.params for r in report.layers) == report.totals["params"]
 
 

@@ -72,6 +72,24 @@ def test_every_record_can_be_explained(reports, name: str) -> None:
             assert all(isinstance(line, str) and line for line in lines), (rec.name, section.__name__)
 
 
+def test_1d_3d_and_transposed_convs_are_explained_with_their_own_factors() -> None:
+    from torch import nn
+
+    layers = [(nn.Conv1d(4, 6, 3, stride=2, groups=2), (1, 4, 17)),
+              (nn.Conv3d(2, 4, 3, padding=1), (1, 2, 5, 6, 7)),
+              (nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2), (1, 4, 6, 8))]
+    for layer, shape in layers:
+        report = resnet_inspect.inspect(nn.Sequential(layer), shape)
+        rec = report.layer("0")
+        assert mac_terms(rec).product == rec.macs > 0
+        assert any("✓ the traced forward agrees" in line for line in shape_lines(report, rec))
+        for section in (mac_lines, receptive_field_lines, downsample_lines):
+            assert all(isinstance(line, str) and line for line in section(report, rec))
+    # The transposed conv (last) upsamples: 6×8 → 12×16, and the grid gets twice as fine.
+    assert rec.jump == (0.5, 0.5)
+    assert downsample_lines(report, rec)[0] == "It upsamples: a transposed conv with stride 2 takes 6×8 to 12×16."
+
+
 @pytest.mark.parametrize("depth", [None, 1, 2, 3])
 def test_folded_rows_keep_every_sum(reports, depth: int | None) -> None:
     report = reports["retinanet_r50_fpn"]

@@ -164,6 +164,9 @@ def _conv_transpose(nd: int) -> Callable[[dict[str, Any], Any], OpStats]:
                     "in_channels": int(x.shape[-nd - 1]), "out_channels": int(weight.shape[1] * groups),
                     "transposed": True}
         if nd == 2:
+            # For the receptive field: each output position gathers ⌈K/S⌉ input positions per
+            # dimension (a window of that size at stride 1), and the grid becomes S times finer.
+            stats.windows = (Window(-(-kernel[0] // stride[0]), 1, 0), Window(-(-kernel[1] // stride[1]), 1, 0))
             stats.upsample = (float(stride[0]), float(stride[1]))
         if out is not None:
             stats.macs = x.numel() * weight.shape[1] * math.prod(kernel)

@@ -218,6 +218,10 @@ def _propagate(info: TensorInfo, stats: OpStats, record_index: int) -> TensorInf
     return TensorInfo((rf[0], rf[1]), (jump[0], jump[1]), (start[0], start[1]), depth, path, record_index)
 
 
+def _qualified(module: str, parameter: str) -> str:
+    return f"{module}.{parameter}" if module else parameter
+
+
 def _shapes(value: Any) -> list[tuple[int, ...]]:
     return [tuple(int(d) for d in t.shape) for t in _tensors(value)]
 
@@ -245,6 +249,7 @@ class Tracer(TorchFunctionMode):
         self.calls: dict[str, int] = defaultdict(int)
         self.claimed: dict[int, str] = {}  # id(parameter) -> record name that counted it
         self.claimed_buffers: set[int] = set()
+        self.first_claims: dict[int, tuple[LayerRecord, str]] = {}  # id(parameter) -> (record, its name there)
         self.running: LayerRecord | None = None
         self.counted: set[int] = set()  # records that an operator with a counting rule reached
 
@@ -291,9 +296,15 @@ class Tracer(TorchFunctionMode):
         for pname, p in params:
             owner = self.claimed.get(id(p))
             if owner is not None:
-                rec.shared.append(f"{pname} (counted at {owner or 'the root module'})")
+                # Both ends say so: the record that counted the tensor, and this one.
+                first, first_pname = self.first_claims.get(id(p), (None, pname))
+                full = _qualified(owner, first_pname)
+                rec.shared.append(f"{pname} (shared with {full}, counted there)")
+                if first is not None:
+                    first.shared.append(f"{first_pname} (shared with {_qualified(name, pname)}, counted here)")
                 continue
             self.claimed[id(p)] = name
+            self.first_claims[id(p)] = (rec, pname)
             rec.params += p.numel()
             rec.trainable_params += p.numel() if p.requires_grad else 0
         for b in buffers:

@@ -10,6 +10,7 @@ import difflib
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
@@ -28,6 +29,7 @@ class MacTerms:
 
     out_elements: int
     factors: tuple[tuple[str, int], ...]
+    elements: str = "output elements"  # a transposed conv scatters from each *input* element
 
     @property
     def product(self) -> int:
@@ -60,10 +62,15 @@ def mac_terms(rec: LayerRecord) -> MacTerms | None:
         return None
     out_elements = math.prod(rec.output_shapes[0])
     if "groups" in rec.op:
-        groups = rec.op["groups"]
-        kh, kw = rec.op["kernel"]
+        groups, kernel = rec.op["groups"], rec.op["kernel"]
+        window = tuple(zip({1: ("kL",), 2: ("kH", "kW"), 3: ("kD", "kH", "kW")}[len(kernel)], kernel))
+        if rec.op.get("transposed") and rec.input_shapes:
+            out_channels = rec.op["out_channels"]
+            label = f"C_out/groups = {out_channels}/{groups}" if groups > 1 else "C_out"
+            return MacTerms(math.prod(rec.input_shapes[0]), ((label, out_channels // groups), *window),
+                            "input elements")
         label = f"C_in/groups = {rec.op['in_channels']}/{groups}" if groups > 1 else "C_in"
-        return MacTerms(out_elements, ((label, rec.op["in_channels"] // groups), ("kH", kh), ("kW", kw)))
+        return MacTerms(out_elements, ((label, rec.op["in_channels"] // groups), *window))
     if "in_features" in rec.op:
         return MacTerms(out_elements, (("in_features", rec.op["in_features"]),))
     return None
@@ -94,7 +101,9 @@ def shape_lines(report: Report, rec: LayerRecord) -> list[str]:
     inp = ", ".join(shape_text(s) for s in rec.input_shapes) or "—"
     lines = [f"input {inp} → output {out}"]
     op = rec.op or {}
-    if "kernel" in op:
+    if "kernel" in op and (len(op["kernel"]) != 2 or op.get("transposed")):
+        lines.extend(_other_window_lines(rec, op))
+    elif "kernel" in op:
         (k, _), (s, _), (p, _), (d, _) = op["kernel"], op["stride"], op["padding"], op["dilation"]
         rounding = "⌈ ⌉ (ceil_mode=True: a partial window at the edge still gives an output)" if op.get("ceil_mode") \
             else "⌊ ⌋"
@@ -134,6 +143,27 @@ def shape_lines(report: Report, rec: LayerRecord) -> list[str]:
     return lines
 
 
+def _other_window_lines(rec: LayerRecord, op: dict[str, Any]) -> list[str]:
+    """A 1-D or 3-D conv, or a transposed conv: the formula, its numbers per dimension, the channels."""
+    def dims(values: list[int]) -> str:
+        return str(values[0]) if len(set(values)) == 1 else "×".join(map(str, values))
+
+    if op.get("transposed"):
+        lines = ["O = (I − 1)·S − 2P + D·(K − 1) + output_padding + 1 (a transposed conv spreads each input "
+                 "position over a window, so it upsamples by S)"]
+        extra = f", output_padding = {dims(op['output_padding'])}"
+    else:
+        lines = ["O = ⌊(I + 2P − D·(K−1) − 1)/S⌋ + 1 along every spatial dimension (seed 004's formula)"]
+        extra = ""
+    lines.append(f"K = {dims(op['kernel'])}, S = {dims(op['stride'])}, P = {dims(op['padding'])}, "
+                 f"D = {dims(op['dilation'])}{extra}")
+    lines.extend(rec.working)
+    groups = f" (in {op['groups']} groups)" if op["groups"] > 1 else ""
+    lines.append(f"C: {op['in_channels']} → {op['out_channels']} channels{groups}")
+    lines.append(f"analytic {shape_text(rec.analytic_shape)}{_mark(rec.shape_ok)}")
+    return lines
+
+
 def mac_lines(report: Report, rec: LayerRecord) -> list[str]:
     """The MACs formula with numbers, and the other element operations."""
     lines = []
@@ -142,9 +172,10 @@ def mac_lines(report: Report, rec: LayerRecord) -> list[str]:
     macs = terms.product if terms is not None else rec.macs
     if terms is not None:
         names = " × ".join(label.split(" = ")[0] for label, _ in terms.factors)
-        lines.append(f"MACs = output elements × {names}")
+        lines.append(f"MACs = {terms.elements} × {names}")
         pieces = " × ".join(str(value) for _, value in terms.factors)
-        lines.append(f"     = ({shape_text(out_shape)} = {count_text(terms.out_elements)}) × {pieces}")
+        counted = rec.input_shapes[0] if terms.elements == "input elements" else out_shape
+        lines.append(f"     = ({shape_text(counted)} = {count_text(terms.out_elements)}) × {pieces}")
         lines.append(f"     = {count_text(terms.product)}")
         if terms.product != rec.macs:
             lines.append(f"The {report.counter} counter reports {count_text(rec.macs)} for this layer.")
@@ -205,7 +236,18 @@ def receptive_field_lines(report: Report, rec: LayerRecord) -> list[str]:
     for index, dim in enumerate(dims):
         r_out, j_out = rec.receptive_field[index], rec.jump[index]
         window = _window(rec, index)
-        if window is not None and rec.is_leaf:
+        if op.get("transposed") and len(op["kernel"]) == 2 and rec.is_leaf:
+            k, s = op["kernel"][index], op["stride"][index]
+            reach = -(-k // s)
+            j_in = j_out * s
+            r_in = r_out - (reach - 1) * j_in
+            lines.append(f"{dim}: input field r_in = {number_text(r_in)}, jump j_in = {number_text(j_in)}")
+            lines.append(f"    a transposed conv: each output position gathers ⌈K/S⌉ = ⌈{k}/{s}⌉ = {reach} input "
+                         "positions")
+            lines.append(f"    r_out = r_in + (⌈K/S⌉ − 1)·j_in = {number_text(r_in)} + ({reach} − 1)·"
+                         f"{number_text(j_in)} = {number_text(r_out)}")
+            lines.append(f"    j_out = j_in / S = {number_text(j_in)} / {s} = {number_text(j_out)}")
+        elif window is not None and rec.is_leaf:
             k, s, d = window
             k_eff = d * (k - 1) + 1
             j_in = j_out / s
@@ -279,7 +321,11 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
                      "planes × expansion.")
         if p.get("note"):
             lines.append(f"The shortcut {p['note']}.")
-    if "stride" in op and rec.is_leaf:
+    if op.get("transposed") and rec.is_leaf:
+        lines.append(f"It upsamples: a transposed conv with stride {stride} takes {shape_text(in_hw)} to "
+                     f"{shape_text(out_hw)}." if stride > 1 else "It keeps the resolution: a transposed conv with "
+                     "stride 1.")
+    elif "stride" in op and rec.is_leaf:
         if stride > 1:
             lines.append(f"It downsamples: stride {stride} takes {shape_text(in_hw)} to {shape_text(out_hw)}.")
             if rec.name in ((report.fpn or {}).get("extra") or []):

@@ -355,6 +355,9 @@ def print_summary(report: Report, console: Console, depth: int | None = None) ->
         lines = [f"{u['name']} ({u['type']}): {count_text(u['params'])} params, never called by forward()"
                  for u in report.uncalled]
         print_section(console, "Uncalled modules", Text("\n".join(lines)))
+    shared = [f"{rec.name}.{entry}" for rec in report.layers for entry in rec.shared if entry.endswith("counted there)")]
+    if shared:
+        print_section(console, "Shared parameters (counted once)", Text("\n".join(shared)))
     checked = [rec for rec in report.layers if rec.shape_ok is not None]
     bad = shape_mismatches(report)
     if bad:
