@@ -424,6 +424,30 @@ def test_diff_resnet50_and_resnext50(torchvision_table) -> None:
     assert f"{(64 * 56 * 56) * 64 * 9:,} → {(128 * 56 * 56) * 4 * 9:,}" in conv2
 
 
+def test_diff_resnet50_resnet50d_is_exactly_the_stem_and_the_shortcuts() -> None:
+    result = run("diff", "resnet50", "resnet50d", "-f", "json")
+    assert result.exit_code == 0, result.output
+    layers = json.loads(result.stdout)["layers"]
+    status = {(d["status"], d["name"]) for d in layers}
+    # ResNet-C: the 7×7 conv1 becomes three 3×3 convs with BN and ReLU (timm's conv1.0 ... conv1.6).
+    stem = {("removed", "conv1")} | {("added", f"conv1.{i}") for i in range(7)}
+    # ResNet-D: each projection gains an average pool in front (an Identity where the stride is 1),
+    # so its conv and BN move one index down; the conv of layer2..4 loses its stride to the pool.
+    shortcuts = set()
+    for stage in range(1, 5):
+        prefix = f"layer{stage}.0.downsample"
+        shortcuts |= {("added", f"{prefix}.0"), ("changed", f"{prefix}.0"), ("changed", f"{prefix}.1")}
+    assert status == stem | shortcuts
+    convs = {d["name"]: d["changes"] for d in layers if d["status"] == "changed" and d["a"]["type"] == "Conv2d"}
+    assert convs["layer1.0.downsample.0"] == ["now layer1.0.downsample.1"]
+    for stage, size in ((2, 28), (3, 14), (4, 7)):
+        changes = convs[f"layer{stage}.0.downsample.0"]
+        assert changes[0] == f"now layer{stage}.0.downsample.1" and "stride: 2 → 1" in changes
+        assert any(c.startswith("input:") and c.endswith(f"×{size}×{size}") for c in changes)
+    added = {d["name"]: d["b"]["type"] for d in layers if d["status"] == "added" and "downsample" in d["name"]}
+    assert added == {"layer1.0.downsample.0": "Identity", **{f"layer{s}.0.downsample.0": "AvgPool2d" for s in (2, 3, 4)}}
+
+
 def test_diff_exit_code_flag_and_per_side_flags() -> None:
     same = run("diff", "resnet18", "resnet18", "--exit-code")
     assert same.exit_code == 0 and "All" in same.stdout

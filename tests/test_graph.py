@@ -359,3 +359,46 @@ def test_svg_parser_reads_a_hand_written_graph(tmp_path: Path) -> None:
         parsed = parse_svg(svg)
         assert parsed.named("block") == {"a"} and parsed.edges[0][:4] == ("a", "b.c", {"projection"}, "e")
         assert len(parsed.nodes) == 2
+
+
+_SKIP_FACTORY = '''
+from torch import nn
+
+
+class Skip(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.branch = nn.Conv2d(8, 8, 1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(8 * 16 * 16, 4)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.fc(self.flatten(y + self.branch(y)))
+
+
+def make():
+    return Skip()
+'''
+
+
+def test_a_model_without_residual_stages_is_drawn_layer_by_layer(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "skipnet.py").write_text(_SKIP_FACTORY, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    diagram = draw(tmp_path, "skipnet:make", "--input", "16", suffix="dot")
+    # One node per layer call, the residual add included (a function record, drawn as /add), and the input.
+    assert set(diagram.nodes) == {"input", "conv", "branch", "/add", "flatten", "fc"}
+    edges = {(tail, head): label.strip() for tail, head, _, _, label in diagram.edges}
+    assert set(edges) == {("input", "conv"), ("conv", "branch"), ("conv", "/add"), ("branch", "/add"),
+                          ("/add", "flatten"), ("flatten", "fc")}
+    assert edges[("flatten", "fc")] == str(8 * 16 * 16) and edges[("input", "conv")] == "3×16×16"
+
+
+def test_graph_refuses_an_unknown_model_and_a_too_small_input(tmp_path: Path) -> None:
+    out = tmp_path / "x.svg"
+    result = run("resnet05", str(out))
+    assert result.exit_code == 2 and "did you mean" in flat(result.output).lower() and "resnet50" in result.output
+    result = run("hopenet", "--input", "128", str(out))
+    assert result.exit_code == 2 and "avgpool (AvgPool2d)" in flat(result.output)
+    assert "Traceback" not in result.output and not out.exists()

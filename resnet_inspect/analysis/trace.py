@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -323,6 +323,12 @@ class Tracer(TorchFunctionMode):
         rec.inplace = bool(outs) and any(o is i for o in outs for i in ins)
         if frame.leaf and not rec.inplace:
             rec.output_bytes = sum(o.numel() * o.element_size() for o in outs)
+            # A leaf made of shape plumbing only (Flatten, Dropout) still produced its output:
+            # later layers should name it as their input, not the layer before it.
+            for t in outs:
+                info = _info(t)
+                if info is not None and info.producer != rec.index and not any(t is i for i in ins):
+                    t.__dict__[_INFO] = replace(info, producer=rec.index)
         self._set_rf(rec, outs)
 
     def _set_rf(self, rec: LayerRecord, outs: list[torch.Tensor]) -> None:

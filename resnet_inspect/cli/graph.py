@@ -69,9 +69,10 @@ def graph(
     written = atomic_write(out, data, force=force)
     parts = counts(report)
     pyramid = f", {parts['levels']} pyramid levels" if parts["levels"] else ""
-    common.console(stderr=True).print(
-        f"Wrote the {fmt} diagram of {report.model} ({parts['blocks']} blocks, {parts['shortcuts']} non-identity "
-        f"shortcuts{pyramid}) to {written}.", markup=False, highlight=False)
+    drawn = (f"{parts['blocks']} blocks, {parts['shortcuts']} non-identity shortcuts{pyramid}" if parts["blocks"]
+             else f"no residual stages: {parts['layers']} layers")
+    common.console(stderr=True).print(f"Wrote the {fmt} diagram of {report.model} ({drawn}) to {written}.",
+                                      markup=False, highlight=False)
 
 
 def split_paths(paths: list[str], fpn: str | None) -> tuple[str, Path, str | None]:

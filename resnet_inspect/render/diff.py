@@ -77,10 +77,43 @@ def _value(value: Any) -> str:
     return str(value)
 
 
+def _renumbered(left: list[LayerRecord], right: list[LayerRecord]) -> dict[int, Key]:
+    """Keys for B's children of an indexed container (an nn.Sequential) whose numbering moved.
+
+    ResNet-D's shortcut is ``downsample.0`` pool, ``.1`` conv, ``.2`` BN where ResNet's is ``.0``
+    conv, ``.1`` BN: joined by name, every child would pair with a different layer. Within such a
+    container the children are paired by type, in order; B's unpaired children get keys of their
+    own. The result maps ``id(record)`` to the key it joins under.
+    """
+    def groups(records: list[LayerRecord]) -> dict[str, list[LayerRecord]]:
+        found: dict[str, list[LayerRecord]] = {}
+        for rec in records:
+            parent, _, last = rec.name.rpartition(".")
+            if rec.kind == "module" and last.isdigit():
+                found.setdefault(parent, []).append(rec)
+        return found
+
+    in_a, in_b = groups(left), groups(right)
+    keys: dict[int, Key] = {}
+    for parent, kids_b in in_b.items():
+        kids_a = in_a.get(parent)
+        if not kids_a or [_key(r) for r in kids_a] == [_key(r) for r in kids_b]:
+            continue
+        for rec in kids_b:
+            keys[id(rec)] = (f"{rec.name} (B)", rec.call)
+        matcher = difflib.SequenceMatcher(a=[(r.type, r.call) for r in kids_a], b=[(r.type, r.call) for r in kids_b],
+                                          autojunk=False)
+        for block in matcher.get_matching_blocks():
+            for k in range(block.size):
+                keys[id(kids_b[block.b + k])] = _key(kids_a[block.a + k])
+    return keys
+
+
 def diff_layers(a: Report, b: Report) -> list[LayerDiff]:
     """The layers that differ, in execution order (B's additions where B runs them)."""
     left, right = _leaves(a), _leaves(b)
-    keys_a, keys_b = [_key(r) for r in left], [_key(r) for r in right]
+    renumbered = _renumbered(left, right)
+    keys_a, keys_b = [_key(r) for r in left], [renumbered.get(id(r), _key(r)) for r in right]
     by_b = dict(zip(keys_b, right))
     only_b = set(keys_b) - set(keys_a)
     result: list[LayerDiff] = []
@@ -90,9 +123,14 @@ def diff_layers(a: Report, b: Report) -> list[LayerDiff]:
             other = by_b.get(_key(rec))
             if other is None:
                 result.append(LayerDiff(rec.name, rec.call, "removed", rec, None))
-            elif changes := layer_changes(rec, other):
+                continue
+            changes = layer_changes(rec, other)
+            if other.name != rec.name:
+                changes.insert(0, f"now {other.name}")
+            if changes:
                 result.append(LayerDiff(rec.name, rec.call, "changed", rec, other, changes))
-        result.extend(LayerDiff(rec.name, rec.call, "added", None, rec) for rec in right[j1:j2] if _key(rec) in only_b)
+        result.extend(LayerDiff(rec.name, rec.call, "added", None, rec) for rec, key in zip(right[j1:j2], keys_b[j1:j2])
+                      if key in only_b)
     return result
 
 

@@ -188,8 +188,7 @@ def _window(rec: LayerRecord) -> str:
     op = rec.op or {}
     if "kernel" not in op:
         return ""
-    kh, kw = op["kernel"]
-    text = f"{kh}×{kw}"
+    text = "×".join(str(k) for k in op["kernel"])
     stride = max(op.get("stride", [1]))
     if stride != 1:
         text += f" /{stride}"
@@ -284,6 +283,8 @@ class _Diagram:
     # parts ------------------------------------------------------------------------------------
 
     def build(self) -> graphviz.Digraph:
+        if not self.parts.stages and not self.parts.fpn:
+            return self.layers()
         last = self.stem()
         outputs: dict[str, tuple[str, Shape | None]] = {}
         for stage in self.parts.stages:
@@ -291,6 +292,25 @@ class _Diagram:
             outputs[stage.label] = (last, _out(stage.record))
         self.head(last)
         self.fpn(outputs)
+        return self.graph
+
+    def layers(self) -> graphviz.Digraph:
+        """A model without residual stages (any ``module:factory``): one node per leaf call, in
+        execution order, with an edge from whatever produced each of its inputs."""
+        report = self.report
+        source = self.node(self.graph, "input", _html("input", _detail(_dims(report.input_size))), "input",
+                           _FILL["stem"], tuple(report.input_size), "the model's input")
+        latest: dict[str, str] = {}
+        for rec in report.layers:
+            if not rec.is_leaf or not rec.output_shapes:
+                continue
+            details = " · ".join(x for x in (rec.type, _window(rec)) if x)
+            node = self.node(self.graph, _node_id(rec) or "model", _html(rec.name or rec.type, _detail(details)),
+                             "layer", _FILL["res2"] if rec.weighted else _FILL["stem"], _out(rec), _tooltip(rec))
+            tails = [latest[name] for name in dict.fromkeys(rec.input_from) if name in latest]
+            for tail in tails or [source]:
+                self.edge(tail, node)
+            latest[rec.name] = node
         return self.graph
 
     def stem(self) -> str | None:
@@ -680,6 +700,7 @@ def counts(report: Report) -> dict[str, int]:
     """How many stage blocks, projection shortcuts and pyramid levels a report's diagram draws."""
     parts = anatomy(report)
     return {
+        "layers": sum(1 for r in report.layers if r.is_leaf and r.output_shapes),
         "blocks": sum(len(s.blocks) for s in parts.stages),
         "shortcuts": sum(1 for s in parts.stages for b in s.blocks if b.shortcut),
         "levels": sum(1 for v in report.output_info.values() if not v.get("head")) if parts.fpn else 0,
