@@ -68,6 +68,17 @@ def test_help_lists_every_command_and_each_has_an_example() -> None:
         assert f"Example: resnet-inspect {command}" in sub.stdout
 
 
+def test_version_is_the_installed_distributions_and_needs_no_torch() -> None:
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"resnet-inspect {version('resnet-inspect')}"
+    code = ("import sys\nsys.argv = ['resnet-inspect', '--version']\nfrom resnet_inspect.cli import app\n"
+            "try:\n    app()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert child.stdout.split() == ["resnet-inspect", version("resnet-inspect"), "False"]
+
+
 def test_help_and_usage_errors_are_plain_when_piped() -> None:
     """Piped (here: captured), typer's help and usage errors are click's plain text, no boxes."""
     for args in (["--help"], ["summary", "--help"], ["summary"]):
@@ -247,6 +258,43 @@ def test_summary_fvcore_counter_on_resnet18() -> None:
     assert "Counting" not in result.stderr, "no spinner when stderr is not a terminal"
 
 
+def test_summary_torch_counter_gives_the_conv_and_linear_macs() -> None:
+    result = run("summary", "resnet18", "--counter", "torch", "--input", "64", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    layers = {layer["name"]: layer for layer in data["layers"]}
+    assert data["counter"] == "torch"
+    assert layers["conv1"]["macs"] == (64 * 32 * 32) * 3 * 7 * 7  # torch counts 2 per multiply-add, halved
+    assert layers["fc"]["macs"] == 1000 * 512
+    assert layers["bn1"]["macs"] == 0 and sum(layer["macs"] for layer in data["layers"]) == data["totals"]["macs"]
+
+
+def test_summary_batch_size_from_a_four_number_input() -> None:
+    two = json.loads(run("summary", "resnet18", "--input", "2x3x64x64", "-f", "json").stdout)
+    one = json.loads(run("summary", "resnet18", "--input", "3x64x64", "-f", "json").stdout)
+    assert two["input_size"] == [2, 3, 64, 64] and one["input_size"] == [1, 3, 64, 64]
+    conv1 = next(layer for layer in two["layers"] if layer["name"] == "conv1")
+    assert conv1["output_shapes"] == [[2, 64, 32, 32]]
+    assert two["totals"]["macs"] == 2 * one["totals"]["macs"] and two["totals"]["params"] == one["totals"]["params"]
+
+
+def test_family_flags_on_the_command_line_build_timms_resnet50d() -> None:
+    result = run("summary", "resnet50", "--stem", "deep", "--avg-down", "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["totals"]["params"] == 25_576_264  # timm's model card for resnet50d
+
+
+def test_list_names_where_each_variant_comes_from() -> None:
+    result = run("list")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    expected = {"resnet50": "torchvision", "hopenet": "seed 000", "resnet50_caffe": "seed 002",
+                "retinanet_r50_fpn": "seed 003", "cifar_resnet20": "He et al. 2015", "resnet50d": "Bag of Tricks",
+                "resnetv2_50": "Identity Mappings", "seresnet50": "SENet"}
+    for name, source in expected.items():
+        assert source in re.search(r"\s(?:224|32) (.*)$", rows[name]).group(1), rows[name]
+
+
 def test_summary_real_forward_gives_the_same_records() -> None:
     real = run("summary", "resnet18", "--input", "64", "--real", "-f", "json")
     meta = run("summary", "resnet18", "--input", "64", "-f", "json")
@@ -379,6 +427,46 @@ def test_explain_a_pooling_layer() -> None:
     assert f"would give {(conv1 + 2 - 3) // 2 + 1}×{(conv1 + 2 - 3) // 2 + 1} here, a different size" in caffe
 
 
+def test_explain_picks_a_repeat_call_as_the_summary_names_it() -> None:
+    summary = run("summary", "resnet18")
+    assert "layer1.0.relu (call 2)" in summary.stdout  # torchvision's block reuses its one ReLU
+    first = run("explain", "resnet18", "layer1.0.relu")
+    second = run("explain", "resnet18", "layer1.0.relu (call 2)")
+    assert first.exit_code == second.exit_code == 0
+    assert "this is call 1" in flat(first.stdout) and "this is call 2" in flat(second.stdout)
+    # The first call follows bn1, the second the residual add: the receptive fields differ.
+    rf = [re.search(r"sees a (\d+)×\1 patch", flat(r.stdout)).group(1) for r in (first, second)]
+    assert rf[0] != rf[1]
+    third = run("explain", "resnet18", "layer1.0.relu (call 3)")
+    assert third.exit_code == 2 and "(call 1) to (call 2)" in flat(third.stderr)
+
+
+def test_explain_the_squeeze_of_a_squeeze_excitation_block() -> None:
+    result = run("explain", "seresnet50", "layer1.0.se:mean")
+    assert result.exit_code == 0, result.output
+    out = flat(result.stdout)
+    assert "input 1×256×56×56 → output 1×256×1×1" in out and "global average pool" in out
+    assert "analytic 1×256×1×1 ✓" in out and "element-wise" not in out
+    # Its input is layer1.0's output: field 7 (conv1) + 2·2 (max pool) + 2·4 (the 3×3) = 19 at
+    # jump 4; one window over the whole 56×56 map adds 55 steps of 4.
+    assert f"r_out = r_in + (k_eff − 1)·j_in = 19 + (56 − 1)·4 = {19 + 55 * 4}" in out
+    assert "only gates its channel" in out
+
+
+def test_explain_a_stride_1_option_a_shortcut_does_not_call_it_upsampling() -> None:
+    result = run("explain", "resnet50", "--shortcut", "A", "layer1.0.downsample")
+    assert result.exit_code == 0, result.output
+    out = flat(result.stdout)
+    assert "upsampl" not in out and "subsample" not in out
+    assert f"C: 64 + {(256 - 64) // 2} + {(256 - 64) // 2} = 256" in out and "only pads zero channels" in out
+
+
+def test_explain_knows_the_blocks_of_timms_pre_activation_naming() -> None:
+    result = run("explain", "resnetv2_50", "stages.1.blocks.0.conv2")
+    assert result.exit_code == 0, result.output
+    assert "In stages.1.blocks.0 the stride sits in stages.1.blocks.0.conv2 (3×3, stride 2)" in flat(result.stdout)
+
+
 def test_explain_unknown_layer_suggests_names() -> None:
     result = run("explain", "resnet50", "layer2.0.cnv2")
     assert result.exit_code == 2
@@ -432,14 +520,15 @@ def test_diff_resnet50_resnet50d_is_exactly_the_stem_and_the_shortcuts() -> None
     # ResNet-C: the 7×7 conv1 becomes three 3×3 convs with BN and ReLU (timm's conv1.0 ... conv1.6).
     stem = {("removed", "conv1")} | {("added", f"conv1.{i}") for i in range(7)}
     # ResNet-D: each projection gains an average pool in front (an Identity where the stride is 1),
-    # so its conv and BN move one index down; the conv of layer2..4 loses its stride to the pool.
-    shortcuts = set()
-    for stage in range(1, 5):
+    # so its conv and BN move one index down (a renumbering alone is no change); the conv of
+    # layer2..4 loses its stride to the pool.
+    shortcuts = {("added", "layer1.0.downsample.0")}
+    for stage in range(2, 5):
         prefix = f"layer{stage}.0.downsample"
-        shortcuts |= {("added", f"{prefix}.0"), ("changed", f"{prefix}.0"), ("changed", f"{prefix}.1")}
+        shortcuts |= {("added", f"{prefix}.0"), ("changed", f"{prefix}.0")}
     assert status == stem | shortcuts
     convs = {d["name"]: d["changes"] for d in layers if d["status"] == "changed" and d["a"]["type"] == "Conv2d"}
-    assert convs["layer1.0.downsample.0"] == ["now layer1.0.downsample.1"]
+    assert "layer1.0.downsample.0" not in convs
     for stage, size in ((2, 28), (3, 14), (4, 7)):
         changes = convs[f"layer{stage}.0.downsample.0"]
         assert changes[0] == f"now layer{stage}.0.downsample.1" and "stride: 2 → 1" in changes

@@ -196,3 +196,138 @@ def test_a_1x1_conv_after_global_pooling_is_not_a_degenerate_input(name: str) ->
     wider window or a stride on a 1×1 map means the input was too small (resnet18 at 1×1)."""
     assert ri.inspect(name).warnings == []
     assert "degenerate" in ri.inspect("resnet18", (1, 3, 1, 1)).warnings[0]
+
+
+# External facts from timm (timm.create_model(name).state_dict(), recorded with timm in a separate
+# environment; timm is not a test dependency). Each entry: a parameter name and its shape.
+TIMM_KEYS = {
+    "resnet50d": {
+        "conv1.0.weight": (32, 3, 3, 3), "conv1.1.weight": (32,), "conv1.3.weight": (32, 32, 3, 3),
+        "conv1.4.weight": (32,), "conv1.6.weight": (64, 32, 3, 3), "bn1.weight": (64,),
+        "layer2.0.downsample.1.weight": (512, 256, 1, 1), "layer2.0.downsample.2.weight": (512,),
+    },
+    "seresnet50": {
+        "layer1.0.se.fc1.weight": (16, 256, 1, 1), "layer1.0.se.fc1.bias": (16,),
+        "layer1.0.se.fc2.weight": (256, 16, 1, 1), "layer1.0.se.fc2.bias": (256,),
+    },
+    "resnetv2_50": {
+        "stem.conv.weight": (64, 3, 7, 7), "stages.0.blocks.0.downsample.conv.weight": (256, 64, 1, 1),
+        "norm.weight": (2048,), "head.fc.weight": (1000, 2048, 1, 1),
+    },
+}
+# len(timm.create_model(name).state_dict()), from timm.
+TIMM_STATE_DICT_LENGTHS = {"resnet18d": 134, "resnet26d": 188, "resnet50c": 332, "resnet50d": 332, "resnet50s": 332,
+                           "resnet101d": 638, "resnetv2_50": 300, "seresnet50": 384}
+# sha256 of timm's full key set with shapes, computed from timm.create_model(name).state_dict() as
+#   "\n".join(f"{key}:{'x'.join(map(str, shape))}" for key, shape in sorted((k, tuple(v.shape)) for k, v in sd.items()))
+# (a 0-d tensor such as num_batches_tracked gives an empty shape string), encoded as UTF-8.
+TIMM_STATE_DICT_SHA256 = {
+    "resnet18d": "3cd9f69039278851d2cd3bc4429441d5c60589e6fd5b2e7555625350a0c3b64e",
+    "resnet26d": "14caeb0c3f1d698d3860bb22bf698381cec40273c156ffc223198b5e8a4202e5",
+    "resnet50c": "d055fe73757e01885ead71318740f9c08cd0340d6b0371f7012a7ff4630beec8",
+    "resnet50d": "8d8ff28f43091dd9b1d4cf8143c162de66fee85214970583f04786dcadadae74",
+    "resnet50s": "e3101046528e8f7260f4ef6aa0af3cbe2974c2f0322ab30467331ceb9f8c7726",
+    "resnet101d": "73c9f8f776c0407add3d1ec40ee302dd1c3437dea7b158d3b723e0fbfd3c7793",
+    "resnetv2_50": "c3e4f0e0a79474e2da4353917369a3877aaa2e70c9f3802ca69ae1610ccf58fb",
+    "seresnet50": "852e239ff3bef667e566522f72727eb64ada6278a1cd71df8c5aca51aa16f828",
+}
+
+
+def _meta_state_dict(name: str) -> dict[str, torch.Tensor]:
+    with torch.device("meta"):
+        return ri.build(name).state_dict()
+
+
+@pytest.mark.parametrize("name", list(TIMM_KEYS))
+def test_timm_parameter_names_and_shapes(name: str) -> None:
+    shapes = {k: tuple(v.shape) for k, v in _meta_state_dict(name).items()}
+    for key, shape in TIMM_KEYS[name].items():
+        assert shapes.get(key) == shape, (name, key)
+
+
+def test_resnet50d_shortcut_numbering_follows_timm() -> None:
+    """timm's ResNet-D shortcut is pool (.0, no state), 1x1 conv (.1), BN (.2)."""
+    model = ri.build("resnet50d")
+    pool, conv, norm = model.layer2[0].downsample
+    assert isinstance(pool, nn.AvgPool2d) and isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)
+    assert not any(k.startswith("layer2.0.downsample.0.") for k in model.state_dict())
+
+
+@pytest.mark.parametrize("name", list(TIMM_STATE_DICT_LENGTHS))
+def test_state_dict_length_and_key_set_equal_timm(name: str) -> None:
+    import hashlib
+
+    sd = _meta_state_dict(name)
+    assert len(sd) == TIMM_STATE_DICT_LENGTHS[name]
+    text = "\n".join(f"{key}:{'x'.join(map(str, shape))}" for key, shape in sorted((k, tuple(v.shape))
+                                                                                   for k, v in sd.items()))
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == TIMM_STATE_DICT_SHA256[name]
+
+
+def test_avg_pool_same_averages_zero_padded_2x2_windows() -> None:
+    from resnet_inspect.models.blocks import AvgPool2dSame
+
+    x = torch.randn(2, 3, 3, 4)
+    # By hand: "same" padding for a 2x2 window at stride 1 adds one zero row below and one zero
+    # column to the right; every output is the mean of four values, padded zeros included.
+    padded = torch.zeros(2, 3, 4, 5)
+    padded[..., :3, :4] = x
+    expected = torch.empty_like(x)
+    for i in range(3):
+        for j in range(4):
+            expected[..., i, j] = (padded[..., i, j] + padded[..., i + 1, j] + padded[..., i, j + 1]
+                                   + padded[..., i + 1, j + 1]) / 4
+    torch.testing.assert_close(AvgPool2dSame(2, 1)(x), expected)
+
+
+@pytest.mark.parametrize("output_stride,dilated", [(16, (4,)), (8, (3, 4))])
+def test_resnet_d_dilated_shortcut_uses_a_same_padded_average(output_stride: int, dilated: tuple[int, ...]) -> None:
+    """timm's downsample_avg: AvgPool2d(2, 2) where the stage strides, AvgPool2dSame(2, 1) where
+    dilation has replaced the stride, Identity only where there is neither."""
+    from resnet_inspect.models.blocks import AvgPool2dSame
+
+    model = ri.build("resnet50d", output_stride=output_stride).eval()
+    for stage in (1, 2, 3, 4):
+        pool = getattr(model, f"layer{stage}")[0].downsample[0]
+        if stage == 1:
+            assert isinstance(pool, nn.Identity)
+        elif stage in dilated:
+            assert isinstance(pool, AvgPool2dSame) and pool.stride == 1 and pool.kernel_size == 2
+            assert pool.ceil_mode and not pool.count_include_pad
+        else:
+            assert type(pool) is nn.AvgPool2d and pool.stride == 2
+    assert n_params(model) == TIMM["resnet50d"]  # a pool has no parameters
+    # The shortcut keeps the size (output == input at stride 1), so it adds onto the main path.
+    report = ri.inspect("resnet50d", (97, 131), real=True, output_stride=output_stride)
+    for stage in dilated:
+        rec = report.layer(f"layer{stage}.0.downsample.0")
+        assert rec.output_shapes[0] == rec.input_shapes[0] == rec.analytic_shape and rec.shape_ok
+    # 97x131 at output stride 16 ends at ⌈97/16⌉ × ⌈131/16⌉ = 7 × 9; at 8, 13 × 17.
+    c5 = report.layer("layer4").output_shapes[0]
+    assert c5 == (1, 2048, -(-97 // output_stride), -(-131 // output_stride))
+
+
+def test_diff_api_pairs_the_renumbered_resnet_d_shortcut_by_role() -> None:
+    """ResNet's shortcut is conv (.0), BN (.1); ResNet-D's is pool (.0), conv (.1), BN (.2). The
+    diff pairs conv with conv and BN with BN, so it shows the stem, one added pool per shortcut,
+    the conv's stride moving to that pool, and nothing for the BN (a renumbering alone)."""
+    from resnet_inspect.render.diff import diff_layers
+
+    diffs = diff_layers(ri.inspect("resnet50"), ri.inspect("resnet50d"))
+    by_status: dict[str, list] = {}
+    for d in diffs:
+        by_status.setdefault(d.status, []).append(d)
+    assert [d.name for d in by_status["removed"]] == ["conv1"]
+    added = {d.name: d.b.type for d in by_status["added"]}
+    assert added == {**{f"conv1.{i}": t for i, t in enumerate(["Conv2d", "BatchNorm2d", "ReLU"] * 2 + ["Conv2d"])},
+                     "layer1.0.downsample.0": "Identity",
+                     **{f"layer{k}.0.downsample.0": "AvgPool2d" for k in (2, 3, 4)}}
+    changed = {d.name: d for d in by_status["changed"]}
+    assert set(changed) == {f"layer{k}.0.downsample.0" for k in (2, 3, 4)}
+    for k, d in ((k, changed[f"layer{k}.0.downsample.0"]) for k in (2, 3, 4)):
+        assert d.a.type == d.b.type == "Conv2d" and d.b.name == f"layer{k}.0.downsample.1"
+        assert "stride: 2 → 1" in d.changes
+        assert (d.a.params, d.a.macs, d.a.output_shapes) == (d.b.params, d.b.macs, d.b.output_shapes)
+    # The BNs (.1 in A, .2 in B) and layer1's stride-1 conv are the same layers, renumbered.
+    assert not any(d.name.endswith("downsample.1") for d in diffs)
+    assert set(by_status) == {"removed", "added", "changed"}

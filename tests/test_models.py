@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import resnet_inspect as ri
+from resnet_inspect.models.blocks import Bottleneck
 from resnet_inspect.models.norm import FrozenBatchNorm2d
 from tests.conftest import TORCHVISION
 
@@ -225,3 +226,85 @@ def test_unknown_name_suggests_close_names() -> None:
 def test_fpn_is_refused_on_hopenet() -> None:
     with pytest.raises(ri.InputError, match="hopenet"):
         ri.build("hopenet", fpn="retinanet")
+
+
+def test_frozen_batchnorm_drops_num_batches_tracked_on_load() -> None:
+    """A checkpoint converted from a trainable BatchNorm2d carries ``num_batches_tracked``."""
+    bn = nn.BatchNorm2d(4)
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        getattr(bn, name).data.copy_(torch.rand(4) + 0.5)
+    state = bn.state_dict()
+    assert "num_batches_tracked" in state
+    frozen = FrozenBatchNorm2d(4)
+    result = frozen.load_state_dict(state, strict=True)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    assert "num_batches_tracked" not in frozen.state_dict()
+    torch.testing.assert_close(frozen.running_var, bn.running_var)
+    # Nested too: the whole frozen trunk loads a BN trunk's state_dict (which has one per norm).
+    frozen_trunk = ri.build("resnet18", norm="frozen_bn")
+    bn_state = ri.build("resnet18").state_dict()
+    assert any(k.endswith("num_batches_tracked") for k in bn_state)
+    frozen_trunk.load_state_dict(bn_state, strict=True)
+
+
+def test_maskrcnn_block_names_say_which_norm_they_hold(seed_003: str) -> None:
+    frozen = ri.build("retinanet_r50_fpn")
+    # The default keeps seed 003's class names.
+    assert type(frozen.body.layer1[0]).__name__ in seed_003 and "BottleneckWithFixedBatchNorm(" in seed_003
+    assert type(frozen.body.stem).__name__ == "StemWithFixedBatchNorm" and "StemWithFixedBatchNorm(" in seed_003
+    trainable = ri.build("retinanet_r50_fpn", norm="bn")
+    printed = str(trainable)
+    assert "Fixed" not in printed and "Frozen" not in printed
+    blocks = [m for m in trainable.body.modules() if isinstance(m, Bottleneck)]
+    assert len(blocks) == 16 and {type(m).__name__ for m in blocks} == {"BottleneckWithBatchNorm"}
+    assert all(type(m.bn1) is nn.BatchNorm2d for m in blocks)
+
+
+@pytest.mark.parametrize("layer,kernel,out_channels,in_channels", [("conv1", 7, 64, 3), ("layer1.0.conv3", 1, 256, 64)])
+def test_conv_init_is_kaiming_normal_fan_out(layer: str, kernel: int, out_channels: int, in_channels: int) -> None:
+    """He et al. 2015's init in fan-out mode, as torchvision uses: std = sqrt(2 / (k·k·out_channels))."""
+    torch.manual_seed(0)
+    weight = ri.build("resnet50").get_submodule(layer).weight.detach()
+    assert weight.shape == (out_channels, in_channels, kernel, kernel)
+    fan_out, fan_in = kernel * kernel * out_channels, kernel * kernel * in_channels
+    expected = math.sqrt(2.0 / fan_out)
+    # ~10^4 samples: the sample std is within about 1% of the true one; fan-in would be far off.
+    assert abs(weight.std().item() - expected) / expected < 0.05
+    assert abs(math.sqrt(2.0 / fan_in) - expected) / expected > 0.5
+    assert abs(weight.mean().item()) < 0.05 * expected
+
+
+def test_hopenet_num_bins_sizes_the_heads_and_fc_finetune_is_never_called() -> None:
+    model = ri.build("hopenet", num_bins=10).eval()
+    for head in (model.fc_yaw, model.fc_pitch, model.fc_roll):
+        assert (head.in_features, head.out_features) == (2048, 10)
+    with torch.no_grad():
+        outputs = model(torch.randn(1, 3, 224, 224))
+    assert [tuple(o.shape) for o in outputs] == [(1, 10)] * 3
+    report = ri.inspect("hopenet", num_bins=10)
+    uncalled = {entry["name"]: entry for entry in report.uncalled}
+    assert set(uncalled) == {"fc_finetune"}
+    assert uncalled["fc_finetune"]["params"] == (2048 + 3) * 3 + 3
+    # Its parameters are in the total all the same: three heads of 2048·10 + 10 plus the trunk.
+    assert report.totals["params"] == n_params(model)
+    assert report.layer("fc_yaw").output_shapes[0] == (1, 10)
+
+
+def test_maskrcnn_c5_at_97x131_by_the_conv_formula() -> None:
+    """The trunk of maskrcnn_r50_fpn (stride in the 1x1, seed 003) at an odd size, against
+    O = ⌊(I − K + 2P)/S⌋ + 1 worked layer by layer."""
+    def out(size: int, k: int, s: int, p: int) -> int:
+        return (size - k + 2 * p) // s + 1
+
+    expected = []
+    for size in (97, 131):
+        size = out(size, 7, 2, 3)  # stem conv1 7x7/2: 97 -> 49, 131 -> 66
+        size = out(size, 3, 2, 1)  # max pool 3x3/2: 25, 33
+        for _ in range(3):  # layer2..4: the 1x1 conv1 carries stride 2
+            size = out(size, 1, 2, 0)
+        expected.append(size)
+    assert expected == [4, 5]
+    body = ri.build("maskrcnn_r50_fpn").body.eval()
+    with torch.no_grad():
+        c5 = body(torch.randn(1, 3, 97, 131))[-1]
+    assert tuple(c5.shape) == (1, 2048, *expected)

@@ -305,8 +305,16 @@ def _mean(a: dict[str, Any], out: Any) -> OpStats:
     """A mean over dimensions (SE's squeeze): one add per input element."""
     x = a["input"]
     dims = a.get("dim")
-    stats = OpStats(other_ops=x.numel() if out is not None else 0)
-    if dims is not None and x.dim() == 4 and sorted(d % 4 for d in (dims if isinstance(dims, (list, tuple)) else [dims])) == [2, 3]:
+    reduced = sorted({d % x.dim() for d in (range(x.dim()) if dims is None else
+                                           dims if isinstance(dims, (list, tuple)) else [dims])})
+    keep = bool(a.get("keepdim"))
+    shape = tuple(1 if i in reduced else n for i, n in enumerate(x.shape) if keep or i not in reduced)
+    stats = OpStats(other_ops=x.numel() if out is not None else 0, analytic_shape=shape,
+                    op={"reduce": reduced, "keepdim": keep},
+                    working=[f"mean over dimension{'s' if len(reduced) > 1 else ''} "
+                             f"{', '.join(str(d) for d in reduced)} of {'×'.join(map(str, x.shape))}"
+                             f"{' (kept as 1)' if keep else ''}"])
+    if dims is not None and x.dim() == 4 and reduced == [2, 3]:
         # A global spatial mean: a window over the whole map for the receptive field.
         stats.windows = (Window(x.shape[-2], x.shape[-2], 0), Window(x.shape[-1], x.shape[-1], 0))
     return stats

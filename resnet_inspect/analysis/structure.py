@@ -206,7 +206,8 @@ def _describe_shortcut(name: str, branch: list[LayerRecord], by_name: dict[str, 
     weighted = [r for r in branch if r.weighted]
     conv = weighted[0] if weighted else None
     if conv is None:
-        kind = "parameter-free: subsample and zero-pad the new channels (option A)"
+        subsample = "subsample and " if stride != 1 else ""
+        kind = f"parameter-free: {subsample}zero-pad the new channels (option A)"
     elif len(ops) > 1:
         kind = " then ".join(f"{r.type} {r.op['kernel'][0]}×{r.op['kernel'][1]}/{max(r.op['stride'])}" for r in ops)
     else:

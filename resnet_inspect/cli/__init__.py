@@ -39,8 +39,22 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = version("resnet-inspect")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            from .. import __version__ as installed
+        typer.echo(f"resnet-inspect {installed}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
+    _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                  help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-paragraph errors."),
     trust_pickle: bool = typer.Option(
         False, "--trust-pickle", help="Load checkpoints with torch.load(weights_only=False). This runs any code the "

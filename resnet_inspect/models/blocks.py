@@ -79,6 +79,34 @@ class ShortcutA(nn.Module):
         return f"stride={self.stride}, zero_channels={self.pad}"
 
 
+class AvgPool2dSame(nn.AvgPool2d):
+    """Average pool with TensorFlow-style "same" padding, as timm's ResNet-D shortcut uses it when
+    dilation replaces a stage's stride (output stride 16 or 8): a 2x2 window at stride 1.
+
+    The input is zero-padded so that the output is ``ceil(I / stride)`` long, the odd pixel of
+    the padding going after (right and bottom). The zeros are real elements of the padded map,
+    so they count in the mean: ``count_include_pad`` only concerns the pool's own padding, which
+    is 0 here (timm behaves the same way).
+    """
+
+    def __init__(self, kernel_size: int, stride: int, *, ceil_mode: bool = True,
+                 count_include_pad: bool = False) -> None:
+        super().__init__(kernel_size, stride, padding=0, ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+
+    def _same_pad(self, size: int, kernel: int, stride: int) -> tuple[int, int]:
+        total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+        return total // 2, total - total // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kh, kw = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else self.kernel_size
+        sh, sw = (self.stride,) * 2 if isinstance(self.stride, int) else self.stride
+        top, bottom = self._same_pad(x.shape[-2], kh, sh)
+        left, right = self._same_pad(x.shape[-1], kw, sw)
+        if top or bottom or left or right:
+            x = F.pad(x, (left, right, top, bottom))
+        return F.avg_pool2d(x, (kh, kw), (sh, sw), 0, self.ceil_mode, self.count_include_pad)
+
+
 class BatchNormAct2d(nn.BatchNorm2d):
     """timm's norm + activation in one module (pre-activation nets): batch norm, then ``act``."""
 
@@ -223,6 +251,17 @@ class BottleneckWithFixedBatchNorm(Bottleneck):
 
     def __init__(self, inplanes: int, planes: int, **kwargs: object) -> None:
         kwargs.setdefault("norm_layer", FrozenBatchNorm2d)
+        super().__init__(inplanes, planes, shortcut_first=True, acts="functional", **kwargs)  # type: ignore[arg-type]
+
+
+class BottleneckWithBatchNorm(Bottleneck):
+    """The maskrcnn-benchmark bottleneck layout with a trainable BatchNorm2d (``--norm bn``).
+
+    maskrcnn-benchmark itself only ships the frozen-norm class; this name says what the block holds.
+    """
+
+    def __init__(self, inplanes: int, planes: int, **kwargs: object) -> None:
+        kwargs.setdefault("norm_layer", nn.BatchNorm2d)
         super().__init__(inplanes, planes, shortcut_first=True, acts="functional", **kwargs)  # type: ignore[arg-type]
 
 

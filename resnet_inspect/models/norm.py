@@ -1,6 +1,8 @@
 """Normalisation layers: the frozen batch norm of maskrcnn-benchmark (seed 003)."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,6 +21,15 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("bias", torch.zeros(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any],
+                              strict: bool, missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
+        # A checkpoint converted from a trainable BatchNorm2d carries its step counter; a frozen
+        # norm has no use for it, so it is dropped rather than reported as unexpected.
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x * weight / sqrt(var) + (bias - mean * weight / sqrt(var)): maskrcnn-benchmark's

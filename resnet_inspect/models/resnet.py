@@ -9,8 +9,8 @@ from torch import nn
 
 from ..variants import ResNetSpec
 from .blocks import (
-    BLOCKS, BaseStem, BatchNormAct2d, BottleneckWithFixedBatchNorm, DownsampleConv, PreActBottleneck, ShortcutA,
-    StemWithFixedBatchNorm, conv3x3,
+    BLOCKS, AvgPool2dSame, BaseStem, BatchNormAct2d, BottleneckWithBatchNorm, BottleneckWithFixedBatchNorm,
+    DownsampleConv, PreActBottleneck, ShortcutA, StemWithFixedBatchNorm, conv3x3,
 )
 from .fpn import build_fpn
 from .norm import NORM_LAYERS, FrozenBatchNorm2d
@@ -75,11 +75,12 @@ class _StageBuilder:
         if spec.preact:
             return PreActBottleneck
         if spec.layout == "maskrcnn" and spec.block == "bottleneck":
-            return BottleneckWithFixedBatchNorm
+            return BottleneckWithFixedBatchNorm if spec.norm == "frozen_bn" else BottleneckWithBatchNorm
         return BLOCKS[spec.block]
 
-    def shortcut(self, out_channels: int, stride: int) -> nn.Module:
-        """The shortcut of a block that changes resolution or channels."""
+    def shortcut(self, out_channels: int, stride: int, dilation: int = 1) -> nn.Module:
+        """The shortcut of a block that changes resolution or channels (``dilation``: the stage's,
+        once it has replaced the stride)."""
         spec, norm = self.spec, NORM_LAYERS[self.spec.norm]
         if spec.shortcut == "A":
             return ShortcutA(self.inplanes, out_channels, stride)
@@ -87,9 +88,16 @@ class _StageBuilder:
             return DownsampleConv(self.inplanes, out_channels, stride)
         if spec.avg_down:
             # ResNet-D: average-pool first (ceil_mode, padding excluded from the mean, as timm sets
-            # it), so the 1x1 projection no longer skips three quarters of its input.
-            pool: nn.Module = (nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
-                               if stride > 1 else nn.Identity())
+            # it), so the 1x1 projection no longer skips three quarters of its input. Where dilation
+            # has replaced the stride, timm still averages 2x2 windows, at stride 1 with "same"
+            # padding; only a block with neither stride nor dilation gets an Identity.
+            pool: nn.Module
+            if stride > 1:
+                pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+            elif dilation > 1:
+                pool = AvgPool2dSame(2, 1, ceil_mode=True, count_include_pad=False)
+            else:
+                pool = nn.Identity()
             return nn.Sequential(pool, nn.Conv2d(self.inplanes, out_channels, 1, stride=1, bias=False),
                                  norm(out_channels))
         return nn.Sequential(nn.Conv2d(self.inplanes, out_channels, kernel_size=1, stride=stride, bias=False),
@@ -108,7 +116,7 @@ class _StageBuilder:
         downsample = None
         # torchvision's single rule: a shortcut block when the block changes resolution or channels.
         if stride != 1 or self.inplanes != out_channels:
-            downsample = self.shortcut(out_channels, stride)
+            downsample = self.shortcut(out_channels, stride, self.dilation)
         common = dict(groups=spec.groups, width_per_group=spec.width_per_group, stride_in_1x1=spec.stride_in_1x1,
                       norm_layer=NORM_LAYERS[spec.norm])
         if block is not PreActBottleneck:

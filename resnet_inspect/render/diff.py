@@ -84,6 +84,10 @@ def _renumbered(left: list[LayerRecord], right: list[LayerRecord]) -> dict[int, 
     conv, ``.1`` BN: joined by name, every child would pair with a different layer. Within such a
     container the children are paired by type, in order; B's unpaired children get keys of their
     own. The result maps ``id(record)`` to the key it joins under.
+
+    Pairing by type is pairing by role: a shortcut holds at most one layer of each kind (pool,
+    projection conv, norm), so ResNet-D's conv and BN join ResNet's conv and BN, and its pool
+    is an addition.
     """
     def groups(records: list[LayerRecord]) -> dict[str, list[LayerRecord]]:
         found: dict[str, list[LayerRecord]] = {}
@@ -125,7 +129,9 @@ def diff_layers(a: Report, b: Report) -> list[LayerDiff]:
                 result.append(LayerDiff(rec.name, rec.call, "removed", rec, None))
                 continue
             changes = layer_changes(rec, other)
-            if other.name != rec.name:
+            if changes and other.name != rec.name:
+                # A renumbering alone is no change (ResNet-D's shortcut BN is ResNet's, one index
+                # on); it is named only next to a real difference, so the pairing can be read.
                 changes.insert(0, f"now {other.name}")
             if changes:
                 result.append(LayerDiff(rec.name, rec.call, "changed", rec, other, changes))
@@ -224,7 +230,9 @@ def print_diff(a: Report, b: Report, console: Console) -> bool:
     console.print(Text("A: ", style="bold") + Text(label(a)))
     console.print(Text("B: ", style="bold") + Text(label(b)))
     layers = diff_layers(a, b)
-    compared = len({_key(r) for r in _leaves(a)} | {_key(r) for r in _leaves(b)})
+    left, right = _leaves(a), _leaves(b)
+    renumbered = _renumbered(left, right)
+    compared = len({_key(r) for r in left} | {renumbered.get(id(r), _key(r)) for r in right})
     if layers:
         table = Table(box=table_box(console), header_style="bold",
                       title=None if is_plain(console) else f"{len(layers)} of {compared} layers differ")

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..analysis.shapes import Window, window_output
 from .table import count_text, number_text, pair_text, print_section, shape_text, shapes_text
 
-_BLOCK = re.compile(r"^((?:.+\.)?layer\d+\.\d+)(?:[.:]|$)")
+_BLOCK = re.compile(r"^((?:.+\.)?(?:layer\d+\.\d+|stages\.\d+\.blocks\.\d+))(?:[.:]|$)")
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,21 @@ class MacTerms:
 
 
 def find_record(report: Report, name: str) -> LayerRecord:
-    """The record called ``name``; an unknown name is bad input, with close names suggested."""
-    for rec in report.layers:
-        if rec.name == name:
-            return rec
+    """The record called ``name``; an unknown name is bad input, with close names suggested.
+
+    A module called more than once (torchvision's shared ``relu``) is picked by the suffix the
+    summary table prints: ``relu (call 2)``; the bare name is its first call.
+    """
+    call = 0
+    repeat = re.fullmatch(r"(.*?)\s*\(call (\d+)\)", name.strip())
+    if repeat:
+        name, call = repeat.group(1), int(repeat.group(2)) - 1
+    calls = [rec for rec in report.layers if rec.name == name]
+    if calls:
+        if 0 <= call < len(calls):
+            return calls[call]
+        raise InputError(f"{report.model} calls {name or 'the root module'} {len(calls)} time"
+                         f"{'s' if len(calls) > 1 else ''}: ask for (call 1) to (call {len(calls)}).")
     names = list(dict.fromkeys(rec.name for rec in report.layers if rec.name))
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
     close += [n for n in names if n.endswith("." + name) and n not in close][:3]
@@ -74,6 +85,11 @@ def mac_terms(rec: LayerRecord) -> MacTerms | None:
     if "in_features" in rec.op:
         return MacTerms(out_elements, (("in_features", rec.op["in_features"]),))
     return None
+
+
+def _upsamples(op: dict[str, Any]) -> bool:
+    """An interpolate (its op carries a scale factor or a size), not a pad, which also has a mode."""
+    return "scale_factor" in op or "size" in op
 
 
 def block_of(name: str) -> str:
@@ -116,7 +132,7 @@ def shape_lines(report: Report, rec: LayerRecord) -> list[str]:
             groups = f" (in {op['groups']} groups of {op['in_channels'] // op['groups']})" if op["groups"] > 1 else ""
             lines.append(f"C: the conv has {op['out_channels']} filters, so {op['in_channels']} → "
                          f"{op['out_channels']} channels{groups}")
-        elif rec.output_shapes:
+        elif rec.output_shapes and "pad" not in op:
             lines.append(f"C: pooling works per channel, so C stays {rec.output_shapes[0][-3]}")
         if s == 1 and rec.input_shapes and rec.output_shapes and rec.input_shapes[0][-2:] == rec.output_shapes[0][-2:]:
             lines.append(f"With S = 1, P = {p} = (D·(K−1))/2 = ({d}·({k}−1))/2 keeps the size (seed 004's corollary).")
@@ -126,7 +142,16 @@ def shape_lines(report: Report, rec: LayerRecord) -> list[str]:
     elif "output_size" in op:
         lines.append(f"H×W: an adaptive pool's output is its output_size, {shape_text(op['output_size'])}, "
                      "whatever the input size")
-    elif "mode" in op and rec.input_shapes and rec.output_shapes:
+    elif "pad" in op:
+        lines.append("A parameter-free shortcut (option A): the new channels are zeros, padded onto the input")
+        lines.extend(rec.working)
+        lines.append(f"analytic {shape_text(rec.analytic_shape)}{_mark(rec.shape_ok)}")
+    elif "reduce" in op:
+        lines.append(f"A mean over dimensions {', '.join(map(str, op['reduce']))}"
+                     + (" (H and W: a global average pool, the squeeze of squeeze-and-excitation)"
+                        if op["reduce"] == [2, 3] else ""))
+        lines.append(f"analytic {shape_text(rec.analytic_shape)}{_mark(rec.shape_ok)}")
+    elif _upsamples(op) and rec.input_shapes and rec.output_shapes:
         (ih, iw), (oh, ow) = rec.input_shapes[0][-2:], rec.output_shapes[0][-2:]
         scale = op.get("scale_factor")
         how = f"scale_factor {scale}" if scale is not None else f"size {op.get('size')}"
@@ -220,6 +245,8 @@ def _producer(report: Report, rec: LayerRecord, rf: float, jump: float) -> Layer
     if not rec.input_shapes:
         return None
     for prev in reversed(report.layers[:rec.index]):
+        if prev.name and rec.name.startswith((prev.name + ".", prev.name + ":")):
+            continue  # a module that encloses this layer has not produced its output yet
         if (prev.output_shapes and prev.output_shapes[0] == rec.input_shapes[0] and prev.receptive_field
                 and prev.receptive_field[0] == rf and prev.jump and prev.jump[0] == jump):
             return prev
@@ -262,7 +289,7 @@ def receptive_field_lines(report: Report, rec: LayerRecord) -> list[str]:
             lines.append(f"    r_out = r_in + (k_eff − 1)·j_in = {number_text(r_in)} + ({k_eff} − 1)·"
                          f"{number_text(j_in)} = {number_text(r_out)}")
             lines.append(f"    j_out = j_in·S = {number_text(j_in)}·{s} = {number_text(j_out)}")
-        elif "mode" in op and rec.input_shapes and rec.output_shapes:
+        elif _upsamples(op) and rec.input_shapes and rec.output_shapes:
             scale = rec.output_shapes[0][-2 + index] / rec.input_shapes[0][-2 + index]
             lines.append(f"{dim}: r = {number_text(r_out)} (upsampling adds no context); "
                          f"j_out = j_in / {number_text(scale)} = {number_text(j_out * scale)} / {number_text(scale)} "
@@ -288,6 +315,9 @@ def _window(rec: LayerRecord, index: int) -> tuple[int, int, int] | None:
     op = rec.op or {}
     if "kernel" in op:
         return op["kernel"][index], op["stride"][index], op["dilation"][index]
+    if op.get("reduce") == [2, 3] and rec.input_shapes:  # a global mean: one window over the whole map
+        size_in = rec.input_shapes[0][-2 + index]
+        return size_in, size_in, 1
     if "output_size" in op and rec.input_shapes:
         # As the trace treats it: a window of about input/output (see analysis/ops.py).
         size_in, size_out = rec.input_shapes[0][-2 + index], op["output_size"][index]
@@ -345,9 +375,15 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
     elif "output_size" in op:
         lines.append(f"A global pool, not a strided downsample: it averages {shape_text(in_hw)} down to "
                      f"{shape_text(op['output_size'])} whatever the input size.")
-    elif "mode" in op:
+    elif _upsamples(op):
         lines.append(f"It upsamples {shape_text(in_hw)} → {shape_text(out_hw)}: the FPN's top-down path brings a "
                      "coarser level to the lateral's resolution before the add.")
+    elif op.get("reduce") == [2, 3]:
+        lines.append(f"A global average, not a strided downsample: it reduces {shape_text(in_hw)} to one value per "
+                     "channel. In a squeeze-and-excitation module that value only gates its channel, so the block's "
+                     "resolution is unchanged.")
+    elif "pad" in op:
+        lines.append("It does not downsample: a stride-1 option-A shortcut only pads zero channels.")
     elif rec.is_leaf:
         lines.append("It cannot change the resolution: it has no window and no stride.")
     elif in_hw is not None and out_hw is not None:
@@ -432,7 +468,8 @@ def print_explain(report: Report, layer: str, console: Console) -> None:
     title.append(f"({rec.type}) in {report.model} at {shape_text(report.input_size)}, stage {rec.stage or '—'}")
     console.print(title)
     if calls > 1:
-        console.print(f"This module is called {calls} times; this is its first call.")
+        console.print(f"This module is called {calls} times; this is call {rec.call + 1} (name it "
+                      f"'{rec.name} (call N)' for another).")
     sections = (("Shape", shape_lines(report, rec)), ("MACs", mac_lines(report, rec)),
                 ("Receptive field and jump", receptive_field_lines(report, rec)),
                 ("Downsampling", downsample_lines(report, rec)))
