@@ -325,6 +325,15 @@ def test_summary_builder_flags_reach_the_model() -> None:
     assert "layer2.0.conv1 (1×1/2)" in row(result.stdout, "res3")
 
 
+@pytest.mark.parametrize("command", [["summary"], ["tree"], ["explain", "{model}", "conv1"]])
+def test_titles_name_the_build_options(command: list[str]) -> None:
+    args = [a.replace("{model}", "resnet50") for a in command] if len(command) > 1 else [*command, "resnet50"]
+    result = run(*args, "--stride-in-1x1", "--output-stride", "16")
+    assert result.exit_code == 0, result.output
+    first = result.stdout.splitlines()[0]
+    assert "resnet50 (output_stride=16, stride_in_1x1=True)" in first, first
+
+
 def test_summary_of_a_user_factory(tmp_path, monkeypatch) -> None:
     (tmp_path / "my_tiny_net.py").write_text(
         "from torch import nn\n\n"

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis.records import LayerRecord, Report
-from .table import count_text, is_plain, pair_text, print_section, print_table, shape_text, si_text, table_box
+from .table import count_text, is_plain, model_title, pair_text, print_section, print_table, shape_text, si_text, table_box
 
 Key = tuple[str, int]
 _OP_FIELDS = ("kernel", "stride", "padding", "dilation", "groups", "in_channels", "out_channels", "ceil_mode",
@@ -179,8 +179,7 @@ def carrier_rows(a: Report, b: Report) -> list[tuple[str, str, str]]:
 
 def label(report: Report) -> str:
     """A report's model, options and input, as one line."""
-    options = ", ".join(f"{k}={v}" for k, v in report.options.items())
-    return f"{report.model}{f' ({options})' if options else ''} @ {shape_text(report.input_size)}"
+    return f"{model_title(report)} @ {shape_text(report.input_size)}"
 
 
 def differs(a: Report, b: Report) -> bool:

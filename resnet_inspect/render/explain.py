@@ -18,7 +18,7 @@ from rich.text import Text
 from ..analysis.records import LayerRecord, Report
 from ..errors import InputError
 from ..analysis.shapes import Window, window_output
-from .table import count_text, number_text, pair_text, print_section, shape_text, shapes_text
+from .table import count_text, model_title, number_text, pair_text, print_section, shape_text, shapes_text
 
 _BLOCK = re.compile(r"^((?:.+\.)?(?:layer\d+\.\d+|stages\.\d+\.blocks\.\d+))(?:[.:]|$)")
 
@@ -465,7 +465,7 @@ def print_explain(report: Report, layer: str, console: Console) -> None:
     rec = find_record(report, layer)
     calls = sum(1 for r in report.layers if r.name == rec.name)
     title = Text(f"{rec.name} ", style="bold")
-    title.append(f"({rec.type}) in {report.model} at {shape_text(report.input_size)}, stage {rec.stage or '—'}")
+    title.append(f"({rec.type}) in {model_title(report)} at {shape_text(report.input_size)}, stage {rec.stage or '—'}")
     console.print(title)
     if calls > 1:
         console.print(f"This module is called {calls} times; this is call {rec.call + 1} (name it "

@@ -29,6 +29,7 @@ from pathlib import Path
 import graphviz
 
 from ..analysis.records import LayerRecord, Report
+from .table import model_title
 
 Shape = tuple[int, ...]
 
@@ -256,7 +257,7 @@ class _Diagram:
     def _title(self) -> str:
         report = self.report
         t = report.totals
-        lines = [f"<B>{html.escape(report.model)}</B>  input {_dims(report.input_size)}"
+        lines = [f"<B>{html.escape(model_title(report))}</B>  input {_dims(report.input_size)}"
                  f" (batch {report.input_size[0]}) · {t['params'] / 1e6:.2f} M params"
                  f" · {t['macs'] / 1e9:.2f} GMACs",
                  _detail(f"depth: {report.depth.get('formula', '')}")]

@@ -210,7 +210,7 @@ def layer_table(report: Report, console: Console, depth: int | None = None, *, c
     """
     title = None
     if not is_plain(console):  # piped, the header line above the table already says it
-        title = f"{report.model} @ {shape_text(report.input_size)}"
+        title = f"{model_title(report)} @ {shape_text(report.input_size)}"
     caption = None
     if depth is not None:
         caption = f"--depth {depth}: \"+N\" after a name means N deeper records are folded into its row."
@@ -321,13 +321,15 @@ def _shortcut_kind(p: dict) -> str:
     return p.get("kind") or f"{p['kernel']}×{p['kernel']}/{p['stride']}"
 
 
-def _header(report: Report) -> str:
+def model_title(report: Report) -> str:
+    """The model and the build options that made it: ``resnet50 (stride_in_1x1=True)``."""
     options = ", ".join(f"{k}={v}" for k, v in report.options.items())
+    return f"{report.model} ({options})" if options else report.model
+
+
+def _header(report: Report) -> str:
     device = "a traced forward on the meta device" if report.device == "meta" else f"a real forward on {report.device}"
-    text = f"{report.model}"
-    if options:
-        text += f" ({options})"
-    text += f", input {shape_text(report.input_size)}"
+    text = f"{model_title(report)}, input {shape_text(report.input_size)}"
     if report.padded_from is not None:
         text += f" padded from {shape_text(report.padded_from)}"
     return text + f"; shapes from {device}, MACs from the {report.counter} counter."

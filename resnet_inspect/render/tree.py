@@ -8,7 +8,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ..analysis.records import Report
-from .table import count_text, is_plain, shapes_text, si_text
+from .table import count_text, is_plain, model_title, shapes_text, si_text
 
 
 @dataclass
@@ -103,7 +103,7 @@ def print_tree(report: Report, console: Console, depth: int | None = None) -> No
 
         def walk(node: ModuleNode, level: int) -> None:
             collapse = depth is not None and level >= depth
-            lines.append(Text("  " * level) + _node_text(node, report.model, node.size() if collapse else 0))
+            lines.append(Text("  " * level) + _node_text(node, model_title(report), node.size() if collapse else 0))
             if not collapse:
                 for child in node.children:
                     walk(child, level + 1)
@@ -116,10 +116,10 @@ def print_tree(report: Report, console: Console, depth: int | None = None) -> No
     def grow(branch: Tree, node: ModuleNode, level: int) -> None:
         for child in node.children:
             collapse = depth is not None and level + 1 >= depth
-            sub = branch.add(_node_text(child, report.model, child.size() if collapse else 0))
+            sub = branch.add(_node_text(child, model_title(report), child.size() if collapse else 0))
             if not collapse:
                 grow(sub, child, level + 1)
 
-    tree = Tree(_node_text(root, report.model, 0), guide_style="dim")
+    tree = Tree(_node_text(root, model_title(report), 0), guide_style="dim")
     grow(tree, root, 0)
     console.print(tree)
