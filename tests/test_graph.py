@@ -402,3 +402,9 @@ def test_graph_refuses_an_unknown_model_and_a_too_small_input(tmp_path: Path) ->
     result = run("hopenet", "--input", "128", str(out))
     assert result.exit_code == 2 and "avgpool (AvgPool2d)" in flat(result.output)
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_the_diagram_title_names_the_build_options(tmp_path: Path) -> None:
+    out = tmp_path / "r50.dot"
+    assert run("resnet50", "--stride-in-1x1", str(out)).exit_code == 0
+    assert "<B>resnet50 (stride_in_1x1=True)</B>" in out.read_text(encoding="utf-8")
