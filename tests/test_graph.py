@@ -224,6 +224,30 @@ def test_depth_two_draws_the_convs_inside_blocks(tmp_path: Path) -> None:
     assert "layer2.0.conv1" in diagram.named("layer")
 
 
+def test_depth_two_wraps_a_deep_net_into_rows_of_blocks(tmp_path: Path) -> None:
+    out = tmp_path / "r152.dot"
+    assert run("resnet152", "--depth", "2", str(out)).exit_code == 0
+    text = out.read_text(encoding="utf-8")
+    # Rows of at most 6 blocks; a row of one block needs no alignment: 3 → 1 row, 8 → 2, 36 → 6, 3 → 1.
+    rows = sum(-(-n // 6) for n in get_spec("resnet152").layers)
+    assert text.count("rank=same") == rows == 10
+    diagram = parse_dot(text)
+    assert len(diagram.named("add")) == sum(get_spec("resnet152").layers)
+
+
+def test_depth_two_draws_squeeze_excitation_beside_the_main_path(tmp_path: Path) -> None:
+    diagram = draw(tmp_path, "seresnet50", "--depth", "2", suffix="dot")
+    edges = {(tail, head) for tail, head, *_ in diagram.edges}
+    block = "layer1.0"
+    # conv3 feeds both the gate (×) and the SE branch; the branch ends in the gate, the gate feeds the add.
+    assert {(f"{block}.conv3", f"{block}.se.fc1"), (f"{block}.se.fc1", f"{block}.se.fc2"),
+            (f"{block}.se.fc2", f"{block}.se/mul"), (f"{block}.conv3", f"{block}.se/mul"),
+            (f"{block}.se/mul", f"{block}/add")} <= edges
+    assert (f"{block}.se.fc2", f"{block}/add") not in edges
+    assert len(diagram.named("gate")) == sum(get_spec("seresnet50").layers)
+    assert len(diagram.edges_of("se")) == 2 * sum(get_spec("seresnet50").layers)
+
+
 # -- the pyramid -------------------------------------------------------------------------------
 
 def _halve(size: int) -> int:

@@ -39,6 +39,7 @@ FORMATS: dict[str, str] = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": 
 #: Blocks per row inside a stage cluster at depth 1: long stages (resnet152's res4 has 36 blocks)
 #: wrap into rows, so the diagram stays roughly as wide as it is tall.
 BLOCKS_PER_ROW = 6
+DEEP_BLOCKS_PER_ROW = 6  # --depth 2: blocks are clusters of a few convs each, drawn side by side
 
 _FONT = "Helvetica,Arial,sans-serif"
 _FILL = {"stem": "#e8eef7", "res2": "#dbeafe", "res3": "#dcfce7", "res4": "#fef3c7", "res5": "#fde2e4",
@@ -357,8 +358,21 @@ class _Diagram:
                         for i, block in enumerate(stage.blocks[start:start + BLOCKS_PER_ROW]):
                             last = self.block_node(row, block, stage, last, first_in_row=i == 0)
             else:
-                for block in stage.blocks:
-                    last = self.block_cluster(cluster, block, stage, last)
+                # Blocks side by side, DEEP_BLOCKS_PER_ROW to a row, so ResNet-152 is not one
+                # column 20,000 px tall: each block's first layer shares a rank with the row's
+                # first, and the edge into it from the block before (whose add sits lower) does
+                # not constrain the layout. Graphviz lays such a row out from right to left.
+                for start in range(0, len(stage.blocks), DEEP_BLOCKS_PER_ROW):
+                    tops = []
+                    for i, block in enumerate(stage.blocks[start:start + DEEP_BLOCKS_PER_ROW]):
+                        last, top = self.block_cluster(cluster, block, stage, last, beside=i > 0)
+                        tops.append(top)
+                    tops = [t for t in tops if t is not None]
+                    if len(tops) > 1:
+                        with self.graph.subgraph() as row:
+                            row.attr(rank="same")
+                            for top in tops:
+                                row.node(top)
         return last
 
     def align(self, node: str) -> None:
@@ -411,47 +425,72 @@ class _Diagram:
         weighted = [r for r in branch if r.weighted]
         return (weighted or branch)[0].name
 
-    def block_cluster(self, where: graphviz.Digraph, block: Block, stage: Stage, entry: str | None) -> str | None:
-        """Depth 2+: the block as a cluster of its convs and residual add (every leaf at depth 3+)."""
+    def block_cluster(self, where: graphviz.Digraph, block: Block, stage: Stage, entry: str | None, *,
+                      beside: bool = False) -> tuple[str | None, str | None]:
+        """Depth 2+: the block as a cluster of its convs and residual add (every leaf at depth 3+).
+
+        A squeeze-excitation module is drawn as a side branch that gates the main path (×).
+        Returns the block's output node and its first node; with ``beside`` the edges from the
+        previous block leave the layout free, so the block can stand next to it."""
         fill = _FILL.get(stage.label, "#f3f4f6")
+        free = {"constraint": "false"} if beside else {}
+        top: str | None = None
         with where.subgraph(name=f"cluster_{block.record.name}") as cluster:
             lines = self._block_lines(block)
             cluster.attr(label=f"<{' · '.join([f'<B>{html.escape(lines[0])}</B>', *lines[1:]])}>",
                          style="rounded,dashed", color="#9ca3af", fontsize="9")
             main, side = entry, entry
+            gate: str | None = None  # the last node of a squeeze-excitation branch
             branch_head = self._branch_head(block)
             for rec in block.leaves:
                 is_add = _is_add(rec)
-                if not (self.depth >= 3 or rec.weighted or is_add or "kernel" in (rec.op or {}) or rec is branch_head):
+                is_gate = rec.kind == "function" and rec.type == "F.mul" and _is_se(rec)
+                if not (self.depth >= 3 or rec.weighted or is_add or is_gate or "kernel" in (rec.op or {})
+                        or rec is branch_head):
                     continue
-                if is_add:
-                    node = self.node(cluster, _node_id(rec), "+", "add", "white", _out(rec), _tooltip(rec),
-                                     shape="circle", width="0.3", height="0.3", fixedsize="true")
-                    self.edge(main, node)
-                    if side is entry:
+                if is_add or is_gate:
+                    node = self.node(cluster, _node_id(rec), "+" if is_add else "×", "add" if is_add else "gate",
+                                     "white", _out(rec), _tooltip(rec), shape="circle", width="0.3", height="0.3",
+                                     fixedsize="true")
+                    self.edge(main, node, **(free if main is entry else {}))
+                    if is_gate:
+                        if gate is not None:
+                            self.edge(gate, node, label=False, style="dotted", xlabel="channel gate",
+                                      **{"class": "se"})
+                        main, gate = node, None
+                    elif side is entry:
                         self.edge(entry, node, label=False, style="dotted", xlabel="identity",
-                                  **{"class": "identity"})
+                                  **{"class": "identity"}, **free)
+                        main = side = node
                     else:
                         self.edge(side, node, style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR)
-                    main = side = node
+                        main = side = node
+                    top = top or node
                     continue
                 name = _short(rec.name, block.record.name)
                 details = " · ".join(x for x in (rec.type, _window(rec), f"{_channels(rec)} ch") if x)
                 node = self.node(cluster, _node_id(rec), _html(name, _detail(details)), "layer", fill, _out(rec),
                                  _tooltip(rec))
+                top = top or node
                 if block.in_shortcut(rec):
                     if side is entry:
                         branch = [r for r in block.leaves if block.in_shortcut(r)]
                         self.graph.edge(entry, node, label=f"stride {_branch_stride(branch, block)}",
                                         style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR,
-                                        **{"class": "projection", "id": self._shortcut_id(branch)})
+                                        **{"class": "projection", "id": self._shortcut_id(branch)}, **free)
                     else:
                         self.edge(side, node, style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR)
                     side = node
+                elif _is_se(rec):  # squeeze-excitation: a side branch off the main path, not on it
+                    if gate is None:
+                        self.edge(main, node, label=False, xlabel="squeeze", **{"class": "se"})
+                    else:
+                        self.edge(gate, node)
+                    gate = node
                 else:
-                    self.edge(main, node)
+                    self.edge(main, node, **(free if main is entry else {}))
                     main = node
-        return main
+        return main, top
 
     @staticmethod
     def _branch_head(block: Block) -> LayerRecord | None:
@@ -611,6 +650,11 @@ def _fpn_role(rec: LayerRecord, lateral: set[str], output: set[str], extra: set[
     if rec.type == "F.interpolate":
         return "upsample"
     return "add" if _is_add(rec) else "other"
+
+
+def _is_se(rec: LayerRecord) -> bool:
+    """A layer of a squeeze-excitation module (timm's ``layer1.0.se.fc1``, its gate ``layer1.0.se:mul``)."""
+    return ".se." in rec.name or ".se:" in rec.name
 
 
 def _is_add(rec: LayerRecord) -> bool:
