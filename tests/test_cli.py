@@ -616,6 +616,8 @@ def test_a_missing_factory_exits_2(target: str, words: str) -> None:
     (["diff", "resnet18", "resnet18", "--format", "csv"], "Unknown format"),
     (["diff", "resnet50", "resnet50", "--b-norm", "gn"], "Unknown norm"),
     (["summary", "resnet18", "--fpn", "yolo"], "--fpn must be"),
+    (["summary", "retinanet_r50_fpn", "--pad-to", "0"], "--pad-to must be a positive integer, not 0"),
+    (["graph", "retinanet_r50_fpn", "--pad-to", "-32", "x.svg"], "--pad-to must be a positive integer"),
 ])
 def test_bad_options_exit_2(args: list[str], words: str) -> None:
     result = run(*args)
