@@ -470,6 +470,16 @@ def test_explain_a_stride_1_option_a_shortcut_does_not_call_it_upsampling() -> N
     assert f"C: 64 + {(256 - 64) // 2} + {(256 - 64) // 2} = 256" in out and "only pads zero channels" in out
 
 
+def test_explain_a_same_padded_pool_credits_the_padding_not_the_corollary() -> None:
+    result = run("explain", "resnet50d", "--output-stride", "16", "layer4.0.downsample.0")
+    assert result.exit_code == 0, result.output
+    out = flat(result.stdout)
+    # A 2×2 window at stride 1 keeps 14×14 only because one pixel is padded on the right/bottom:
+    # ⌈(14 + 1 − 2)/1⌉ + 1 = 14; P = (K − 1)/2 would be 0.5, so seed 004's corollary does not apply.
+    assert "H: 14 + 0 + 1 = 15" in out and "H: ⌈(15 − 2 + 2·0)/1⌉ + 1 = 14" in out
+    assert "explicit padding before the window" in out and "corollary" not in out
+
+
 def test_explain_knows_the_blocks_of_timms_pre_activation_naming() -> None:
     result = run("explain", "resnetv2_50", "stages.1.blocks.0.conv2")
     assert result.exit_code == 0, result.output

@@ -134,7 +134,11 @@ def shape_lines(report: Report, rec: LayerRecord) -> list[str]:
                          f"{op['out_channels']} channels{groups}")
         elif rec.output_shapes and "pad" not in op:
             lines.append(f"C: pooling works per channel, so C stays {rec.output_shapes[0][-3]}")
-        if s == 1 and rec.input_shapes and rec.output_shapes and rec.input_shapes[0][-2:] == rec.output_shapes[0][-2:]:
+        keeps = rec.input_shapes and rec.output_shapes and rec.input_shapes[0][-2:] == rec.output_shapes[0][-2:]
+        if s == 1 and keeps and "pad" in op:
+            lines.append("With S = 1, the explicit padding before the window (F.pad, 'same' padding as timm's "
+                         "AvgPool2dSame does it) keeps the size.")
+        elif s == 1 and keeps and 2 * p == d * (k - 1):
             lines.append(f"With S = 1, P = {p} = (D·(K−1))/2 = ({d}·({k}−1))/2 keeps the size (seed 004's corollary).")
         lines.append(f"analytic {shape_text(rec.analytic_shape)}{_mark(rec.shape_ok)}")
     elif "in_features" in op:
