@@ -15,6 +15,7 @@ found as soon as the builder knows it.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import re
 import warnings
@@ -24,11 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .variants import ResNetSpec, get_spec, spec_replace, variants
+from .variants import MAX_BLOCKS, MAX_OUTPUTS, MAX_WIDTH, ResNetSpec, get_spec, spec_replace, variants
 
+# Globals the restricted loader may rebuild besides tensors and containers (see load_checkpoint).
+SAFE_GLOBALS = [argparse.Namespace]
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pkl", ".bin", ".ckpt", ".safetensors")
-# Keys under which training scripts nest the state_dict, looked into in this order.
-CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
+# Keys under which training scripts nest the state_dict, looked into in this order: the trained
+# weights first, then the averaged copies (timm's state_dict_ema, model_ema, YOLO-style ema), then a
+# distillation pair (DINO's teacher and student). Whichever is used is reported.
+CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module",
+                  "state_dict_ema", "model_ema", "ema", "teacher", "student")
 # Builder options the weights cannot show (no tensor changes shape with them): the user may set
 # them on a checkpoint. Everything else is read from the checkpoint.
 INVISIBLE_OPTIONS = ("stride_in_1x1", "caffe_maxpool", "output_stride", "norm")
@@ -51,6 +57,7 @@ class Checkpoint:
     tensors: dict[str, Any]
     container: str | None = None  # e.g. "state_dict" when the tensors sat under that key
     module: Any = None  # an nn.Module, only when loaded with trust_pickle
+    notes: list[str] = field(default_factory=list)  # what else the file held, and how it was read
 
 
 @dataclass
@@ -68,6 +75,7 @@ class Inference:
     matched: int  # of those, present in the checkpoint with the same shape
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)  # full checkpoint keys
+    notes: list[str] = field(default_factory=list)  # from loading: e.g. an argparse.Namespace read as data
 
     @property
     def exact(self) -> bool:
@@ -105,12 +113,28 @@ def load_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> Checkpoi
     with open(target, "rb") as handle:
         is_zip = handle.read(4) == b"PK\x03\x04"  # torch.save's default format; only it can be mmapped
     try:
-        with warnings.catch_warnings():
+        # argparse.Namespace, which old training scripts save next to the weights, is allowed: the
+        # restricted unpickler makes it with Namespace.__new__ and fills its __dict__ with values it
+        # has already checked, and no code of the class runs. Every other global is still refused.
+        with warnings.catch_warnings(), torch.serialization.safe_globals(SAFE_GLOBALS):
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols are not for our users
             obj = torch.load(target, map_location="cpu", weights_only=not trust_pickle, mmap=is_zip)
     except Exception as exc:  # noqa: BLE001 - every failure of a foreign file is the user's input
         raise _load_error(target, exc, trust_pickle, is_zip) from None
-    return _unwrap(target, obj)
+    checkpoint = _unwrap(target, obj)
+    checkpoint.notes += _namespace_notes(obj)
+    return checkpoint
+
+
+def _namespace_notes(obj: Any) -> list[str]:
+    """Say where an argparse.Namespace sat (top level or one dict down), read as plain data."""
+    if not isinstance(obj, Mapping):
+        return []
+    found = [str(k) for k, v in obj.items() if isinstance(v, argparse.Namespace)]
+    found += [f"{k}.{k2}" for k, v in obj.items() if isinstance(v, Mapping)
+              for k2, v2 in v.items() if isinstance(v2, argparse.Namespace)]
+    return [f"'{key}' holds an argparse.Namespace (training options), read as plain data: it is the one class "
+            "allowed besides tensors and containers, since rebuilding it runs none of its code" for key in found]
 
 
 def _load_error(path: Path, exc: Exception, trust_pickle: bool, is_zip: bool) -> InputError:
@@ -119,8 +143,11 @@ def _load_error(path: Path, exc: Exception, trust_pickle: bool, is_zip: bool) ->
     if refused is not None and not trust_pickle:
         name = refused.group(1)
         last = name.rsplit(".", 1)[-1]
-        if name.startswith(("torch.nn.", "torchvision.")) or last[:1].isupper():
-            hint = f" '{name}' is a class, so the file probably holds a whole pickled model (torch.save(model))."
+        if name.startswith(("torch.nn.", "torchvision.")):
+            hint = f" '{name}' is a model class, so the file holds a whole pickled model (torch.save(model))."
+        elif last[:1].isupper():
+            hint = (f" '{name}' is a class: the file holds an object of it, a whole pickled model "
+                    "(torch.save(model)) or training state saved next to the weights.")
         else:
             hint = f" '{name}' is a function: unpickling would call it, so the file may be malicious."
         return InputError(
@@ -180,6 +207,12 @@ def _unwrap(path: Path, obj: Any, container: str | None = None, level: int = 0) 
         tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
         if tensors:
             return Checkpoint(path, tensors, container)
+        # Another name (``weights``, ``params`` ...): the one entry that is a dict of named tensors.
+        nested = {k: sum(isinstance(t, torch.Tensor) for t in v.values()) for k, v in obj.items()
+                  if isinstance(k, str) and isinstance(v, Mapping)}
+        best = max(nested, key=lambda k: nested[k], default=None)
+        if level < 3 and best is not None and nested[best] > 0:
+            return _unwrap(path, obj[best], f"{container}.{best}" if container else best, level + 1)
         keys = ", ".join(map(str, list(obj)[:_LIST])) or "none"
         raise InputError(f"{path} holds a dict without tensors (keys: {keys}); a checkpoint should be a state_dict, "
                          f"or hold one under {' or '.join(repr(k) for k in CONTAINER_KEYS[:3])}.")
@@ -219,6 +252,7 @@ def infer(tensors: Mapping[str, Any], *, path: str = "checkpoint", container: st
         raise InputError(f"{path} holds no tensors.")
     blocks = _find_blocks(shapes, path)
     derived, evidence, model_root = _derive(shapes, blocks, path)
+    _check_bounds(derived, evidence, path)
     has_counter = any(k.endswith(_COUNTER) for k in shapes)
     relative = {k[len(model_root):]: s for k, s in shapes.items() if k.startswith(model_root)}
     outside = sorted(k for k in shapes if not k.startswith(model_root))
@@ -364,6 +398,21 @@ def _derive(shapes: Mapping[str, tuple[int, ...]], blocks: _Blocks, path: str
     return derived, evidence, model_root
 
 
+def _check_bounds(derived: Mapping[str, Any], evidence: list[str], path: str) -> None:
+    """Refuse numbers no real ResNet has (a crafted file can claim any shape without holding the
+    numbers) with the builder's own limits, before anything is built from them."""
+    limits = [("blocks in one stage", max(derived["layers"]), MAX_BLOCKS),
+              ("channels per grouped 3x3 (groups × width per group)",
+               derived["groups"] * derived["width_per_group"], MAX_WIDTH),
+              ("classes", derived.get("num_classes", 0), MAX_OUTPUTS),
+              ("bins", derived.get("num_bins", 0), MAX_OUTPUTS)]
+    for what, value, limit in limits:
+        if value > limit:
+            raise InputError(f"{path} claims {value:,} {what}, over resnet-inspect's limit of {limit:,}; no published "
+                             f"ResNet comes near it, so the file is refused before a model is built from it. Read from "
+                             f"it: {'; '.join(evidence)}.")
+
+
 def _options_for(name: str, derived: Mapping[str, Any], has_counter: bool) -> dict[str, Any]:
     """The options that give variant ``name`` the derived numbers (only those that differ from it)."""
     base = get_spec(name)
@@ -433,7 +482,7 @@ def _unseen(spec: ResNetSpec, overrides: Mapping[str, Any]) -> list[str]:
     if "caffe_maxpool" not in overrides and spec.stem != "cifar":
         notes.append(f"the max pool: {'Caffe (ceil mode)' if spec.caffe_maxpool else 'padded'} kept; "
                      "--caffe-maxpool changes it")
-    if "output_stride" not in overrides:
+    if "output_stride" not in overrides and spec.stem != "cifar":  # the CIFAR nets take no --output-stride
         notes.append(f"dilation: output stride {spec.output_stride} kept; --output-stride changes it")
     if spec.fpn is not None:
         notes.append(f"the FPN's upsampling: {spec.name}'s ({spec.fpn.upsample}) kept")
@@ -481,6 +530,7 @@ def load_model(path: str | Path, *, trust_pickle: bool = False, options: Mapping
             raise InputError(f"{path} holds a whole model, so builder options ({', '.join(given)}) do not apply.")
         return checkpoint.module, None
     inference = infer(checkpoint.tensors, path=str(path), container=checkpoint.container, overrides=options)
+    inference.notes = checkpoint.notes
     return materialize(inference, checkpoint.tensors), inference
 
 
@@ -495,6 +545,7 @@ def materialize(inference: Inference, tensors: Mapping[str, Any]) -> Any:
     own = model.state_dict()
     prefix = inference.prefix
     state = {}
+    widened: dict[tuple[int, Any], Any] = {}
     for key, tensor in tensors.items():
         name = key[len(prefix):] if key.startswith(prefix) else None
         if name in own and tuple(tensor.shape) == tuple(own[name].shape):
@@ -503,15 +554,35 @@ def materialize(inference: Inference, tensors: Mapping[str, Any]) -> Any:
                 raise InputError(f"{inference.path}: {key} holds {dtype} numbers, but a weight must be floating "
                                  "point (float16, bfloat16, float32 or float64).")
             # The trace runs in float32; a half-precision checkpoint is widened (this copies it).
-            state[name] = tensor.float() if tensor.is_floating_point() and tensor.dtype != torch.float32 else tensor
+            state[name] = _widen(tensor, widened) if tensor.is_floating_point() and tensor.dtype != torch.float32 \
+                else tensor
     model.load_state_dict(state, strict=False, assign=True)
     for module in model.modules():
         for table in (module._parameters, module._buffers):
             for name, value in table.items():
                 if value is not None and value.is_meta:
-                    fill = torch.ones_like if name == "running_var" else torch.zeros_like
-                    fresh = fill(value, device="cpu")
+                    # One number viewed with stride 0: the shape is right for a --real forward, and a
+                    # missing 10^9-element tensor costs 4 bytes, not 4 GB.
+                    fresh = torch.full((), 1.0 if name == "running_var" else 0, dtype=value.dtype).expand(value.shape)
                     table[name] = torch.nn.Parameter(fresh, value.requires_grad) if table is module._parameters \
                         else fresh
     return model
+
+
+def _widen(tensor: Any, done: dict[tuple[int, Any], Any]) -> Any:
+    """``tensor`` as float32, converting its storage rather than its elements.
+
+    ``tensor.float()`` would allocate every element of a view: a stride-0 ``expand`` that claims a
+    billion elements over one stored number would become 4 GB. Converting the storage (as many
+    numbers as the file holds) and viewing it with the same strides costs what the file costs.
+    Views of one storage share one conversion.
+    """
+    import torch
+
+    storage = tensor.untyped_storage()
+    key = (storage.data_ptr(), tensor.dtype)
+    if key not in done:
+        flat = torch.empty(0, dtype=tensor.dtype).set_(storage)
+        done[key] = flat.float()
+    return done[key].as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import operator
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,6 +158,15 @@ OPTION_NAMES = (
     "output_stride", "num_classes", "num_bins", "fpn", "stem", "avg_down", "shortcut", "se",
 )
 STEMS = ("standard", "deep", "deep-wide", "cifar")
+_BOOL_OPTIONS = ("stride_in_1x1", "caffe_maxpool", "avg_down", "se")
+_INT_OPTIONS = ("groups", "width_per_group", "output_stride", "num_classes", "num_bins")
+_STR_OPTIONS = ("block", "norm", "stem", "shortcut")
+# Bounds on what a user may ask for, far above any published net, so that a typo (an extra zero,
+# a million classes) is refused up front instead of ending in a giant allocation or a build that
+# never finishes.
+MAX_BLOCKS = 1000  # blocks per stage
+MAX_WIDTH = 1024  # groups × width_per_group: the channels of stage 1's grouped 3x3 (64 for ResNet-50)
+MAX_OUTPUTS = 1_000_000  # classes, or hopenet's bins per angle
 
 
 def variants() -> list[str]:
@@ -182,6 +192,7 @@ def get_spec(name: str, **options: Any) -> ResNetSpec:
     unknown = sorted(set(given) - set(OPTION_NAMES))
     if unknown:
         raise InputError(f"Unknown option(s) {', '.join(unknown)}. Known options: {', '.join(OPTION_NAMES)}.")
+    _check_types(given)
     fields = {**base, **given}
     if "fpn" in given:
         fields["fpn"] = _fpn_option(given["fpn"], base.get("fpn"))
@@ -191,11 +202,61 @@ def get_spec(name: str, **options: Any) -> ResNetSpec:
         fields["layers"] = parse_layers(given["layers"], len(fields.get("stage_channels", (64, 128, 256, 512))))
     spec = ResNetSpec(name=name, options=tuple(sorted(given.items(), key=lambda kv: kv[0])), **fields)
     _validate(spec)
+    _check_effect(spec, given)
     return spec
 
 
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def _check_types(given: dict[str, Any]) -> None:
+    """Refuse an option of the wrong type before it is used: ``"no"`` is truthy, ``3.7`` truncates."""
+    for option, value in given.items():
+        if option in _BOOL_OPTIONS and not isinstance(value, bool):
+            raise InputError(f"{option} (CLI {_flag(option)}) is a switch and takes True or False, not {value!r}: "
+                             "a string such as 'no' would count as True.")
+        if option in _INT_OPTIONS and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InputError(f"{option} (CLI {_flag(option)}) takes a whole number, not {value!r}.")
+        if option in _STR_OPTIONS and not isinstance(value, str):
+            raise InputError(f"{option} (CLI {_flag(option)}) takes a name, not {value!r}.")
+    for option, limit, what in (("num_classes", MAX_OUTPUTS, "classes"), ("num_bins", MAX_OUTPUTS, "bins")):
+        if given.get(option, 0) > limit:
+            raise InputError(f"{_flag(option)} {given[option]:,} is over resnet-inspect's limit of {limit:,} {what}, "
+                             "far more than any published ResNet has; check for a typo (the head's weights would "
+                             "grow with it).")
+
+
+def _check_effect(spec: ResNetSpec, given: dict[str, Any]) -> None:
+    """Refuse an option the built network would silently ignore, or build wrong."""
+    if "stride_in_1x1" in given and (spec.block != "bottleneck" or spec.preact):
+        why = ("a basic block has no 1x1 conv: its first 3x3 carries the stride" if spec.block != "bottleneck"
+               else "the pre-activation bottleneck keeps the stride in its 3x3")
+        raise InputError(f"--stride-in-1x1/--stride-in-3x3 changes nothing on {spec.name}: {why}.")
+    if "caffe_maxpool" in given and spec.stem == "cifar":
+        raise InputError(f"--caffe-maxpool changes nothing on {spec.name}: the CIFAR stem is a single 3x3 conv "
+                         "with no max pool.")
+    if "output_stride" in given and spec.stem == "cifar":
+        raise InputError(f"--output-stride does not apply to {spec.name}: the CIFAR nets have no max pool and one "
+                         "stride-2 stage fewer, so their strides are not the 32, 16 or 8 that --output-stride "
+                         "assumes.")
+    if "num_bins" in given and spec.head != "hopenet":
+        raise InputError(f"--num-bins changes nothing on {spec.name}: only hopenet has bins (its yaw, pitch and roll "
+                         "heads); use --num-classes for a classifier.")
+    if "num_classes" in given and spec.head != "classifier":
+        what = "a feature pyramid" if spec.fpn is not None else (
+            "hopenet's three angle heads (use --num-bins)" if spec.head == "hopenet" else "no classifier")
+        raise InputError(f"--num-classes changes nothing on {spec.name}: it ends in {what}, not a classifier.")
+    if spec.shortcut == "A" and spec.stem_width > spec.stage_channels[0] * spec.expansion:
+        raise InputError(f"Option A shortcuts cannot narrow: the {spec.stem} stem gives {spec.stem_width} channels but "
+                         f"{spec.name}'s first stage has {spec.stage_channels[0] * spec.expansion}, so the zero-pad "
+                         "shortcut would drop channels. Use --shortcut B (a projection) or the cifar stem.")
+
+
 def _fpn_option(value: Any, preset: FPNSpec | None) -> FPNSpec | None:
-    if value in (None, False, "none", ""):
+    if value == "":
+        raise InputError(f"--fpn is empty: give one of {', '.join(FPN_KINDS)}, or none for no pyramid.")
+    if value in (None, False, "none"):
         return None
     if isinstance(value, FPNSpec):
         return value
@@ -217,11 +278,20 @@ def parse_layers(value: Any, stages: int = 4) -> tuple[int, ...]:
             raise InputError(f"Malformed layer list '{value}': give {stages} positive integers such as {example}.")
         value = [int(p) for p in parts]
     try:
-        layers = tuple(int(v) for v in value)
+        items = list(value)
+        # operator.index refuses 3.7 where int() would truncate it to 3; True is no block count either.
+        if any(isinstance(v, bool) for v in items):
+            raise TypeError("a bool is not a block count")
+        layers = tuple(operator.index(v) for v in items)
     except (TypeError, ValueError):
         raise InputError(f"Malformed layer list {value!r}: give {stages} positive integers such as {example}.") from None
-    if len(layers) != stages or any(n < 1 or n > 100_000 for n in layers):
+    if len(layers) != stages or any(n < 1 for n in layers):
         raise InputError(f"Malformed layer list {value!r}: this network has {stages} stages of at least one block each.")
+    if max(layers) > MAX_BLOCKS:
+        deepest = max(max(fields["layers"]) for fields in _VARIANTS.values())
+        raise InputError(f"--layers {','.join(map(str, layers))} asks for {max(layers)} blocks in one stage; "
+                         f"resnet-inspect builds at most {MAX_BLOCKS} per stage (the deepest variant it knows has "
+                         f"{deepest}), so that a typo cannot hang it.")
     return layers
 
 
@@ -243,6 +313,14 @@ def _validate(spec: ResNetSpec) -> None:
                          f"{spec.width_per_group}/64)·{spec.groups} = 0 channels; use a larger width.")
     if spec.block == "basic" and (spec.groups != 1 or spec.width_per_group != 64):
         raise InputError("A basic block has no grouped 3x3: --groups and --width-per-group need --block bottleneck.")
+    if spec.groups * spec.width_per_group > MAX_WIDTH:
+        widest = max(f.get("groups", 1) * f.get("width_per_group", 64) for f in _VARIANTS.values())
+        last = int(spec.stage_channels[-1] * spec.width_per_group / 64) * spec.groups  # torchvision's width rule
+        raise InputError(f"--groups {spec.groups} × --width-per-group {spec.width_per_group} = "
+                         f"{spec.groups * spec.width_per_group} channels per 3x3 is over resnet-inspect's limit of "
+                         f"{MAX_WIDTH} (the widest variant it knows has {widest}); the last stage's 3x3 alone would "
+                         f"hold {last} × {last // spec.groups} × 3 × 3 = {last * (last // spec.groups) * 9:,} "
+                         "weights.")
     if spec.stem not in STEMS:
         raise InputError(f"Unknown stem '{spec.stem}': use {', '.join(STEMS)}.")
     if spec.shortcut not in ("A", "B"):
@@ -251,7 +329,10 @@ def _validate(spec: ResNetSpec) -> None:
                         or spec.se or spec.avg_down or spec.fpn is not None or spec.norm != "bn"):
         raise InputError("The pre-activation net is built as timm's resnetv2_50 only: a bottleneck with the 7x7 "
                          "stem, no SE, avg-down, FPN or frozen norm.")
-    if spec.shortcut == "A" and (spec.avg_down or spec.preact):
+    if spec.shortcut == "A" and spec.preact:
+        raise InputError("Option A shortcuts (subsample and zero-pad) are the CIFAR nets'; the pre-activation "
+                         "resnetv2_50 is built as timm builds it, with projection shortcuts (B) only.")
+    if spec.shortcut == "A" and spec.avg_down:
         raise InputError("Option A shortcuts have no projection, so --avg-down does not apply to them.")
     if spec.layout == "maskrcnn" and (spec.stem != "standard" or spec.se or spec.avg_down):
         raise InputError("The maskrcnn-benchmark presets keep their own stem and blocks: --stem, --se and "

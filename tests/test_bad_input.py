@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import math
 import os
 import pickle
+import stat
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -66,6 +69,99 @@ def test_unknown_name_without_a_close_match_points_to_list() -> None:
 def test_bad_option_combinations_are_refused(args: tuple[str, ...], message: str) -> None:
     code, out = run("summary", *args)
     assert code == 2 and out.startswith("Error:") and message in out
+
+
+# Each refused value through the Python API (the same validation serves both) and through the CLI
+# where a flag can express it.
+@pytest.mark.parametrize("options,message", [
+    ({"stride_in_1x1": "no"}, "is a switch and takes True or False, not 'no'"),
+    ({"caffe_maxpool": 1}, "is a switch and takes True or False, not 1"),
+    ({"layers": (3, 4, 6.7, 3)}, "Malformed layer list"),
+    ({"layers": (3, 4, True, 3)}, "Malformed layer list"),
+    ({"groups": True}, "takes a whole number, not True"),
+    ({"num_classes": 10.5}, "takes a whole number, not 10.5"),
+    ({"num_classes": "10"}, "takes a whole number, not '10'"),
+    ({"norm": 1}, "takes a name, not 1"),
+])
+def test_option_of_the_wrong_type_is_refused_not_coerced(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ri.InputError, match=re.escape(message)):
+        ri.get_spec("resnet50", **options)
+    with pytest.raises(ri.InputError, match=re.escape(message)):
+        ri.build("resnet50", **options)
+
+
+@pytest.mark.parametrize("args,message", [
+    (("resnet50", "--num-classes", "1000001"), "over resnet-inspect's limit of 1,000,000 classes"),
+    (("hopenet", "--num-bins", "5000000"), "over resnet-inspect's limit of 1,000,000 bins"),
+    (("resnet50", "--width-per-group", "100000"), "= 100000 channels per 3x3 is over resnet-inspect's limit of 1024"),
+    (("resnet50", "--groups", "1024", "--width-per-group", "8"), "= 8192 channels per 3x3"),
+    (("resnet", "--layers", "99999,1,1,1"), "asks for 99999 blocks in one stage; resnet-inspect builds at most 1000"),
+])
+def test_huge_values_are_refused_up_front(args: tuple[str, ...], message: str) -> None:
+    code, out = run("summary", *args)
+    assert code == 2 and out.startswith("Error:") and message in out
+
+
+def test_block_limit_names_the_deepest_published_net_and_takes_the_limit_itself() -> None:
+    # cifar_resnet1202 has 6n+2 = 1202 layers, so n = 200 blocks per stage (He et al. 2015, §4.2).
+    deepest = (1202 - 2) // 6
+    with pytest.raises(ri.InputError, match=re.escape(f"the deepest variant it knows has {deepest})")):
+        ri.get_spec("resnet", layers=[1001, 1, 1, 1])
+    assert ri.get_spec("resnet", layers=[1000, 1, 1, 1]).layers == (1000, 1, 1, 1)
+    # resnext101_64x4d's 64 × 4 = 256 is the widest 3x3 per group count of the zoo; the limit itself is accepted.
+    assert ri.get_spec("resnet50", groups=32, width_per_group=32).groups == 32
+    with pytest.raises(ri.InputError, match=re.escape(f"the widest variant it knows has {64 * 4})")):
+        ri.get_spec("resnet50", groups=32, width_per_group=33)
+
+
+@pytest.mark.parametrize("args,message", [
+    (("resnet18", "--stride-in-1x1"), "--stride-in-1x1/--stride-in-3x3 changes nothing on resnet18: a basic block"),
+    (("resnetv2_50", "--stride-in-1x1"), "the pre-activation bottleneck keeps the stride in its 3x3"),
+    (("cifar_resnet20", "--caffe-maxpool"), "--caffe-maxpool changes nothing on cifar_resnet20"),
+    (("resnet50", "--num-bins", "10"), "--num-bins changes nothing on resnet50: only hopenet has bins"),
+    (("maskrcnn_r50_fpn", "--num-classes", "81"), "--num-classes changes nothing on maskrcnn_r50_fpn: it ends in "
+                                                   "a feature pyramid"),
+    (("resnet50", "--fpn", "retinanet", "--num-classes", "10"), "it ends in a feature pyramid"),
+    (("hopenet", "--num-classes", "10"), "use --num-bins"),
+    (("cifar_resnet20", "--output-stride", "8"), "--output-stride does not apply to cifar_resnet20"),
+    (("cifar_resnet20", "--output-stride", "32"), "--output-stride does not apply to cifar_resnet20"),
+    (("resnet50", "--fpn", ""), "--fpn is empty"),
+    (("cifar_resnet20", "--stem", "deep"), "the deep stem gives 64 channels but cifar_resnet20's first stage has 16"),
+    (("resnetv2_50", "--shortcut", "A"), "with projection shortcuts (B) only"),
+])
+def test_options_that_would_do_nothing_or_build_wrong_are_refused(args: tuple[str, ...], message: str) -> None:
+    code, out = run("summary", *args)
+    assert code == 2 and out.startswith("Error:") and message in out
+    assert "avg-down" not in out  # resnetv2_50 --shortcut A used to blame --avg-down
+
+
+@pytest.mark.parametrize("name,options,message", [
+    ("resnet50", {"num_classes": 1_000_001}, "limit of 1,000,000 classes"),
+    ("resnet50", {"groups": 32, "width_per_group": 64}, "= 2048 channels per 3x3"),
+    ("resnet", {"layers": [99999, 1, 1, 1]}, "asks for 99999 blocks in one stage"),
+    ("resnet18", {"stride_in_1x1": False}, "changes nothing on resnet18"),
+    ("cifar_resnet56", {"caffe_maxpool": True}, "--caffe-maxpool changes nothing"),
+    ("resnet50", {"num_bins": 66}, "--num-bins changes nothing"),
+    ("retinanet_r50_fpn", {"num_classes": 80}, "it ends in a feature pyramid"),
+    ("cifar_resnet20", {"output_stride": 16}, "--output-stride does not apply"),
+    ("resnet50", {"fpn": ""}, "--fpn is empty"),
+    ("cifar_resnet20", {"stem": "deep-wide"}, "the deep-wide stem gives 128 channels"),
+    ("resnetv2_50", {"shortcut": "A"}, "projection shortcuts (B) only"),
+])
+def test_the_python_api_refuses_the_same(name: str, options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ri.InputError, match=re.escape(message)):
+        ri.build(name, **options)
+
+
+def test_the_same_options_where_they_do_something_still_work() -> None:
+    # The refusals above are about the net, not the flag: on a bottleneck / classifier / hopenet
+    # the same options change the built modules as their definitions say.
+    msra = ri.build("resnet50", stride_in_1x1=True)
+    assert msra.layer2[0].conv1.stride == (2, 2) and msra.layer2[0].conv2.stride == (1, 1)
+    assert ri.build("hopenet", num_bins=10).fc_yaw.out_features == 10
+    assert ri.build("resnet18", num_classes=7).fc.out_features == 7
+    wide = ri.build("cifar_resnet20", stem="deep", shortcut="B")
+    assert wide.layer1[0].downsample is not None  # 64 stem channels projected to 16 by a 1x1
 
 
 def test_width_per_group_rounding_to_zero_channels_exits_2() -> None:
@@ -286,6 +382,49 @@ def test_modern_plain_pickle_is_refused_without_running(tmp_path: Path) -> None:
     assert code == 2 and "refuses it" in out and "--trust-pickle" in out and not marker.exists()
 
 
+@pytest.mark.parametrize("zipped", [True, False])
+def test_argparse_namespace_next_to_the_weights_is_read_as_data(zipped: bool, tmp_path: Path) -> None:
+    """Old training scripts save their argparse options beside the state_dict. The file loads, the
+    weights are the saved ones, and the note says the Namespace was allowed."""
+    import argparse
+
+    model = ri.build("resnet18")
+    path = tmp_path / "with_args.pth"
+    torch.save({"state_dict": model.state_dict(), "args": argparse.Namespace(lr=0.1, arch="resnet18")}, path,
+               _use_new_zipfile_serialization=zipped)
+    code, out = run("summary", str(path))
+    assert code == 0 and "state_dict found under 'state_dict'" in out
+    assert "note: 'args' holds an argparse.Namespace (training options), read as plain data" in out
+    from resnet_inspect.checkpoint import load_model
+
+    loaded, _ = load_model(path)
+    assert torch.equal(loaded.conv1.weight, model.conv1.weight)
+
+
+def test_payload_inside_an_argparse_namespace_still_never_runs(tmp_path: Path) -> None:
+    import argparse
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil_args.pth"
+    torch.save({"state_dict": {"conv1.weight": torch.zeros(1)},
+                "args": argparse.Namespace(lr=_payloads(marker)["exec"])}, path)
+    code, out = run("summary", str(path))
+    assert code == 2 and "the global 'exec'" in out and "--trust-pickle" in out and not marker.exists()
+
+
+def test_a_training_object_other_than_namespace_is_named_and_refused(tmp_path: Path) -> None:
+    path = tmp_path / "with_config.pth"
+    path.write_bytes(pickle.dumps({"state_dict": {}, "cfg": TrainConfig()}, protocol=2))
+    code, out = run("summary", str(path))
+    assert code == 2 and f"the global '{TrainConfig.__module__}.TrainConfig'" in out
+    assert "training state saved next to the weights" in out
+    assert "--trust-pickle" in out
+
+
+class TrainConfig:
+    """Stands for a training script's own config class."""
+
+
 def test_state_dict_that_fits_no_resnet(tmp_path: Path, resnet18_file: Path) -> None:
     state = torch.load(resnet18_file, weights_only=True)
     state["layer2.1.conv1.weight"] = torch.zeros(128, 64, 3, 3)  # resnet18 has 128 in-channels here
@@ -396,3 +535,99 @@ def test_full_disk_during_a_write_leaves_the_old_file(tmp_path: Path, monkeypatc
     assert code == 2 and "No space left on device" in out
     assert hashlib.sha256(target.read_bytes()).hexdigest() == digest
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_writing_through_a_symlink_keeps_the_link_and_replaces_its_target(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "summary.json"
+    real.write_text("old")
+    real.chmod(0o600)
+    link = tmp_path / "summary.json"
+    link.symlink_to(real)
+    assert fileio.atomic_write(link, "new") == link
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_text() == "new" and (real.stat().st_mode & 0o777) == 0o600
+    # the temporary file went beside the target, and nothing is left of it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["real", "summary.json"]
+    assert [p.name for p in real.parent.iterdir()] == ["summary.json"]
+
+    code, out = run("summary", "resnet18", "-o", str(link), "--force")
+    assert code == 0 and link.is_symlink() and json.loads(real.read_text())["model"] == "resnet18"
+
+
+def test_a_dangling_symlink_is_kept_and_its_target_created(tmp_path: Path) -> None:
+    link = tmp_path / "out.txt"
+    link.symlink_to(tmp_path / "made.txt")
+    fileio.atomic_write(link, "data")
+    assert link.is_symlink() and (tmp_path / "made.txt").read_text() == "data"
+
+
+def test_a_symlink_loop_is_refused(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    with pytest.raises(ri.InputError, match="never reaches a file"):
+        fileio.atomic_write(a, "x")
+    assert a.is_symlink() and b.is_symlink()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
+def test_a_fifo_is_refused_and_kept(tmp_path: Path) -> None:
+    fifo = tmp_path / "out.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(ri.InputError, match=re.escape("it is a named pipe (FIFO), not a regular file")):
+        fileio.atomic_write(fifo, "x")
+    code, out = run("summary", "resnet18", "-o", str(fifo), "--force")
+    assert code == 2 and "named pipe (FIFO)" in out
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    link = tmp_path / "link.txt"
+    link.symlink_to(fifo)
+    with pytest.raises(ri.InputError, match=re.escape(f"{link} (a link to {fifo}): it is a named pipe")):
+        fileio.check_writable(link)
+
+
+def test_a_device_is_refused() -> None:
+    with pytest.raises(ri.InputError, match="it is a character device, not a regular file"):
+        fileio.check_writable("/dev/null")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.parametrize("error", [
+    MemoryError(),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: you tried to "
+                 "allocate 411041792 bytes."),
+])
+def test_real_forward_out_of_memory_suggests_the_meta_trace(error: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_conv = torch.nn.Conv2d._conv_forward
+
+    def conv(self: torch.nn.Conv2d, x: torch.Tensor, *args: Any) -> torch.Tensor:
+        if not x.is_meta:
+            raise error
+        return real_conv(self, x, *args)
+
+    monkeypatch.setattr(torch.nn.Conv2d, "_conv_forward", conv)
+    code, out = run("summary", "resnet18", "--real")
+    assert code == 2 and out.startswith("Error:") and "Out of memory: drop --real" in out
+    assert "at conv1 (Conv2d)" in out  # the first layer that ran for real is named
+    code, out = run("summary", "resnet18")  # the suggested meta trace does not allocate, so it runs
+    assert code == 0
+
+
+def test_out_of_memory_while_building_for_real_is_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_memory(self: torch.nn.Conv2d) -> None:
+        if not self.weight.is_meta:  # real weights: the allocation "fails" as it would for a huge net
+            raise MemoryError()
+
+    monkeypatch.setattr(torch.nn.Conv2d, "reset_parameters", no_memory)
+    code, out = run("summary", "resnet18", "--real")
+    assert code == 2 and "ran out of memory (MemoryError" in out and "drop --real" in out
+
+
+def test_a_runtime_error_that_is_not_about_memory_is_not_called_out_of_memory(monkeypatch: pytest.MonkeyPatch
+                                                                              ) -> None:
+    def broken(self: torch.nn.Conv2d, x: torch.Tensor, *args: Any) -> torch.Tensor:
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(torch.nn.Conv2d, "_conv_forward", broken)
+    code, out = run("summary", "resnet18", "--real")
+    assert code == 2 and "shapes cannot be multiplied" in out and "Out of memory" not in out

@@ -283,3 +283,93 @@ def test_safetensors_checkpoint_is_inferred(tmp_path: Path) -> None:
     safetensors_torch.save_file({k: v.contiguous() for k, v in ri.build("resnet18").state_dict().items()}, str(path))
     _, inference = load_model(path)
     assert inference is not None and inference.exact and inference.spec.name == "resnet18"
+
+
+def _layer_output(data: dict[str, Any], name: str) -> list[int]:
+    return next(layer["output_shapes"][0] for layer in data["layers"] if layer["name"] == name)
+
+
+def test_cifar_checkpoint_is_traced_at_its_own_32x32(tmp_path: Path) -> None:
+    import json
+
+    model = ri.build("cifar_resnet20").eval()
+    path = tmp_path / "cifar20.pth"
+    torch.save(model.state_dict(), path)
+    result = CliRunner().invoke(app, ["summary", str(path), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["input_size"] == [1, 3, 32, 32]
+    seen: dict[str, tuple[int, ...]] = {}
+    model.layer3.register_forward_hook(lambda m, i, o: seen.update(layer3=tuple(o.shape)))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    assert tuple(_layer_output(data, "layer3")) == seen["layer3"] == (1, 64, 8, 8)
+    # --input still wins over the inferred default
+    result = CliRunner().invoke(app, ["summary", str(path), "-f", "json", "--input", "64"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["input_size"] == [1, 3, 64, 64]
+
+
+def test_huge_stride0_checkpoint_is_inspected_without_allocating_its_claimed_size(tmp_path: Path) -> None:
+    """A file of a few KB can claim a 300,000-class classifier by saving expand()ed views (torch.save
+    keeps the one stored number and the zero strides). Widening half precision to float32 and
+    filling a missing tensor must cost what the file holds, not what the shapes claim."""
+    classes = 300_000
+    state = cheap_state_dict(meta_build("resnet18", num_classes=classes), floats=torch.float16)
+    del state["layer1.0.conv1.weight"]
+    path = tmp_path / "huge.pth"
+    torch.save(state, path)
+    assert path.stat().st_size < 100_000
+    model, inference = load_model(path)
+    assert inference is not None and inference.spec.num_classes == classes
+    assert inference.missing == ["layer1.0.conv1.weight"]
+    assert tuple(model.fc.weight.shape) == (classes, 512) and model.fc.weight.dtype == torch.float32
+    # One float32 number behind each of these, though they claim 153,600,000 and 36,864 elements.
+    assert model.fc.weight.untyped_storage().nbytes() == 4
+    assert model.layer1[0].conv1.weight.untyped_storage().nbytes() == 4
+    assert sum(t.untyped_storage().nbytes() for t in model.state_dict().values()) < 1_000_000
+    # torchvision's resnet18 has 11,689,512 parameters, 512 × 1000 + 1000 of them in fc.
+    trunk = 11_689_512 - (512 * 1000 + 1000)
+    report = ri.inspect(model, 32)
+    assert report.device == "meta" and report.totals["params"] == trunk + 512 * classes + classes
+
+
+def test_widening_half_precision_keeps_every_value(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = ri.build("resnet18").half()
+    path = tmp_path / "half.pth"
+    torch.save(model.state_dict(), path)
+    loaded, _ = load_model(path)
+    for key, value in model.state_dict().items():
+        widened = loaded.state_dict()[key]
+        assert widened.dtype == (torch.float32 if value.is_floating_point() else value.dtype)
+        assert torch.equal(widened, value.float() if value.is_floating_point() else value), key
+
+
+def test_checkpoint_claiming_absurd_sizes_is_refused(tmp_path: Path) -> None:
+    state = cheap_state_dict(meta_build("resnet18"))
+    zero = torch.zeros(())
+    state["fc.weight"], state["fc.bias"] = zero.expand(10_000_000, 512), zero.expand(10_000_000)
+    path = tmp_path / "absurd.pth"
+    torch.save(state, path)
+    code, out = run("summary", str(path))
+    assert code == 2 and "claims 10,000,000 classes, over resnet-inspect's limit of 1,000,000" in out
+    assert "fc.weight is 10000000×512" in out
+
+
+@pytest.mark.parametrize("wrap,container", [
+    (lambda sd: {"teacher": sd, "epoch": 3}, "teacher"),  # DINO-style distillation
+    (lambda sd: {"state_dict_ema": sd, "optimizer": {"state": {}}}, "state_dict_ema"),  # timm train.py
+    (lambda sd: {"model_ema": sd}, "model_ema"),
+    (lambda sd: {"ema": sd, "updates": 100}, "ema"),
+    (lambda sd: {"state_dict": sd, "state_dict_ema": {}}, "state_dict"),  # the trained weights come first
+    (lambda sd: {"state_dict_ema": {"module": sd}}, "state_dict_ema.module"),
+    (lambda sd: {"weights": sd, "args": {"lr": 0.1}}, "weights"),  # an unlisted name holding the tensors
+])
+def test_state_dict_under_a_container_key_is_found_and_named(wrap: Any, container: str, tmp_path: Path) -> None:
+    state = cheap_state_dict(meta_build("resnet18"))
+    path = tmp_path / "wrapped.pth"
+    torch.save(wrap(state), path)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.container == container and set(checkpoint.tensors) == set(state)
+    code, out = run("summary", str(path))
+    assert code == 0 and f"state_dict found under '{container}'" in out and "resnet18 (exact" in out

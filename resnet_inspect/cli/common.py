@@ -18,7 +18,7 @@ from rich.markup import escape
 from ..checkpoint import CHECKPOINT_SUFFIXES
 from ..errors import InputError
 from ..inputs import parse_input_size
-from ..variants import _VARIANTS, get_spec, unknown_name_error
+from ..variants import _VARIANTS, ResNetSpec, get_spec, unknown_name_error
 
 
 @dataclass
@@ -134,9 +134,35 @@ def inspect_model(target: str, size: tuple[int, ...] | None, options: dict[str, 
     resolved = resolve_model(target, options)
     from ..analysis.inspect import inspect
 
-    if isinstance(resolved, str):
-        return inspect(resolved, size, **engine, **options)
-    return inspect(resolved, size, label=target, **engine)
+    try:
+        if isinstance(resolved, str):
+            return inspect(resolved, size, **engine, **options)
+        spec = getattr(resolved, "spec", None)
+        if size is None and isinstance(spec, ResNetSpec):
+            # A checkpoint recognised as a CIFAR net runs at its own 32x32, as the variant name would.
+            size = parse_input_size(spec.default_input)
+        return inspect(resolved, size, label=target, **engine)
+    except (MemoryError, RuntimeError, InputError) as exc:
+        # A failed forward comes back as an InputError (ForwardFailed) that says where; its cause is the OOM.
+        cause = exc.__cause__ if isinstance(exc, InputError) else exc
+        if not engine.get("real") or cause is None or not _out_of_memory(cause):
+            raise
+        what = str(exc).strip() if isinstance(exc, InputError) else (
+            f"Building or running {target} for real ran out of memory ({type(exc).__name__}: {_first_line(exc)}).")
+        raise InputError(f"{what} Out of memory: drop --real, and the default trace runs on the meta device, which "
+                         "allocates nothing and gives the same shapes, parameters and MACs; or give a smaller "
+                         "--input.") from exc
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, or the RuntimeError torch's CPU allocator raises when an allocation fails."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "not enough memory" in text or "can't allocate memory" in text \
+        or "out of memory" in text
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), "no details")[:200]
 
 
 def resolve_checkpoint(path: Path, options: dict[str, Any]) -> tuple[Any, Any]:
@@ -161,6 +187,7 @@ def describe_inference(inference: Any) -> list[str]:
         lines.append(f"  state_dict found under '{inference.container}'")
     if inference.prefix:
         lines.append(f"  key prefix stripped: '{inference.prefix}'")
+    lines += [f"  note: {item}" for item in inference.notes]
     lines += [f"  read: {item}" for item in inference.evidence]
     lines += [f"  not in the weights: {item}" for item in inference.unseen]
     for label, keys in (("missing", inference.missing), ("unexpected", inference.unexpected)):
