@@ -264,7 +264,11 @@ def loads(text: str, file: str = "<snapshot>") -> Snapshot:
     if not text.strip():
         raise SnapshotError(file, "is empty, not a shape snapshot.")
     try:
-        doc = json.loads(text)
+        # A byte-order mark, as some Windows editors write, is allowed.
+        doc = json.loads(text.lstrip("\ufeff"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise SnapshotError(file, f"has the key {exc.key!r} twice in one object; JSON readers would silently keep "
+                            "one of them, so the file is refused (was it merged by hand?).") from None
     except json.JSONDecodeError as exc:
         raise SnapshotError(file, _json_problem(text, exc), line=exc.lineno, column=exc.colno) from None
     except RecursionError:
@@ -304,6 +308,10 @@ def loads(text: str, file: str = "<snapshot>") -> Snapshot:
     for name, shape in outputs.items():
         check.shape(shape, f"outputs.{name}")
     totals = check.field(doc, "totals", dict, "totals")
+    extra = sorted(set(totals) - set(TOTAL_FIELDS))
+    if extra:
+        raise check.error(f"unknown key {extra[0]!r} in totals (schema version {SCHEMA_VERSION} keeps "
+                          f"{', '.join(TOTAL_FIELDS)}).", "totals")
     for key in TOTAL_FIELDS:
         check.count(check.field(totals, key, int, f"totals.{key}"), f"totals.{key}")
     layer_docs = check.field(doc, "layers", list, "layers")
@@ -375,12 +383,32 @@ class _Checker:
         return layer
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: an object that names a key twice is an error, not "the last one wins"."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
 def _json_problem(text: str, exc: json.JSONDecodeError) -> str:
     """What a JSON syntax error most likely means for a snapshot file."""
     body = text.strip()
     if exc.pos == len(text) - len(text.lstrip()) and not body.startswith(("{", "[")):
         return f"is not JSON: it starts with {body[:20]!r}, where a shape snapshot starts with '{{'."
     detail = re.sub(r"( starting)? at$", "", exc.msg)  # "Unterminated string starting at": line and column follow
+    if exc.msg == "Extra data":
+        extra = text.lstrip("\ufeff")[exc.pos:].strip()[:20]
+        return f"is not valid JSON: more text follows the snapshot's closing '}}' ({extra!r}); two snapshots " \
+               "pasted together, or a stray edit?"
     if not body.endswith("}"):
         return f"is not valid JSON ({detail}): the file ends early, so it was probably truncated."
     return f"is not valid JSON ({detail})."

@@ -316,6 +316,9 @@ def test_tolerances(r18_file: Path) -> None:
     ("unknown_model", "cannot rebuild resnet9000 from it: Unknown model 'resnet9000'"),
     ("object", "cannot rebuild the model"),
     ("huge_number", "Exceeds the limit (4300 digits) for integer string conversion"),
+    ("extra_data", "more text follows the snapshot's closing '}'"),
+    ("duplicate_key", "has the key 'model' twice in one object"),
+    ("extra_total", "unknown key 'gflops' in totals"),
 ])
 def test_malformed_file(r18_file: Path, mutation: str, expected: str) -> None:
     text = r18_file.read_text()
@@ -345,6 +348,12 @@ def test_malformed_file(r18_file: Path, mutation: str, expected: str) -> None:
         edit_document(r18_file, built_from="object", model="MyNet")
     elif mutation == "huge_number":  # json.loads raises ValueError, not JSONDecodeError, for this
         r18_file.write_text(text.replace(f'"macs": {layer3["macs"]}', '"macs": 1' + "0" * 5000, 1))
+    elif mutation == "extra_data":  # two snapshots pasted into one file
+        r18_file.write_text(text + text)
+    elif mutation == "duplicate_key":  # JSON readers keep the last value silently
+        r18_file.write_text(text.replace('"model": ', '"model": "resnet50", "model": ', 1))
+    elif mutation == "extra_total":
+        r18_file.write_text(text.replace('"totals": {', '"totals": {"gflops": 2, ', 1))
     for fmt in ("text", "json", "github"):
         result = run("check", r18_file, "--format", fmt)
         assert result.exit_code == 2, result.output
@@ -352,6 +361,12 @@ def test_malformed_file(r18_file: Path, mutation: str, expected: str) -> None:
         assert result.exception is None or isinstance(result.exception, SystemExit)
     text_out = flat(run("check", r18_file).output)
     assert expected in text_out and str(r18_file) in text_out
+
+
+def test_a_byte_order_mark_is_read_past(r18_file: Path) -> None:
+    r18_file.write_bytes(b"\xef\xbb\xbf" + r18_file.read_bytes())  # as some Windows editors save UTF-8
+    result = run("check", r18_file)
+    assert result.exit_code == 0, result.output
 
 
 def test_malformed_file_positions(r18_file: Path) -> None:
