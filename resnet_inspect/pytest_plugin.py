@@ -14,6 +14,7 @@ Nothing heavy is imported until a test calls ``check``, so the plugin costs noth
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ class ShapeSnapshot:
 
     def path(self, name: str | None = None) -> Path:
         """The snapshot file for this test (``name`` tells several snapshots of one test apart)."""
-        suffix = f"__{_safe(name)}" if name else ""
+        suffix = f"__{_file_part(name)}" if name else ""
         return self.rootdir / SNAPSHOT_DIR / f"{self.stem}{suffix}.json"
 
     def check(self, model: Any, input_size: Any = None, *, name: str | None = None,
@@ -106,12 +107,38 @@ class ShapeSnapshot:
 @pytest.fixture
 def shape_snapshot(request: pytest.FixtureRequest) -> ShapeSnapshot:
     """Check a model's shapes, params and MACs against ``tests/__shapes__/<module>__<test>.json``."""
-    parts = [Path(str(request.node.path)).stem]
+    parts = [_module_part(Path(str(request.node.path)), request.config.rootpath)]
     if request.cls is not None:
         parts.append(request.cls.__name__)
     parts.append(request.node.name)
-    return ShapeSnapshot(request.config.rootpath, "__".join(_safe(p) for p in parts),
+    return ShapeSnapshot(request.config.rootpath, "__".join(_file_part(p) for p in parts),
                          bool(request.config.getoption("shape_update")), request.config.stash[_WRITTEN])
+
+
+def _module_part(path: Path, root: Path) -> str:
+    """The test module as a dotted path below the rootdir (``tests/`` left out), so that
+    ``tests/unit/test_a.py`` and ``tests/integration/test_a.py`` get files of their own while
+    ``tests/test_a.py`` is plain ``test_a``."""
+    try:
+        parts = list(path.relative_to(root).with_suffix("").parts)
+    except ValueError:
+        parts = [path.stem]
+    if len(parts) > 1 and parts[0] == "tests":
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def _file_part(text: str) -> str:
+    """A test name as part of a file name: ``test_x[resnet50-224]`` → ``test_x-resnet50-224``.
+
+    Any other character a file name cannot hold is replaced as well, and then a short hash of the
+    original name keeps apart ids that would otherwise meet (``[a b]`` and ``[a-b]``).
+    """
+    plain = re.sub(r"\[(.*)\]$", r"-\1", text)
+    safe = _safe(plain)
+    if safe == plain:
+        return safe
+    return f"{safe}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}"
 
 
 def _safe(text: str) -> str:

@@ -6,6 +6,7 @@ its diff. The last test is the project using the plugin itself (docs/ci.md point
 from __future__ import annotations
 
 import json
+import textwrap
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -162,3 +163,27 @@ def test_resnet18_fpn_backbone(shape_snapshot) -> None:  # type: ignore[no-untyp
     p6 = conv_out(320 // 32, 3, 2, 1)
     sides = [320 // 8, 320 // 16, 320 // 32, p6, conv_out(p6, 3, 2, 1)]
     assert sorted(stored["outputs"].values(), key=lambda shape: -shape[2]) == [[1, 256, s, s] for s in sides]
+
+
+def test_snapshot_files_never_collide(project: pytest.Pytester) -> None:
+    """Same-named modules in two folders, and ids that sanitise alike, each get a file of their own."""
+    body = """
+        import pytest
+
+        @pytest.mark.parametrize("label", ["a b", "a-b"])
+        def test_net(shape_snapshot, label):
+            shape_snapshot.check("resnet18", input_size={size})
+    """
+    for folder, size in (("unit", 32), ("integration", 64)):
+        (project.path / "tests" / folder).mkdir(parents=True)
+        (project.path / "tests" / folder / "test_same.py").write_text(
+            textwrap.dedent(body.format(size=size)))
+    run(project, "--shape-update", "--import-mode=importlib").assert_outcomes(passed=4)
+    stored = sorted(p.name for p in (project.path / "tests" / "__shapes__").iterdir())
+    assert len(stored) == 4 and len({s.rsplit("__", 1)[0] for s in stored}) == 2
+    assert {s.split("__")[0] for s in stored} == {"unit.test_same", "integration.test_same"}
+    # "a-b" keeps its plain name; "a b" (a space) gets a hash of the id, so the two never meet.
+    assert "unit.test_same__test_net-a-b.json" in stored
+    sizes = {json.loads((project.path / "tests" / "__shapes__" / s).read_text())["input_size"][2] for s in stored}
+    assert sizes == {32, 64}
+    run(project, "--import-mode=importlib").assert_outcomes(passed=4)
