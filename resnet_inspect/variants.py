@@ -229,10 +229,11 @@ def _check_types(given: dict[str, Any]) -> None:
 
 def _check_effect(spec: ResNetSpec, given: dict[str, Any]) -> None:
     """Refuse an option the built network would silently ignore, or build wrong."""
-    if "stride_in_1x1" in given and (spec.block != "bottleneck" or spec.preact):
-        why = ("a basic block has no 1x1 conv: its first 3x3 carries the stride" if spec.block != "bottleneck"
-               else "the pre-activation bottleneck keeps the stride in its 3x3")
-        raise InputError(f"--stride-in-1x1/--stride-in-3x3 changes nothing on {spec.name}: {why}.")
+    # On a basic block the option is accepted: He et al.'s Table 1 lists the MSRA ResNet-18 and -34
+    # with the others, and there the first 3x3 carries the stride under either placement.
+    if "stride_in_1x1" in given and spec.preact:
+        raise InputError(f"--stride-in-1x1/--stride-in-3x3 changes nothing on {spec.name}: the pre-activation "
+                         "bottleneck keeps the stride in its 3x3.")
     if "caffe_maxpool" in given and spec.stem == "cifar":
         raise InputError(f"--caffe-maxpool changes nothing on {spec.name}: the CIFAR stem is a single 3x3 conv "
                          "with no max pool.")
