@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import reading
 from .errors import InputError
+from .text import article, visible
 from .variants import MAX_BLOCKS, MAX_OUTPUTS, MAX_WIDTH, ResNetSpec, get_spec, spec_replace, variants
 
 # Globals the restricted loader may rebuild besides tensors and containers (see load_checkpoint).
@@ -97,21 +99,97 @@ class Inference:
 
 # -- loading ------------------------------------------------------------------------------------
 
-def load_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> Checkpoint:
+#: The most data a checkpoint may hold (the CLI's --max-checkpoint-size raises it). The largest
+#: ResNet of the zoo, wide_resnet101_2, has 127 M parameters, 0.5 GB in float32; with an Adam
+#: optimiser's two moments beside them 1.5 GB. 4 GiB leaves room and stops a zip entry that
+#: inflates 8 MB into 17 GB.
+MAX_CHECKPOINT_BYTES = 4 * 2**30
+_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20,
+          "G": 2**30, "GB": 2**30, "GIB": 2**30, "T": 2**40, "TB": 2**40, "TIB": 2**40}
+
+
+def parse_byte_size(text: str) -> int:
+    """``4G``, ``512M``, ``1.5GB``, ``1000000``: a size in bytes (binary units: 1K = 1024)."""
+    match = re.fullmatch(r"\s*(\d{1,15}(?:\.\d{1,6})?)\s*([a-zA-Z]{0,3})\s*", str(text))
+    unit = match and match.group(2).upper()
+    if match is None or unit not in _UNITS or float(match.group(1)) * _UNITS[unit] < 1:
+        raise InputError(f"Malformed size '{str(text)[:40]}': give a number of bytes, optionally with K, M, G or T "
+                         "(binary: 1K = 1024), e.g. 8G or 512M.")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def _starts_as_zip(path: Path) -> bool:
+    """True for torch.save's default format (a zip archive); only it can be mmapped."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) == b"PK\x03\x04"
+    except OSError as exc:
+        raise InputError(f"Cannot read the checkpoint file {reading.short(path)}: {reading.reason(exc)}.") from None
+
+
+def _check_expansion(path: Path, is_zip: bool, max_bytes: int) -> None:
+    """Refuse a checkpoint whose own headers say it holds more than ``max_bytes``, before reading it.
+
+    A zip archive says in its central directory how large each entry is once inflated: a crafted
+    file can deflate gigabytes of zeros into a few megabytes, so the sum of those sizes is what
+    counts. Every other format (a legacy torch.save pickle, safetensors) holds its data as it is,
+    so its size on disk is the bound. A TorchScript archive is named as such (torch.jit.save).
+    """
+    size = path.stat().st_size
+    if is_zip:
+        entries = _zip_entries(path)
+        if any(name.split("/")[1:2] in (["constants.pkl"], ["code"]) for name, _ in entries):
+            raise InputError(
+                f"{path} is a TorchScript archive (written by torch.jit.save), not a torch.save checkpoint: it holds "
+                "compiled code, which resnet-inspect does not load. Save its weights as a state_dict and inspect "
+                "that file: torch.save(torch.jit.load(PATH).state_dict(), 'weights.pth').")
+        size = sum(inflated for _, inflated in entries)
+    if size > max_bytes:
+        how = "its zip directory says its entries inflate to" if is_zip else "it is"
+        raise InputError(f"Refused to load {path}: {how} {_bytes(size)}, over the limit of {_bytes(max_bytes)} a "
+                         "checkpoint may hold (no ResNet needs more, and a small file that inflates this far is a "
+                         f"decompression bomb). If you trust the file, raise the limit: resnet-inspect "
+                         f"--max-checkpoint-size {_bytes(size, flag=True)} summary FILE.")
+
+
+def _zip_entries(path: Path) -> list[tuple[str, int]]:
+    """Each entry's name and inflated size, read from the zip's central directory alone."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return [(info.filename, info.file_size) for info in archive.infolist()]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise InputError(f"Cannot read {path} as a PyTorch checkpoint: it starts as a zip archive, the format "
+                         f"torch.save writes, but its zip directory cannot be read ({type(exc).__name__}: "
+                         f"{str(exc)[:100]}). The file is truncated, corrupted or not a torch.save file.") from None
+
+
+def _bytes(count: int, *, flag: bool = False) -> str:
+    """``4.0 GiB``, or as the flag takes it (``5G``, rounded up)."""
+    if flag:
+        return f"{-(-count // 2**30)}G"
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def load_checkpoint(path: str | Path, *, trust_pickle: bool = False,
+                    max_bytes: int = MAX_CHECKPOINT_BYTES) -> Checkpoint:
     """Load a ``.pth/.pt/.pkl/.bin/.ckpt`` (torch.save) or ``.safetensors`` file without running its code.
 
-    Raises InputError for a missing, truncated or foreign file, and for a pickle that names any
-    global other than tensors and containers (unless ``trust_pickle``).
+    Raises InputError for a missing, truncated or foreign file, for a pickle that names any
+    global other than tensors and containers (unless ``trust_pickle``), and for a file whose own
+    headers say it holds more than ``max_bytes`` (a decompression bomb: see :func:`_check_expansion`).
     """
-    target = Path(path)
-    if not target.is_file():
-        raise InputError(f"No such checkpoint file: {target}.")
+    target = reading.require_regular(path, "checkpoint file")
+    is_zip = _starts_as_zip(target)
+    _check_expansion(target, is_zip, max_bytes)
     if target.suffix.lower() == ".safetensors":
         return Checkpoint(target, _load_safetensors(target))
     import torch
 
-    with open(target, "rb") as handle:
-        is_zip = handle.read(4) == b"PK\x03\x04"  # torch.save's default format; only it can be mmapped
     try:
         # argparse.Namespace, which old training scripts save next to the weights, is allowed: the
         # restricted unpickler makes it with Namespace.__new__ and fills its __dict__ with values it
@@ -206,6 +284,7 @@ def _unwrap(path: Path, obj: Any, container: str | None = None, level: int = 0) 
                 return _unwrap(path, inner, f"{container}.{key}" if container else key, level + 1)
         tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
         if tensors:
+            _check_tensor_kinds(path, tensors)
             return Checkpoint(path, tensors, container)
         # Another name (``weights``, ``params`` ...): the one entry that is a dict of named tensors.
         nested = {k: sum(isinstance(t, torch.Tensor) for t in v.values()) for k, v in obj.items()
@@ -216,7 +295,32 @@ def _unwrap(path: Path, obj: Any, container: str | None = None, level: int = 0) 
         keys = ", ".join(map(str, list(obj)[:_LIST])) or "none"
         raise InputError(f"{path} holds a dict without tensors (keys: {keys}); a checkpoint should be a state_dict, "
                          f"or hold one under {' or '.join(repr(k) for k in CONTAINER_KEYS[:3])}.")
-    raise InputError(f"{path} holds a {type(obj).__name__}, not a state_dict (a dict of named tensors).")
+    kind = type(obj).__name__
+    raise InputError(f"{path} holds {article(kind)} {kind}, not a state_dict (a dict of named tensors).")
+
+
+def _tensor_kind(tensor: Any) -> str | None:
+    """What makes a tensor unusable as a weight (nested, sparse, quantized), or None for a dense one."""
+    import torch
+
+    if tensor.is_nested:
+        return "a nested tensor (torch.nested)"
+    if tensor.layout != torch.strided:
+        return f"a sparse tensor ({str(tensor.layout).removeprefix('torch.')})"
+    if tensor.is_quantized:
+        return f"a quantized tensor ({str(tensor.dtype).removeprefix('torch.')})"
+    return None
+
+
+def _check_tensor_kinds(path: Path, tensors: Mapping[str, Any]) -> None:
+    """Refuse a state_dict that holds tensors no ResNet weight can be: a weight is dense."""
+    odd = [(k, kind) for k, kind in ((k, _tensor_kind(v)) for k, v in tensors.items()) if kind is not None]
+    if odd:
+        shown = "; ".join(f"{visible(k)} is {kind}" for k, kind in odd[:_LIST])
+        more = f" and {len(odd) - _LIST} more" if len(odd) > _LIST else ""
+        raise InputError(f"{path} holds tensors that no model weight can be: {shown}{more}. A ResNet's state_dict "
+                         "holds dense tensors: save it from the float model, before quantization, with sparse weights "
+                         "made dense (tensor.to_dense()), and inspect that file.")
 
 
 # -- inference ----------------------------------------------------------------------------------
@@ -514,8 +618,8 @@ def _some(keys: list[str]) -> str:
 
 # -- the model ----------------------------------------------------------------------------------
 
-def load_model(path: str | Path, *, trust_pickle: bool = False, options: Mapping[str, Any] | None = None
-               ) -> tuple[Any, Inference | None]:
+def load_model(path: str | Path, *, trust_pickle: bool = False, options: Mapping[str, Any] | None = None,
+               max_bytes: int = MAX_CHECKPOINT_BYTES) -> tuple[Any, Inference | None]:
     """The model a checkpoint holds, carrying the checkpoint's own tensors, and how it was recognised.
 
     A state_dict is matched to a variant (:func:`infer`), built on the meta device and given the
@@ -523,7 +627,7 @@ def load_model(path: str | Path, *, trust_pickle: bool = False, options: Mapping
     zeros on the CPU so a real forward still runs; they are listed in ``Inference.missing``. A whole
     pickled module (``trust_pickle`` only) comes back as it is, with no inference.
     """
-    checkpoint = load_checkpoint(path, trust_pickle=trust_pickle)
+    checkpoint = load_checkpoint(path, trust_pickle=trust_pickle, max_bytes=max_bytes)
     if checkpoint.module is not None:
         given = sorted(k for k, v in (options or {}).items() if v is not None)
         if given:

@@ -69,7 +69,7 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, force: bool
     target = check_writable(path, force=force)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target, _TEMP_SUFFIX), suffix=_TEMP_SUFFIX, dir=target.parent)
     except OSError as exc:  # e.g. a read-only or special file system
         raise InputError(f"Could not write {target}: {exc.strerror or exc}.") from exc
     try:
@@ -89,6 +89,29 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, force: bool
         _remove(tmp)
         raise
     return Path(path)
+
+
+_TEMP_SUFFIX = ".tmp"
+_RANDOM = 8  # characters tempfile.mkstemp puts between the prefix and the suffix
+
+
+def _temp_prefix(target: Path, suffix: str) -> str:
+    """``.NAME.``, the start of the temporary file's name, cut so the whole name fits the folder's
+    limit (255 bytes on most file systems): a legal 255-byte output name must stay writable."""
+    limit = _name_max(target.parent)
+    room = limit - len(suffix.encode()) - _RANDOM - 2  # the two dots around the name
+    name = target.name.encode("utf-8", "surrogateescape")
+    if len(name) > room:
+        name = name[:max(room, 1)].decode("utf-8", "ignore").encode("utf-8", "surrogateescape")
+    return f".{name.decode('utf-8', 'surrogateescape')}."
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, the file system holding ``folder`` takes."""
+    try:
+        return int(os.pathconf(folder if str(folder) else ".", "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no answer
+        return 255
 
 
 def _remove(path: str) -> None:

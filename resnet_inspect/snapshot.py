@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from . import reading
 from .fileio import atomic_write
 from .variants import _VARIANTS, FPNSpec, ResNetSpec, get_spec
 
@@ -45,6 +46,8 @@ TOLERANCE_FIELDS = ("buffers", "macs", "params", "trainable_params")
 FPN_INPUT = 512
 
 Key = tuple[str, int]
+#: The largest snapshot file ``check`` reads (see docs/security.md, "What is bounded").
+MAX_SNAPSHOT_BYTES = 64 * 2**20
 
 
 class SnapshotError(InputError):
@@ -243,15 +246,25 @@ def write(snapshot: Snapshot, path: str | os.PathLike[str]) -> bool:
 def load(path: str | os.PathLike[str]) -> Snapshot:
     """Read and validate a snapshot file; :class:`SnapshotError` says what is wrong and where."""
     file = str(path)
-    target = Path(path)
-    if target.is_dir():
-        raise SnapshotError(file, "is a directory, not a snapshot file.")
     try:
-        raw = target.read_bytes()
-    except FileNotFoundError:
-        raise SnapshotError(file, "no such file. Write it with `resnet-inspect snapshot MODEL -o FILE`.") from None
+        found = reading.kind(path)
     except OSError as exc:
-        raise SnapshotError(file, f"cannot be read: {exc.strerror or exc}.") from None
+        raise SnapshotError(file, f"cannot be read: {reading.reason(exc)}.") from None
+    if found is None:
+        raise SnapshotError(file, "no such file. Write it with `resnet-inspect snapshot MODEL -o FILE`.")
+    if found == "a directory":
+        raise SnapshotError(file, "is a directory, not a snapshot file.")
+    if found != "a regular file":
+        raise SnapshotError(file, f"is {found}, not a snapshot file (only regular files are read: a pipe or a "
+                                  "device could block or never end).")
+    try:
+        raw = reading.read_bounded(path, MAX_SNAPSHOT_BYTES)
+    except reading.TooLarge as exc:
+        raise SnapshotError(file, f"is {exc.size:,} bytes or more, over the {MAX_SNAPSHOT_BYTES:,} a snapshot may "
+                                  "have (the deepest model the builder makes, 1000 blocks a stage, takes about "
+                                  "25 MB), so it is not one.") from None
+    except OSError as exc:
+        raise SnapshotError(file, f"cannot be read: {reading.reason(exc)}.") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..inputs import parse_input_size, parse_tensor_shape
+from ..inputs import check_elements, parse_input_size, parse_pad_to, parse_tensor_shape
 from ..models.resnet import build_model
 from ..variants import ResNetSpec, get_spec
 from . import counters
@@ -48,12 +48,12 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         size = parse_input_size(input_size)
     padded_from = None
     if pad_to is not None:
-        if isinstance(pad_to, bool) or not isinstance(pad_to, int) or pad_to < 1:
-            raise InputError(f"--pad-to must be a positive integer, not {pad_to!r}.")
+        pad_to = parse_pad_to(pad_to)
         if len(size) < 3:
             raise InputError(f"pad_to pads the last two (spatial) dimensions; the input shape {size} has none.")
         padded = (*size[:-2], pad_to_multiple(size[-2], pad_to), pad_to_multiple(size[-1], pad_to))
         if padded != size:
+            check_elements(list(padded), padded)
             padded_from, size = size, padded
     if spec is not None:
         check_fpn_alignment(spec, size)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Optional
 
 import typer
 import typer.core
@@ -59,9 +60,14 @@ def _root(
     trust_pickle: bool = typer.Option(
         False, "--trust-pickle", help="Load checkpoints with torch.load(weights_only=False). This runs any code the "
         "file names: use it only for files you trust (see docs/security.md)."),
+    max_checkpoint_size: Optional[str] = typer.Option(
+        None, "--max-checkpoint-size", metavar="SIZE", show_default=False,
+        help="The most data a checkpoint may hold, judged from its headers before it is read (default 4G; "
+             "e.g. 8G, 512M). Guards against decompression bombs (see docs/security.md)."),
 ) -> None:
     common.STATE.debug = debug
     common.STATE.trust_pickle = trust_pickle
+    common.STATE.max_checkpoint_size = max_checkpoint_size
 
 
 from . import commands  # noqa: E402  (registers the commands on ``app``)

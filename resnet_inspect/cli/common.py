@@ -18,6 +18,7 @@ from rich.markup import escape
 from ..checkpoint import CHECKPOINT_SUFFIXES
 from ..errors import InputError
 from ..inputs import parse_input_size
+from ..text import article, visible_lines
 from ..variants import _VARIANTS, ResNetSpec, get_spec, unknown_name_error
 
 
@@ -25,6 +26,7 @@ from ..variants import _VARIANTS, ResNetSpec, get_spec, unknown_name_error
 class _State:
     debug: bool = False
     trust_pickle: bool = False  # --trust-pickle: load checkpoints with weights_only=False (runs their code)
+    max_checkpoint_size: str | None = None  # --max-checkpoint-size, as given (parsed when a checkpoint is read)
 
 
 STATE = _State()
@@ -167,9 +169,10 @@ def _first_line(exc: BaseException) -> str:
 
 def resolve_checkpoint(path: Path, options: dict[str, Any]) -> tuple[Any, Any]:
     """Load a checkpoint safely (``--trust-pickle`` aside), infer its variant and report the inference on stderr."""
-    from ..checkpoint import load_model
+    from ..checkpoint import MAX_CHECKPOINT_BYTES, load_model, parse_byte_size
 
-    model, inference = load_model(path, trust_pickle=STATE.trust_pickle, options=options)
+    limit = MAX_CHECKPOINT_BYTES if STATE.max_checkpoint_size is None else parse_byte_size(STATE.max_checkpoint_size)
+    model, inference = load_model(path, trust_pickle=STATE.trust_pickle, options=options, max_bytes=limit)
     err = console(stderr=True)
     if inference is None:
         err.print(f"Loaded a whole pickled {type(model).__name__} from {path} (--trust-pickle: the file's code was "
@@ -221,7 +224,8 @@ def _load_factory(target: str, options: dict[str, Any]) -> Any:
     from torch import nn
 
     if not isinstance(model, nn.Module):
-        raise InputError(f"{target}() returned a {type(model).__name__}, not a torch.nn.Module.")
+        kind = type(model).__name__
+        raise InputError(f"{target}() returned {article(kind)} {kind}, not a torch.nn.Module.")
     return model
 
 
@@ -231,6 +235,11 @@ def input_size(text: str | None) -> tuple[int, int, int, int] | None:
 
 
 class _Console(Console):
+    def render_str(self, text: str, **kwargs: Any) -> Any:
+        """Every string printed shows control characters as escapes (a module named
+        ``conv1\\x1b[2J`` must not clear the screen); newlines and tabs are kept."""
+        return super().render_str(visible_lines(text), **kwargs)
+
     def on_broken_pipe(self) -> None:
         """The reader went away (``| head``): it has what it wanted, so end quietly with exit 0.
         rich's default exits 1, which this tool keeps for a check that found differences."""
