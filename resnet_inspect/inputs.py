@@ -87,7 +87,8 @@ def parse_pad_to(value: Any) -> int:
     except (TypeError, ValueError, OverflowError):
         number = 0
     if not 1 <= number <= MAX_DIM:
-        raise InputError(f"--pad-to must be a whole number from 1 to {MAX_DIM:,}, not {_clip(repr(value))}.")
+        raise InputError(f"--pad-to must be a positive integer, not {_clip(repr(value))} (at most {MAX_DIM:,}: a "
+                         "larger multiple pads past any input size).")
     return number
 
 

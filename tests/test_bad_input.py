@@ -269,7 +269,7 @@ def factories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     ("missing", "has no callable 'missing'"),
     ("NOT_CALLABLE", "has no callable 'NOT_CALLABLE'"),
     ("raises", "raises() raised ValueError: factory exploded"),
-    ("not_a_module", "not_a_module() returned a int, not a torch.nn.Module"),
+    ("not_a_module", "not_a_module() returned an int, not a torch.nn.Module"),
 ])
 def test_broken_factories(factories: str, attr: str, message: str) -> None:
     code, out = run("summary", f"{factories}:{attr}")

@@ -1,12 +1,15 @@
 """What every model-taking command shares: builder flags, model resolution, errors, consoles."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import importlib
 import inspect
+import io
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
@@ -15,10 +18,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .. import reading
 from ..checkpoint import CHECKPOINT_SUFFIXES
 from ..errors import InputError
 from ..inputs import parse_input_size
-from ..text import article, visible_lines
+from ..text import article, visible, visible_lines
 from ..variants import _VARIANTS, ResNetSpec, get_spec, unknown_name_error
 
 
@@ -117,12 +121,21 @@ def resolve_model(target: str, options: dict[str, Any]) -> Any:
         get_spec(target, **options)  # validate options before any heavy import
         return target
     path = Path(target)
-    if path.is_file():
+    looks_like_a_file = path.suffix.lower() in CHECKPOINT_SUFFIXES or os.sep in target
+    try:
+        found = reading.kind(path)
+    except OSError as exc:  # a name over 255 bytes, a folder without permission...
+        if looks_like_a_file:
+            raise InputError(f"Cannot read the checkpoint file {reading.short(target)}: {reading.reason(exc)}.") \
+                from None
+        found = None
+    if found == "a regular file":
         model, _ = resolve_checkpoint(path, options)
         return model
+    if found is not None and looks_like_a_file:
+        raise InputError(f"{reading.short(target)} is {found}, not a checkpoint file.")
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-        raise InputError(f"No such checkpoint file: {target}." if not path.is_dir() else f"{target} is a directory, "
-                         "not a checkpoint file.")
+        raise InputError(f"No such checkpoint file: {reading.short(target)}.")
     if ":" in target:
         return _load_factory(target, options)
     raise unknown_name_error(target)
@@ -211,22 +224,76 @@ def _load_factory(target: str, options: dict[str, Any]) -> Any:
     # Whatever the user's code does while it is imported or called (an exception of any kind, a
     # syntax error, sys.exit) is bad input, reported as such; never a crash or a silent exit.
     try:
-        module = importlib.import_module(module_name)
+        with _no_terminal():
+            module = importlib.import_module(module_name)
+    except WantsTerminal as exc:
+        raise InputError(f"Importing '{module_name}' for {target} {exc}") from None
     except (Exception, SystemExit) as exc:
-        raise InputError(f"Cannot import '{module_name}' for {target}: {type(exc).__name__}: {exc}.") from exc
+        raise InputError(f"Cannot import '{module_name}' for {target}: {_raised(exc)}.") from exc
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
         raise InputError(f"'{module_name}' has no callable '{attr}', so {target} cannot build a model.")
     try:
-        model = factory()
+        with _no_terminal():
+            model = factory()
+    except WantsTerminal as exc:
+        raise InputError(f"{target}() {exc}") from None
     except (Exception, SystemExit) as exc:
-        raise InputError(f"{target}() raised {type(exc).__name__}: {exc}.") from exc
+        raise InputError(f"{target}() raised {_raised(exc)}.") from exc
     from torch import nn
 
     if not isinstance(model, nn.Module):
         kind = type(model).__name__
         raise InputError(f"{target}() returned {article(kind)} {kind}, not a torch.nn.Module.")
     return model
+
+
+class WantsTerminal(Exception):
+    """The user's code asked for a terminal (a debugger, an interactive prompt, input())."""
+
+
+class _NoInput(io.TextIOBase):
+    """Standard input while the user's code runs: any read raises :class:`WantsTerminal`."""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> str:
+        raise WantsTerminal("read from standard input (input(), pdb.set_trace() or code.interact() left in the "
+                            "code?). resnet-inspect runs a factory unattended, with no terminal to answer; remove "
+                            "the call.")
+
+    readline = read  # type: ignore[assignment]
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _breakpoint(*args: Any, **kwargs: Any) -> None:
+    raise WantsTerminal("called breakpoint(). resnet-inspect runs a factory unattended, with no terminal for a "
+                        "debugger; remove the call (or set PYTHONBREAKPOINT=0 when you run it yourself).")
+
+
+@contextlib.contextmanager
+def _no_terminal() -> Iterator[None]:
+    """Run the user's code with breakpoint() and standard input refused, then put both back.
+
+    A factory that stops in a debugger would otherwise wait for a keystroke that a CI job never
+    sends. ``os._exit`` cannot be caught: a factory that calls it ends the process.
+    """
+    saved = sys.stdin, sys.breakpointhook
+    sys.stdin, sys.breakpointhook = _NoInput(), _breakpoint
+    try:
+        yield
+    finally:
+        sys.stdin, sys.breakpointhook = saved
+
+
+def _raised(exc: BaseException) -> str:
+    """``ValueError: why``; ``sys.exit(5)`` for a SystemExit, which is not an error but a call."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: {exc} (it called sys.exit({exc.code!r}))"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def input_size(text: str | None) -> tuple[int, int, int, int] | None:
@@ -239,6 +306,19 @@ class _Console(Console):
         """Every string printed shows control characters as escapes (a module named
         ``conv1\\x1b[2J`` must not clear the screen); newlines and tabs are kept."""
         return super().render_str(visible_lines(text), **kwargs)
+
+    def render(self, renderable: Any, options: Any = None) -> Iterator[Any]:
+        """The last line of defence: no segment of text reaches the terminal with a raw control
+        character, whichever renderable made it (rich's own control segments, such as cursor moves,
+        pass). Renderers escape names before layout (:func:`resnet_inspect.text.visible`), so this
+        only matters for a name that slipped past them."""
+        from rich.segment import Segment
+
+        for segment in super().render(renderable, options):
+            if segment.control or visible_lines(segment.text) == segment.text:
+                yield segment
+            else:
+                yield Segment(visible_lines(segment.text), segment.style, segment.control)
 
     def on_broken_pipe(self) -> None:
         """The reader went away (``| head``): it has what it wanted, so end quietly with exit 0.
@@ -259,6 +339,28 @@ def console(stderr: bool = False) -> Console:
     return _Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
+# Errors the operating system gives for a path the user named: the input is wrong, not the tool.
+_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.ELOOP, errno.EISDIR, errno.ENOTDIR,
+                errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENXIO, errno.ENODEV}
+
+
+def _bad_input(exc: BaseException) -> str | None:
+    """The message for an error that is the input's doing though it is not an InputError, or None.
+
+    A model nested deeper than Python's recursion limit fails wherever it is walked (torch's own
+    ``named_modules`` recurses), so a RecursionError anywhere means the model is too deep. An
+    OSError about a path the user gave (too long, no permission, a loop of links) is theirs too.
+    """
+    if isinstance(exc, RecursionError):
+        return (f"The model is nested too deep: walking its modules exceeded Python's recursion limit "
+                f"({sys.getrecursionlimit():,} frames; torch's own named_modules() recurses once per level). "
+                "Flatten the nesting (an nn.Sequential of the blocks instead of each block holding the next).")
+    if isinstance(exc, OSError) and exc.errno in _PATH_ERRNOS:
+        where = f" {reading.short(exc.filename)}" if exc.filename else ""
+        return f"Cannot use the file{where}: {reading.reason(exc)}."
+    return None
+
+
 def handle_errors(func: F) -> F:
     """Bad input becomes one paragraph on stderr and exit code 2 (a traceback only with --debug)."""
 
@@ -269,13 +371,21 @@ def handle_errors(func: F) -> F:
         except InputError as exc:
             if STATE.debug:
                 raise
-            console(stderr=True).print(f"[bold red]Error:[/] {escape(str(exc))}", markup=True, highlight=False)
+            # One paragraph: a newline or escape sequence inside a user's name is shown, not obeyed.
+            console(stderr=True).print(f"[bold red]Error:[/] {escape(visible(str(exc)))}", markup=True,
+                                       highlight=False)
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except BrokenPipeError:  # plain writes (json, csv) into a pipe whose reader has gone
             _silence_stdout()
             raise typer.Exit(0) from None
+        except (RecursionError, OSError) as exc:
+            bad = _bad_input(exc)
+            if bad is None or STATE.debug:
+                raise
+            console(stderr=True).print(f"[bold red]Error:[/] {escape(bad)}", markup=True, highlight=False)
+            raise typer.Exit(2) from None
         except Exception as exc:
             if STATE.debug:
                 raise

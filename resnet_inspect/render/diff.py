@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis.records import LayerRecord, Report
+from ..text import visible
 from .table import count_text, is_plain, model_title, pair_text, print_section, print_table, shape_text, si_text, table_box
 
 Key = tuple[str, int]
@@ -226,8 +227,8 @@ def _delta(va: Any, vb: Any) -> tuple[str, str]:
 
 def print_diff(a: Report, b: Report, console: Console) -> bool:
     """Print the differing layers, the stride placement and the totals; return whether they differ."""
-    console.print(Text("A: ", style="bold") + Text(label(a)))
-    console.print(Text("B: ", style="bold") + Text(label(b)))
+    console.print(Text("A: ", style="bold") + Text(visible(label(a))))
+    console.print(Text("B: ", style="bold") + Text(visible(label(b))))
     layers = diff_layers(a, b)
     left, right = _leaves(a), _leaves(b)
     renumbered = _renumbered(left, right)

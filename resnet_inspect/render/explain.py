@@ -18,6 +18,7 @@ from rich.text import Text
 from ..analysis.records import LayerRecord, Report
 from ..errors import InputError
 from ..analysis.shapes import Window, window_output
+from ..text import visible, visible_lines
 from .table import count_text, model_title, number_text, pair_text, print_section, shape_text, shapes_text
 
 _BLOCK = re.compile(r"^((?:.+\.)?(?:layer\d+\.\d+|stages\.\d+\.blocks\.\d+))(?:[.:]|$)")
@@ -468,8 +469,8 @@ def print_explain(report: Report, layer: str, console: Console) -> None:
     """Explain one layer in four sections: shape, MACs, receptive field, downsampling."""
     rec = find_record(report, layer)
     calls = sum(1 for r in report.layers if r.name == rec.name)
-    title = Text(f"{rec.name} ", style="bold")
-    title.append(f"({rec.type}) in {model_title(report)} at {shape_text(report.input_size)}, stage {rec.stage or '—'}")
+    title = Text(f"{visible(rec.name)} ", style="bold")
+    title.append(f"({visible(rec.type)}) in {model_title(report)} at {shape_text(report.input_size)}, stage {rec.stage or '—'}")
     console.print(title)
     if calls > 1:
         console.print(f"This module is called {calls} times; this is call {rec.call + 1} (name it "
@@ -478,4 +479,4 @@ def print_explain(report: Report, layer: str, console: Console) -> None:
                 ("Receptive field and jump", receptive_field_lines(report, rec)),
                 ("Downsampling", downsample_lines(report, rec)))
     for heading, lines in sections:
-        print_section(console, heading, Text("\n".join(lines)))
+        print_section(console, heading, Text(visible_lines("\n".join(lines))))

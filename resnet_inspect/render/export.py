@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from ..analysis.records import Report
+from ..text import visible
 from .table import (
     count_text, number_text, pair_text, projection_note, shape_text, shapes_text, shows_row, si_text, stride_text,
     summary_rows,
@@ -43,8 +44,8 @@ def csv_rows(report: Report, depth: int | None = None) -> list[dict[str, Any]]:
     for row in summary_rows(report, depth):
         rec = row.record
         rows.append({
-            "index": rec.index, "name": rec.name, "type": rec.type, "kind": rec.kind, "depth": rec.depth,
-            "parent": rec.parent if rec.parent is not None else "", "call": rec.call, "stage": rec.stage,
+            "index": rec.index, "name": visible(rec.name), "type": visible(rec.type), "kind": rec.kind, "depth": rec.depth,
+            "parent": visible(rec.parent) if rec.parent is not None else "", "call": rec.call, "stage": rec.stage,
             "input_shape": ";".join(_dims(s) for s in rec.input_shapes),
             "output_shape": ";".join(_dims(s) for s in rec.output_shapes),
             "params": row.params, "trainable_params": row.trainable_params, "buffers": row.buffers,
@@ -58,7 +59,7 @@ def csv_rows(report: Report, depth: int | None = None) -> list[dict[str, Any]]:
     for entry in report.uncalled:
         # Built but never called: their parameters are in the totals, so they get a row too.
         rows.append({column: "" for column in CSV_COLUMNS} | {
-            "name": entry["name"], "type": entry["type"], "kind": "uncalled", "params": entry["params"],
+            "name": visible(entry["name"]), "type": visible(entry["type"]), "kind": "uncalled", "params": entry["params"],
             "trainable_params": entry["trainable_params"], "buffers": entry["buffers"], "macs": 0,
             "other_ops": 0, "output_bytes": 0, "mac_share": "0", "folded": 0,
         })
@@ -92,7 +93,7 @@ def to_markdown(report: Report, depth: int | None = None) -> str:
         if not shows_row(row):  # the root, when it owns nothing itself
             continue
         rec = row.record
-        name = "&nbsp;" * 2 * max(rec.depth - 1, 0) + (f"`{rec.name}`" if rec.name else "(root)")
+        name = "&nbsp;" * 2 * max(rec.depth - 1, 0) + (f"`{visible(rec.name)}`" if rec.name else "(root)")
         if rec.call:
             name += f" (call {rec.call + 1})"
         if row.folded:

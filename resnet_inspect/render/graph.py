@@ -29,6 +29,7 @@ from pathlib import Path
 import graphviz
 
 from ..analysis.records import LayerRecord, Report
+from ..text import visible
 from .table import model_title
 
 Shape = tuple[int, ...]
@@ -204,15 +205,40 @@ def _window(rec: LayerRecord) -> str:
 
 def _html(*lines: str) -> str:
     """An HTML-like Graphviz label: the first line bold, the others already formatted."""
-    return "<" + "<BR/>".join([f"<B>{html.escape(lines[0])}</B>", *lines[1:]]) + ">"
+    return "<" + "<BR/>".join([f"<B>{_html_text(lines[0])}</B>", *lines[1:]]) + ">"
 
 
 def _detail(text: str) -> str:
-    return _DETAIL.format(html.escape(text))
+    return _DETAIL.format(_html_text(text))
 
 
 def _note(text: str) -> str:
-    return _NOTE.format(html.escape(text))
+    return _NOTE.format(_html_text(text))
+
+
+# A module's name is the user's string: quotes, backslashes, newlines, ``<``, ``{`` and control
+# characters are all legal in nn.ModuleDict keys. Each kind of DOT text gets its own escaping.
+
+def _html_text(text: str) -> str:
+    """Text inside an HTML-like label: control characters shown as escapes (XML refuses them), then
+    ``<``, ``>``, ``&`` and quotes as entities."""
+    return html.escape(visible(text))
+
+
+def _esc(text: str) -> str:
+    """A plain (escString) label, tooltip or attribute: shown escapes, and each backslash doubled,
+    since Graphviz reads ``\\n`` or ``\\N`` inside one as a line break or the node's name."""
+    return graphviz.nohtml(visible(text).replace("\\", "\\\\"))
+
+
+_ID_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/@")
+
+
+def _dot_id(text: str) -> str:
+    """A node or cluster ID: the name itself when it is plain (``layer1.0.conv1``), any other
+    character written as ``%XX`` (its UTF-8 bytes), so no ID needs quoting rules or looks like HTML."""
+    return "".join(c if c in _ID_SAFE else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+                   for c in text)
 
 
 def _short(name: str, parent: str) -> str:
@@ -232,7 +258,7 @@ def _tooltip(rec: LayerRecord) -> str:
 
 def _node_id(rec: LayerRecord) -> str:
     # ':' separates a node from a port in DOT edges, so function records (``layer1.0:add``) use '/'.
-    name = rec.name.replace(":", "/")
+    name = _dot_id(rec.name.replace(":", "/"))
     return name if rec.call == 0 else f"{name}@{rec.call}"
 
 
@@ -247,7 +273,7 @@ class _Diagram:
         self.parts = anatomy(report)
         self.shapes: dict[str, Shape | None] = {}
         self.row_start: str | None = None  # first node of the latest row of the depth-1 grid
-        self.graph = graphviz.Digraph(name=report.model)
+        self.graph = graphviz.Digraph(name=_esc(report.model))
         self.graph.attr(rankdir="TB", fontname=_FONT, fontsize="12", labelloc="t", labeljust="l",
                         nodesep="0.22", ranksep="0.32", newrank="true", label=self._title())
         self.graph.attr("node", shape="box", style="rounded,filled", fontname=_FONT, fontsize="10",
@@ -258,7 +284,7 @@ class _Diagram:
     def _title(self) -> str:
         report = self.report
         t = report.totals
-        lines = [f"<B>{html.escape(model_title(report))}</B>  input {_dims(report.input_size)}"
+        lines = [f"<B>{_html_text(model_title(report))}</B>  input {_dims(report.input_size)}"
                  f" (batch {report.input_size[0]}) · {t['params'] / 1e6:.2f} M params"
                  f" · {t['macs'] / 1e9:.2f} GMACs",
                  _detail(f"depth: {report.depth.get('formula', '')}")]
@@ -269,7 +295,7 @@ class _Diagram:
     def node(self, where: graphviz.Digraph, node_id: str, label: str, cls: str, fill: str,
              out: Shape | None, tooltip: str, **attrs: str) -> str:
         """Declare a node in ``where`` (a cluster or the graph) and remember its output shape."""
-        where.node(node_id, label, fillcolor=fill, tooltip=tooltip, **{"class": cls}, **attrs)
+        where.node(node_id, label, fillcolor=fill, tooltip=_esc(tooltip), **{"class": cls}, **attrs)
         self.shapes[node_id] = out
         return node_id
 
@@ -350,7 +376,7 @@ class _Diagram:
         stride = f"stride {stage.stride}" if stage.stride else ""
         label = " · ".join(x for x in (stage.label, stage.record.name, stride, size) if x)
         with self.graph.subgraph(name=f"cluster_{stage.label}") as cluster:
-            cluster.attr(label=label, style="rounded", color="#9ca3af", fontsize="10")
+            cluster.attr(label=_esc(label), style="rounded", color="#9ca3af", fontsize="10")
             if self.depth <= 1:
                 for start in range(0, len(stage.blocks), BLOCKS_PER_ROW):
                     with cluster.subgraph() as row:
@@ -409,9 +435,9 @@ class _Diagram:
         self.edge(last, node, **wrap)
         branch = [r for r in block.leaves if block.in_shortcut(r)]
         if branch and last is not None:
-            self.graph.edge(last, node, label=self._shortcut_label(branch, block), style="dashed",
+            self.graph.edge(last, node, label=_esc(self._shortcut_label(branch, block)), style="dashed",
                             color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR,
-                            **{"class": "projection", "id": self._shortcut_id(branch)}, **wrap)
+                            **{"class": "projection", "id": _esc(self._shortcut_id(branch))}, **wrap)
         return node
 
     def _shortcut_label(self, branch: list[LayerRecord], block: Block) -> str:
@@ -435,9 +461,9 @@ class _Diagram:
         fill = _FILL.get(stage.label, "#f3f4f6")
         free = {"constraint": "false"} if beside else {}
         top: str | None = None
-        with where.subgraph(name=f"cluster_{block.record.name}") as cluster:
+        with where.subgraph(name=f"cluster_{_dot_id(block.record.name)}") as cluster:
             lines = self._block_lines(block)
-            cluster.attr(label=f"<{' · '.join([f'<B>{html.escape(lines[0])}</B>', *lines[1:]])}>",
+            cluster.attr(label=f"<{' · '.join([f'<B>{_html_text(lines[0])}</B>', *lines[1:]])}>",
                          style="rounded,dashed", color="#9ca3af", fontsize="9")
             main, side = entry, entry
             gate: str | None = None  # the last node of a squeeze-excitation branch
@@ -477,7 +503,7 @@ class _Diagram:
                         branch = [r for r in block.leaves if block.in_shortcut(r)]
                         self.graph.edge(entry, node, label=f"stride {_branch_stride(branch, block)}",
                                         style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR,
-                                        **{"class": "projection", "id": self._shortcut_id(branch)}, **free)
+                                        **{"class": "projection", "id": _esc(self._shortcut_id(branch))}, **free)
                     else:
                         self.edge(side, node, style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR)
                     side = node
@@ -577,7 +603,7 @@ class _Diagram:
                         source, up_rec = upsamples[up]
                         self.graph.edge(source, node_id, label=f"{_fpn_detail(up_rec, 'upsample')} → "
                                         f"{_dims(_out(up_rec))}", constraint="false",
-                                        **{"class": "upsample", "id": up_rec.name})
+                                        **{"class": "upsample", "id": _esc(up_rec.name)})
                     else:
                         self.edge(up, node_id, constraint="false")
                     _join(rows, side, node_id)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..snapshot import Change, CheckResult, LayerChange, LayerOnlyIn, SnapshotDiff
+from ..text import visible, visible_lines
 from .table import count_text, shape_text
 
 LIMIT = 50  # layers listed per kind (changed, added, removed) before "… and N more"
@@ -139,7 +140,7 @@ def print_results(results: list[CheckResult], console: Console, limit: int | Non
     """The text report: each file's outcome and diff, then one summary line."""
     for result in results:
         for sign, text in result_lines(result, limit):
-            console.print(Text(text, style=_STYLES[sign]), soft_wrap=True)
+            console.print(Text(visible(text), style=_STYLES[sign]), soft_wrap=True)
     console.print(Text(summary_line(results), style="bold"), soft_wrap=True)
 
 
@@ -179,7 +180,8 @@ def results_json(results: list[CheckResult], code: int) -> str:
 # -- GitHub Actions annotations ------------------------------------------------------------------
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    # GitHub's log viewer renders ANSI escapes, so control characters are shown, never sent.
+    return visible_lines(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _escape_property(text: str) -> str:

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from ..analysis.records import LayerRecord, Report
 from ..errors import InputError
+from ..text import visible
 
 
 def _shape(shape: tuple[int, ...] | list[int] | None) -> str:
@@ -187,7 +188,7 @@ def _check_cell(rec: LayerRecord) -> Text:
 
 def _row_name(row: SummaryRow) -> Text:
     rec = row.record
-    text = Text("  " * max(rec.depth - 1, 0) + (rec.name or "(root)"))
+    text = Text("  " * max(rec.depth - 1, 0) + (visible(rec.name) or "(root)"))
     if rec.call:
         text.append(f" (call {rec.call + 1})", style="dim")
     if row.folded:
@@ -324,7 +325,7 @@ def _shortcut_kind(p: dict) -> str:
 def model_title(report: Report) -> str:
     """The model and the build options that made it: ``resnet50 (stride_in_1x1=True)``."""
     options = ", ".join(f"{k}={v}" for k, v in report.options.items())
-    return f"{report.model} ({options})" if options else report.model
+    return visible(f"{report.model} ({options})" if options else report.model)
 
 
 def _header(report: Report) -> str:

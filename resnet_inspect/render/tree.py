@@ -8,6 +8,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ..analysis.records import Report
+from ..text import visible
 from .table import count_text, is_plain, model_title, shapes_text, si_text
 
 
@@ -81,8 +82,8 @@ def _aggregate(node: ModuleNode) -> None:
 def _node_text(node: ModuleNode, model: str, folded: int) -> Text:
     text = Text()
     # The qualified name, so that it can be pasted into `explain MODEL LAYER` as it is.
-    text.append(node.name or model, style="bold")
-    text.append(f"  {node.type}", style="cyan")
+    text.append(visible(node.name or model), style="bold")
+    text.append(f"  {visible(node.type)}", style="cyan")
     if node.called:
         text.append(f"  {shapes_text(node.output_shapes)}")
     else:
