@@ -15,6 +15,7 @@ import stat
 import re
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,16 @@ from resnet_inspect.cli import app
 
 
 def run(*args: str) -> tuple[int, str]:
-    """Exit code and the output (stdout and stderr) as one line of words."""
+    """Exit code and the output (stdout and stderr) as one line of words.
+
+    With RI_EXIT_LOG set, every exit code is also appended to that file: the tally of the bad-input
+    cases by exit code is then mechanical (see tests/tally_exit_codes.py).
+    """
     result = CliRunner().invoke(app, list(args))
     assert "Traceback" not in result.output
+    if os.environ.get("RI_EXIT_LOG"):
+        with open(os.environ["RI_EXIT_LOG"], "a", encoding="utf-8") as log:
+            log.write(f"{result.exit_code}\n")
     return result.exit_code, " ".join(result.output.split())
 
 
@@ -634,3 +642,254 @@ def test_a_runtime_error_that_is_not_about_memory_is_not_called_out_of_memory(mo
     monkeypatch.setattr(torch.nn.Conv2d, "_conv_forward", broken)
     code, out = run("summary", "resnet18", "--real")
     assert code == 2 and "shapes cannot be multiplied" in out and "Out of memory" not in out
+
+
+# -- issue 13: the bad-input table ---------------------------------------------------------------
+# Each case makes its files in a fresh folder, then runs the CLI: bad input ends in exit 2 and one
+# paragraph that says what is wrong, never exit 3 ("a bug in resnet-inspect") and never a hang.
+
+DIGITS = "9" * 5000  # Python 3.11 refuses int() of over 4300 digits with a ValueError
+
+
+def _resnet18_state() -> dict[str, torch.Tensor]:
+    """resnet18's keys and shapes, each a stride-0 view of one zero (a few bytes on disk)."""
+    with torch.device("meta"):
+        model = ri.build("resnet18")
+    return {k: torch.zeros((), dtype=v.dtype).expand(v.shape) for k, v in model.state_dict().items()}
+
+
+def _save(tmp: Path, name: str, obj: Any, **kwargs: Any) -> str:
+    path = tmp / name
+    torch.save(obj, path, **kwargs)
+    return str(path)
+
+
+def _with_weight(tmp: Path, tensor: torch.Tensor) -> str:
+    """resnet18's state_dict with layer1.0.conv1.weight replaced by ``tensor``."""
+    state = _resnet18_state()
+    state["layer1.0.conv1.weight"] = tensor
+    return _save(tmp, "odd.pth", state)
+
+
+def _torchscript(tmp: Path) -> str:
+    path = tmp / "scripted.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
+    return str(path)
+
+
+def _deflated(tmp: Path, megabytes: int = 64) -> str:
+    """A torch.save file re-zipped with deflate: ``megabytes`` of zeros in well under 1 MB."""
+    import zipfile
+
+    plain = tmp / "plain.pth"
+    torch.save({"layer1.0.conv2.weight": torch.zeros(megabytes * 2**20 // 4)}, plain)
+    bomb = tmp / "bomb.pth"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    plain.unlink()
+    assert bomb.stat().st_size < 2**20
+    return str(bomb)
+
+
+def _claims_in_directory(tmp: Path, claim: int = 0xFFFFFF00) -> str:
+    """A small torch.save file whose zip central directory says each entry inflates to ``claim``
+    bytes: the headers are all the loader may read before it decides."""
+    path = Path(_save(tmp, "claims.pth", {"layer1.0.conv1.weight": torch.zeros(4)}))
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at != -1:  # each central directory header: the uncompressed size is at offset 24
+        data[at + 24:at + 28] = claim.to_bytes(4, "little")
+        at = data.find(b"PK\x01\x02", at + 4)
+    path.write_bytes(bytes(data))
+    return str(path)
+
+
+def _pickle_claims_storage(tmp: Path) -> str:
+    """data.pkl declares a storage of 2^30 floats; the archive holds 16 bytes of it."""
+    import struct
+    import zipfile
+
+    small = Path(_save(tmp, "small.pth", {"w": torch.ones(4)}))
+    with zipfile.ZipFile(small) as src:
+        entries = [(info, src.read(info.filename)) for info in src.infolist()]
+    path = tmp / "claims_storage.pth"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as dst:
+        for info, data in entries:
+            if info.filename.endswith("data.pkl"):  # BININT1 4 (numel, then size) -> BININT 2^30
+                data = data.replace(b"K\x04", b"J" + struct.pack("<i", 2**30))
+            dst.writestr(info, data)
+    return str(path)
+
+
+def _legacy_claims_storage(tmp: Path) -> str:
+    """A legacy (non-zip) torch.save whose storage header claims 2^31 elements."""
+    import struct
+
+    path = Path(_save(tmp, "legacy.pth", {"w": torch.ones(1000)}, _use_new_zipfile_serialization=False))
+    data = path.read_bytes()
+    at = data.rfind(struct.pack("<q", 1000))
+    path.write_bytes(data[:at] + struct.pack("<q", 2**31) + data[at + 8:])
+    return str(path)
+
+
+def _fifo(tmp: Path, name: str) -> str:
+    path = tmp / name
+    os.mkfifo(path)
+    return str(path)
+
+
+def _link(tmp: Path, name: str, to: str) -> str:
+    (tmp / name).symlink_to(to)
+    return str(tmp / name)
+
+
+def _loop(tmp: Path, name: str) -> str:
+    (tmp / name).symlink_to(tmp / name)
+    return str(tmp / name)
+
+
+def _sparse_file(tmp: Path, size: int) -> str:
+    """A file of ``size`` bytes that takes no disk space (a hole)."""
+    path = tmp / "huge.json"
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    return str(path)
+
+
+def _snapshot_with(tmp: Path, old: str, new: str) -> str:
+    from resnet_inspect import snapshot
+
+    text = snapshot.dumps(snapshot.take("resnet18", 32)).replace(old, new, 1)
+    path = tmp / "digits.json"
+    path.write_text(text)
+    return str(path)
+
+
+def _factory(tmp: Path, body: str, at_import: bool = False) -> str:
+    """A module ``name:make`` in ``tmp`` (on sys.path for the test), whose ``make`` runs ``body``."""
+    name = f"ri_case_{abs(hash(tmp)) % 10**8}"
+    code = "import sys, os\nfrom torch import nn\n"
+    code += (body + "\ndef make():\n    return nn.Conv2d(3, 4, 3)\n") if at_import else \
+        f"def make():\n    {body}\n    return nn.Conv2d(3, 4, 3)\n"
+    (tmp / f"{name}.py").write_text(code)
+    return f"{name}:make"
+
+
+def _deep_factory(tmp: Path) -> str:
+    return _factory(tmp, "m = nn.Conv2d(3, 3, 1)\n    for _ in range(3000):\n        s = nn.Sequential()\n"
+                         "        s.add_module('x', m)\n        m = s\n    return m")
+
+
+LONG = "a" * 300  # over the 255 bytes a file name may have on Linux and macOS
+
+# (id, argv made from the case's folder, a fragment the one paragraph says). Every case exits 2.
+CASES: list[tuple[str, Any, str]] = [
+    # numbers: thousands of digits in every int-taking option, sizes that overflow a tensor
+    ("input-digits", lambda t: ["summary", "resnet18", "--input", DIGITS], "unreasonably large"),
+    ("input-digits-hxw", lambda t: ["summary", "resnet18", "--input", f"224x{DIGITS}"], "unreasonably large"),
+    ("layers-digits", lambda t: ["summary", "resnet", "--layers", f"{DIGITS},1,1,1"], "Malformed layer list"),
+    *[(f"{flag[2:]}-digits", (lambda flag: lambda t: ["summary", "resnet50", flag, DIGITS])(flag), "is not a valid int")
+      for flag in ("--num-classes", "--groups", "--width-per-group", "--output-stride", "--pad-to")],
+    ("num-bins-digits", lambda t: ["summary", "hopenet", "--num-bins", DIGITS], "is not a valid int"),
+    ("depth-digits", lambda t: ["tree", "resnet18", "--depth", DIGITS], "is not a valid int"),
+    ("pad-to-huge", lambda t: ["summary", "resnet18", "--pad-to", "99999999999"], "--pad-to must be a positive"),
+    ("pad-to-max-int64", lambda t: ["summary", "resnet18", "--pad-to", str(2**63 - 1)], "--pad-to must be a positive"),
+    ("pad-to-overflows", lambda t: ["summary", "resnet18", "--input", "1000000x3x1000x1000", "--pad-to", "999999"],
+     "more than a tensor can hold"),
+    ("input-numel-2^40-squared", lambda t: ["summary", "resnet18", "--input", "1000000x1000000x1000000x1000000"],
+     "more than a tensor can hold"),
+    ("input-bytes-overflow", lambda t: ["summary", "resnet18", "--input", "1000000x3x1000000x1000000"],
+     "more than a tensor can hold"),
+    ("snapshot-json-digits", lambda t: ["check", _snapshot_with(t, '"params": ', '"params": ' + DIGITS)],
+     "digits"),
+    ("max-checkpoint-size-malformed", lambda t: ["--max-checkpoint-size", "8Q", "summary", _with_weight(
+        t, torch.zeros(64, 64, 3, 3))], "Malformed size '8Q'"),
+    # names and paths over the OS limit
+    ("checkpoint-name-too-long", lambda t: ["summary", str(t / f"{LONG}.pth")], "longer than the file system allows"),
+    ("model-name-too-long", lambda t: ["summary", LONG], "Unknown model"),
+    ("factory-name-too-long", lambda t: ["summary", f"{'x' * 5000}:make"], "Cannot import"),
+    ("output-name-too-long", lambda t: ["summary", "resnet18", "-o", str(t / f"{LONG}.json")],
+     "longer than the file system allows"),
+    ("snapshot-name-too-long", lambda t: ["check", str(t / f"{LONG}.json")], "longer than the file system allows"),
+    # files that are not regular, or whose reading fails
+    ("checkpoint-fifo", lambda t: ["summary", _fifo(t, "weights.pth")], "is a named pipe (FIFO), not a checkpoint"),
+    ("checkpoint-dev-zero", lambda t: ["summary", _link(t, "zero.pth", "/dev/zero")], "is a character device"),
+    ("checkpoint-link-loop", lambda t: ["summary", _loop(t, "loop.pth")], "never reaches a file (a loop)"),
+    ("checkpoint-read-fails", lambda t: ["summary", _link(t, "mem.pth", "/proc/self/mem")],
+     "Cannot read the checkpoint file"),
+    ("check-fifo", lambda t: ["check", _fifo(t, "shapes.json")], "is a named pipe (FIFO), not a snapshot file"),
+    ("check-dev-zero", lambda t: ["check", "/dev/zero"], "is a character device, not a snapshot file"),
+    ("check-dev-urandom", lambda t: ["check", "/dev/urandom"], "is a character device, not a snapshot file"),
+    ("check-link-loop", lambda t: ["check", _loop(t, "loop.json")], "never reaches a file (a loop)"),
+    ("check-over-64-MiB", lambda t: ["check", _sparse_file(t, 64 * 2**20 + 1)], "over the 67,108,864 a snapshot"),
+    # checkpoints holding what no weight can be
+    ("checkpoint-sparse-coo", lambda t: ["summary", _with_weight(t, torch.zeros(64, 64, 3, 3).to_sparse())],
+     "is a sparse tensor (sparse_coo)"),
+    ("checkpoint-sparse-csr", lambda t: ["summary", _with_weight(t, torch.zeros(64, 576).to_sparse_csr())],
+     "is a sparse tensor (sparse_csr)"),
+    ("checkpoint-nested", lambda t: ["summary", _with_weight(t, torch.nested.nested_tensor(
+        [torch.zeros(2), torch.zeros(3)]))], "is a nested tensor"),
+    ("checkpoint-quantized", lambda t: ["summary", _with_weight(t, torch.quantize_per_tensor(
+        torch.zeros(64, 64, 3, 3), 0.1, 0, torch.qint8))], "is a quantized tensor (qint8)"),
+    ("checkpoint-complex", lambda t: ["summary", _with_weight(t, torch.zeros(64, 64, 3, 3, dtype=torch.complex64))],
+     "holds complex64 numbers"),
+    ("checkpoint-torchscript", lambda t: ["summary", _torchscript(t)], "is a TorchScript archive"),
+    ("checkpoint-holds-an-int", lambda t: ["summary", _save(t, "five.pth", 5)], "holds an int, not a state_dict"),
+    # decompression bombs and storage claims, judged before anything is inflated
+    ("checkpoint-deflate-bomb", lambda t: ["--max-checkpoint-size", "16M", "summary", _deflated(t)],
+     "decompression bomb"),
+    ("checkpoint-directory-claims-8-GiB", lambda t: ["summary", _claims_in_directory(t)], "decompression bomb"),
+    ("checkpoint-pickle-claims-storage", lambda t: ["summary", _pickle_claims_storage(t)], "Cannot read"),
+    ("checkpoint-legacy-claims-storage", lambda t: ["summary", _legacy_claims_storage(t)], "Cannot read"),
+    # the user's code: a debugger, a prompt, an exit, a model nested past the recursion limit
+    ("factory-breakpoint", lambda t: ["summary", _factory(t, "breakpoint()")], "called breakpoint()"),
+    ("factory-breakpoint-on-import", lambda t: ["summary", _factory(t, "breakpoint()", at_import=True)],
+     "called breakpoint()"),
+    # pdb.Pdb().set_trace() is what pdb.set_trace() does; pytest swaps the module function for its own.
+    ("factory-pdb-set-trace", lambda t: ["summary", _factory(t, "import pdb; pdb.Pdb().set_trace()")],
+     "read from standard input"),
+    ("factory-code-interact", lambda t: ["summary", _factory(t, "import code; code.interact()")],
+     "read from standard input"),
+    ("factory-input", lambda t: ["summary", _factory(t, "input('size? ')")], "read from standard input"),
+    ("factory-sys-exit", lambda t: ["summary", _factory(t, "sys.exit(0)")], "it called sys.exit(0)"),
+    ("factory-sys-exit-on-import", lambda t: ["summary", _factory(t, "sys.exit(0)", at_import=True)],
+     "it called sys.exit(0)"),
+    ("model-nested-too-deep", lambda t: ["summary", _deep_factory(t)], "nested too deep"),
+]
+
+
+@pytest.mark.parametrize("make,message", [pytest.param(make, message, id=name) for name, make, message in CASES])
+def test_bad_input_table(make: Any, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(sys.modules)
+    try:
+        code, out = run(*make(tmp_path))
+    finally:
+        for name in set(sys.modules) - before:
+            if name.startswith("ri_case_"):
+                del sys.modules[name]
+    assert code == 2, out
+    assert message in out, out
+    assert "Internal error" not in out and "bug in resnet-inspect" not in out
+
+
+@pytest.mark.parametrize("body", ["import pdb; pdb.set_trace()", "breakpoint()", "import code; code.interact()"])
+def test_a_factory_that_waits_for_a_terminal_does_not_hang(body: str, tmp_path: Path) -> None:
+    """The real CLI, with a standard input that stays open and never answers (a CI runner's):
+    before the fix it waited for ever at the (Pdb) prompt. The timeout only ends a hang."""
+    import subprocess
+
+    target = _factory(tmp_path, body)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]), "PYTHONBREAKPOINT": ""}
+    with subprocess.Popen([sys.executable, "-m", "resnet_inspect", "summary", target], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env) as proc:
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"{target} ({body}) left resnet-inspect waiting on standard input")
+    assert proc.returncode == 2
+    assert b"breakpoint()" in err or b"read from standard input" in err
