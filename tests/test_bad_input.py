@@ -893,3 +893,65 @@ def test_a_factory_that_waits_for_a_terminal_does_not_hang(body: str, tmp_path: 
             pytest.fail(f"{target} ({body}) left resnet-inspect waiting on standard input")
     assert proc.returncode == 2
     assert b"breakpoint()" in err or b"read from standard input" in err
+
+
+class _Index:
+    """An integer type of someone else's (numpy's np.int64 is one): it has __index__, it is not an int."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+def _integer_types() -> list[Any]:
+    kinds: list[Any] = [_Index, torch.tensor]
+    try:
+        import numpy as np
+    except ImportError:  # numpy is optional: _Index stands for it
+        return kinds
+    return [*kinds, np.int64, np.int32, np.uint16]
+
+
+@pytest.mark.parametrize("kind", _integer_types(), ids=lambda k: getattr(k, "__name__", str(k)))
+def test_numpy_and_other_integer_types_are_sizes(kind: Any) -> None:
+    assert ri.inspect("resnet18", kind(64)).input_size == (1, 3, 64, 64)
+    assert ri.inspect("resnet18", (kind(64), kind(96))).input_size == (1, 3, 64, 96)
+    assert ri.inspect(torch.nn.Linear(4, 2), (kind(2), kind(4))).input_size == (2, 4)
+    assert ri.inspect("resnet18", 64, pad_to=kind(32)).input_size == (1, 3, 64, 64)
+
+
+@pytest.mark.parametrize("value", [224.5, "224", None, True, 2**70, -(2**70), [1, 2, 3, 4, 5]])
+def test_integer_like_sizes_still_refuse_what_is_not_a_size(value: Any) -> None:
+    with pytest.raises(ri.InputError):
+        ri.inspect("resnet18", (value, 224) if not isinstance(value, list) else value)
+
+
+def test_a_255_byte_output_name_is_written(tmp_path: Path) -> None:
+    """The longest legal name: the temporary file beside it gets a shortened name, so it fits too."""
+    name = "s" * 250 + ".json"
+    assert len(name.encode()) == 255
+    code, out = run("summary", "resnet18", "-o", str(tmp_path / name))
+    assert code == 0, out
+    assert json.loads((tmp_path / name).read_text())["model"] == "resnet18"
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
+    multibyte = "é" * 125 + ".json"  # 255 bytes in UTF-8, 130 characters
+    assert len(multibyte.encode()) == 255
+    fileio.atomic_write(tmp_path / multibyte, "{}")
+    assert (tmp_path / multibyte).read_text() == "{}"
+
+
+def test_temporary_name_is_cut_on_a_character_boundary() -> None:
+    prefix = fileio._temp_prefix(Path("/tmp") / ("é" * 125 + ".json"), ".tmp")
+    assert len((prefix + "x" * 8 + ".tmp").encode()) <= 255
+    assert prefix.startswith(".é") and prefix.endswith(".")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permission bits; "
+                    "test_bad_input_table[checkpoint-read-fails] covers the failing read as root")
+def test_unreadable_checkpoint(tmp_path: Path) -> None:
+    path = Path(_save(tmp_path, "locked.pth", _resnet18_state()))
+    path.chmod(0)
+    code, out = run("summary", str(path))
+    assert code == 2 and "permission denied" in out

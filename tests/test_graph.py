@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 import resnet_inspect
+from resnet_inspect.text import visible
 from resnet_inspect.cli import app
 from resnet_inspect.variants import get_spec
 
@@ -432,3 +433,49 @@ def test_the_diagram_title_names_the_build_options(tmp_path: Path) -> None:
     out = tmp_path / "r50.dot"
     assert run("resnet50", "--stride-in-1x1", str(out)).exit_code == 0
     assert "<B>resnet50 (stride_in_1x1=True)</B>" in out.read_text(encoding="utf-8")
+
+
+# -- issue 13: any module name is drawn ----------------------------------------------------------
+
+_ODD_NAMES = ['a"b', "c\\d", "e\nf", "<g>{h}|", "ü\x07\x1b[2J", "tail\\", "[x];y", "layer1:2"]
+
+
+@pytest.fixture
+def odd_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``name:make``: a chain of convs whose names hold quotes, backslashes, a newline, HTML and DOT
+    syntax and control characters, all legal as nn.ModuleDict keys."""
+    name = f"ri_odd_{abs(hash(tmp_path)) % 10**8}"
+    (tmp_path / f"{name}.py").write_text(
+        "from torch import nn\n"
+        f"NAMES = {_ODD_NAMES!r}\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.body = nn.ModuleDict({n: nn.Conv2d(3, 3, 1) for n in NAMES})\n"
+        "    def forward(self, x):\n"
+        "        for layer in self.body.values():\n"
+        "            x = layer(x)\n"
+        "        return x\n"
+        "def make():\n"
+        "    return Net()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+@needs_dot
+def test_module_names_dot_cannot_take_raw_are_escaped(odd_names: str, tmp_path: Path) -> None:
+    dot_file, svg_file = tmp_path / "odd.dot", tmp_path / "odd.svg"
+    for out in (dot_file, svg_file):
+        result = run(f"{odd_names}:make", str(out))
+        assert result.exit_code == 0, result.output
+    source = dot_file.read_text(encoding="utf-8")
+    assert "\x1b" not in source and "\x07" not in source
+    checked = subprocess.run(["dot", "-Tsvg"], input=source.encode("utf-8"), capture_output=True)
+    assert checked.returncode == 0 and not checked.stderr, checked.stderr
+    diagram = parse_svg(svg_file)
+    # One node per conv plus the input, each labelled with its name, control characters shown escaped.
+    assert len(diagram.nodes) == len(_ODD_NAMES) + 1
+    labels = " | ".join(text for _, text in diagram.nodes.values())
+    for name in _ODD_NAMES:
+        assert f"body.{visible(name)}" in labels, (name, labels)
