@@ -146,9 +146,10 @@ def _check_expansion(path: Path, is_zip: bool, max_bytes: int) -> None:
         size = sum(inflated for _, inflated in entries)
     if size > max_bytes:
         how = "its zip directory says its entries inflate to" if is_zip else "it is"
+        why = ("no ResNet needs more, and a small file whose entries inflate this far is a decompression bomb"
+               if is_zip else "no ResNet checkpoint needs more, and torch.load reads all of it into memory")
         raise InputError(f"Refused to load {path}: {how} {_bytes(size)}, over the limit of {_bytes(max_bytes)} a "
-                         "checkpoint may hold (no ResNet needs more, and a small file that inflates this far is a "
-                         f"decompression bomb). If you trust the file, raise the limit: resnet-inspect "
+                         f"checkpoint may hold ({why}). If you trust the file, raise the limit: resnet-inspect "
                          f"--max-checkpoint-size {_bytes(size, flag=True)} summary FILE.")
 
 
@@ -171,8 +172,8 @@ def _bytes(count: int, *, flag: bool = False) -> str:
         return f"{-(-count // 2**30)}G"
     for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count} bytes"
+            return f"{count / scale:.1f} {unit} ({count:,} bytes)"
+    return f"{count:,} bytes"
 
 
 def load_checkpoint(path: str | Path, *, trust_pickle: bool = False,

@@ -261,8 +261,8 @@ def load(path: str | os.PathLike[str]) -> Snapshot:
         raw = reading.read_bounded(path, MAX_SNAPSHOT_BYTES)
     except reading.TooLarge as exc:
         raise SnapshotError(file, f"is {exc.size:,} bytes or more, over the {MAX_SNAPSHOT_BYTES:,} a snapshot may "
-                                  "have (the deepest model the builder makes, 1000 blocks a stage, takes about "
-                                  "25 MB), so it is not one.") from None
+                                  "have (the deepest model the builder makes, 1,000 bottleneck blocks a stage, "
+                                  "takes about 6 MB), so it is not one.") from None
     except OSError as exc:
         raise SnapshotError(file, f"cannot be read: {reading.reason(exc)}.") from None
     try:

@@ -373,3 +373,67 @@ def test_state_dict_under_a_container_key_is_found_and_named(wrap: Any, containe
     assert checkpoint.container == container and set(checkpoint.tensors) == set(state)
     code, out = run("summary", str(path))
     assert code == 0 and f"state_dict found under '{container}'" in out and "resnet18 (exact" in out
+
+
+# -- issue 13: what a checkpoint may expand to is bounded before it is read ------------------------
+
+def _deflated_checkpoint(path: Path, megabytes: int) -> Path:
+    """A resnet18-shaped key holding ``megabytes`` of zeros, re-zipped with deflate (a few hundred KB)."""
+    import zipfile
+
+    plain = path.with_suffix(".plain")
+    torch.save({"layer1.0.conv2.weight": torch.zeros(megabytes * 2**20 // 4)}, plain)
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    plain.unlink()
+    return path
+
+
+def test_the_expansion_bound_reads_the_zip_directory_and_takes_a_keyword(tmp_path: Path) -> None:
+    from resnet_inspect.checkpoint import MAX_CHECKPOINT_BYTES
+
+    bomb = _deflated_checkpoint(tmp_path / "bomb.pth", 32)
+    assert bomb.stat().st_size < 2**20 and MAX_CHECKPOINT_BYTES == 4 * 2**30
+    with pytest.raises(ri.InputError, match=r"inflate to 32\.0 MiB \(33,\d{3},\d{3} bytes\), over the limit of 16\.0 MiB "
+                       r"\(16,777,216 bytes\) .*decompression bomb"):
+        load_checkpoint(bomb, max_bytes=16 * 2**20)
+    with pytest.raises(ri.InputError, match="decompression bomb"):
+        load_model(bomb, max_bytes=16 * 2**20)
+    # Under the bound the file is read as usual; this one is still refused, by torch, for what it is.
+    with pytest.raises(ri.InputError) as caught:
+        load_checkpoint(bomb, max_bytes=64 * 2**20)
+    assert "decompression bomb" not in str(caught.value)
+
+
+def test_a_legacy_pickle_is_bounded_by_its_size_on_disk(tmp_path: Path) -> None:
+    path = tmp_path / "legacy.pth"
+    torch.save({"w": torch.zeros(1024)}, path, _use_new_zipfile_serialization=False)
+    size = path.stat().st_size
+    with pytest.raises(ri.InputError, match=re.escape(f"it is {size / 1024:.1f} KiB ({size:,} bytes), over the limit of 1.0 KiB (1,024 bytes)")):
+        load_checkpoint(path, max_bytes=1024)
+    assert load_checkpoint(path, max_bytes=size).tensors["w"].shape == (1024,)
+
+
+def test_max_checkpoint_size_flag_raises_the_bound(tmp_path: Path) -> None:
+    bomb = _deflated_checkpoint(tmp_path / "bomb.pth", 32)
+    refused = CliRunner().invoke(app, ["--max-checkpoint-size", "16M", "summary", str(bomb)])
+    assert refused.exit_code == 2 and "--max-checkpoint-size 1G" in " ".join(refused.output.split())
+    raised = CliRunner().invoke(app, ["--max-checkpoint-size", "1G", "summary", str(bomb)])
+    assert raised.exit_code == 2 and "decompression bomb" not in raised.output  # past the bound, refused by torch
+
+
+@pytest.mark.parametrize("text,size", [("4G", 4 * 2**30), ("512M", 512 * 2**20), ("1.5GiB", 3 * 2**29),
+                                       ("100", 100), ("8 kb", 8192)])
+def test_byte_sizes(text: str, size: int) -> None:
+    from resnet_inspect.checkpoint import parse_byte_size
+
+    assert parse_byte_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "0", "G", "-1G", "4X", "1" * 5000])
+def test_malformed_byte_sizes(text: str) -> None:
+    from resnet_inspect.checkpoint import parse_byte_size
+
+    with pytest.raises(ri.InputError, match="Malformed size"):
+        parse_byte_size(text)
