@@ -31,14 +31,14 @@ from resnet_inspect.cli import app
 def run(*args: str) -> tuple[int, str]:
     """Exit code and the output (stdout and stderr) as one line of words.
 
-    With RI_EXIT_LOG set, every exit code is also appended to that file: the tally of the bad-input
-    cases by exit code is then mechanical (see tests/tally_exit_codes.py).
+    With RI_EXIT_LOG set, each run appends "exit code<TAB>test id" to that file, so the tally of
+    the bad-input cases by exit code is mechanical (docs/security.md, "What is bounded").
     """
     result = CliRunner().invoke(app, list(args))
     assert "Traceback" not in result.output
     if os.environ.get("RI_EXIT_LOG"):
         with open(os.environ["RI_EXIT_LOG"], "a", encoding="utf-8") as log:
-            log.write(f"{result.exit_code}\n")
+            log.write(f"{result.exit_code}\t{os.environ.get('PYTEST_CURRENT_TEST', '?').split(' ')[0]}\n")
     return result.exit_code, " ".join(result.output.split())
 
 
