@@ -52,14 +52,14 @@ def parse_input_size(value: Any) -> tuple[int, int, int, int]:
         try:
             dims = [_index(v) for v in value]
         except (TypeError, ValueError, OverflowError):
-            raise InputError(f"Malformed input size {_clip(repr(value))}. {_HELP}") from None
+            raise InputError(f"Malformed input size {_shown(value)}. {_HELP}") from None
         value = tuple(dims)
     if not 1 <= len(dims) <= 4:
         raise InputError(f"Input size {value!r} has {len(dims)} dimensions; at most 4 (NCHW). {_HELP}")
     if any(d <= 0 for d in dims):
         raise InputError(f"Input size {value!r} has a dimension of zero or less. {_HELP}")
     if any(d > MAX_DIM for d in dims):
-        raise InputError(f"Input size {_clip(repr(value))} is unreasonably large (a dimension over {MAX_DIM:,}).")
+        raise InputError(f"Input size {_shown(value)} is unreasonably large (a dimension over {MAX_DIM:,}).")
     if len(dims) == 1:
         dims = [dims[0], dims[0]]
     if len(dims) == 2:
@@ -75,7 +75,7 @@ def check_elements(dims: list[int], value: Any) -> None:
     legal alone: 1000000x1000000x1000000x1000000 holds 10^24 elements)."""
     count = math.prod(dims)
     if count > MAX_ELEMENTS:
-        raise InputError(f"Input size {_clip(repr(value))} holds {count:.3g} elements, more than a tensor can hold "
+        raise InputError(f"Input size {_shown(value)} holds {count:.3g} elements, more than a tensor can hold "
                          f"(torch counts its bytes in a signed 64-bit integer: at most {MAX_ELEMENTS:.3g} elements "
                          "of 8 bytes). Give a smaller --input.")
 
@@ -87,9 +87,18 @@ def parse_pad_to(value: Any) -> int:
     except (TypeError, ValueError, OverflowError):
         number = 0
     if not 1 <= number <= MAX_DIM:
-        raise InputError(f"--pad-to must be a positive integer, not {_clip(repr(value))} (at most {MAX_DIM:,}: a "
+        raise InputError(f"--pad-to must be a positive integer, not {_shown(value)} (at most {MAX_DIM:,}: a "
                          "larger multiple pads past any input size).")
     return number
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` for a message, safe for integers of thousands of digits (whose repr
+    raises ValueError in Python 3.11) and cut short when long."""
+    try:
+        return _clip(repr(value))
+    except ValueError:
+        return "(a value holding an integer of thousands of digits)"
 
 
 def _clip(text: Any, limit: int = 60) -> str:
@@ -104,13 +113,13 @@ def parse_tensor_shape(value: Any) -> tuple[int, ...]:
     try:
         dims = [_index(v) for v in value]
     except (TypeError, ValueError, OverflowError):
-        raise InputError(f"Malformed input shape {_clip(repr(value))}: give a tuple of positive integers.") from None
+        raise InputError(f"Malformed input shape {_shown(value)}: give a tuple of positive integers.") from None
     if not dims:
         raise InputError(f"Malformed input shape {value!r}: give a tuple of positive integers.")
     if any(d <= 0 for d in dims):
         raise InputError(f"Input shape {tuple(dims)} has a dimension of zero or less.")
     if len(dims) > 8 or any(d > MAX_DIM for d in dims):
-        raise InputError(f"Input shape {_clip(repr(tuple(dims)))} is unreasonably large (over 8 dimensions or a "
+        raise InputError(f"Input shape {_shown(tuple(dims))} is unreasonably large (over 8 dimensions or a "
                          f"dimension over {MAX_DIM:,}).")
     check_elements(dims, tuple(dims))
     return tuple(dims)

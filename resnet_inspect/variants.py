@@ -213,6 +213,13 @@ def _flag(option: str) -> str:
 def _check_types(given: dict[str, Any]) -> None:
     """Refuse an option of the wrong type before it is used: ``"no"`` is truthy, ``3.7`` truncates."""
     for option, value in given.items():
+        for number in value if isinstance(value, (list, tuple)) else (value,):
+            # Python 3.11 cannot even print an integer of over 4,300 digits: refuse it before any message does.
+            if isinstance(number, int) and not isinstance(number, bool) and abs(number).bit_length() > 64:
+                digits = int(abs(number).bit_length() * 0.30103) + 1
+                raise InputError(f"{option} (CLI {_flag(option)}) is given an integer of about {digits:,} digits, "
+                                 "far over any limit resnet-inspect has.")
+    for option, value in given.items():
         if option in _BOOL_OPTIONS and not isinstance(value, bool):
             raise InputError(f"{option} (CLI {_flag(option)}) is a switch and takes True or False, not {value!r}: "
                              "a string such as 'no' would count as True.")

@@ -955,3 +955,19 @@ def test_unreadable_checkpoint(tmp_path: Path) -> None:
     path.chmod(0)
     code, out = run("summary", str(path))
     assert code == 2 and "permission denied" in out
+
+
+HUGE = 10**5000  # str() and repr() of it raise ValueError in Python 3.11: no message may try
+
+
+@pytest.mark.parametrize("call", [
+    lambda: ri.get_spec("resnet50", num_classes=HUGE), lambda: ri.get_spec("resnet50", groups=-HUGE),
+    lambda: ri.get_spec("resnet", layers=[HUGE, 1, 1, 1]), lambda: ri.build("resnet50", width_per_group=HUGE),
+    lambda: ri.get_spec("resnet50", output_stride=HUGE), lambda: ri.inspect("resnet18", HUGE),
+    lambda: ri.inspect("resnet18", (HUGE, 224)), lambda: ri.inspect(torch.nn.Linear(2, 2), (HUGE, 2)),
+    lambda: ri.inspect("resnet18", 64, pad_to=HUGE),
+], ids=["num_classes", "groups", "layers", "width_per_group", "output_stride", "size", "size-tuple", "shape",
+        "pad_to"])
+def test_integers_of_thousands_of_digits_through_the_api(call: Any) -> None:
+    with pytest.raises(ri.InputError, match="thousands of digits|digits, far over"):
+        call()
