@@ -40,3 +40,11 @@ def visible_lines(text: object) -> str:
 def article(word: str) -> str:
     """``a`` or ``an`` for ``word``, by its first letter (``an int``, ``a tuple``, ``an OrderedDict``)."""
     return "an" if word[:1].lower() in "aeiou" and word[:1] else "a"
+
+
+def clip(text: object, limit: int = 120) -> str:
+    """``text`` for a message, cut in the middle when it runs to thousands of characters."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}…{text[-(limit // 3):]} ({len(text):,} characters)"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputError
+from .text import clip
 
 BLOCK_EXPANSION = {"basic": 1, "bottleneck": 4}
 NORMS = ("bn", "frozen_bn")
@@ -283,7 +284,8 @@ def parse_layers(value: Any, stages: int = 4) -> tuple[int, ...]:
     if isinstance(value, str):
         parts = [p.strip() for p in value.replace("x", ",").split(",")]
         if not all(re.fullmatch(r"\d{1,6}", p) for p in parts):
-            raise InputError(f"Malformed layer list '{value}': give {stages} positive integers such as {example}.")
+            raise InputError(f"Malformed layer list '{clip(value)}': give {stages} positive integers such as "
+                             f"{example}.")
         value = [int(p) for p in parts]
     try:
         items = list(value)

@@ -778,6 +778,16 @@ def _factory(tmp: Path, body: str, at_import: bool = False) -> str:
     return f"{name}:make"
 
 
+def _forward(tmp: Path, body: str) -> str:
+    """``name:make``: a conv, then a module whose forward runs ``body``."""
+    name = f"ri_case_{abs(hash(tmp)) % 10**8}"
+    (tmp / f"{name}.py").write_text("import sys\nfrom torch import nn\n"
+                                    f"class Odd(nn.Module):\n    def forward(self, x):\n        {body}\n"
+                                    "        return x\n"
+                                    "def make():\n    return nn.Sequential(nn.Conv2d(3, 3, 1), Odd())\n")
+    return f"{name}:make"
+
+
 def _deep_factory(tmp: Path) -> str:
     return _factory(tmp, "m = nn.Conv2d(3, 3, 1)\n    for _ in range(3000):\n        s = nn.Sequential()\n"
                          "        s.add_module('x', m)\n        m = s\n    return m")
@@ -795,6 +805,9 @@ CASES: list[tuple[str, Any, str]] = [
       for flag in ("--num-classes", "--groups", "--width-per-group", "--output-stride", "--pad-to")],
     ("num-bins-digits", lambda t: ["summary", "hopenet", "--num-bins", DIGITS], "is not a valid int"),
     ("depth-digits", lambda t: ["tree", "resnet18", "--depth", DIGITS], "is not a valid int"),
+    ("explain-call-digits", lambda t: ["explain", "resnet18", f"conv1 (call {DIGITS})"], "ask for (call 1)"),
+    ("explain-name-100k", lambda t: ["explain", "resnet18", "x" * 100_000], "(100,000 characters)"),
+    ("layers-digits-clipped", lambda t: ["summary", "resnet", "--layers", DIGITS], "(5,000 characters)"),
     ("pad-to-huge", lambda t: ["summary", "resnet18", "--pad-to", "99999999999"], "--pad-to must be a positive"),
     ("pad-to-max-int64", lambda t: ["summary", "resnet18", "--pad-to", str(2**63 - 1)], "--pad-to must be a positive"),
     ("pad-to-overflows", lambda t: ["summary", "resnet18", "--input", "1000000x3x1000x1000", "--pad-to", "999999"],
@@ -858,6 +871,15 @@ CASES: list[tuple[str, Any, str]] = [
     ("factory-sys-exit-on-import", lambda t: ["summary", _factory(t, "sys.exit(0)", at_import=True)],
      "it called sys.exit(0)"),
     ("model-nested-too-deep", lambda t: ["summary", _deep_factory(t)], "nested too deep"),
+    ("factory-generator-exit", lambda t: ["summary", _factory(t, "raise GeneratorExit('stop')")],
+     "raised GeneratorExit: stop"),
+    # the model's own code, run by the trace: its forward
+    *[(f"forward-{what}-{command}", (lambda body, command: lambda t: [command, _forward(t, body)])(body, command),
+       message)
+      for what, body, message in (("sys-exit", "sys.exit(0)", "called sys.exit(0)"),
+                                  ("breakpoint", "breakpoint()", "called breakpoint()"),
+                                  ("input", "input()", "read from standard input"))
+      for command in ("summary", "snapshot")],
 ]
 
 

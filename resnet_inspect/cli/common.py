@@ -227,8 +227,10 @@ def _load_factory(target: str, options: dict[str, Any]) -> Any:
         with _no_terminal():
             module = importlib.import_module(module_name)
     except WantsTerminal as exc:
-        raise InputError(f"Importing '{module_name}' for {target} {exc}") from None
-    except (Exception, SystemExit) as exc:
+        raise InputError(f"Importing '{module_name}' for {target} {exc}.") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit, GeneratorExit...: whatever the user's code raises
         raise InputError(f"Cannot import '{module_name}' for {target}: {_raised(exc)}.") from exc
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
@@ -237,8 +239,10 @@ def _load_factory(target: str, options: dict[str, Any]) -> Any:
         with _no_terminal():
             model = factory()
     except WantsTerminal as exc:
-        raise InputError(f"{target}() {exc}") from None
-    except (Exception, SystemExit) as exc:
+        raise InputError(f"{target}() {exc}.") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit, GeneratorExit...: whatever the user's code raises
         raise InputError(f"{target}() raised {_raised(exc)}.") from exc
     from torch import nn
 
@@ -249,7 +253,8 @@ def _load_factory(target: str, options: dict[str, Any]) -> Any:
 
 
 class WantsTerminal(Exception):
-    """The user's code asked for a terminal (a debugger, an interactive prompt, input())."""
+    """The user's code asked for a terminal (a debugger, an interactive prompt, input()). Its message
+    is a clause without a full stop: "called breakpoint(). ... remove the call"."""
 
 
 class _NoInput(io.TextIOBase):
@@ -260,8 +265,8 @@ class _NoInput(io.TextIOBase):
 
     def read(self, size: int | None = -1) -> str:
         raise WantsTerminal("read from standard input (input(), pdb.set_trace() or code.interact() left in the "
-                            "code?). resnet-inspect runs a factory unattended, with no terminal to answer; remove "
-                            "the call.")
+                            "code?). resnet-inspect runs your model's code unattended, with no terminal to answer; "
+                            "remove the call")
 
     readline = read  # type: ignore[assignment]
 
@@ -270,8 +275,8 @@ class _NoInput(io.TextIOBase):
 
 
 def _breakpoint(*args: Any, **kwargs: Any) -> None:
-    raise WantsTerminal("called breakpoint(). resnet-inspect runs a factory unattended, with no terminal for a "
-                        "debugger; remove the call (or set PYTHONBREAKPOINT=0 when you run it yourself).")
+    raise WantsTerminal("called breakpoint(). resnet-inspect runs your model's code unattended, with no terminal "
+                        "for a debugger; remove the call (or set PYTHONBREAKPOINT=0 when you run it yourself)")
 
 
 @contextlib.contextmanager
@@ -361,13 +366,29 @@ def _bad_input(exc: BaseException) -> str | None:
     return None
 
 
+def _exit_message(exc: SystemExit) -> str:
+    """A sys.exit from the user's code, once the command is running (a forward, a hook, a pickle)."""
+    code = visible(repr(exc.code))[:80]
+    return (f"The model's code called sys.exit({code}) while resnet-inspect ran it, so there is no result. Remove "
+            "the call from the model (its forward, a hook, or a property the trace reads).")
+
+
 def handle_errors(func: F) -> F:
     """Bad input becomes one paragraph on stderr and exit code 2 (a traceback only with --debug)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            # The user's code (a factory, a model's forward, a trusted pickle) runs inside: it gets
+            # no terminal to stop at, and its sys.exit cannot end the command with a made-up verdict.
+            with _no_terminal():
+                return func(*args, **kwargs)
+        except SystemExit as exc:  # the CLI itself ends commands with typer.Exit: this is the user's code
+            if STATE.debug:
+                raise
+            console(stderr=True).print(f"[bold red]Error:[/] {escape(_exit_message(exc))}", markup=True,
+                                       highlight=False)
+            raise typer.Exit(2) from None
         except InputError as exc:
             if STATE.debug:
                 raise

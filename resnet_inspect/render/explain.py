@@ -18,7 +18,7 @@ from rich.text import Text
 from ..analysis.records import LayerRecord, Report
 from ..errors import InputError
 from ..analysis.shapes import Window, window_output
-from ..text import visible, visible_lines
+from ..text import clip, visible, visible_lines
 from .table import count_text, model_title, number_text, pair_text, print_section, shape_text, shapes_text
 
 _BLOCK = re.compile(r"^((?:.+\.)?(?:layer\d+\.\d+|stages\.\d+\.blocks\.\d+))(?:[.:]|$)")
@@ -47,7 +47,8 @@ def find_record(report: Report, name: str) -> LayerRecord:
     call = 0
     repeat = re.fullmatch(r"(.*?)\s*\(call (\d+)\)", name.strip())
     if repeat:
-        name, call = repeat.group(1), int(repeat.group(2)) - 1
+        digits = repeat.group(2)  # thousands of digits would not even convert: any call past 10^9 is absent
+        name, call = repeat.group(1), int(digits) - 1 if len(digits) <= 9 else 10**9
     calls = [rec for rec in report.layers if rec.name == name]
     if calls:
         if 0 <= call < len(calls):
@@ -60,7 +61,7 @@ def find_record(report: Report, name: str) -> LayerRecord:
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     examples = [rec.name for rec in report.layers if rec.weighted][:2]
     example = f", such as {' or '.join(examples)}" if examples and not close else ""
-    raise InputError(f"{report.model} has no layer '{name}'.{hint} Layer names are the qualified module names that "
+    raise InputError(f"{report.model} has no layer '{clip(name)}'.{hint} Layer names are the qualified module names that "
                      f"`resnet-inspect tree` prints{example}.")
 
 
