@@ -999,3 +999,16 @@ HUGE = 10**5000  # str() and repr() of it raise ValueError in Python 3.11: no me
 def test_integers_of_thousands_of_digits_through_the_api(call: Any) -> None:
     with pytest.raises(ri.InputError, match="thousands of digits|digits, far over"):
         call()
+
+
+def test_an_os_error_that_is_not_about_a_path_stays_an_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mapping of OSError to bad input is for errors on a path the user gave; any other is a bug
+    in resnet-inspect and says so (exit 3), rather than escaping as a traceback."""
+    from resnet_inspect.analysis import inspect as engine
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.EIO, "simulated")
+
+    monkeypatch.setattr(engine, "inspect", broken)
+    code, out = run("summary", "resnet18")
+    assert code == 3 and "Internal error" in out

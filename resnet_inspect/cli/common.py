@@ -346,7 +346,7 @@ def console(stderr: bool = False) -> Console:
 
 # Errors the operating system gives for a path the user named: the input is wrong, not the tool.
 _PATH_ERRNOS = {errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.ELOOP, errno.EISDIR, errno.ENOTDIR,
-                errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENXIO, errno.ENODEV}
+                errno.EROFS, errno.ENXIO, errno.ENODEV}
 
 
 def _bad_input(exc: BaseException) -> str | None:
@@ -360,9 +360,8 @@ def _bad_input(exc: BaseException) -> str | None:
         return (f"The model is nested too deep: walking its modules exceeded Python's recursion limit "
                 f"({sys.getrecursionlimit():,} frames; torch's own named_modules() recurses once per level). "
                 "Flatten the nesting (an nn.Sequential of the blocks instead of each block holding the next).")
-    if isinstance(exc, OSError) and exc.errno in _PATH_ERRNOS:
-        where = f" {reading.short(exc.filename)}" if exc.filename else ""
-        return f"Cannot use the file{where}: {reading.reason(exc)}."
+    if isinstance(exc, OSError) and exc.errno in _PATH_ERRNOS and exc.filename is not None:
+        return f"Cannot use the file {reading.short(exc.filename)}: {reading.reason(exc)}."
     return None
 
 
@@ -401,15 +400,13 @@ def handle_errors(func: F) -> F:
         except BrokenPipeError:  # plain writes (json, csv) into a pipe whose reader has gone
             _silence_stdout()
             raise typer.Exit(0) from None
-        except (RecursionError, OSError) as exc:
-            bad = _bad_input(exc)
-            if bad is None or STATE.debug:
-                raise
-            console(stderr=True).print(f"[bold red]Error:[/] {escape(bad)}", markup=True, highlight=False)
-            raise typer.Exit(2) from None
         except Exception as exc:
             if STATE.debug:
                 raise
+            bad = _bad_input(exc)
+            if bad is not None:
+                console(stderr=True).print(f"[bold red]Error:[/] {escape(bad)}", markup=True, highlight=False)
+                raise typer.Exit(2) from None
             console(stderr=True).print(
                 f"[bold red]Internal error:[/] {type(exc).__name__}: {escape(str(exc))}. This is a bug in resnet-inspect; "
                 "re-run with --debug for the traceback and report it.", markup=True, highlight=False)
