@@ -287,7 +287,10 @@ def loads(text: str, file: str = "<snapshot>") -> Snapshot:
     except RecursionError:
         raise SnapshotError(file, "is not a shape snapshot: its JSON is nested too deeply.") from None
     except ValueError as exc:  # Python's guard against integers of more than 4300 digits
-        raise SnapshotError(file, f"is not a shape snapshot: {exc}.") from None
+        digits = re.search(r"has (\d+) digits", str(exc))
+        what = f"a number of {int(digits.group(1)):,} digits" if digits else "a number too long to read"
+        raise SnapshotError(file, f"is not a shape snapshot: it holds {what} (Python reads at most 4,300), and no "
+                            "count in a snapshot comes near that.") from None
     if not isinstance(doc, dict):
         raise SnapshotError(file, f"holds a JSON {_json_type(doc)}, not a shape snapshot object.")
     key_lines = _key_lines(text)

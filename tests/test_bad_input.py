@@ -821,7 +821,7 @@ CASES: list[tuple[str, Any, str]] = [
     ("input-bytes-overflow", lambda t: ["summary", "resnet18", "--input", "1000000x3x1000000x1000000"],
      "more than a tensor can hold"),
     ("snapshot-json-digits", lambda t: ["check", _snapshot_with(t, '"params": ', '"params": ' + DIGITS)],
-     "digits"),
+     "it holds a number of 5,00"),
     ("max-checkpoint-size-malformed", lambda t: ["--max-checkpoint-size", "8Q", "summary", _with_weight(
         t, torch.zeros(64, 64, 3, 3))], "Malformed size '8Q'"),
     # names and paths over the OS limit
