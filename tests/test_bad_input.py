@@ -877,6 +877,11 @@ CASES: list[tuple[str, Any, str]] = [
     ("factory-sys-exit-on-import", lambda t: ["summary", _factory(t, "sys.exit(0)", at_import=True)],
      "it called sys.exit(0)"),
     ("model-nested-too-deep", lambda t: ["summary", _deep_factory(t)], "nested too deep"),
+    # a trusted pickle's code (--trust-pickle runs it by design)
+    ("trusted-pickle-sys-exit", lambda t: ["--trust-pickle", "summary", _save(t, "exits.pth", {
+        "w": _Payload(sys.exit, 0)})], "called sys.exit(0)"),
+    ("trusted-pickle-breakpoint", lambda t: ["--trust-pickle", "summary", _save(t, "stops.pth", {
+        "w": _Payload(breakpoint)})], "called breakpoint()"),
     ("factory-generator-exit", lambda t: ["summary", _factory(t, "raise GeneratorExit('stop')")],
      "raised GeneratorExit: stop"),
     # the model's own code, run by the trace: its forward
