@@ -133,16 +133,13 @@ def _check_expansion(path: Path, is_zip: bool, max_bytes: int) -> None:
     A zip archive says in its central directory how large each entry is once inflated: a crafted
     file can deflate gigabytes of zeros into a few megabytes, so the sum of those sizes is what
     counts. Every other format (a legacy torch.save pickle, safetensors) holds its data as it is,
-    so its size on disk is the bound. A TorchScript archive is named as such (torch.jit.save).
+    so its size on disk is the bound. The storages a pickle declares are checked by torch itself
+    against the bytes the archive holds for them.
     """
     size = path.stat().st_size
     if is_zip:
         entries = _zip_entries(path)
-        if any(name.split("/")[1:2] in (["constants.pkl"], ["code"]) for name, _ in entries):
-            raise InputError(
-                f"{path} is a TorchScript archive (written by torch.jit.save), not a torch.save checkpoint: it holds "
-                "compiled code, which resnet-inspect does not load. Save its weights as a state_dict and inspect "
-                "that file: torch.save(torch.jit.load(PATH).state_dict(), 'weights.pth').")
+        _refuse_torchscript(path, [name for name, _ in entries])
         size = sum(inflated for _, inflated in entries)
     if size > max_bytes:
         how = "its zip directory says its entries inflate to" if is_zip else "it is"
@@ -151,6 +148,16 @@ def _check_expansion(path: Path, is_zip: bool, max_bytes: int) -> None:
         raise InputError(f"Refused to load {path}: {how} {_bytes(size)}, over the limit of {_bytes(max_bytes)} a "
                          f"checkpoint may hold ({why}). If you trust the file, raise the limit: resnet-inspect "
                          f"--max-checkpoint-size {_bytes(size, flag=True)} summary FILE.")
+
+
+def _refuse_torchscript(path: Path, names: list[str]) -> None:
+    """A TorchScript archive (torch.jit.save) holds ``constants.pkl`` and a ``code/`` folder beside
+    its ``data.pkl``; torch.load refuses it with a paragraph about weights_only. Say what it is."""
+    if any(name.split("/")[1:2] in (["constants.pkl"], ["code"]) for name in names):
+        raise InputError(
+            f"{path} is a TorchScript archive (written by torch.jit.save), not a torch.save checkpoint: it holds "
+            "compiled code, which resnet-inspect does not load. Save its weights as a state_dict and inspect "
+            "that file: torch.save(torch.jit.load(PATH).state_dict(), 'weights.pth').")
 
 
 def _zip_entries(path: Path) -> list[tuple[str, int]]:
