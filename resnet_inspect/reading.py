@@ -31,6 +31,8 @@ def kind(path: str | os.PathLike[str]) -> str | None:
         return None
     except NotADirectoryError:  # a path through a regular file: nothing is there
         return None
+    except ValueError:  # a NUL byte, which no path can hold (from the API; a shell cannot pass one)
+        raise OSError(errno.EINVAL, "a path cannot hold a NUL byte", str(path)) from None
     if stat.S_ISREG(mode):
         return "a regular file"
     return next((label for test, label in _KINDS if test(mode)), "not a regular file")

@@ -437,3 +437,9 @@ def test_malformed_byte_sizes(text: str) -> None:
 
     with pytest.raises(ri.InputError, match="Malformed size"):
         parse_byte_size(text)
+
+
+@pytest.mark.parametrize("path", ["a\x00b.pth", "x" * 300 + ".pth", "/dev/zero"])
+def test_paths_no_file_can_have_are_input_errors(path: str) -> None:
+    with pytest.raises(ri.InputError, match="Cannot read"):
+        load_checkpoint(path)
