@@ -23,7 +23,7 @@ def kind(path: str | os.PathLike[str]) -> str | None:
     """``"a regular file"``, ``"a directory"``, ``"a named pipe (FIFO)"``... or None when nothing is there.
 
     Raises :class:`OSError` for a path the system cannot even look up (too long, no permission on
-    a folder, a loop of links): :func:`path_error` words it.
+    a folder, a loop of links): :func:`reason` words it.
     """
     try:
         mode = os.stat(path).st_mode
