@@ -1,0 +1,181 @@
+"""Leave the user's model exactly as it was, whatever a forward pass does to it.
+
+A trace or a peer counter runs the model's own ``forward``. That code may update a buffer in
+place (a call counter, batch-norm statistics), cache tensors in a plain attribute (torchvision's
+detection ``AnchorGenerator`` keeps ``cell_anchors``, a list of tensors, on the device it last
+ran on), add attributes, or (fvcore's jit trace) leave hooks behind when it fails. ``guarded``
+makes all of that happen to stand-ins:
+
+- every parameter and buffer of every module is swapped, in the module's own ``_parameters`` and
+  ``_buffers``, for a stand-in (an empty meta tensor for the meta trace, a copy for a real
+  forward). One stand-in per tensor, so weights tied between modules stay tied. Each module is
+  visited once however many names it has (``m.alias = m.conv``, a ModuleList that repeats an
+  entry), and the originals are put back by object, so the same tensor objects, with their
+  device, dtype, bits and version counter, are there afterwards;
+- tensors in plain attributes, and lists, tuples and dicts of them, are swapped for copies the
+  same way;
+- afterwards every module's class, attribute dictionary (attributes the forward added are
+  removed), the contents of its containers (hook dictionaries, ``_modules``, ...) and the global
+  module hooks are put back as they were, also when the forward raised.
+
+``torch.func.functional_call(..., tie_weights=True)`` is not enough for this: it swaps a shared
+module's tensors once per name and restores them in the same order, so the second name restores
+the stand-in the first one put there (the user's weights end up on the meta device).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules import module as _module_globals
+from torch.nn.parameter import is_lazy
+
+from ..errors import InputError
+
+_GLOBAL_HOOKS = tuple(name for name in dir(_module_globals) if name.startswith("_global_")
+                      and isinstance(getattr(_module_globals, name), dict))
+_TENSOR_DICTS = ("_parameters", "_buffers")
+_MAX_NESTING = 4  # how deep lists, tuples and dicts in plain attributes are searched for tensors
+
+
+def refuse_lazy(model: nn.Module, label: str) -> None:
+    """Refuse a model with uninitialized lazy modules (nn.LazyLinear ...) rather than materialize them.
+
+    Their shapes are only known once a real input has passed through, and that first forward
+    changes the module for good: it allocates the weights and turns the class into nn.Linear.
+    """
+    for name, module in model.named_modules():
+        lazy = [n for n, t in (*module._parameters.items(), *module._buffers.items()) if t is not None and is_lazy(t)]
+        if lazy:
+            raise InputError(
+                f"{label} has an uninitialized lazy module: {name or 'the root module'} ({type(module).__name__}) "
+                f"has not inferred its {', '.join(lazy)} yet. resnet-inspect does not initialize it, since that "
+                "would change your model (it would allocate the weights and turn the class into its non-lazy "
+                "form). Run one forward pass with a real input first, then inspect the model.")
+
+
+def _stand_in(t: torch.Tensor, meta: bool) -> torch.Tensor:
+    with torch.no_grad():
+        copy = torch.empty_like(t, device="meta") if meta else t.detach().clone()
+    if isinstance(t, nn.Parameter):
+        return nn.Parameter(copy, requires_grad=t.requires_grad)
+    return copy
+
+
+def _has_tensor(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if depth >= _MAX_NESTING:
+        return False
+    if type(value) in (list, tuple):
+        return any(_has_tensor(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return any(_has_tensor(v, depth + 1) for v in value.values())
+    return False
+
+
+def _substitute(value: Any, swap: Callable[[torch.Tensor], torch.Tensor], depth: int = 0) -> Any:
+    """A new container of the same shape holding stand-ins instead of the tensors."""
+    if isinstance(value, torch.Tensor):
+        return swap(value)
+    if depth >= _MAX_NESTING:
+        return value
+    if type(value) is list:
+        return [_substitute(v, swap, depth + 1) for v in value]
+    if type(value) is tuple:
+        return tuple(_substitute(v, swap, depth + 1) for v in value)
+    if type(value) is dict:
+        return {k: _substitute(v, swap, depth + 1) for k, v in value.items()}
+    return value
+
+
+class _Saved:
+    """One module's class, attribute dictionary and the contents of its mutable containers."""
+
+    __slots__ = ("module", "cls", "attrs", "contents")
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.cls = type(module)
+        self.attrs = dict(module.__dict__)
+        self.contents = {key: _contents(value) for key, value in self.attrs.items()
+                         if isinstance(value, (dict, list, set))}
+
+    def restore(self) -> None:
+        module = self.module
+        if type(module) is not self.cls:  # a lazy module turns itself into its non-lazy class
+            module.__class__ = self.cls
+        state = module.__dict__
+        for key in [k for k in state if k not in self.attrs]:
+            del state[key]
+        for key, value in self.attrs.items():
+            if state.get(key, _MISSING) is not value:
+                state[key] = value
+        for key, saved in self.contents.items():
+            _put_back(self.attrs[key], saved)
+
+
+_MISSING = object()
+
+
+def _contents(container: dict | list | set) -> Any:
+    if isinstance(container, dict):
+        return list(container.items())
+    return list(container)
+
+
+def _put_back(container: dict | list | set, saved: Any) -> None:
+    """Restore a container's contents in place (its identity is what other code holds on to)."""
+    if isinstance(container, dict):
+        if len(container) == len(saved) and all(container.get(k, _MISSING) is v for k, v in saved):
+            if list(container) == [k for k, _ in saved]:
+                return
+        container.clear()
+        container.update(saved)
+    elif isinstance(container, list):
+        if len(container) != len(saved) or any(a is not b for a, b in zip(container, saved)):
+            container[:] = saved
+    elif set(map(id, container)) != set(map(id, saved)):
+        container.clear()
+        container.update(saved)
+
+
+@contextmanager
+def guarded(model: nn.Module, *, meta: bool) -> Iterator[None]:
+    """Run the body on stand-ins of the model's tensors; put back everything the body changed.
+
+    ``meta=True`` gives parameters and buffers empty meta stand-ins (the meta trace allocates
+    nothing); ``meta=False`` gives them copies (a real forward may update them in place).
+    """
+    modules = list(model.modules())  # each module once, however many names it has
+    saved = [_Saved(m) for m in modules]
+    hooks = {name: list(getattr(_module_globals, name).items()) for name in _GLOBAL_HOOKS}
+    stand_ins: dict[int, torch.Tensor] = {}  # id(original) -> its stand-in, so ties stay ties
+
+    def swap(t: torch.Tensor, for_state: bool = False) -> torch.Tensor:
+        found = stand_ins.get(id(t))
+        if found is None:
+            found = stand_ins[id(t)] = _stand_in(t, meta and for_state)
+        return found
+
+    try:
+        for entry in saved:
+            state = entry.module.__dict__
+            for key in _TENSOR_DICTS:
+                tensors = state.get(key)
+                if isinstance(tensors, dict):
+                    for name, t in list(tensors.items()):
+                        if isinstance(t, torch.Tensor):
+                            tensors[name] = swap(t, True)
+            for key, value in entry.attrs.items():
+                if key not in _TENSOR_DICTS and _has_tensor(value):
+                    state[key] = _substitute(value, swap)
+        yield
+    finally:
+        for entry in saved:
+            entry.restore()
+        for name, items in hooks.items():
+            _put_back(getattr(_module_globals, name), items)
