@@ -1,12 +1,20 @@
-"""Shared test fixtures: where the seeds and the published reference figures live."""
+"""Shared test fixtures: where the seeds and the published reference figures live, and the check
+that every model any test hands to the engine comes back exactly as it was."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 from torch import nn
+from torch.nn.modules import module as module_globals
+from torch.nn.parameter import is_lazy
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -89,3 +97,121 @@ def state_checksum(model: nn.Module) -> str:
         digest.update(key.encode())
         digest.update(value.detach().cpu().numpy().tobytes())
     return digest.hexdigest()
+
+
+# -- the model is never changed (issue 13) -----------------------------------------------------------
+# Every call into the engine's entry points with an nn.Module is fingerprinted before and after,
+# also when the call raises: a test that changes a model fails, whatever the test itself checks.
+
+ENTRY_POINTS = (("resnet_inspect.analysis.inspect", "inspect"), ("resnet_inspect.analysis.inspect", "run_trace"),
+                ("resnet_inspect.analysis.counters", "fvcore_by_module"),
+                ("resnet_inspect.analysis.counters", "torch_by_module"))
+GLOBAL_HOOKS = [n for n in dir(module_globals) if n.startswith("_global_") and isinstance(getattr(module_globals, n), dict)]
+
+
+class TensorPrint:
+    """Identity, type, device, dtype, layout, version and (for real tensors) a copy of the bytes of
+    its storage, taken once per storage (a stride-0 expansion costs its one stored element)."""
+
+    def __init__(self, t: torch.Tensor, storages: dict[tuple[int, int], torch.Tensor]) -> None:
+        self.tensor = t
+        self.meta = (id(t), type(t), t.device, t.dtype, t.requires_grad, t._version,
+                     None if is_lazy(t) else (tuple(t.shape), t.stride(), t.storage_offset()))
+        self.bits = None
+        if not (is_lazy(t) or t.is_meta or t.layout != torch.strided or t.is_nested):
+            key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+            if key not in storages:
+                storages[key] = _bytes(t).clone()
+            self.bits = storages[key]
+
+    def same_as(self, other: TensorPrint) -> bool:
+        if self.meta != other.meta or (self.bits is None) != (other.bits is None):
+            return False
+        return self.bits is None or torch.equal(self.bits, _bytes(other.tensor))  # bit for bit: NaN == NaN
+
+
+def _bytes(t: torch.Tensor) -> torch.Tensor:
+    """The whole storage under a tensor, as bytes."""
+    return torch.empty(0, dtype=torch.uint8, device=t.device).set_(t.untyped_storage())
+
+
+def _tensor_items(value: Any, depth: int = 0) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif depth < 4 and isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _tensor_items(v, depth + 1)
+    elif depth < 4 and isinstance(value, dict):
+        for v in value.values():
+            yield from _tensor_items(v, depth + 1)
+
+
+def fingerprint(model: nn.Module) -> dict[str, Any]:
+    """What a trace must leave alone: per module its class, attribute names, training flag, hook
+    dicts, submodules, and every tensor it holds (parameters, buffers, tensor-bearing attributes)."""
+    result: dict[str, Any] = {"global_hooks": {n: list(getattr(module_globals, n).items()) for n in GLOBAL_HOOKS}}
+    storages: dict[tuple[int, int], torch.Tensor] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        state = module.__dict__
+        result[f"{name}#{id(module)}"] = {
+            "class": type(module), "training": module.training, "attrs": sorted(state),
+            "containers": {k: [(key, id(v)) for key, v in value.items()] for k, value in state.items()
+                           if isinstance(value, dict) and not k.startswith(("_parameters", "_buffers"))},
+            "tensors": {f"{k}[{i}]": TensorPrint(t, storages) for k, value in state.items()
+                        for i, t in enumerate(_tensor_items(value))},
+        }
+    return result
+
+
+def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What changed between two fingerprints, one line per difference (empty: nothing did)."""
+    found = [f"{key}: {'added' if key not in before else 'gone'}" for key in before.keys() ^ after.keys()]
+    for key in before.keys() & after.keys():
+        old, new = before[key], after[key]
+        if key == "global_hooks":
+            found += [f"global hooks {n} changed" for n in old if old[n] != new[n]]
+            continue
+        found += [f"{key}: {field} changed" for field in ("class", "training", "attrs", "containers")
+                  if old[field] != new[field]]
+        for tname in old["tensors"].keys() | new["tensors"].keys():
+            a, b = old["tensors"].get(tname), new["tensors"].get(tname)
+            if a is None or b is None or not a.same_as(b):
+                found.append(f"{key}: tensor {tname} changed")
+    return sorted(found)
+
+
+def assert_unchanged(model: nn.Module, before: dict[str, Any]) -> None:
+    changed = differences(before, fingerprint(model))
+    assert not changed, f"the model was changed by resnet-inspect: {'; '.join(changed[:8])}"
+
+
+def _checked(fn: Callable[..., Any], active: list[bool]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        model = args[0] if args else kwargs.get("model_or_name", kwargs.get("model"))
+        if active[0] or not isinstance(model, nn.Module):
+            return fn(*args, **kwargs)
+        before = fingerprint(model)
+        active[0] = True
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            active[0] = False
+            assert_unchanged(model, before)
+    wrapper.checks_model_state = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+@pytest.fixture(autouse=True)
+def model_state_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wrap the engine's entry points, wherever they were imported to, in the fingerprint check."""
+    import resnet_inspect.analysis.counters
+    import resnet_inspect.analysis.inspect  # noqa: F401
+
+    active = [False]
+    for module_name, attr in ENTRY_POINTS:
+        original = getattr(sys.modules[module_name], attr)
+        wrapped = _checked(original, active)
+        for name, module in list(sys.modules.items()):
+            if (name == "resnet_inspect" or name.startswith("resnet_inspect.")) and getattr(module, attr, None) is original:
+                monkeypatch.setattr(module, attr, wrapped)

@@ -1,7 +1,8 @@
 """``inspect()``: build (or take) a model, trace it once, and assemble the report."""
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -135,7 +136,7 @@ def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str
     mark_input(x)
     tracer = Tracer(model, owned)
     try:
-        with guarded(model, meta=not real) if guard else nullcontext(), tracer.hooks(), torch.no_grad():
+        with guarded(model, meta=not real) if guard else _modes_kept(model), tracer.hooks(), torch.no_grad():
             model.eval()
             with tracer:
                 out = model(x)
@@ -147,6 +148,17 @@ def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str
     except Exception as exc:  # the model's own forward failed: say where, and what did run
         raise _forward_failed(label, size, tracer, exc) from exc
     return tracer.records, out, tracer
+
+
+@contextmanager
+def _modes_kept(model: nn.Module) -> Iterator[None]:
+    """Put back every submodule's training flag (all a model of our own needs)."""
+    modes = {m: m.training for m in model.modules()}
+    try:
+        yield
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
 
 
 def _input(model: nn.Module, size: tuple[int, ...], real: bool, dtype: torch.dtype) -> torch.Tensor:

@@ -57,9 +57,22 @@ def refuse_lazy(model: nn.Module, label: str) -> None:
                 "form). Run one forward pass with a real input first, then inspect the model.")
 
 
-def _stand_in(t: torch.Tensor, meta: bool) -> torch.Tensor:
+def _stand_in(t: torch.Tensor, meta: bool, storages: dict[tuple[int, int], Any]) -> torch.Tensor:
+    """An empty meta tensor like ``t``, or a copy with ``t``'s exact layout.
+
+    The copy is made of its storage, once per storage, and viewed as ``t`` is: a stride-0
+    expansion costs one element, not its full shape, and buffers that view one storage still do.
+    """
     with torch.no_grad():
-        copy = torch.empty_like(t, device="meta") if meta else t.detach().clone()
+        if meta or t.is_meta or t.layout != torch.strided or t.is_nested:
+            copy = torch.empty_like(t, device="meta") if meta else t.detach().clone()
+        else:
+            storage = t.untyped_storage()
+            key = (storage.data_ptr(), storage.nbytes())
+            if key not in storages:
+                storages[key] = storage.clone()
+            copy = torch.empty(0, dtype=t.dtype, device=t.device).set_(
+                storages[key], t.storage_offset(), t.size(), t.stride())
     if isinstance(t, nn.Parameter):
         return nn.Parameter(copy, requires_grad=t.requires_grad)
     return copy
@@ -154,11 +167,12 @@ def guarded(model: nn.Module, *, meta: bool) -> Iterator[None]:
     saved = [_Saved(m) for m in modules]
     hooks = {name: list(getattr(_module_globals, name).items()) for name in _GLOBAL_HOOKS}
     stand_ins: dict[int, torch.Tensor] = {}  # id(original) -> its stand-in, so ties stay ties
+    storages: dict[tuple[int, int], Any] = {}  # copied storages, shared by the views of each
 
     def swap(t: torch.Tensor, for_state: bool = False) -> torch.Tensor:
         found = stand_ins.get(id(t))
         if found is None:
-            found = stand_ins[id(t)] = _stand_in(t, meta and for_state)
+            found = stand_ins[id(t)] = _stand_in(t, meta and for_state, storages)
         return found
 
     try:
