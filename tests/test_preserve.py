@@ -212,19 +212,44 @@ def test_a_failing_fvcore_trace_is_input_error_and_leaves_no_hooks() -> None:
     assert_unchanged(model, snapshot)
 
 
-def test_a_failing_fvcore_trace_exits_2_from_the_cli(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "scalar_out_net.py").write_text(
-        "import torch\nfrom torch import nn\n\n\n"
-        "class Net(nn.Module):\n"
-        "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(4, 4)\n\n"
-        "    def forward(self, x):\n        return float(self.fc(x).sum())\n\n\n"
-        "def build():\n    return Net()\n")
+FACTORIES = """
+import torch
+from torch import nn
+
+
+class ScalarOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return float(self.fc(x).sum())
+
+
+def scalar_out():
+    return ScalarOut()
+
+
+def lazy():
+    return nn.Sequential(nn.Linear(4, 8), nn.LazyLinear(2))
+"""
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fvcore calls torch.jit.script
+@pytest.mark.parametrize(("factory", "flags", "words"), [
+    ("scalar_out", ["--real", "--counter", "fvcore"], "fvcore cannot count ScalarOut"),
+    ("lazy", [], "has an uninitialized lazy module: 1 (LazyLinear)"),
+    ("lazy", ["--counter", "torch"], "has an uninitialized lazy module: 1 (LazyLinear)"),
+])
+def test_a_model_that_cannot_be_counted_exits_2_from_the_cli(factory: str, flags: list[str], words: str,
+                                                             tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "uncountable_nets.py").write_text(FACTORIES)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    result = CliRunner().invoke(app, ["summary", "scalar_out_net:build", "--input", "2,4", "--real",
-                                      "--counter", "fvcore", "--format", "json"])
+    result = CliRunner().invoke(app, ["summary", f"uncountable_nets:{factory}", "--input", "2,4", *flags,
+                                      "--format", "json"])
     assert result.exit_code == 2, result.output
-    assert "fvcore cannot count" in " ".join(result.stderr.split())
+    assert words in " ".join(result.stderr.split())
 
 
 @pytest.mark.parametrize("counter", ["fvcore", "torch"])

@@ -187,3 +187,40 @@ def test_snapshot_files_never_collide(project: pytest.Pytester) -> None:
     sizes = {json.loads((project.path / "tests" / "__shapes__" / s).read_text())["input_size"][2] for s in stored}
     assert sizes == {32, 64}
     run(project, "--import-mode=importlib").assert_outcomes(passed=4)
+
+
+def test_checking_an_aliased_model_leaves_its_weights(project: pytest.Pytester) -> None:
+    """shape_snapshot.check on a model that holds one conv under two names (``m.alias = m.conv``) and
+    repeats a ModuleList entry: the weights are the same tensors, on the CPU, bit for bit, after the
+    check writes the snapshot and after it compares with it (issue 13)."""
+    project.makepyfile(test_aliased="""
+        import torch
+        from torch import nn
+
+        class Aliased(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 3, 3, padding=1)
+                self.alias = self.conv
+                first = nn.Conv2d(3, 3, 1)
+                self.repeated = nn.ModuleList([first, nn.Conv2d(3, 3, 1), first])
+
+            def forward(self, x):
+                x = self.alias(self.conv(x))
+                for layer in self.repeated:
+                    x = layer(x)
+                return x
+
+        def test_aliased(shape_snapshot):
+            model = Aliased()
+            before = {n: (p, p.detach().clone()) for n, p in model.named_parameters(remove_duplicate=False)}
+            shape_snapshot.check(model, input_size=(1, 3, 16, 16))
+            after = dict(model.named_parameters(remove_duplicate=False))
+            assert after.keys() == before.keys()
+            for name, (tensor, bits) in before.items():
+                assert after[name] is tensor, name
+                assert tensor.device.type == "cpu" and torch.equal(tensor, bits), name
+            assert model(torch.ones(1, 3, 16, 16)).shape == (1, 3, 16, 16)
+    """)
+    run(project, "--shape-update").assert_outcomes(passed=1)
+    run(project).assert_outcomes(passed=1)
