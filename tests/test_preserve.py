@@ -165,25 +165,51 @@ def test_tensors_cached_in_plain_attributes_are_put_back(mode: str) -> None:
 
 
 def lazy() -> nn.Module:
-    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.LazyLinear(2))
+    return nn.Sequential(nn.LazyConv2d(4, 3), nn.LazyBatchNorm2d(), nn.Flatten(), nn.LazyLinear(2))
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_an_uninitialized_lazy_module_is_refused_and_stays_lazy(mode: str) -> None:
+def test_a_lazy_module_is_inferred_on_stand_ins_and_stays_lazy(mode: str) -> None:
+    """The lazy modules infer their shapes from the traced input, on stand-ins: the user's model
+    keeps its uninitialized tensors, its lazy classes and their initializing hooks."""
     model = lazy()
-    hooks = dict(model[2]._forward_pre_hooks)
+    hooks = [dict(m._forward_pre_hooks) for m in model]
     snapshot = fingerprint(model)
-    with pytest.raises(InputError, match=r"2 \(LazyLinear\) has not inferred its weight, bias"):
+    report = inspect(model, (1, 3, 8, 8), mode)
+    params = {r.name: r.params for r in report.layers if r.kind == "module"}
+    assert params == {"": 0, "0": 4 * 3 * 9 + 4, "1": 2 * 4, "2": 0, "3": 4 * 6 * 6 * 2 + 2}
+    assert report.totals["params"] == sum(params.values()) and report.totals["buffers"] == 4 + 4 + 1
+    assert [type(m) for m in model] == [nn.LazyConv2d, nn.LazyBatchNorm2d, nn.Flatten, nn.LazyLinear]
+    assert all(nn.parameter.is_lazy(t) for m in (model[0], model[1], model[3]) for t in m.parameters())
+    assert [dict(m._forward_pre_hooks) for m in model] == hooks  # their own initializing hooks stay
+    assert_unchanged(model, snapshot)
+    assert model(torch.zeros(1, 3, 8, 8)).shape == (1, 2)  # and it still initializes itself later
+
+
+class LazyUnused(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.spare = nn.LazyLinear(2)  # never called: its shapes cannot be inferred
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_lazy_module_the_forward_never_reaches_is_refused(mode: str) -> None:
+    model = LazyUnused()
+    snapshot = fingerprint(model)
+    with pytest.raises(InputError, match="could not infer its shapes: spare never ran"):
         inspect(model, (2, 4), mode)
-    assert type(model[2]) is nn.LazyLinear and nn.parameter.is_lazy(model[2].weight)
-    assert dict(model[2]._forward_pre_hooks) == hooks  # its own initializing hook stays, no other
+    assert type(model.spare) is nn.LazyLinear and nn.parameter.is_lazy(model.spare.weight)
     assert_unchanged(model, snapshot)
 
 
 def test_an_initialized_lazy_module_is_inspected() -> None:
     model = lazy()
-    model(torch.zeros(1, 4))
-    assert engine.inspect(model, (2, 4)).totals["params"] == (4 * 8 + 8) + (8 * 2 + 2)
+    model(torch.zeros(1, 3, 8, 8))
+    assert engine.inspect(model, (1, 3, 8, 8)).totals["params"] == 112 + 8 + 290
 
 
 # -- fvcore and the torch counter ---------------------------------------------------------------------
@@ -230,16 +256,26 @@ def scalar_out():
     return ScalarOut()
 
 
-def lazy():
-    return nn.Sequential(nn.Linear(4, 8), nn.LazyLinear(2))
+class LazyUnused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.spare = nn.LazyLinear(2)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def lazy_unused():
+    return LazyUnused()
 """
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fvcore calls torch.jit.script
 @pytest.mark.parametrize(("factory", "flags", "words"), [
     ("scalar_out", ["--real", "--counter", "fvcore"], "fvcore cannot count ScalarOut"),
-    ("lazy", [], "has an uninitialized lazy module: 1 (LazyLinear)"),
-    ("lazy", ["--counter", "torch"], "has an uninitialized lazy module: 1 (LazyLinear)"),
+    ("lazy_unused", [], "could not infer its shapes: spare never ran"),
+    ("lazy_unused", ["--real"], "could not infer its shapes: spare never ran"),
 ])
 def test_a_model_that_cannot_be_counted_exits_2_from_the_cli(factory: str, flags: list[str], words: str,
                                                              tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

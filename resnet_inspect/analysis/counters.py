@@ -15,7 +15,7 @@ from torch import nn
 from ..errors import InputError
 from ..models.resnet import build_model
 from ..variants import ResNetSpec
-from .preserve import guarded, refuse_lazy
+from .preserve import guarded
 from .records import Report
 
 CONVENTIONS = {
@@ -49,7 +49,6 @@ def fvcore_by_module(model: nn.Module, size: tuple[int, ...], dtype: torch.dtype
     """fvcore's per-module totals, from its jit trace of a real forward (on copies of the weights)."""
     from fvcore.nn import FlopCountAnalysis
 
-    refuse_lazy(model, type(model).__name__)
     try:
         with guarded(model, meta=False), torch.no_grad():
             model.eval()
@@ -69,7 +68,6 @@ def torch_by_module(model: nn.Module, size: tuple[int, ...], dtype: torch.dtype 
     """torch.utils.flop_counter's per-module totals, from a real forward (on copies of the weights)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    refuse_lazy(model, type(model).__name__)
     counter = FlopCounterMode(display=False)
     try:
         with guarded(model, meta=False), torch.no_grad():

@@ -14,7 +14,7 @@ from ..inputs import parse_input_size, parse_tensor_shape
 from ..models.resnet import build_model
 from ..variants import ResNetSpec, get_spec
 from . import counters
-from .preserve import guarded, refuse_lazy
+from .preserve import guarded, refuse_uninferred
 from .records import CONVENTION, LayerRecord, Report
 from .shapes import Window, pad_to_multiple, window_output
 from .structure import depth_breakdown, downsample_table, fpn_summary, label_stages, path_records
@@ -98,10 +98,14 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         depth["notes"].append(f"The deep stem (Bag of Tricks ResNet-C/D/S) replaces the 7×7 conv with "
                               f"{depth['stem']} 3×3 convs; timm keeps the name of the net it modifies.")
     uncalled = _uncalled(model, tracer, records)
+    # Each tensor once, as model.parameters() gives them, but of what the trace saw (a lazy
+    # module's weights exist only there).
+    params = list({id(p): p for named, _ in tracer.owned.values() for _, p in named}.values())
+    buffers = list({id(b): b for _, owned_buffers in tracer.owned.values() for b in owned_buffers}.values())
     totals = {
-        "params": sum(p.numel() for p in model.parameters()),
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "buffers": sum(b.numel() for b in model.buffers()),
+        "params": sum(p.numel() for p in params),
+        "trainable_params": sum(p.numel() for p in params if p.requires_grad),
+        "buffers": sum(b.numel() for b in buffers),
         "macs": sum(r.macs for r in records),
         "other_ops": sum(r.other_ops for r in records),
         "activation_bytes": sum(r.output_bytes for r in records),
@@ -128,18 +132,17 @@ def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str
     tensors by default, copies for ``real=True``. ``guard=False`` skips that for a model that
     ``inspect`` built itself and nobody else holds.
     """
-    refuse_lazy(model, label)
-    owned = {name: ([(pn, p) for pn, p in m._parameters.items() if p is not None],
-                    [b for b in m._buffers.values() if b is not None])
-             for name, m in model.named_modules()}
     x = _input(model, size, real, dtype)
     mark_input(x)
-    tracer = Tracer(model, owned)
+    tracer = Tracer(model, {})
     try:
         with guarded(model, meta=not real) if guard else _modes_kept(model), tracer.hooks(), torch.no_grad():
+            # Counted from what the forward sees: the stand-ins, which a lazy module can materialize.
+            tracer.owned = _owned(model)
             model.eval()
             with tracer:
                 out = model(x)
+        refuse_uninferred(tracer.owned, label)
     except InputTooSmall as exc:
         message = f"{label} at input {'×'.join(map(str, size))}: {exc} {_ran(tracer)}"
         raise InputTooSmall(message, exc.record) from exc
@@ -148,6 +151,13 @@ def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str
     except Exception as exc:  # the model's own forward failed: say where, and what did run
         raise _forward_failed(label, size, tracer, exc) from exc
     return tracer.records, out, tracer
+
+
+def _owned(model: nn.Module) -> dict[str, tuple[list[tuple[str, torch.Tensor]], list[torch.Tensor]]]:
+    """Module name -> (its own named parameters, its own buffers)."""
+    return {name: ([(pn, p) for pn, p in m._parameters.items() if p is not None],
+                   [b for b in m._buffers.values() if b is not None])
+            for name, m in model.named_modules()}
 
 
 @contextmanager

@@ -8,7 +8,8 @@ makes all of that happen to stand-ins:
 
 - every parameter and buffer of every module is swapped, in the module's own ``_parameters`` and
   ``_buffers``, for a stand-in (an empty meta tensor for the meta trace, a copy for a real
-  forward). One stand-in per tensor, so weights tied between modules stay tied. Each module is
+  forward, a fresh uninitialized one for a lazy module's, which its first forward then
+  materializes while the user's stays uninitialized). One stand-in per tensor, so weights tied between modules stay tied. Each module is
   visited once however many names it has (``m.alias = m.conv``, a ModuleList that repeats an
   entry), and the originals are put back by object, so the same tensor objects, with their
   device, dtype, bits and version counter, are there afterwards;
@@ -41,20 +42,19 @@ _TENSOR_DICTS = ("_parameters", "_buffers")
 _MAX_NESTING = 4  # how deep lists, tuples and dicts in plain attributes are searched for tensors
 
 
-def refuse_lazy(model: nn.Module, label: str) -> None:
-    """Refuse a model with uninitialized lazy modules (nn.LazyLinear ...) rather than materialize them.
-
-    Their shapes are only known once a real input has passed through, and that first forward
-    changes the module for good: it allocates the weights and turns the class into nn.Linear.
-    """
-    for name, module in model.named_modules():
-        lazy = [n for n, t in (*module._parameters.items(), *module._buffers.items()) if t is not None and is_lazy(t)]
+def refuse_uninferred(owned: dict[str, tuple[list[tuple[str, torch.Tensor]], list[torch.Tensor]]],
+                      label: str) -> None:
+    """Refuse a lazy module (nn.LazyLinear ...) that the forward did not call, so that its shapes
+    could not be inferred. (One that was called inferred them on stand-ins, see ``guarded``.)"""
+    for name, (params, buffers) in owned.items():
+        lazy = [n for n, t in params if is_lazy(t)] + (["buffers"] if any(is_lazy(b) for b in buffers) else [])
         if lazy:
             raise InputError(
-                f"{label} has an uninitialized lazy module: {name or 'the root module'} ({type(module).__name__}) "
-                f"has not inferred its {', '.join(lazy)} yet. resnet-inspect does not initialize it, since that "
-                "would change your model (it would allocate the weights and turn the class into its non-lazy "
-                "form). Run one forward pass with a real input first, then inspect the model.")
+                f"{label} has a lazy module that could not infer its shapes: {name or 'the root module'} "
+                f"never ran in the forward pass, so its {', '.join(lazy)} are still uninitialized and cannot "
+                "be counted. resnet-inspect does not initialize it on your model, since that would change the "
+                "model (allocate the weights and turn the class into its non-lazy form). Run one forward pass "
+                "that reaches it first, then inspect the model.")
 
 
 def _stand_in(t: torch.Tensor, meta: bool, storages: dict[tuple[int, int], Any]) -> torch.Tensor:
@@ -63,6 +63,8 @@ def _stand_in(t: torch.Tensor, meta: bool, storages: dict[tuple[int, int], Any])
     The copy is made of its storage, once per storage, and viewed as ``t`` is: a stride-0
     expansion costs one element, not its full shape, and buffers that view one storage still do.
     """
+    if is_lazy(t):  # a fresh uninitialized one: a lazy module's first forward materializes that instead
+        return type(t)(requires_grad=t.requires_grad, device="meta" if meta else t.device, dtype=t.dtype)
     with torch.no_grad():
         if meta or t.is_meta or t.layout != torch.strided or t.is_nested:
             copy = torch.empty_like(t, device="meta") if meta else t.detach().clone()
