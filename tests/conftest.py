@@ -109,30 +109,53 @@ ENTRY_POINTS = (("resnet_inspect.analysis.inspect", "inspect"), ("resnet_inspect
 GLOBAL_HOOKS = [n for n in dir(module_globals) if n.startswith("_global_") and isinstance(getattr(module_globals, n), dict)]
 
 
-class TensorPrint:
-    """Identity, type, device, dtype, layout, version and (for real tensors) a copy of the bytes of
-    its storage, taken once per storage (a stride-0 expansion costs its one stored element)."""
+COPIED_BYTES = 1 << 16  # storages up to 4 MB are copied; larger ones are summed as 64-bit words
 
-    def __init__(self, t: torch.Tensor, storages: dict[tuple[int, int], torch.Tensor]) -> None:
+
+class TensorPrint:
+    """Identity, type, device, dtype, layout, version and (for real tensors) the bits of its
+    storage, taken once per storage: a copy, or for a large storage (a real ResNet's weights) the
+    wrapping sum of its 64-bit words, which any single changed word changes."""
+
+    def __init__(self, t: torch.Tensor, storages: dict[tuple[int, int], torch.Tensor] | None) -> None:
         self.tensor = t
         self.meta = (id(t), type(t), t.device, t.dtype, t.requires_grad, t._version,
                      None if is_lazy(t) else (tuple(t.shape), t.stride(), t.storage_offset()))
+        self.real = not (is_lazy(t) or t.is_meta or t.layout != torch.strided or t.is_nested)
         self.bits = None
-        if not (is_lazy(t) or t.is_meta or t.layout != torch.strided or t.is_nested):
+        if self.real and storages is not None:
             key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
             if key not in storages:
-                storages[key] = _bytes(t).clone()
+                storages[key] = _bits(t)
             self.bits = storages[key]
 
-    def same_as(self, other: TensorPrint) -> bool:
-        if self.meta != other.meta or (self.bits is None) != (other.bits is None):
+    def same_as(self, now: TensorPrint) -> bool:
+        """Whether ``now`` (a fingerprint taken without copies) shows the tensor as it was."""
+        if self.meta != now.meta or self.real != now.real:
             return False
-        return self.bits is None or torch.equal(self.bits, _bytes(other.tensor))  # bit for bit: NaN == NaN
+        if self.bits is None:
+            return True
+        words = _words(now.tensor)
+        if self.bits.shape == words.shape:  # a copy: bit for bit (NaN == NaN)
+            return torch.equal(self.bits, words)
+        return torch.equal(self.bits, _checksum(words))
 
 
-def _bytes(t: torch.Tensor) -> torch.Tensor:
-    """The whole storage under a tensor, as bytes."""
-    return torch.empty(0, dtype=torch.uint8, device=t.device).set_(t.untyped_storage())
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    words = _words(t)
+    return words.clone() if words.numel() * words.element_size() <= COPIED_BYTES else _checksum(words)
+
+
+def _checksum(words: torch.Tensor) -> torch.Tensor:
+    return words.sum(dtype=torch.int64).reshape(1, 1)  # a shape no copied storage has
+
+
+def _words(t: torch.Tensor) -> torch.Tensor:
+    """The whole storage under a tensor, as integers of the widest size that divides it."""
+    storage = t.untyped_storage()
+    dtype = next(d for d in (torch.int64, torch.int32, torch.int16, torch.uint8)
+                 if storage.nbytes() % d.itemsize == 0)
+    return torch.empty(0, dtype=dtype, device=t.device).set_(storage, 0, (storage.nbytes() // dtype.itemsize,))
 
 
 def _tensor_items(value: Any, depth: int = 0) -> Iterator[torch.Tensor]:
@@ -146,11 +169,12 @@ def _tensor_items(value: Any, depth: int = 0) -> Iterator[torch.Tensor]:
             yield from _tensor_items(v, depth + 1)
 
 
-def fingerprint(model: nn.Module) -> dict[str, Any]:
+def fingerprint(model: nn.Module, copies: bool = True) -> dict[str, Any]:
     """What a trace must leave alone: per module its class, attribute names, training flag, hook
-    dicts, submodules, and every tensor it holds (parameters, buffers, tensor-bearing attributes)."""
+    dicts, submodules, and every tensor it holds (parameters, buffers, tensor-bearing attributes).
+    ``copies=False`` (the state afterwards, compared with one taken before) copies no bits."""
     result: dict[str, Any] = {"global_hooks": {n: list(getattr(module_globals, n).items()) for n in GLOBAL_HOOKS}}
-    storages: dict[tuple[int, int], torch.Tensor] = {}
+    storages: dict[tuple[int, int], torch.Tensor] | None = {} if copies else None
     for name, module in model.named_modules(remove_duplicate=False):
         state = module.__dict__
         result[f"{name}#{id(module)}"] = {
@@ -164,7 +188,8 @@ def fingerprint(model: nn.Module) -> dict[str, Any]:
 
 
 def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """What changed between two fingerprints, one line per difference (empty: nothing did)."""
+    """What changed between a fingerprint and a later one (``copies=False``), one line per
+    difference (empty: nothing did)."""
     found = [f"{key}: {'added' if key not in before else 'gone'}" for key in before.keys() ^ after.keys()]
     for key in before.keys() & after.keys():
         old, new = before[key], after[key]
@@ -181,7 +206,7 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 def assert_unchanged(model: nn.Module, before: dict[str, Any]) -> None:
-    changed = differences(before, fingerprint(model))
+    changed = differences(before, fingerprint(model, copies=False))
     assert not changed, f"the model was changed by resnet-inspect: {'; '.join(changed[:8])}"
 
 
@@ -189,8 +214,14 @@ def _checked(fn: Callable[..., Any], active: list[bool]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         model = args[0] if args else kwargs.get("model_or_name", kwargs.get("model"))
-        if active[0] or not isinstance(model, nn.Module):
+        if active[0]:
             return fn(*args, **kwargs)
+        if not isinstance(model, nn.Module):  # a variant name: the model inspect() builds is its own
+            active[0] = True
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                active[0] = False
         before = fingerprint(model)
         active[0] = True
         try:
