@@ -94,6 +94,50 @@ def test_shared_tied_and_parametrized_modules_keep_their_weights(kind: str, mode
     model(torch.randn(size))  # still a working model
 
 
+class Recurrent(nn.Module):
+    """nn.LSTM keeps its weights a second time in a plain list attribute, ``_flat_weights``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm, self.fc = nn.LSTM(4, 3, batch_first=True), nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.lstm(x)[0])
+
+
+class Referring(nn.Module):
+    """A plain attribute of the root that refers to a submodule's parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.ref = [self.fc.weight]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) @ self.ref[0]
+
+
+def old_weight_norm() -> nn.Module:  # recomputes a plain ``weight`` attribute in a forward pre-hook
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nn.Sequential(nn.utils.weight_norm(nn.Linear(4, 4)))
+
+
+OTHER_HOLDERS = {"lstm": (Recurrent, (2, 5, 4)), "attribute_ref": (Referring, (2, 4)),
+                 "weight_norm": (old_weight_norm, (2, 4))}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", OTHER_HOLDERS)
+def test_weights_held_in_plain_attributes_too_are_left_alone(kind: str, mode: str) -> None:
+    build, size = OTHER_HOLDERS[kind]
+    model = build()
+    snapshot = fingerprint(model)
+    inspect(model, size, mode)
+    assert_unchanged(model, snapshot)
+    model(torch.randn(size))
+
+
 def test_the_shared_modules_records_are_still_right() -> None:
     """The stand-ins change nothing in the report: the shared conv is counted once, called twice."""
     report = engine.inspect(Aliased(), (1, 3, 8, 8))
@@ -288,13 +332,22 @@ def test_a_model_that_cannot_be_counted_exits_2_from_the_cli(factory: str, flags
     assert words in " ".join(result.stderr.split())
 
 
-@pytest.mark.parametrize("counter", ["fvcore", "torch"])
+def small_convnet() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 2))
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
-def test_counters_are_fed_the_models_own_dtype(dtype: torch.dtype, counter: str) -> None:
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).to(dtype)
+def test_every_mode_is_fed_the_models_own_dtype(dtype: torch.dtype, mode: str) -> None:
+    """A half, bfloat16 or double model is traced and counted with an input of its own dtype, and
+    gives the float32 model's figures."""
+    model = small_convnet().to(dtype)
     snapshot = fingerprint(model)
-    report = inspect(model, (2, 4), counter)
-    assert report.totals["macs"] == 2 * (4 * 8 + 8 * 2)
+    report = inspect(model, (1, 3, 8, 8), mode)
+    assert report.totals["macs"] == inspect(small_convnet(), (1, 3, 8, 8), mode).totals["macs"]
+    if mode != "fvcore":  # the 3×3 conv on a 6×6 output and the linear layer; fvcore adds norm and pool
+        assert report.totals["macs"] == (4 * 6 * 6) * 3 * 9 + 4 * 2
     assert_unchanged(model, snapshot)
 
 

@@ -178,17 +178,17 @@ def guarded(model: nn.Module, *, meta: bool) -> Iterator[None]:
         return found
 
     try:
-        for entry in saved:
-            state = entry.module.__dict__
+        for entry in saved:  # parameters and buffers first: an attribute may refer to them (LSTM's _flat_weights)
             for key in _TENSOR_DICTS:
-                tensors = state.get(key)
+                tensors = entry.module.__dict__.get(key)
                 if isinstance(tensors, dict):
                     for name, t in list(tensors.items()):
                         if isinstance(t, torch.Tensor):
                             tensors[name] = swap(t, True)
+        for entry in saved:
             for key, value in entry.attrs.items():
                 if key not in _TENSOR_DICTS and _has_tensor(value):
-                    state[key] = _substitute(value, swap)
+                    entry.module.__dict__[key] = _substitute(value, swap)
         yield
     finally:
         for entry in saved:
