@@ -78,7 +78,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         raise InputError(f"inspect() takes a variant name or a torch.nn.Module, not {type(model_or_name).__name__}.")
 
     label = label or default_label
-    dtype = dtype or model_dtype(model)
+    dtype = model_dtype(model) if dtype is None else dtype
     # A model built here from a variant is nobody else's: it needs no stand-ins.
     records, out, tracer = run_trace(model, size, real=real, label=label, dtype=dtype,
                                      guard=model is model_or_name)

@@ -3,25 +3,26 @@
 A trace or a peer counter runs the model's own ``forward``. That code may update a buffer in
 place (a call counter, batch-norm statistics), cache tensors in a plain attribute (torchvision's
 detection ``AnchorGenerator`` keeps ``cell_anchors``, a list of tensors, on the device it last
-ran on), add attributes, or (fvcore's jit trace) leave hooks behind when it fails. ``guarded``
-makes all of that happen to stand-ins:
+ran on), add attributes, initialize a lazy module, or (fvcore's jit trace) leave hooks behind
+when it fails. ``guarded`` makes all of that happen to stand-ins:
 
 - every parameter and buffer of every module is swapped, in the module's own ``_parameters`` and
-  ``_buffers``, for a stand-in (an empty meta tensor for the meta trace, a copy for a real
-  forward, a fresh uninitialized one for a lazy module's, which its first forward then
-  materializes while the user's stays uninitialized). One stand-in per tensor, so weights tied between modules stay tied. Each module is
-  visited once however many names it has (``m.alias = m.conv``, a ModuleList that repeats an
-  entry), and the originals are put back by object, so the same tensor objects, with their
-  device, dtype, bits and version counter, are there afterwards;
-- tensors in plain attributes, and lists, tuples and dicts of them, are swapped for copies the
-  same way;
+  ``_buffers``, for a stand-in: an empty meta tensor for the meta trace, a copy for a real
+  forward, a fresh uninitialized one for a lazy module's (its first forward materializes that
+  one, and the user's stays uninitialized). There is one stand-in per tensor, so tied weights
+  stay tied. Each module is visited once however many names it has (``m.alias = m.conv``, a
+  ModuleList that repeats an entry), and the originals are put back by object: the same tensor
+  objects, with their device, dtype, bits and version counter, are there afterwards;
+- tensors in plain attributes, and in lists, tuples and dicts of them, are swapped the same way;
 - afterwards every module's class, attribute dictionary (attributes the forward added are
-  removed), the contents of its containers (hook dictionaries, ``_modules``, ...) and the global
-  module hooks are put back as they were, also when the forward raised.
+  removed) and the contents of its containers (hook dictionaries, ``_modules``, ...), and the
+  global module hooks, are put back as they were, also when the forward raised.
 
-``torch.func.functional_call(..., tie_weights=True)`` is not enough for this: it swaps a shared
-module's tensors once per name and restores them in the same order, so the second name restores
-the stand-in the first one put there (the user's weights end up on the meta device).
+``torch.func.functional_call(..., tie_weights=True)``, used before, loses a shared module's
+weights: ``named_parameters()`` lists the tensor once, tie_weights adds its other name
+(``alias.weight``), and the swap of that second name records the stand-in the first name had
+just put into the same module as the "original". Restoring in the same order then writes the
+real tensor back and overwrites it with the meta stand-in.
 """
 from __future__ import annotations
 
