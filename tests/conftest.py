@@ -210,39 +210,52 @@ def assert_unchanged(model: nn.Module, before: dict[str, Any]) -> None:
     assert not changed, f"the model was changed by resnet-inspect: {'; '.join(changed[:8])}"
 
 
-def _checked(fn: Callable[..., Any], active: list[bool]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        model = args[0] if args else kwargs.get("model_or_name", kwargs.get("model"))
-        if active[0]:
-            return fn(*args, **kwargs)
-        if not isinstance(model, nn.Module):  # a variant name: the model inspect() builds is its own
-            active[0] = True
+class StateCheck:
+    """The suite-wide check's state: whether a checked call is running, and what it found."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.found: list[str] = []  # kept for the teardown too, in case a caller swallows the error
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            model = args[0] if args else kwargs.get("model_or_name", kwargs.get("model"))
+            if self.active:
+                return fn(*args, **kwargs)
+            if not isinstance(model, nn.Module):  # a variant name: the model inspect() builds is its own
+                self.active = True
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self.active = False
+            before = fingerprint(model)
+            self.active = True
             try:
                 return fn(*args, **kwargs)
             finally:
-                active[0] = False
-        before = fingerprint(model)
-        active[0] = True
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            active[0] = False
-            assert_unchanged(model, before)
-    wrapper.checks_model_state = True  # type: ignore[attr-defined]
-    return wrapper
+                self.active = False
+                changed = differences(before, fingerprint(model, copies=False))
+                if changed:
+                    self.found.append(f"{fn.__name__}({type(model).__name__}): {'; '.join(changed[:8])}")
+                    raise AssertionError(f"the model was changed by resnet-inspect: {self.found[-1]}")
+        return wrapper
 
 
 @pytest.fixture(autouse=True)
-def model_state_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Wrap the engine's entry points, wherever they were imported to, in the fingerprint check."""
+def model_state_is_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[StateCheck]:
+    """Wrap the engine's entry points, wherever they were imported to, in the fingerprint check.
+    A change fails the call, and the test at teardown even if something caught the error (the
+    CLI turns an unexpected exception into exit code 3)."""
     import resnet_inspect.analysis.counters
     import resnet_inspect.analysis.inspect  # noqa: F401
 
-    active = [False]
+    check = StateCheck()
     for module_name, attr in ENTRY_POINTS:
         original = getattr(sys.modules[module_name], attr)
-        wrapped = _checked(original, active)
+        wrapped = check.wrap(original)
         for name, module in list(sys.modules.items()):
             if (name == "resnet_inspect" or name.startswith("resnet_inspect.")) and getattr(module, attr, None) is original:
                 monkeypatch.setattr(module, attr, wrapped)
+    yield check
+    assert not check.found, f"the model was changed by resnet-inspect: {check.found}"

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 import resnet_inspect.analysis.inspect as engine
 from resnet_inspect.cli import app
 from resnet_inspect.errors import InputError
-from tests.conftest import assert_unchanged, differences, fingerprint
+from tests.conftest import StateCheck, assert_unchanged, differences, fingerprint
 
 MODES = {"meta": {}, "real": {"real": True}, "torch": {"counter": "torch"}, "fvcore": {"counter": "fvcore"}}
 
@@ -393,8 +393,11 @@ def _mutate(model: Plain, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["buffer_bits", "parameter_replaced", "hook_left", "training_flag", "new_attribute",
                                  "attribute_on_meta"])
-def test_the_suite_wide_fixture_catches_a_deliberate_change(how: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Break the protection on purpose: the autouse fixture must fail the call, also when it raises."""
+def test_the_suite_wide_fixture_catches_a_deliberate_change(how: str, monkeypatch: pytest.MonkeyPatch,
+                                                            model_state_is_checked: StateCheck,
+                                                            tmp_path: Any) -> None:
+    """Break the protection on purpose: the autouse fixture must fail the call, also when it raises,
+    and remember it for the teardown when the CLI swallows the error."""
 
     @contextmanager
     def careless(model: nn.Module, *, meta: bool) -> Any:
@@ -409,12 +412,21 @@ def test_the_suite_wide_fixture_catches_a_deliberate_change(how: str, monkeypatc
 
     monkeypatch.setattr(engine, "guarded", harmless)
     engine.inspect(Plain().eval(), (2, 4))  # this meta trace of an eval-mode model changes nothing by itself
+    assert model_state_is_checked.found == []
     monkeypatch.setattr(engine, "guarded", careless)
     with pytest.raises(AssertionError, match="the model was changed by resnet-inspect"):
         engine.inspect(Plain().eval(), (2, 4))
     with pytest.raises(AssertionError, match="the model was changed by resnet-inspect") as info:
         engine.inspect(Plain().eval(), (2, 5))  # a forward that raises: still checked
     assert isinstance(info.value.__context__, InputError)
+    (tmp_path / "plain_net.py").write_text("from tests.test_preserve import Plain\n\n\ndef build():\n"
+                                           "    return Plain().eval()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = CliRunner().invoke(app, ["summary", "plain_net:build", "--input", "2,4"])
+    assert result.exit_code == 3, result.output  # the CLI reports the AssertionError as a bug ...
+    assert len(model_state_is_checked.found) == 3  # ... and the teardown would still fail the test
+    model_state_is_checked.found.clear()
 
 
 def test_fingerprint_differences_name_what_changed() -> None:
