@@ -106,7 +106,8 @@ def state_checksum(model: nn.Module) -> str:
 ENTRY_POINTS = (("resnet_inspect.analysis.inspect", "inspect"), ("resnet_inspect.analysis.inspect", "run_trace"),
                 ("resnet_inspect.analysis.counters", "fvcore_by_module"),
                 ("resnet_inspect.analysis.counters", "torch_by_module"))
-GLOBAL_HOOKS = [n for n in dir(module_globals) if n.startswith("_global_") and isinstance(getattr(module_globals, n), dict)]
+GLOBAL_HOOKS = [n for n in dir(module_globals)
+                if n.startswith("_global_") and isinstance(getattr(module_globals, n), dict)]
 
 
 COPIED_BYTES = 1 << 16  # storages up to 4 MB are copied; larger ones are summed as 64-bit words
@@ -255,7 +256,8 @@ def model_state_is_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[StateChe
         original = getattr(sys.modules[module_name], attr)
         wrapped = check.wrap(original)
         for name, module in list(sys.modules.items()):
-            if (name == "resnet_inspect" or name.startswith("resnet_inspect.")) and getattr(module, attr, None) is original:
+            ours = name == "resnet_inspect" or name.startswith("resnet_inspect.")
+            if ours and getattr(module, attr, None) is original:
                 monkeypatch.setattr(module, attr, wrapped)
     yield check
     assert not check.found, f"the model was changed by resnet-inspect: {check.found}"
