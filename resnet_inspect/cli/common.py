@@ -230,28 +230,49 @@ def input_size(text: str | None) -> tuple[int, int, int, int] | None:
     return None if text is None else parse_input_size(text)
 
 
+# Below this many columns (COLUMNS=0, COLUMNS=5, a squeezed pane) a table has no room for its
+# cells and rich would print nothing, or one character per line; print at the usual width instead
+# and let the terminal wrap.
+MIN_WIDTH = 40
+FALLBACK_WIDTH = 80
+
+
 class _Console(Console):
     def on_broken_pipe(self) -> None:
-        """The reader went away (``| head``): it has what it wanted, so end quietly with exit 0.
-        rich's default exits 1, which this tool keeps for a check that found differences."""
+        """The reader went away (``| head``): stop printing, and let the command finish with its own
+        exit code. rich's default exits 1, which this tool keeps for a check that found differences."""
         self.quiet = True
         _silence_stdout()
-        raise typer.Exit(0)
 
 
 def _silence_stdout() -> None:
     """Point stdout at /dev/null, so the final flush into a closed pipe cannot fail again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def console(stderr: bool = False) -> Console:
-    """A rich console that honours NO_COLOR and prints plain text when piped."""
-    return _Console(stderr=stderr, highlight=False, soft_wrap=False)
+    """A rich console that honours NO_COLOR, prints plain text when piped, and never prints at a
+    width too small to show anything (see MIN_WIDTH)."""
+    made = _Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if made.width < MIN_WIDTH:
+        made.width = FALLBACK_WIDTH
+    return made
+
+
+def report_bug(exc: BaseException) -> None:
+    """The one paragraph for an exception that is a bug in resnet-inspect (exit code 3)."""
+    console(stderr=True).print(
+        f"[bold red]Internal error:[/] {type(exc).__name__}: {escape(str(exc))}. This is a bug in resnet-inspect; "
+        "re-run with --debug for the traceback and report it.", markup=True, highlight=False)
 
 
 def handle_errors(func: F) -> F:
-    """Bad input becomes one paragraph on stderr and exit code 2 (a traceback only with --debug)."""
+    """Bad input becomes one paragraph on stderr and exit code 2 (a traceback only with --debug).
+
+    A closed pipe, a full disk behind stdout or an odd encoding never get here: the process's
+    streams absorb them (resnet_inspect.process), so they cannot change the exit code."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -264,15 +285,15 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
-        except BrokenPipeError:  # plain writes (json, csv) into a pipe whose reader has gone
-            _silence_stdout()
-            raise typer.Exit(0) from None
         except Exception as exc:
             if STATE.debug:
                 raise
-            console(stderr=True).print(
-                f"[bold red]Internal error:[/] {type(exc).__name__}: {escape(str(exc))}. This is a bug in resnet-inspect; "
-                "re-run with --debug for the traceback and report it.", markup=True, highlight=False)
+            report_bug(exc)
             raise typer.Exit(3) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def output_path(path: Path | None) -> Path | None:
+    """``-o -`` means stdout, as it does for most tools: None, like no ``-o`` at all."""
+    return None if path is not None and str(path) == "-" else path
