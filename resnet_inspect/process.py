@@ -212,6 +212,27 @@ def _guard(stream: TextIO | None, fd: int, *, line_buffering: bool) -> tuple[Tex
     return text, raw  # type: ignore[return-value]
 
 
+MIN_WIDTH = 40  # below this, a table has no room for its cells: rich prints nothing or a column of letters
+FALLBACK_WIDTH = 80
+
+
+def usable_width() -> None:
+    """Set ``COLUMNS`` to 80 when it, or the terminal, is narrower than MIN_WIDTH (``COLUMNS=0``
+    among them), for every console the process makes, typer's help included. The terminal wraps
+    the longer lines; that beats printing nothing."""
+    text = os.environ.get("COLUMNS", "").strip()
+    if text:
+        if not text.isdigit() or int(text) >= MIN_WIDTH:
+            return  # rich ignores a COLUMNS that is not a number
+    else:
+        try:
+            if os.get_terminal_size(1).columns >= MIN_WIDTH:
+                return
+        except OSError:
+            return  # not a terminal: rich prints at 80 columns anyway
+    os.environ["COLUMNS"] = str(FALLBACK_WIDTH)
+
+
 def install() -> Callable[[], None]:
     """Guard stdout and stderr and make stop signals raise :class:`Interrupted`.
 
@@ -219,6 +240,7 @@ def install() -> Callable[[], None]:
     living after the command, such as a test that runs ``main`` in its own interpreter).
     """
     reopen_closed_fds()
+    usable_width()
     saved = (sys.stdout, sys.stderr)
     sys.stdout, STATE.stdout = _guard(sys.stdout, 1, line_buffering=False)
     sys.stderr, STATE.stderr = _guard(sys.stderr, 2, line_buffering=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -155,6 +156,49 @@ def test_a_tiny_or_zero_width_still_prints_everything(files: dict[str, str], col
     assert Path(files["bad"]).name in bad.out.decode()
     for result in differ:
         assert "11,689,513" in result.out.decode()  # the diff's figures are all there
+
+
+def run_on_terminal(*args: str, env: dict[str, str], columns: int = 100) -> Run:
+    """``resnet-inspect ARGS`` on a pseudo-terminal ``columns`` wide: typer then draws help and usage
+    errors with rich, in boxes."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    proc = subprocess.Popen([*CLI, *args], stdin=slave, stdout=slave, stderr=slave, env={**ENV, **env})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return Run(args, proc.wait(timeout=300), b"".join(chunks), b"")
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+@pytest.mark.parametrize("env,columns", [({"COLUMNS": "0"}, 100), ({}, 12), ({"PYTHONIOENCODING": "ascii"}, 100)],
+                         ids=["COLUMNS=0", "12-column-terminal", "ascii-terminal"])
+def test_help_and_usage_errors_on_a_terminal(env: dict[str, str], columns: int) -> None:
+    """On a terminal, typer draws help with rich, in its own console: the width and encoding rules hold there too."""
+    cases = [(("--help",), 0), (("summary", "--bogus", "resnet18"), 2), (("summary", "no-such-model"), 2)]
+    with ThreadPoolExecutor(WORKERS) as pool:
+        results = list(pool.map(lambda case: run_on_terminal(*case[0], env=env, columns=columns), cases))
+    for result, (_, code) in zip(results, cases):
+        assert_clean(result, code)
+        assert b"Traceback" not in result.out
+        if "PYTHONIOENCODING" in env:
+            result.out.decode("ascii")
+    helped, usage, error = (re.sub(r"\x1b\[[0-9;]*m", "", r.out.decode("utf-8", "replace")) for r in results)
+    assert "snapshot" in helped.split() and "Usage:" in helped
+    assert "--bogus" in usage and "no-such-model" in error
 
 
 ENCODINGS = [{"PYTHONIOENCODING": "ascii"}, {"PYTHONUTF8": "0", "LC_ALL": "C", "LANG": "C"},

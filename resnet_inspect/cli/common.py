@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .. import process
 from ..checkpoint import CHECKPOINT_SUFFIXES
 from ..errors import InputError
 from ..inputs import parse_input_size
@@ -230,11 +231,6 @@ def input_size(text: str | None) -> tuple[int, int, int, int] | None:
     return None if text is None else parse_input_size(text)
 
 
-# Below this many columns (COLUMNS=0, COLUMNS=5, a squeezed pane) a table has no room for its
-# cells and rich would print nothing, or one character per line; print at the usual width instead
-# and let the terminal wrap.
-MIN_WIDTH = 40
-FALLBACK_WIDTH = 80
 
 
 class _Console(Console):
@@ -256,8 +252,8 @@ def console(stderr: bool = False) -> Console:
     """A rich console that honours NO_COLOR, prints plain text when piped, and never prints at a
     width too small to show anything (see MIN_WIDTH)."""
     made = _Console(stderr=stderr, highlight=False, soft_wrap=False)
-    if made.width < MIN_WIDTH:
-        made.width = FALLBACK_WIDTH
+    if made.width < process.MIN_WIDTH:  # a squeezed terminal, or COLUMNS=0 (see process.usable_width)
+        made.width = process.FALLBACK_WIDTH
     return made
 
 
