@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import io
 import os
+import re
 import select
 import signal
 import sys
@@ -61,7 +62,7 @@ STATE = _State()
 
 def launched_as_cli() -> bool:
     """True when this interpreter was started as ``resnet-inspect`` or ``python -m resnet_inspect``."""
-    if sys.argv and os.path.basename(sys.argv[0]).startswith("resnet-inspect"):
+    if sys.argv and re.fullmatch(r"resnet-inspect(\.exe|-script\.pyw?)?", os.path.basename(sys.argv[0])):
         return True
     argv = list(getattr(sys, "orig_argv", []))
     return "-mresnet_inspect" in argv or any(a == "-m" and b == "resnet_inspect" for a, b in zip(argv, argv[1:]))
