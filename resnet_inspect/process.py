@@ -189,6 +189,17 @@ def _glyph(char: str) -> str:
     return char.encode("ascii", "backslashreplace").decode("ascii")
 
 
+def fallback(text: str, encoding: str) -> str:
+    """``text`` with each character ``encoding`` lacks replaced by its ASCII stand-in."""
+    try:
+        text.encode(encoding)
+        return text
+    except UnicodeEncodeError:
+        return text.encode(encoding, GLYPH_ERRORS).decode(encoding)
+    except LookupError:
+        return text
+
+
 def _glyph_errors(exc: UnicodeError) -> tuple[str, int]:
     """The codec error handler: ASCII stand-ins for what the stream's encoding lacks."""
     if not isinstance(exc, UnicodeEncodeError):

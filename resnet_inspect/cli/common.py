@@ -231,14 +231,53 @@ def input_size(text: str | None) -> tuple[int, int, int, int] | None:
     return None if text is None else parse_input_size(text)
 
 
-
-
 class _Console(Console):
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        """On a stream that is not UTF-8, glyphs it lacks become ASCII before rich lays out the
+        table, so the columns stay aligned (the stream itself would catch any that remain)."""
+        if not self.encoding.startswith("utf"):
+            objects = tuple(_ascii(item, self.encoding) for item in objects)
+        super().print(*objects, **kwargs)
+
     def on_broken_pipe(self) -> None:
         """The reader went away (``| head``): stop printing, and let the command finish with its own
         exit code. rich's default exits 1, which this tool keeps for a check that found differences."""
         self.quiet = True
         _silence_stdout()
+
+
+def _ascii(item: Any, encoding: str) -> Any:
+    """A string, Text, Table, Tree or Panel with the glyphs ``encoding`` lacks swapped for ASCII
+    (resnet_inspect.process.GLYPHS); containers are changed in place, styles keep their spans."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Span, Text
+    from rich.tree import Tree
+
+    if isinstance(item, str):
+        return process.fallback(item, encoding)
+    if isinstance(item, Text):
+        ends = [0]
+        for char in item.plain:
+            ends.append(ends[-1] + len(process.fallback(char, encoding)))
+        if ends[-1] == len(item.plain) and process.fallback(item.plain, encoding) == item.plain:
+            return item
+        new = item.copy()
+        new.plain = process.fallback(item.plain, encoding)
+        new.spans = [Span(ends[span.start], ends[min(span.end, len(item.plain))], span.style) for span in item.spans]
+        return new
+    if isinstance(item, Table):
+        item.title, item.caption = _ascii(item.title, encoding), _ascii(item.caption, encoding)
+        for column in item.columns:
+            column.header, column.footer = _ascii(column.header, encoding), _ascii(column.footer, encoding)
+            column._cells[:] = [_ascii(cell, encoding) for cell in column._cells]
+    elif isinstance(item, Tree):
+        item.label = _ascii(item.label, encoding)
+        for child in item.children:
+            _ascii(child, encoding)
+    elif isinstance(item, Panel):
+        item.renderable, item.title = _ascii(item.renderable, encoding), _ascii(item.title, encoding)
+    return item
 
 
 def _silence_stdout() -> None:
@@ -250,7 +289,7 @@ def _silence_stdout() -> None:
 
 def console(stderr: bool = False) -> Console:
     """A rich console that honours NO_COLOR, prints plain text when piped, and never prints at a
-    width too small to show anything (see MIN_WIDTH)."""
+    width too small to show anything (see process.MIN_WIDTH)."""
     made = _Console(stderr=stderr, highlight=False, soft_wrap=False)
     if made.width < process.MIN_WIDTH:  # a squeezed terminal, or COLUMNS=0 (see process.usable_width)
         made.width = process.FALLBACK_WIDTH
