@@ -587,7 +587,7 @@ def compare(old: Snapshot, new: Snapshot, tolerances: dict[str, Tolerance] | Non
 
 @dataclass
 class CheckResult:
-    """The outcome for one file: ``match``, ``changed``, ``updated`` or ``error``."""
+    """The outcome for one file: ``match``, ``changed``, ``updated``, ``error`` or ``bug``."""
 
     file: str
     status: str
@@ -616,8 +616,11 @@ def check_file(path: str | os.PathLike[str], *, update: bool = False,
     return CheckResult(file, "updated", diff)
 
 
+# A file's exit code; a batch exits with the worst: a bug beats bad input beats a difference.
+STATUS_CODES = {"match": 0, "updated": 0, "changed": 1, "error": 2, "bug": 3}
+
+
 def exit_code(results: list[CheckResult]) -> int:
-    """2 when a file could not be read or rebuilt, 1 when one differs (and was not updated), else 0."""
-    if any(r.status == "error" for r in results):
-        return 2
-    return 1 if any(r.status == "changed" for r in results) else 0
+    """3 when checking a file hit a bug, 2 when a file could not be read or rebuilt, 1 when one
+    differs (and was not updated), else 0."""
+    return max((STATUS_CODES[r.status] for r in results), default=0)

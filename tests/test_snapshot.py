@@ -392,6 +392,42 @@ def test_one_bad_file_does_not_hide_the_others(r18_file: Path, tmp_path: Path) -
     assert "1 match, 0 differ, 0 updated, 2 could not be checked" in result.output
 
 
+def test_a_bug_on_one_file_is_that_files_outcome_and_the_batch_goes_on(
+        r18_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file is checked and reported; --update names what it rewrote; the worst code wins."""
+    changed, boom, bad = tmp_path / "changed.json", tmp_path / "boom.json", tmp_path / "bad.json"
+    changed.write_bytes(r18_file.read_bytes())
+    edit_layer(changed, "fc", macs=1)
+    boom.write_bytes(r18_file.read_bytes())
+    bad.write_text("{")
+    real_check = snapshots.check_file
+
+    def check_file(path: Any, **kwargs: Any) -> snapshots.CheckResult:
+        if Path(path) == boom:
+            raise RuntimeError("a bug in the engine")
+        return real_check(path, **kwargs)
+
+    monkeypatch.setattr(snapshots, "check_file", check_file)
+    result = run("check", "--update", "--format", "json", changed, boom, bad, r18_file)
+    assert result.exit_code == 3, result.output
+    doc = json.loads(result.stdout)
+    assert doc["exit_code"] == 3
+    assert [(f["file"], f["status"]) for f in doc["files"]] == [
+        (str(changed), "updated"), (str(boom), "bug"), (str(bad), "error"), (str(r18_file), "match")]
+    assert "a bug in the engine" in doc["files"][1]["error"]["message"]
+    assert changed.read_bytes() == r18_file.read_bytes()  # rewritten, and said so above
+
+    text = run("check", "--update", boom, r18_file)
+    assert text.exit_code == 3 and f"{r18_file} matches" in text.output and "This is a bug" in text.output
+
+
+@pytest.mark.parametrize("statuses,code", [((), 0), (("match", "updated"), 0), (("match", "changed"), 1),
+                                          (("changed", "error", "match"), 2), (("error", "bug", "changed"), 3),
+                                          (("bug",), 3)])
+def test_a_batch_exits_with_its_worst_outcome(statuses: tuple[str, ...], code: int) -> None:
+    assert snapshots.exit_code([snapshots.CheckResult(f"f{i}", s) for i, s in enumerate(statuses)]) == code
+
+
 # -- --update: rewrites only what changed, atomically ----------------------------------------------
 
 def test_update_rewrites_only_changed_files(r18_file: Path, tmp_path: Path) -> None:

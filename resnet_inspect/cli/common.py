@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .. import process
 from ..checkpoint import CHECKPOINT_SUFFIXES
 from ..errors import InputError
 from ..inputs import parse_input_size
@@ -231,27 +232,82 @@ def input_size(text: str | None) -> tuple[int, int, int, int] | None:
 
 
 class _Console(Console):
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        """On a stream that is not UTF-8, glyphs it lacks become ASCII before rich lays out the
+        table, so the columns stay aligned (the stream itself would catch any that remain)."""
+        if not self.encoding.startswith("utf"):
+            objects = tuple(_ascii(item, self.encoding) for item in objects)
+        super().print(*objects, **kwargs)
+
     def on_broken_pipe(self) -> None:
-        """The reader went away (``| head``): it has what it wanted, so end quietly with exit 0.
-        rich's default exits 1, which this tool keeps for a check that found differences."""
+        """The reader went away (``| head``): stop printing, and let the command finish with its own
+        exit code. rich's default exits 1, which this tool keeps for a check that found differences."""
         self.quiet = True
         _silence_stdout()
-        raise typer.Exit(0)
+
+
+def _ascii(item: Any, encoding: str) -> Any:
+    """A string, Text, Table, Tree or Panel with the glyphs ``encoding`` lacks swapped for ASCII
+    (resnet_inspect.process.GLYPHS); containers are changed in place, styles keep their spans."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Span, Text
+    from rich.tree import Tree
+
+    if isinstance(item, str):
+        return process.fallback(item, encoding)
+    if isinstance(item, Text):
+        ends = [0]
+        for char in item.plain:
+            ends.append(ends[-1] + len(process.fallback(char, encoding)))
+        if ends[-1] == len(item.plain) and process.fallback(item.plain, encoding) == item.plain:
+            return item
+        new = item.copy()
+        new.plain = process.fallback(item.plain, encoding)
+        new.spans = [Span(ends[span.start], ends[min(span.end, len(item.plain))], span.style) for span in item.spans]
+        return new
+    if isinstance(item, Table):
+        item.title, item.caption = _ascii(item.title, encoding), _ascii(item.caption, encoding)
+        for column in item.columns:
+            column.header, column.footer = _ascii(column.header, encoding), _ascii(column.footer, encoding)
+            column._cells[:] = [_ascii(cell, encoding) for cell in column._cells]
+    elif isinstance(item, Tree):
+        item.label = _ascii(item.label, encoding)
+        for child in item.children:
+            _ascii(child, encoding)
+    elif isinstance(item, Panel):
+        item.renderable, item.title = _ascii(item.renderable, encoding), _ascii(item.title, encoding)
+    return item
 
 
 def _silence_stdout() -> None:
     """Point stdout at /dev/null, so the final flush into a closed pipe cannot fail again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def console(stderr: bool = False) -> Console:
-    """A rich console that honours NO_COLOR and prints plain text when piped."""
-    return _Console(stderr=stderr, highlight=False, soft_wrap=False)
+    """A rich console that honours NO_COLOR, prints plain text when piped, and never prints at a
+    width too small to show anything (see process.MIN_WIDTH)."""
+    made = _Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if made.width < process.MIN_WIDTH:  # a squeezed terminal, or COLUMNS=0 (see process.usable_width)
+        made.width = process.FALLBACK_WIDTH
+    return made
+
+
+def report_bug(exc: BaseException) -> None:
+    """The one paragraph for an exception that is a bug in resnet-inspect (exit code 3)."""
+    console(stderr=True).print(
+        f"[bold red]Internal error:[/] {type(exc).__name__}: {escape(str(exc))}. This is a bug in resnet-inspect; "
+        "re-run with --debug for the traceback and report it.", markup=True, highlight=False)
 
 
 def handle_errors(func: F) -> F:
-    """Bad input becomes one paragraph on stderr and exit code 2 (a traceback only with --debug)."""
+    """Bad input becomes one paragraph on stderr and exit code 2 (a traceback only with --debug).
+
+    A closed pipe, a full disk behind stdout or an odd encoding never get here: the process's
+    streams absorb them (resnet_inspect.process), so they cannot change the exit code."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -264,15 +320,15 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
-        except BrokenPipeError:  # plain writes (json, csv) into a pipe whose reader has gone
-            _silence_stdout()
-            raise typer.Exit(0) from None
         except Exception as exc:
             if STATE.debug:
                 raise
-            console(stderr=True).print(
-                f"[bold red]Internal error:[/] {type(exc).__name__}: {escape(str(exc))}. This is a bug in resnet-inspect; "
-                "re-run with --debug for the traceback and report it.", markup=True, highlight=False)
+            report_bug(exc)
             raise typer.Exit(3) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def output_path(path: Path | None) -> Path | None:
+    """``-o -`` means stdout, as it does for most tools: None, like no ``-o`` at all."""
+    return None if path is not None and str(path) == "-" else path

@@ -15,7 +15,7 @@ SnapshotInputOpt = Annotated[Optional[str], typer.Option(
     "--input", "-i", help="224, 800x1344, 3x224x224 or 2x3x224x224. Default: the variant's own (224; 32 for the "
     "CIFAR nets; 512x512 for the FPN presets).", show_default=False)]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the snapshot to this file "
-                                                   "(atomically) instead of stdout.", show_default=False,
+                                                   "(atomically) instead of stdout; - means stdout.", show_default=False,
                                                    dir_okay=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")]
 FilesArg = Annotated[list[str], typer.Argument(metavar="FILE", show_default=False,
@@ -50,6 +50,7 @@ def snapshot(
     """
     from .. import snapshot as snapshots
 
+    output = common.output_path(output)
     if output is not None:
         from ..fileio import check_writable
 
@@ -75,7 +76,8 @@ def check(
     tolerance: ToleranceOpt = None,
 ) -> None:
     """Rebuild the model of each snapshot file and compare: exit 0 when all match, 1 with a diff when
-    one differs, 2 when a file is malformed or cannot be rebuilt.
+    one differs, 2 when a file is malformed or cannot be rebuilt, 3 on a bug. Every file is checked;
+    the worst outcome decides (3 over 2 over 1).
 
     Example: resnet-inspect check shapes/*.json --format github --tolerance macs=0.5%
     """
@@ -85,15 +87,38 @@ def check(
     if format not in FORMATS:
         raise InputError(f"Unknown format '{format}': use one of {', '.join(FORMATS)}.")
     tolerances = snapshots.parse_tolerances(tolerance)
-    results = [snapshots.check_file(file, update=update, tolerances=tolerances) for file in files]
+    results = []
+    out = common.console()
+    for file in files:  # every file is checked and reported, whatever happened to the ones before
+        result = _check_one(file, update, tolerances)
+        results.append(result)
+        if format == "github":
+            for line in snapshot_diff.github_annotations(result):
+                print(line, flush=True)
+        elif format == "text":
+            snapshot_diff.print_result(result, out)
     code = snapshots.exit_code(results)
     if format == "json":
         sys.stdout.write(snapshot_diff.results_json(results, code))
     elif format == "github":
-        for result in results:
-            for line in snapshot_diff.github_annotations(result):
-                print(line)
         print(snapshot_diff.summary_line(results))
     else:
-        snapshot_diff.print_results(results, common.console())
+        snapshot_diff.print_summary(results, out)
     raise typer.Exit(code)
+
+
+def _check_one(file: str, update: bool, tolerances: dict[str, Any]) -> Any:
+    """One file's outcome. An error that escapes the snapshot module is this file's outcome too:
+    bad input (exit 2) or, for anything else, a bug (exit 3), never the end of the batch."""
+    from .. import snapshot as snapshots
+
+    try:
+        return snapshots.check_file(file, update=update, tolerances=tolerances)
+    except InputError as exc:
+        return snapshots.CheckResult(file, "error", error=snapshots.SnapshotError(file, str(exc)))
+    except Exception as exc:
+        if common.STATE.debug:
+            raise
+        return snapshots.CheckResult(file, "bug", error=snapshots.SnapshotError(
+            file, f"internal error: {type(exc).__name__}: {exc}. This is a bug in resnet-inspect; re-run with "
+            "--debug for the traceback and report it."))
