@@ -130,10 +130,9 @@ def _target(model: Any, options: dict[str, Any]) -> tuple[str, str, Any]:
             get_spec(model, **options)  # validate before importing torch
             return model, "variant", model
         if ":" in model:
-            # The CLI's resolver is the one definition of what ``package.module:factory`` means.
-            from .cli.common import resolve_model
+            from .resolve import _load_factory
 
-            return model, "factory", resolve_model(model, options)
+            return model, "factory", _load_factory(model, options)
         return model, "variant", model  # get_spec raises the "unknown model" error with suggestions
     if isinstance(model, ResNetSpec):
         if options:
