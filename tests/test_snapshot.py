@@ -753,3 +753,27 @@ def test_input_size_is_validated_by_kind(r18_file: Path, built_from: str, model:
     edit_document(r18_file, built_from=built_from, model=model, input_size=size)
     result = run("check", r18_file, "--format", "json")
     assert result.exit_code == 2 and file_error(result)["key"] == "input_size"
+
+
+def test_ci_guide_allow_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/ci.md's pyproject.toml table and its --allow-factory command line, run as documented."""
+    text = (REPO / "docs" / "ci.md").read_text(encoding="utf-8")
+    (table,) = re.findall(r"```toml\n(.*?)```", text, re.S)
+    (command,) = [line for block in re.findall(r"```sh\n(.*?)```", text, re.S) for line in block.splitlines()
+                  if "--allow-factory" in line]
+    for folder in (".git", "mypackage", "shapes"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "mypackage" / "__init__.py").write_text("")
+    (tmp_path / "mypackage" / "models.py").write_text(
+        "import resnet_inspect\n\ndef backbone():\n    return resnet_inspect.build('cifar_resnet20')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert run("snapshot", "mypackage.models:backbone", "-i", "32", "-o", "shapes/backbone.json").exit_code == 0
+        assert run("check", "shapes/backbone.json").exit_code == 2  # nothing allows it yet
+        assert documented_check(command).exit_code == 0
+        (tmp_path / "pyproject.toml").write_text(table)
+        assert run("check", "shapes/backbone.json").exit_code == 0
+    finally:
+        for name in ("mypackage.models", "mypackage"):
+            sys.modules.pop(name, None)
