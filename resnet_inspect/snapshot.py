@@ -56,7 +56,7 @@ TOLERANCE_FIELDS = ("buffers", "macs", "params", "trainable_params")
 # detection backbone gets a square multiple of 32, small enough to keep CI fast.
 FPN_INPUT = 512
 # A model of your own takes any input shape (an MLP's (8, 16), a Conv1d's (2, 4, 100)); at most this many dims.
-MAX_INPUT_DIMS = 8
+MAX_INPUT_DIMS, MAX_INPUT_DIM = 8, 1_000_000  # as resnet_inspect.inputs bounds a size given on the command line
 
 Key = tuple[str, int]
 
@@ -394,9 +394,9 @@ def loads(text: str, file: str = "<snapshot>") -> Snapshot:
     input_size = check.shape(check.field(doc, "input_size", list, "input_size"), "input_size")
     if built_from == "variant" and (len(input_size) != 4 or any(d < 1 for d in input_size)):
         raise check.error(f"input_size must be four positive integers (N, C, H, W), not {input_size}.", "input_size")
-    if not 1 <= len(input_size) <= MAX_INPUT_DIMS or any(d < 1 for d in input_size):
-        raise check.error(f"input_size must be 1 to {MAX_INPUT_DIMS} positive integers (the input's exact shape), "
-                          f"not {input_size}.", "input_size")
+    if not 1 <= len(input_size) <= MAX_INPUT_DIMS or any(not 1 <= d <= MAX_INPUT_DIM for d in input_size):
+        raise check.error(f"input_size must be 1 to {MAX_INPUT_DIMS} positive integers of at most {MAX_INPUT_DIM:,} "
+                          f"(the input's exact shape), not {_short(input_size)}.", "input_size")
     outputs = check.field(doc, "outputs", dict, "outputs")
     for name, shape in outputs.items():
         check.shape(shape, f"outputs.{name}")

@@ -748,6 +748,7 @@ def test_a_modules_input_shape_is_kept_exactly(tmp_path: Path, monkeypatch: pyte
     ("variant", "resnet18", [3, 224, 224]),
     ("factory", "mymodels:build", [1] * 9),
     ("factory", "mymodels:build", [2, 0, 100]),
+    ("variant", "resnet18", [1, 3, 2_000_000, 8]),
 ])
 def test_input_size_is_validated_by_kind(r18_file: Path, built_from: str, model: str, size: list[int]) -> None:
     edit_document(r18_file, built_from=built_from, model=model, input_size=size)
