@@ -277,10 +277,11 @@ def _rebuild(snapshot: Snapshot, folder: Path, options: dict[str, Any], trust_pi
     from .resolve import load_checkpoint_model
 
     path = folder / snapshot.model
-    if not path.is_file():
-        raise InputError(f"it names the checkpoint {snapshot.model} (relative to the snapshot's folder), and there is "
-                         f"no such file: {path}. Put the checkpoint there, or snapshot the variant it was recognised "
-                         "as instead (`resnet-inspect summary CHECKPOINT` prints it).")
+    if not os.path.isfile(path):  # os.path: a name too long for the OS is "no such file", not an OSError
+        what = "a regular file" if os.path.lexists(path) else "there"
+        raise InputError(f"{path} is not {what} (a snapshot names its checkpoint relative to its own folder). Put the "
+                         "checkpoint there, or snapshot the variant it was recognised as instead (`resnet-inspect "
+                         "summary CHECKPOINT` prints it).")
     model, inference = load_checkpoint_model(path, options, trust_pickle=trust_pickle)
     snap = take(Resolved(str(path), "checkpoint", model, inference), snapshot.input_size, **options)
     snap.model = snapshot.model

@@ -23,6 +23,7 @@ depend on the current directory, so ``check`` gives the same verdict wherever it
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -70,11 +71,11 @@ def find_project_settings(start: Path) -> ProjectSettings | None:
     folder = Path(start).absolute()
     for candidate in (folder, *folder.parents):
         pyproject = candidate / "pyproject.toml"
-        if pyproject.is_file():
+        if os.path.isfile(pyproject):
             settings = read_settings(pyproject)
             if settings is not None:
                 return settings
-        if any((candidate / marker).exists() for marker in REPOSITORY_MARKERS):
+        if any(os.path.lexists(candidate / marker) for marker in REPOSITORY_MARKERS):
             return None
     return None
 

@@ -696,7 +696,7 @@ def test_snapshot_of_a_checkpoint(cifar20: snapshots.Snapshot, cifar20_checkpoin
         cifar20.totals["params"]
     weights.unlink()
     missing = run("check", tmp_path / "shapes" / "c20.json", "--format", "json")
-    assert missing.exit_code == 2 and "no such file" in file_error(missing)["reason"]
+    assert missing.exit_code == 2 and "is not there" in file_error(missing)["reason"]
 
 
 def test_a_pickled_model_snapshot_needs_trust_pickle_to_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
