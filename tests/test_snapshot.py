@@ -778,3 +778,16 @@ def test_ci_guide_allow_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     finally:
         for name in ("mypackage.models", "mypackage"):
             sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "long", "directory"])
+def test_a_checkpoint_snapshot_naming_no_usable_file(cifar20: snapshots.Snapshot, tmp_path: Path, kind: str) -> None:
+    name = {"fifo": "pipe.pth", "long": "x" * 5000 + ".pth", "directory": "folder.pth"}[kind]
+    if kind == "fifo":
+        os.mkfifo(tmp_path / name)
+    elif kind == "directory":
+        (tmp_path / name).mkdir()
+    path = snapshot_file(cifar20, tmp_path / "net.json", model=name, built_from="checkpoint")
+    result = run("check", path, "--format", "json")
+    assert result.exit_code == 2, result.output
+    assert file_error(result)["reason"].startswith(f"cannot rebuild {name} from it")
