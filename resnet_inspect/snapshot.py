@@ -134,7 +134,7 @@ def take(model: Any, input_size: Any = None, *, pad_to: int | None = None,
     from .analysis.inspect import inspect
 
     name, built_from, target = _target(model, options, relative_to)
-    size = input_size if input_size is not None else _default_size(target)
+    size = input_size if input_size is not None else _default_size(target, built_from)
     report = inspect(target, size, pad_to=pad_to, **(options if built_from == "variant" else {}))
     snap = from_report(report, model=name, built_from=built_from)
     if built_from == "factory":
@@ -144,12 +144,13 @@ def take(model: Any, input_size: Any = None, *, pad_to: int | None = None,
     return snap
 
 
-def _default_size(target: Any) -> tuple[int, int, int, int]:
-    """A variant's or a checkpoint's own input; 224 for a model of your own."""
+def _default_size(target: Any, built_from: str) -> tuple[int, int, int, int]:
+    """A variant's own input, and a checkpoint's (that of the variant it is recognised as); 224 for a
+    model of your own, as ``summary`` uses."""
     if isinstance(target, (str, ResNetSpec)):
         return default_input(target)
     spec = getattr(target, "spec", None)
-    return default_input(spec) if isinstance(spec, ResNetSpec) else (1, 3, 224, 224)
+    return default_input(spec) if built_from == "checkpoint" and isinstance(spec, ResNetSpec) else (1, 3, 224, 224)
 
 
 def _target(model: Any, options: dict[str, Any], relative_to: Any) -> tuple[str, str, Any]:

@@ -194,7 +194,7 @@ def test_snapshot_files_never_collide(project: pytest.Pytester) -> None:
 # -- issue 13: exact input shapes, and a snapshot file is never rebuilt by the plugin ------------------
 
 def test_a_modules_exact_input_shape(project: pytest.Pytester) -> None:
-    project.makepyfile(test_shapes="""
+    project.makepyfile(test_exact_inputs="""
         from torch import nn
 
         def test_mlp(shape_snapshot):
@@ -205,8 +205,8 @@ def test_a_modules_exact_input_shape(project: pytest.Pytester) -> None:
     """)
     run(project, "--shape-update").assert_outcomes(passed=2)
     shapes = project.path / "tests" / "__shapes__"
-    mlp = json.loads((shapes / "test_shapes__test_mlp.json").read_text())
-    conv = json.loads((shapes / "test_shapes__test_conv1d.json").read_text())
+    mlp = json.loads((shapes / "test_exact_inputs__test_mlp.json").read_text())
+    conv = json.loads((shapes / "test_exact_inputs__test_conv1d.json").read_text())
     assert (mlp["input_size"], mlp["outputs"]) == ([8, 16], {"output": [8, 4]})
     assert (conv["input_size"], conv["outputs"]) == ([2, 4, 100], {"output": [2, 6, 100 - 5 + 1]})
     run(project).assert_outcomes(passed=2)
