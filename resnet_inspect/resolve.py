@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,8 @@ def load_checkpoint_model(path: Path, options: dict[str, Any], *, trust_pickle: 
     return load_model(path, trust_pickle=trust_pickle, options=options)
 
 
-def _load_factory(target: str, options: dict[str, Any]) -> Any:
+def _load_factory(target: str, options: dict[str, Any], *, vet: Callable[[Any], None] | None = None) -> Any:
+    """Import ``package.module`` and call ``factory()``; ``vet`` may refuse the callable before it is called."""
     module_name, _, attr = target.partition(":")
     if not module_name.strip() or not attr.strip():
         raise InputError(f"'{target}' is not a factory: give package.module:function, e.g. mymodels:build.")
@@ -79,6 +81,8 @@ def _load_factory(target: str, options: dict[str, Any]) -> Any:
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
         raise InputError(f"'{module_name}' has no callable '{attr}', so {target} cannot build a model.")
+    if vet is not None:
+        vet(factory)
     try:
         model = factory()
     except (Exception, SystemExit) as exc:

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -240,11 +240,10 @@ def rebuild(snapshot: Snapshot, file: str = "<snapshot>", *, allow_factories: Se
         raise SnapshotError(file, f"it was written from a {snapshot.model} object (by the pytest plugin's "
                             "shape_snapshot fixture), so the file alone cannot rebuild the model; the test that "
                             "wrote it checks it.", line=snapshot.key_lines.get("built_from"), key="built_from")
-    if snapshot.built_from == "factory":
-        _require_allowed(snapshot, file, folder, allow_factories)
+    vet = _require_allowed(snapshot, file, folder, allow_factories) if snapshot.built_from == "factory" else None
     try:
         options = {key: _option_from_json(key, value) for key, value in snapshot.options.items()}
-        return _rebuild(snapshot, folder, options, trust_pickle)
+        return _rebuild(snapshot, folder, options, trust_pickle, vet)
     except SnapshotError:
         raise
     except (InputError, TypeError) as exc:
@@ -252,8 +251,13 @@ def rebuild(snapshot: Snapshot, file: str = "<snapshot>", *, allow_factories: Se
                             line=snapshot.key_lines.get("model")) from exc
 
 
-def _require_allowed(snapshot: Snapshot, file: str, folder: Path, allow_factories: Sequence[str]) -> None:
-    """Refuse (exit 2) a factory that neither ``--allow-factory`` nor the project's pyproject.toml allows."""
+def _require_allowed(snapshot: Snapshot, file: str, folder: Path, allow_factories: Sequence[str]
+                     ) -> Callable[[Any], None]:
+    """Refuse (exit 2) a factory that neither ``--allow-factory`` nor the project's pyproject.toml allows.
+
+    Returns the check for the callable itself, run after its module is imported and before it is
+    called: it must be defined in the package it is named from, or be allowed where it is defined
+    (``from os import abort`` in an allowed module does not make ``abort`` a factory)."""
     line = snapshot.key_lines.get("model")
     try:
         settings = trust.find_project_settings(folder)
@@ -263,8 +267,16 @@ def _require_allowed(snapshot: Snapshot, file: str, folder: Path, allow_factorie
     if trust.allowed_by(snapshot.model, tuple(allow_factories), settings) is None:
         raise SnapshotError(file, trust.refusal(snapshot.model, settings, folder.absolute()), line=line, key="model")
 
+    def vet(factory: Any) -> None:
+        problem = trust.origin_problem(snapshot.model, factory, tuple(allow_factories), settings)
+        if problem is not None:
+            raise SnapshotError(file, problem, line=line, key="model")
 
-def _rebuild(snapshot: Snapshot, folder: Path, options: dict[str, Any], trust_pickle: bool) -> Snapshot:
+    return vet
+
+
+def _rebuild(snapshot: Snapshot, folder: Path, options: dict[str, Any], trust_pickle: bool,
+             vet: Callable[[Any], None] | None) -> Snapshot:
     """Rebuild by what ``built_from`` says, never by guessing from the model string."""
     if snapshot.built_from == "variant":
         if snapshot.model not in _VARIANTS:
@@ -273,7 +285,7 @@ def _rebuild(snapshot: Snapshot, folder: Path, options: dict[str, Any], trust_pi
     if snapshot.built_from == "factory":
         from .resolve import _load_factory
 
-        resolved = Resolved(snapshot.model, "factory", _load_factory(snapshot.model, options))
+        resolved = Resolved(snapshot.model, "factory", _load_factory(snapshot.model, options, vet=vet))
         return take(resolved, snapshot.input_size)
     from .resolve import load_checkpoint_model
 

@@ -23,6 +23,8 @@ depend on the current directory, so ``check`` gives the same verdict wherever it
 from __future__ import annotations
 
 import fnmatch
+import functools
+import inspect
 import os
 import re
 import sys
@@ -118,6 +120,45 @@ def allowed_by(reference: str, patterns: tuple[str, ...] | list[str], settings: 
         if matches(pattern, reference):
             return f"{pattern!r} in {settings.path}"  # type: ignore[union-attr]
     return None
+
+
+def defined_at(factory: Any) -> tuple[str | None, str | None]:
+    """(module, name) where a callable is defined: a function's or class's own, a ``functools.partial``'s
+    function's, a bound method's function's, or else the class of a callable object."""
+    while isinstance(factory, functools.partial):
+        factory = factory.func
+    factory = getattr(factory, "__func__", factory)  # a bound method
+    target = factory if inspect.isroutine(factory) or inspect.isclass(factory) else type(factory)
+    module, name = getattr(target, "__module__", None), getattr(target, "__name__", None)
+    return (module if isinstance(module, str) and module else None), (name if isinstance(name, str) else None)
+
+
+def origin_problem(reference: str, factory: Any, patterns: tuple[str, ...] | list[str],
+                   settings: ProjectSettings | None) -> str | None:
+    """Why an allowed reference still must not be called (None when it may be).
+
+    A module-path pattern allows the factories *of* a package, not everything its modules import:
+    the callable must be defined in the same top-level package as the module it is named from, or
+    be allowed where it is defined (``module:factory`` with the defining module).
+    """
+    module, _, attr = reference.partition(":")
+    origin, name = defined_at(factory)
+    package = module.split(".")[0]
+    if origin is not None and origin.split(".")[0] == package:
+        return None
+    defined = f"{origin}:{name or attr}"
+    if origin is not None and trust_is_given(defined, patterns, settings):
+        return None
+    where = f"is {defined}, defined outside the {package} package" if origin else \
+        "does not say which module defines it"
+    return (f"it names the factory {reference}, which is allowed, but {attr} {where}: {module} only imports it, so "
+            f"it is not one of that package's factories and is not called. If you trust it as a factory, allow it "
+            f"where it is defined (--allow-factory '{defined}'), and name it so in the snapshot.")
+
+
+def trust_is_given(reference: str, patterns: tuple[str, ...] | list[str], settings: ProjectSettings | None) -> bool:
+    """Whether a pattern allows ``reference``."""
+    return allowed_by(reference, patterns, settings) is not None
 
 
 def refusal(reference: str, settings: ProjectSettings | None, start: Path) -> str:

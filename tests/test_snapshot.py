@@ -571,6 +571,7 @@ def test_an_allowed_factory_runs_and_matches(cifar20: snapshots.Snapshot, tmp_pa
     result = run("check", path, "--allow-factory", "nothing.*", "--allow-factory", f"{name}:ma?e", "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["files"][0]["status"] == "match" and marker.exists()
+    assert snapshots.take(f"{name}:make").input_size == (1, 3, 224, 224)  # a factory's default, as in summary
 
 
 def test_hostile_factories_in_a_batch_never_run(cifar20: snapshots.Snapshot, tmp_path: Path) -> None:
@@ -629,6 +630,7 @@ def test_pyproject_allows_the_projects_factories(cifar20: snapshots.Snapshot, tm
     (outer / "repo" / ".git").mkdir(parents=True)
     (outer / "pyproject.toml").write_text('[tool.resnet-inspect]\nallow-factories = ["*"]\n')
     stranger = snapshot_file(cifar20, outer / "repo" / "net.json", model=f"{name}:make", built_from="factory")
+    monkeypatch.chdir(outer)  # the current directory's pyproject.toml plays no part either
     refused = run("check", stranger, "--format", "json")
     assert refused.exit_code == 2 and file_error(refused)["key"] == "model" and not marker.exists()
 
@@ -791,3 +793,23 @@ def test_a_checkpoint_snapshot_naming_no_usable_file(cifar20: snapshots.Snapshot
     result = run("check", path, "--format", "json")
     assert result.exit_code == 2, result.output
     assert file_error(result)["reason"].startswith(f"cannot rebuild {name} from it")
+
+
+def test_an_allowed_module_does_not_lend_its_imports(cifar20: snapshots.Snapshot, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``from elsewhere import f`` in an allowed module does not make ``allowed:f`` a factory: it is never called."""
+    helper = f"snaphelp_{uuid.uuid4().hex[:10]}"
+    allowed = f"snapallowed_{uuid.uuid4().hex[:10]}"
+    marker = tmp_path / "called.marker"
+    (tmp_path / f"{helper}.py").write_text(
+        f"import pathlib\n\ndef make():\n    pathlib.Path({str(marker)!r}).write_text('called')\n"
+        "    import resnet_inspect\n    return resnet_inspect.build('cifar_resnet20')\n")
+    (tmp_path / f"{allowed}.py").write_text(f"from {helper} import make as build\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = snapshot_file(cifar20, tmp_path / "net.json", model=f"{allowed}:build", built_from="factory")
+    refused = run("check", path, "--allow-factory", allowed, "--format", "json")
+    assert refused.exit_code == 2 and file_error(refused)["key"] == "model" and not marker.exists()
+    assert f"--allow-factory '{helper}:make'" in file_error(refused)["reason"]
+    both = run("check", path, "--allow-factory", allowed, "--allow-factory", f"{helper}:make")
+    assert both.exit_code == 0, both.output
+    assert marker.exists()

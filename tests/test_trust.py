@@ -79,3 +79,41 @@ def test_odd_tables(tmp_path: Path, text: str) -> None:
     else:
         with pytest.raises(InputError, match="must be a table"):
             trust.read_settings(path)
+
+
+def _function() -> None:
+    """A module-level function of this test module."""
+
+
+class _Factory:
+    def __call__(self) -> None:
+        """A callable object."""
+
+    def method(self) -> None:
+        """A bound method."""
+
+
+def test_where_a_callable_is_defined() -> None:
+    import functools
+    import os
+
+    here = __name__
+    assert trust.defined_at(_function) == (here, "_function")
+    assert trust.defined_at(_Factory) == (here, "_Factory")
+    assert trust.defined_at(_Factory()) == (here, "_Factory")
+    assert trust.defined_at(_Factory().method) == (here, "method")
+    assert trust.defined_at(functools.partial(functools.partial(_function))) == (here, "_function")
+    assert trust.defined_at(os.abort) == (os.abort.__module__, "abort")  # posix (nt on Windows)
+    assert trust.defined_at(print) == ("builtins", "print")
+
+
+def test_an_allowed_module_does_not_lend_its_imports() -> None:
+    import os
+    import shutil
+
+    assert trust.origin_problem("mypkg.models:abort", os.abort, ["mypkg.*"], None) is not None
+    assert trust.origin_problem("mypkg.models:rmtree", shutil.rmtree, ["mypkg.*"], None) is not None
+    assert trust.origin_problem("mypkg.models:rmtree", shutil.rmtree, ["mypkg.*", "shutil:rmtree"], None) is None
+    # A function of the same package, re-exported (mypkg/__init__.py: from .models import build), is its own.
+    own = type("F", (), {"__module__": "mypkg.models", "__call__": lambda self: None})()
+    assert trust.origin_problem("mypkg:build", own, ["mypkg"], None) is None
