@@ -663,3 +663,28 @@ def test_a_reader_that_stops_early_is_not_an_error(fmt: str) -> None:
     assert proc.wait(timeout=300) == 0, errors
     assert "Error" not in errors and "Traceback" not in errors
 
+
+
+def test_nothing_is_downloaded(tmp_path, monkeypatch) -> None:
+    """docs/security.md: no network request, for a variant, a checkpoint and a snapshot check alike."""
+    import socket
+
+    import torch
+
+    attempts: list[object] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        attempts.append(args)
+        raise OSError("network access attempted")
+
+    for name in ("connect", "connect_ex", "sendto"):
+        monkeypatch.setattr(socket.socket, name, refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.chdir(tmp_path)
+    torch.save(resnet_inspect.build("cifar_resnet20").state_dict(), tmp_path / "c20.pth")
+    for args in (["summary", "resnet18", "--depth", "1"], ["summary", "c20.pth", "--depth", "1"],
+                 ["snapshot", "c20.pth", "-o", "c20.json"], ["check", "c20.json"]):
+        result = run(*args)
+        assert result.exit_code == 0, (args, result.output)
+    assert attempts == []

@@ -55,6 +55,8 @@ def torch_warmed_up() -> None:
     snapshots.take("cifar_resnet20")
     snapshots.take(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()), 32)
     snapshots.take("resnet18", 64, fpn="retinanet")
+    snapshots.take(nn.Sequential(nn.Linear(16, 4), nn.ReLU()), (8, 16))
+    snapshots.take(nn.Sequential(nn.Conv1d(4, 6, 5)), (2, 4, 100))
 
 
 @pytest.fixture
@@ -224,3 +226,50 @@ def test_checking_an_aliased_model_leaves_its_weights(project: pytest.Pytester) 
     """)
     run(project, "--shape-update").assert_outcomes(passed=1)
     run(project).assert_outcomes(passed=1)
+
+
+# -- issue 13: exact input shapes, and a snapshot file is never rebuilt by the plugin ------------------
+
+def test_a_modules_exact_input_shape(project: pytest.Pytester) -> None:
+    project.makepyfile(test_exact_inputs="""
+        from torch import nn
+
+        def test_mlp(shape_snapshot):
+            shape_snapshot.check(nn.Sequential(nn.Linear(16, 4), nn.ReLU()), input_size=(8, 16))
+
+        def test_conv1d(shape_snapshot):
+            shape_snapshot.check(nn.Sequential(nn.Conv1d(4, 6, 5)), input_size=(2, 4, 100))
+    """)
+    run(project, "--shape-update").assert_outcomes(passed=2)
+    shapes = project.path / "tests" / "__shapes__"
+    mlp = json.loads((shapes / "test_exact_inputs__test_mlp.json").read_text())
+    conv = json.loads((shapes / "test_exact_inputs__test_conv1d.json").read_text())
+    assert (mlp["input_size"], mlp["outputs"]) == ([8, 16], {"output": [8, 4]})
+    assert (conv["input_size"], conv["outputs"]) == ([2, 4, 100], {"output": [2, 6, 100 - 5 + 1]})
+    run(project).assert_outcomes(passed=2)
+
+
+def test_the_stored_file_never_names_code_to_run(project: pytest.Pytester) -> None:
+    """The plugin compares with its file and never rebuilds from it, so a factory written into the file
+    (here one whose import leaves a marker) is not imported: the test fails with a diff instead."""
+    marker = project.path / "imported.marker"
+    project.makepyfile(plugin_marker_mod=f"""
+        import pathlib
+        pathlib.Path({str(marker)!r}).write_text("imported")
+
+        def make():
+            raise AssertionError("never called")
+    """)
+    project.makepyfile(test_net="""
+        def test_net(shape_snapshot):
+            shape_snapshot.check("resnet18", input_size=(1, 3, 64, 64))
+    """)
+    run(project, "--shape-update").assert_outcomes(passed=1)
+    stored = project.path / "tests" / "__shapes__" / "test_net__test_net.json"
+    doc = json.loads(stored.read_text())
+    doc.update(model="plugin_marker_mod:make", built_from="factory")
+    stored.write_text(json.dumps(doc))
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*build built from: factory → variant*"])
+    assert not marker.exists()

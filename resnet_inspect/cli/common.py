@@ -1,8 +1,8 @@
-"""What every model-taking command shares: builder flags, model resolution, errors, consoles."""
+"""What every model-taking command shares: builder flags, model resolution (a thin layer over
+``resnet_inspect.resolve`` that reports a checkpoint's inference on stderr), errors, consoles."""
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import os
 import sys
@@ -16,10 +16,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import process
-from ..checkpoint import CHECKPOINT_SUFFIXES
 from ..errors import InputError
 from ..inputs import parse_input_size
-from ..variants import _VARIANTS, ResNetSpec, get_spec, unknown_name_error
+from ..resolve import Resolved, _load_factory, load_checkpoint_model  # noqa: F401  (re-exported)
+from ..resolve import resolve as _resolve
+from ..variants import ResNetSpec
 
 
 @dataclass
@@ -112,19 +113,16 @@ def with_build_flags(*prefixes: str) -> Callable[[F], F]:
 def resolve_model(target: str, options: dict[str, Any]) -> Any:
     """A variant name (validated now, built later by the engine), a module from ``pkg.mod:factory``,
     or the model a checkpoint file holds (printing on stderr what was inferred from it)."""
-    if target in _VARIANTS:
-        get_spec(target, **options)  # validate options before any heavy import
-        return target
-    path = Path(target)
-    if path.is_file():
-        model, _ = resolve_checkpoint(path, options)
-        return model
-    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-        raise InputError(f"No such checkpoint file: {target}." if not path.is_dir() else f"{target} is a directory, "
-                         "not a checkpoint file.")
-    if ":" in target:
-        return _load_factory(target, options)
-    raise unknown_name_error(target)
+    return resolve(target, options).model
+
+
+def resolve(target: str, options: dict[str, Any]) -> Resolved:
+    """:func:`resnet_inspect.resolve.resolve` with the global ``--trust-pickle``; a checkpoint's inference
+    is reported on stderr."""
+    resolved = _resolve(target, options, trust_pickle=STATE.trust_pickle)
+    if resolved.kind == "checkpoint":
+        report_inference(Path(target), resolved.model, resolved.inference)
+    return resolved
 
 
 def inspect_model(target: str, size: tuple[int, ...] | None, options: dict[str, Any], **engine: Any) -> Any:
@@ -168,9 +166,13 @@ def _first_line(exc: BaseException) -> str:
 
 def resolve_checkpoint(path: Path, options: dict[str, Any]) -> tuple[Any, Any]:
     """Load a checkpoint safely (``--trust-pickle`` aside), infer its variant and report the inference on stderr."""
-    from ..checkpoint import load_model
+    model, inference = load_checkpoint_model(path, options, trust_pickle=STATE.trust_pickle)
+    report_inference(path, model, inference)
+    return model, inference
 
-    model, inference = load_model(path, trust_pickle=STATE.trust_pickle, options=options)
+
+def report_inference(path: Path, model: Any, inference: Any) -> None:
+    """Say on stderr what a checkpoint was recognised as (or that a whole pickled module was loaded)."""
     err = console(stderr=True)
     if inference is None:
         err.print(f"Loaded a whole pickled {type(model).__name__} from {path} (--trust-pickle: the file's code was "
@@ -178,7 +180,6 @@ def resolve_checkpoint(path: Path, options: dict[str, Any]) -> tuple[Any, Any]:
     else:
         for line in describe_inference(inference):
             err.print(line, markup=False, highlight=False)
-    return model, inference
 
 
 def describe_inference(inference: Any) -> list[str]:
@@ -196,34 +197,6 @@ def describe_inference(inference: Any) -> list[str]:
             shown = ", ".join(keys[:10]) + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
             lines.append(f"  {label} keys ({len(keys)}): {shown}")
     return lines
-
-
-def _load_factory(target: str, options: dict[str, Any]) -> Any:
-    module_name, _, attr = target.partition(":")
-    if not module_name.strip() or not attr.strip():
-        raise InputError(f"'{target}' is not a factory: give package.module:function, e.g. mymodels:build.")
-    if options:
-        raise InputError(f"Builder flags ({', '.join(sorted(options))}) apply to variant names, not to {target}.")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    # Whatever the user's code does while it is imported or called (an exception of any kind, a
-    # syntax error, sys.exit) is bad input, reported as such; never a crash or a silent exit.
-    try:
-        module = importlib.import_module(module_name)
-    except (Exception, SystemExit) as exc:
-        raise InputError(f"Cannot import '{module_name}' for {target}: {type(exc).__name__}: {exc}.") from exc
-    factory = getattr(module, attr, None)
-    if factory is None or not callable(factory):
-        raise InputError(f"'{module_name}' has no callable '{attr}', so {target} cannot build a model.")
-    try:
-        model = factory()
-    except (Exception, SystemExit) as exc:
-        raise InputError(f"{target}() raised {type(exc).__name__}: {exc}.") from exc
-    from torch import nn
-
-    if not isinstance(model, nn.Module):
-        raise InputError(f"{target}() returned a {type(model).__name__}, not a torch.nn.Module.")
-    return model
 
 
 def input_size(text: str | None) -> tuple[int, int, int, int] | None:

@@ -24,6 +24,11 @@ UpdateOpt = Annotated[bool, typer.Option("--update", help="Rewrite the files who
                                          "and say which; then exit 0.")]
 CheckFormatOpt = Annotated[str, typer.Option("--format", "-f", help="text, json, or github (GitHub Actions "
                                              "::error annotations on the snapshot's lines).")]
+AllowFactoryOpt = Annotated[Optional[list[str]], typer.Option(
+    "--allow-factory", metavar="PATTERN", help="Let snapshots whose model is a factory matching PATTERN import and "
+    "run it: a module path (mypkg.*, mypkg.models) or module:factory (mypkg.models:build_*), * and ? as "
+    "wildcards. Repeatable; adds to allow-factories in the project's pyproject.toml [tool.resnet-inspect]. "
+    "Other factories are not run (exit 2). See docs/security.md.", show_default=False)]
 ToleranceOpt = Annotated[Optional[list[str]], typer.Option(
     "--tolerance", "-t", help="Let a count move without failing: FIELD=VALUE (absolute) or FIELD=VALUE% "
     "(relative), for params, macs, trainable_params or buffers. Repeat for several fields.", show_default=False)]
@@ -56,13 +61,15 @@ def snapshot(
 
         check_writable(output, force=force)  # fail before the work, not after it
     size = common.input_size(input) if input is not None else None
-    snap = snapshots.take(model, size, pad_to=pad_to, **options)
+    resolved = common.resolve(model, options)  # a checkpoint's inference is reported on stderr
+    # A checkpoint is recorded relative to the snapshot's folder (the current one for stdout).
+    snap = snapshots.take(resolved, size, pad_to=pad_to, relative_to=output.parent if output else None, **options)
     if output is None:
         sys.stdout.write(snapshots.dumps(snap))
         return
     snapshots.write(snap, output)
     size_text = "×".join(map(str, snap.input_size))
-    common.console(stderr=True).print(f"Wrote the shape snapshot of {snap.model} at {size_text} "
+    common.console(stderr=True).print(f"Wrote the shape snapshot of {model} at {size_text} "
                                       f"({len(snap.layers)} layers) to {output}.", markup=False, highlight=False,
                                       soft_wrap=True)
 
@@ -74,23 +81,30 @@ def check(
     update: UpdateOpt = False,
     format: CheckFormatOpt = "text",
     tolerance: ToleranceOpt = None,
+    allow_factory: AllowFactoryOpt = None,
 ) -> None:
     """Rebuild the model of each snapshot file and compare: exit 0 when all match, 1 with a diff when
     one differs, 2 when a file is malformed or cannot be rebuilt, 3 on a bug. Every file is checked;
     the worst outcome decides (3 over 2 over 1).
 
+    A snapshot is data: a factory it names (package.module:factory) is imported and run only when
+    --allow-factory or the project's pyproject.toml allows it. A checkpoint it names is loaded
+    safely (the global --trust-pickle aside).
+
     Example: resnet-inspect check shapes/*.json --format github --tolerance macs=0.5%
     """
     from .. import snapshot as snapshots
+    from .. import trust
     from ..render import snapshot_diff
 
     if format not in FORMATS:
         raise InputError(f"Unknown format '{format}': use one of {', '.join(FORMATS)}.")
     tolerances = snapshots.parse_tolerances(tolerance)
+    patterns = [trust.check_pattern(pattern, "--allow-factory") for pattern in allow_factory or []]
     results = []
     out = common.console()
     for file in files:  # every file is checked and reported, whatever happened to the ones before
-        result = _check_one(file, update, tolerances)
+        result = _check_one(file, update, tolerances, patterns)
         results.append(result)
         if format == "github":
             for line in snapshot_diff.github_annotations(result):
@@ -107,13 +121,14 @@ def check(
     raise typer.Exit(code)
 
 
-def _check_one(file: str, update: bool, tolerances: dict[str, Any]) -> Any:
+def _check_one(file: str, update: bool, tolerances: dict[str, Any], allow_factories: list[str]) -> Any:
     """One file's outcome. An error that escapes the snapshot module is this file's outcome too:
     bad input (exit 2) or, for anything else, a bug (exit 3), never the end of the batch."""
     from .. import snapshot as snapshots
 
     try:
-        return snapshots.check_file(file, update=update, tolerances=tolerances)
+        return snapshots.check_file(file, update=update, tolerances=tolerances, allow_factories=allow_factories,
+                                    trust_pickle=common.STATE.trust_pickle)
     except InputError as exc:
         return snapshots.CheckResult(file, "error", error=snapshots.SnapshotError(file, str(exc)))
     except Exception as exc:
