@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import InputError
-from .variants import FPNSpec, ResNetSpec, get_spec, variants
+from . import process as _process
+
+_process.early_guard()  # only when this interpreter is the command line: quiet Ctrl-C from the first import on
+
+from .errors import InputError  # noqa: E402
+from .variants import FPNSpec, ResNetSpec, get_spec, variants  # noqa: E402
 
 __all__ = ["build", "inspect", "variants", "get_spec", "ResNetSpec", "FPNSpec", "InputError"]
 __version__ = "0.1.0"

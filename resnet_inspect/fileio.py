@@ -1,12 +1,30 @@
-"""Atomic file writes: the old file survives intact until the new one is complete."""
+"""Atomic file writes: the old file survives intact until the new one is complete.
+
+The new file is first written to a temporary file beside the target, named
+``.NAME.XXXXXXXX.resnet-inspect-PID.tmp`` (PID: the writing process). An error or a stop signal
+(SIGINT, SIGTERM, SIGHUP) removes it. SIGKILL cannot be caught, so the next write into the same
+folder removes the temporary files that a resnet-inspect process left there and that are stale:
+their process is gone and they are older than the current run. Nothing else is ever removed.
+"""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import stat
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from .errors import InputError
+
+TEMP_TAG = ".resnet-inspect-"  # in every temporary file's name, before the writer's PID
+TEMP_NAME = re.compile(r"\..*\.[A-Za-z0-9_]{8}" + re.escape(TEMP_TAG) + r"(?P<pid>[0-9]{1,10})\.tmp", re.DOTALL)
+STARTED = time.time()  # when this run began (near enough: the module is imported before any write)
+# Tests only: hold every atomic write, its temporary file complete, until a signal ends the process,
+# so that a test can interrupt a write at a known point (tests/test_cli_process.py).
+HOLD_ENV = "RESNET_INSPECT_TEST_HOLD_WRITE"
 
 
 def check_writable(path: str | os.PathLike[str], *, force: bool = True) -> Path:
@@ -62,56 +80,111 @@ def _special_kind(path: Path) -> str | None:
 def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, force: bool = True) -> Path:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it into place.
 
-    A failure at any point (a full disk, an interrupt) leaves the previous file untouched and
-    removes the temporary one. A symbolic link is kept: the file it points to is replaced (the
+    A failure at any point (a full disk, an interrupt, SIGTERM or SIGHUP) leaves the previous file
+    untouched and removes the temporary one; stale temporary files of killed runs are removed first
+    (see the module's docstring). A symbolic link is kept: the file it points to is replaced (the
     temporary file goes beside that file, so the rename stays on one file system). Returns ``path``.
     """
     target = check_writable(path, force=force)
     payload = data.encode("utf-8") if isinstance(data, str) else data
+    remove_stale_temp_files(target.parent if str(target.parent) else Path("."))
+    tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target, _TEMP_SUFFIX), suffix=_TEMP_SUFFIX, dir=target.parent)
-    except OSError as exc:  # e.g. a read-only or special file system
-        raise InputError(f"Could not write {target}: {exc.strerror or exc}.") from exc
-    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{_temp_stem(target)}.", suffix=f"{TEMP_TAG}{os.getpid()}.tmp",
+                                   dir=target.parent)
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
+        _hold_for_tests(tmp)
         if target.exists():
             os.chmod(tmp, target.stat().st_mode & 0o777)
         else:
             os.chmod(tmp, 0o644)
         os.replace(tmp, target)
-    except OSError as exc:
-        _remove(tmp)
+    except OSError as exc:  # a full disk, a read-only or special file system...
+        if tmp is not None:
+            _remove(tmp)
         raise InputError(f"Could not write {target}: {exc.strerror or exc}.") from exc
-    except BaseException:
-        _remove(tmp)
+    except BaseException:  # KeyboardInterrupt, or SIGTERM/SIGHUP (resnet_inspect.process raises for them)
+        if tmp is not None:
+            _remove(tmp)
         raise
     return Path(path)
 
 
-_TEMP_SUFFIX = ".tmp"
-_RANDOM = 8  # characters tempfile.mkstemp puts between the prefix and the suffix
-
-
-def _temp_prefix(target: Path, suffix: str) -> str:
-    """``.NAME.``, the start of the temporary file's name, cut so the whole name fits the folder's
-    limit (255 bytes on most file systems): a legal 255-byte output name must stay writable."""
-    limit = _name_max(target.parent)
-    room = limit - len(suffix.encode()) - _RANDOM - 2  # the two dots around the name
-    name = target.name.encode("utf-8", "surrogateescape")
-    if len(name) > room:
-        name = name[:max(room, 1)].decode("utf-8", "ignore").encode("utf-8", "surrogateescape")
-    return f".{name.decode('utf-8', 'surrogateescape')}."
-
-
-def _name_max(folder: Path) -> int:
-    """The longest file name, in bytes, the file system holding ``folder`` takes."""
+def _temp_stem(target: Path) -> str:
+    """The target's name, shortened (at a character) so that the temporary file's name stays within
+    the file system's limit even when the target's own name is at it."""
     try:
-        return int(os.pathconf(folder if str(folder) else ".", "PC_NAME_MAX"))
-    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or no answer
-        return 255
+        limit = os.pathconf(target.parent if str(target.parent) else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    room = limit - len(f"..XXXXXXXX{TEMP_TAG}{os.getpid()}.tmp".encode())
+    name = target.name
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return name
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Remove the temporary files in ``folder`` that a resnet-inspect run left behind (it was
+    killed, with SIGKILL or a power cut): named as :func:`atomic_write` names them, regular files of
+    this user, older than this run, and whose process no longer exists. Returns what was removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = TEMP_NAME.fullmatch(entry.name)
+        if match is None or not _is_stale(entry, int(match["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _is_stale(entry: os.DirEntry[str], pid: int) -> bool:
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except OSError:
+        return False
+    if not stat.S_ISREG(info.st_mode) or info.st_mtime >= STARTED:
+        return False
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return False
+    return not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this PID exists (one we may not signal exists too)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+def _hold_for_tests(tmp: str) -> None:
+    """With RESNET_INSPECT_TEST_HOLD_WRITE set (tests only), say where the temporary file is and
+    wait for a signal, as a slow disk would make the write wait."""
+    if not os.environ.get(HOLD_ENV):
+        return
+    sys.stderr.write(f"resnet-inspect: holding {tmp}\n")
+    sys.stderr.flush()
+    while True:
+        if hasattr(signal, "pause"):
+            signal.pause()
+        else:  # pragma: no cover (Windows)
+            time.sleep(3600)
 
 
 def _remove(path: str) -> None:

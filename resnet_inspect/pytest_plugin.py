@@ -58,11 +58,16 @@ class ShapeSnapshot:
 
     def check(self, model: Any, input_size: Any = None, *, name: str | None = None,
               tolerance: str | list[str] | None = None, pad_to: int | None = None, **options: Any) -> Path:
-        """Trace ``model`` (an ``nn.Module``, a variant name or ``package.module:factory``) and compare it
-        with the stored snapshot; fail with a diff when it differs. Returns the snapshot's path.
+        """Trace ``model`` (an ``nn.Module``, a variant name, a checkpoint file or
+        ``package.module:factory``) and compare it with the stored snapshot; fail with a diff when it
+        differs. Returns the snapshot's path.
 
-        ``tolerance`` takes the CLI's ``FIELD=VALUE[%]`` strings; ``options`` are builder options
-        for a variant name. Without ``input_size`` a variant uses its own default (224 for a module).
+        As in :func:`resnet_inspect.inspect`, a tuple ``input_size`` is the exact input shape of a
+        module of your own (``(8, 16)`` for an MLP, ``(2, 4, 100)`` for a Conv1d), and NCHW for a
+        variant. Without it a variant uses its own default (224 for a module). ``tolerance`` takes the
+        CLI's ``FIELD=VALUE[%]`` strings; ``options`` are builder options for a variant name.
+
+        The stored file is only read and compared, never rebuilt: a factory it names is not imported.
         """
         from . import snapshot as snapshots
         from .render.snapshot_diff import plain_diff
@@ -73,7 +78,7 @@ class ShapeSnapshot:
         path = self.path(name)
         shown = _relative(path, self.rootdir)
         tolerances = snapshots.parse_tolerances([tolerance] if isinstance(tolerance, str) else tolerance)
-        new = snapshots.take(model, input_size, pad_to=pad_to, **options)
+        new = snapshots.take(model, input_size, pad_to=pad_to, relative_to=path.parent, **options)
         if not path.exists():
             if self.update:
                 return self._write(new, path, shown)

@@ -1,8 +1,14 @@
 """Shape tables for CI: write a snapshot, read it back, rebuild the model it names, compare.
 
-A snapshot is a JSON file that says how to rebuild a model (variant name or
-``package.module:factory``, builder options, input size) and what the model looked like then: per
-layer its name, type, output shapes, params and MACs, plus the outputs and the totals.
+A snapshot is a JSON file that says how to rebuild a model (``built_from``: a variant name, a
+checkpoint file, or ``package.module:factory``; builder options; the input's exact shape) and what
+the model looked like then: per layer its name, type, output shapes, params and MACs, plus the
+outputs and the totals.
+
+A snapshot is data. Rebuilding a variant or a checkpoint (loaded with the restricted unpickler)
+runs no code from outside resnet-inspect and torch. A factory is imported and called only when
+the caller allows it (:mod:`resnet_inspect.trust`: ``--allow-factory`` or the project's
+pyproject.toml); ``built_from`` must agree with the ``"model"`` field, or the file is malformed.
 
 The file is meant for git: keys sorted, one layer per line, no timestamps, no absolute paths, a
 trailing newline. The same model always gives the same bytes, so an unchanged model never rewrites
@@ -20,18 +26,24 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from . import trust
+from .checkpoint import CHECKPOINT_SUFFIXES
 from .errors import InputError
 from . import reading
 from .fileio import atomic_write
-from .variants import _VARIANTS, FPNSpec, ResNetSpec, get_spec
+from .resolve import Resolved
+from .variants import _VARIANTS, FPNSpec, ResNetSpec, get_spec, unknown_name_error
 
 FORMAT = "resnet-inspect shape snapshot"
 SCHEMA_VERSION = 1
-BUILT_FROM = ("variant", "factory", "object")
+# How the file's "model" rebuilds: a variant name, package.module:factory, a checkpoint file (its path
+# relative to the snapshot's folder), or a model object (only its test can rebuild it).
+BUILT_FROM = ("variant", "factory", "checkpoint", "object")
 DOCUMENT_KEYS = ("built_from", "format", "input_size", "layers", "model", "options", "outputs", "schema_version",
                  "totals")
 # What each layer line holds, and which totals are kept. The layers' params and MACs sum to the
@@ -44,6 +56,8 @@ TOLERANCE_FIELDS = ("buffers", "macs", "params", "trainable_params")
 # Input used when none is given: the variant's own (224, or 32 for the CIFAR nets); a
 # detection backbone gets a square multiple of 32, small enough to keep CI fast.
 FPN_INPUT = 512
+# A model of your own takes any input shape (an MLP's (8, 16), a Conv1d's (2, 4, 100)); at most this many dims.
+MAX_INPUT_DIMS, MAX_INPUT_DIM = 8, 1_000_000  # as resnet_inspect.inputs bounds a size given on the command line
 
 Key = tuple[str, int]
 #: The largest snapshot file ``check`` reads (see docs/security.md, "What is bounded").
@@ -69,9 +83,9 @@ class Snapshot:
     """A model's shape table plus what rebuilds it. ``layers`` holds plain JSON-ready dicts."""
 
     model: str
-    built_from: str  # variant | factory | object (a model object: only its test can rebuild it)
+    built_from: str  # one of BUILT_FROM
     options: dict[str, Any]
-    input_size: tuple[int, int, int, int]
+    input_size: tuple[int, ...]  # the input tensor's exact shape (N, C, H, W for a variant)
     layers: list[dict[str, Any]]
     outputs: dict[str, list[int]]
     totals: dict[str, int]
@@ -100,44 +114,61 @@ def layer_key(layer: dict[str, Any]) -> Key:
 
 # -- taking a snapshot ---------------------------------------------------------------------------
 
-def default_input(model: str) -> tuple[int, int, int, int]:
-    """The input a snapshot of a variant uses when none is given (224 for a factory)."""
-    if model not in _VARIANTS:
+def default_input(model: str | ResNetSpec) -> tuple[int, int, int, int]:
+    """The input a snapshot of a variant (or a spec) uses when none is given (224 for anything else)."""
+    spec = model if isinstance(model, ResNetSpec) else get_spec(model) if model in _VARIANTS else None
+    if spec is None:
         return 1, 3, 224, 224
-    spec = get_spec(model)
     side = FPN_INPUT if spec.fpn is not None else spec.default_input
     return 1, 3, side, side
 
 
-def take(model: Any, input_size: Any = None, *, pad_to: int | None = None, **options: Any) -> Snapshot:
-    """Trace ``model`` (a variant name, ``package.module:factory``, a spec or an ``nn.Module``) and snapshot it.
+def take(model: Any, input_size: Any = None, *, pad_to: int | None = None,
+         relative_to: str | os.PathLike[str] | None = None, **options: Any) -> Snapshot:
+    """Trace ``model`` and snapshot it.
 
-    With a padded input (``pad_to``) the snapshot records the padded size, which rebuilds the same model.
+    ``model`` is a variant name, a checkpoint file, ``package.module:factory``, a spec, an
+    ``nn.Module``, or a :class:`~resnet_inspect.resolve.Resolved`. As in :func:`resnet_inspect.inspect`,
+    a tuple ``input_size`` is the exact input shape for a module of your own (``(8, 16)`` for an
+    MLP); a variant reads it as NCHW (``224``, ``(3, 224, 224)``). A checkpoint is recorded by its
+    path relative to ``relative_to`` (the folder the snapshot file goes in; default: the current
+    directory). With a padded input (``pad_to``) the snapshot records the padded size.
     """
     from .analysis.inspect import inspect
-    from .inputs import parse_input_size
 
-    name, built_from, target = _target(model, options)
-    size = parse_input_size(input_size if input_size is not None else default_input(name))
+    name, built_from, target = _target(model, options, relative_to)
+    size = input_size if input_size is not None else _default_size(target, built_from)
     report = inspect(target, size, pad_to=pad_to, **(options if built_from == "variant" else {}))
     snap = from_report(report, model=name, built_from=built_from)
     if built_from == "factory":
         snap.options = {}  # a factory takes no builder options, whatever spec its model carries
+    elif built_from == "checkpoint":  # what rebuilds it: the options the weights cannot show, as given
+        snap.options = {key: _option_to_json(key, value) for key, value in options.items()}
     return snap
 
 
-def _target(model: Any, options: dict[str, Any]) -> tuple[str, str, Any]:
+def _default_size(target: Any, built_from: str) -> tuple[int, int, int, int]:
+    """A variant's own input, and a checkpoint's (that of the variant it is recognised as); 224 for a
+    model of your own, as ``summary`` uses."""
+    if isinstance(target, (str, ResNetSpec)):
+        return default_input(target)
+    spec = getattr(target, "spec", None)
+    return default_input(spec) if built_from == "checkpoint" and isinstance(spec, ResNetSpec) else (1, 3, 224, 224)
+
+
+def _target(model: Any, options: dict[str, Any], relative_to: Any) -> tuple[str, str, Any]:
     """(name written in the file, how it was built, what ``inspect`` takes)."""
     if isinstance(model, str):
         if model in _VARIANTS:
             get_spec(model, **options)  # validate before importing torch
             return model, "variant", model
-        if ":" in model:
-            # The CLI's resolver is the one definition of what ``package.module:factory`` means.
-            from .cli.common import resolve_model
+        from .resolve import resolve
 
-            return model, "factory", resolve_model(model, options)
-        return model, "variant", model  # get_spec raises the "unknown model" error with suggestions
+        model = resolve(model, options)
+    if isinstance(model, Resolved):
+        if model.kind == "checkpoint":
+            return checkpoint_reference(model.target, relative_to), "checkpoint", model.model
+        return model.target, model.kind, model.model
     if isinstance(model, ResNetSpec):
         if options:
             raise InputError("Give builder options to get_spec(), not alongside a spec.")
@@ -148,6 +179,17 @@ def _target(model: Any, options: dict[str, Any]) -> tuple[str, str, Any]:
         raise InputError(f"Builder options ({', '.join(sorted(options))}) apply to variant names, "
                          "not to a model you pass in.")
     return type(model).__name__, "object", model
+
+
+def checkpoint_reference(path: str | os.PathLike[str], relative_to: Any = None) -> str:
+    """A checkpoint's path as a snapshot records it: relative to the snapshot's folder, with ``/``."""
+    base = os.path.abspath(relative_to if relative_to is not None else os.curdir)
+    try:
+        relative = os.path.relpath(os.path.abspath(path), base)
+    except ValueError:  # Windows: another drive
+        raise InputError(f"The checkpoint {path} and the snapshot's folder {base} are on different drives, so the "
+                         "snapshot cannot name the checkpoint by a relative path.") from None
+    return Path(relative).as_posix()
 
 
 def from_report(report: Any, *, model: str | None = None, built_from: str = "object") -> Snapshot:
@@ -187,20 +229,79 @@ def _option_from_json(key: str, value: Any) -> Any:
     return value
 
 
-def rebuild(snapshot: Snapshot, file: str = "<snapshot>") -> Snapshot:
-    """Build and trace the model a snapshot names, with its options and input size."""
+def rebuild(snapshot: Snapshot, file: str = "<snapshot>", *, allow_factories: Sequence[str] = (),
+            trust_pickle: bool = False) -> Snapshot:
+    """Build and trace the model a snapshot names, with its options, at its exact input shape.
+
+    The file's folder anchors a checkpoint's relative path and the search for the project's
+    pyproject.toml. A factory runs only when ``allow_factories`` or that pyproject.toml allows it
+    (:mod:`resnet_inspect.trust`); a checkpoint is loaded with the restricted unpickler unless
+    ``trust_pickle``.
+    """
+    folder = Path(file).parent
     if snapshot.built_from == "object":
         raise SnapshotError(file, f"it was written from a {snapshot.model} object (by the pytest plugin's "
                             "shape_snapshot fixture), so the file alone cannot rebuild the model; the test that "
                             "wrote it checks it.", line=snapshot.key_lines.get("built_from"), key="built_from")
+    vet = _require_allowed(snapshot, file, folder, allow_factories) if snapshot.built_from == "factory" else None
     try:
         options = {key: _option_from_json(key, value) for key, value in snapshot.options.items()}
-        return take(snapshot.model, snapshot.input_size, **options)
+        return _rebuild(snapshot, folder, options, trust_pickle, vet)
     except SnapshotError:
         raise
     except (InputError, TypeError) as exc:
         raise SnapshotError(file, f"cannot rebuild {snapshot.model} from it: {exc}",
                             line=snapshot.key_lines.get("model")) from exc
+
+
+def _require_allowed(snapshot: Snapshot, file: str, folder: Path, allow_factories: Sequence[str]
+                     ) -> Callable[[Any], None]:
+    """Refuse (exit 2) a factory that neither ``--allow-factory`` nor the project's pyproject.toml allows.
+
+    Returns the check for the callable itself, run after its module is imported and before it is
+    called: it must be defined in the package it is named from, or be allowed where it is defined
+    (``from os import abort`` in an allowed module does not make ``abort`` a factory)."""
+    line = snapshot.key_lines.get("model")
+    try:
+        settings = trust.find_project_settings(folder)
+    except InputError as exc:
+        raise SnapshotError(file, f"it names the factory {snapshot.model}, and the project settings that would "
+                            f"allow it cannot be read: {exc}", line=line, key="model") from None
+    if trust.allowed_by(snapshot.model, tuple(allow_factories), settings) is None:
+        raise SnapshotError(file, trust.refusal(snapshot.model, settings, folder.absolute()), line=line, key="model")
+
+    def vet(factory: Any) -> None:
+        problem = trust.origin_problem(snapshot.model, factory, tuple(allow_factories), settings)
+        if problem is not None:
+            raise SnapshotError(file, problem, line=line, key="model")
+
+    return vet
+
+
+def _rebuild(snapshot: Snapshot, folder: Path, options: dict[str, Any], trust_pickle: bool,
+             vet: Callable[[Any], None] | None) -> Snapshot:
+    """Rebuild by what ``built_from`` says, never by guessing from the model string."""
+    if snapshot.built_from == "variant":
+        if snapshot.model not in _VARIANTS:
+            raise unknown_name_error(snapshot.model)
+        return take(snapshot.model, snapshot.input_size, **options)
+    if snapshot.built_from == "factory":
+        from .resolve import _load_factory
+
+        resolved = Resolved(snapshot.model, "factory", _load_factory(snapshot.model, options, vet=vet))
+        return take(resolved, snapshot.input_size)
+    from .resolve import load_checkpoint_model
+
+    path = folder / snapshot.model
+    if not os.path.isfile(path):  # os.path: a name too long for the OS is "no such file", not an OSError
+        what = "a regular file" if os.path.lexists(path) else "there"
+        raise InputError(f"{path} is not {what} (a snapshot names its checkpoint relative to its own folder). Put the "
+                         "checkpoint there, or snapshot the variant it was recognised as instead (`resnet-inspect "
+                         "summary CHECKPOINT` prints it).")
+    model, inference = load_checkpoint_model(path, options, trust_pickle=trust_pickle)
+    snap = take(Resolved(str(path), "checkpoint", model, inference), snapshot.input_size, **options)
+    snap.model = snapshot.model
+    return snap
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -316,10 +417,16 @@ def loads(text: str, file: str = "<snapshot>") -> Snapshot:
     model = check.field(doc, "model", str, "model")
     if not model:
         raise check.error("the model name is empty.", "model")
+    disagreement = _model_disagrees(built_from, model)
+    if disagreement:
+        raise check.error(disagreement, "model")
     options = check.field(doc, "options", dict, "options")
     input_size = check.shape(check.field(doc, "input_size", list, "input_size"), "input_size")
-    if len(input_size) != 4 or any(d < 1 for d in input_size):
+    if built_from == "variant" and (len(input_size) != 4 or any(d < 1 for d in input_size)):
         raise check.error(f"input_size must be four positive integers (N, C, H, W), not {input_size}.", "input_size")
+    if not 1 <= len(input_size) <= MAX_INPUT_DIMS or any(not 1 <= d <= MAX_INPUT_DIM for d in input_size):
+        raise check.error(f"input_size must be 1 to {MAX_INPUT_DIMS} positive integers of at most {MAX_INPUT_DIM:,} "
+                          f"(the input's exact shape), not {_short(input_size)}.", "input_size")
     outputs = check.field(doc, "outputs", dict, "outputs")
     for name, shape in outputs.items():
         check.shape(shape, f"outputs.{name}")
@@ -341,12 +448,32 @@ def loads(text: str, file: str = "<snapshot>") -> Snapshot:
             raise check.error(f"layer {key[0] or '(root)'} call {key[1]} appears twice (first as "
                               f"layers[{seen[key]}]).", f"layers[{i}]", lines[i] if lines else None)
         seen[key] = i
-    return Snapshot(model=model, built_from=built_from, options=options,
-                    input_size=tuple(input_size),  # type: ignore[arg-type]
+    return Snapshot(model=model, built_from=built_from, options=options, input_size=tuple(input_size),
                     layers=layers, outputs={k: list(v) for k, v in outputs.items()},
                     totals={k: totals[k] for k in TOTAL_FIELDS},
                     layer_lines={layer_key(layer): line for layer, line in zip(layers, lines or [])},
                     key_lines=key_lines)
+
+
+def _model_disagrees(built_from: str, model: str) -> str | None:
+    """Why ``model`` cannot be what ``built_from`` says it is (None when they agree)."""
+    shown = json.dumps(model)
+    is_file = model.lower().endswith(CHECKPOINT_SUFFIXES) or "/" in model or "\\" in model
+    if built_from == "variant" and ":" in model:
+        return (f'built_from is "variant", but the model {shown} names a factory (package.module:factory); a '
+                'variant snapshot names a variant, such as "resnet50", and never imports code.')
+    if built_from == "variant" and is_file:
+        return (f'built_from is "variant", but the model {shown} names a file; a snapshot of a checkpoint has '
+                'built_from "checkpoint".')
+    if built_from == "factory" and not trust.is_factory_reference(model):
+        return (f'built_from is "factory", but the model {shown} is not package.module:factory (dotted Python '
+                "names, a colon, then the factory's name).")
+    if built_from == "checkpoint":
+        absolute = PurePosixPath(model).is_absolute() or bool(PureWindowsPath(model).drive) or model.startswith("\\")
+        if absolute or not model.lower().endswith(CHECKPOINT_SUFFIXES):
+            return (f'built_from is "checkpoint", but the model {shown} is not the path of a checkpoint file '
+                    f"({', '.join(CHECKPOINT_SUFFIXES)}) relative to the snapshot's folder.")
+    return None
 
 
 class _Checker:
@@ -603,7 +730,7 @@ def compare(old: Snapshot, new: Snapshot, tolerances: dict[str, Tolerance] | Non
 
 @dataclass
 class CheckResult:
-    """The outcome for one file: ``match``, ``changed``, ``updated`` or ``error``."""
+    """The outcome for one file: ``match``, ``changed``, ``updated``, ``error`` or ``bug``."""
 
     file: str
     status: str
@@ -612,12 +739,16 @@ class CheckResult:
 
 
 def check_file(path: str | os.PathLike[str], *, update: bool = False,
-               tolerances: dict[str, Tolerance] | None = None) -> CheckResult:
-    """Rebuild the model a snapshot file names and compare; with ``update``, rewrite it if it differs."""
+               tolerances: dict[str, Tolerance] | None = None, allow_factories: Sequence[str] = (),
+               trust_pickle: bool = False) -> CheckResult:
+    """Rebuild the model a snapshot file names and compare; with ``update``, rewrite it if it differs.
+
+    A factory the file names runs only when allowed (see :func:`rebuild`); otherwise the file's
+    result is an error that says how to allow it."""
     file = str(path)
     try:
         old = load(path)
-        new = rebuild(old, file)
+        new = rebuild(old, file, allow_factories=allow_factories, trust_pickle=trust_pickle)
     except SnapshotError as exc:
         return CheckResult(file, "error", error=exc)
     diff = compare(old, new, tolerances)
@@ -632,8 +763,11 @@ def check_file(path: str | os.PathLike[str], *, update: bool = False,
     return CheckResult(file, "updated", diff)
 
 
+# A file's exit code; a batch exits with the worst: a bug beats bad input beats a difference.
+STATUS_CODES = {"match": 0, "updated": 0, "changed": 1, "error": 2, "bug": 3}
+
+
 def exit_code(results: list[CheckResult]) -> int:
-    """2 when a file could not be read or rebuilt, 1 when one differs (and was not updated), else 0."""
-    if any(r.status == "error" for r in results):
-        return 2
-    return 1 if any(r.status == "changed" for r in results) else 0
+    """3 when checking a file hit a bug, 2 when a file could not be read or rebuilt, 1 when one
+    differs (and was not updated), else 0."""
+    return max((STATUS_CODES[r.status] for r in results), default=0)

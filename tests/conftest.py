@@ -1,12 +1,20 @@
-"""Shared test fixtures: where the seeds and the published reference figures live."""
+"""Shared test fixtures: where the seeds and the published reference figures live, and the check
+that every model any test hands to the engine comes back exactly as it was."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 from torch import nn
+from torch.nn.modules import module as module_globals
+from torch.nn.parameter import is_lazy
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -89,3 +97,167 @@ def state_checksum(model: nn.Module) -> str:
         digest.update(key.encode())
         digest.update(value.detach().cpu().numpy().tobytes())
     return digest.hexdigest()
+
+
+# -- the model is never changed (issue 13) -----------------------------------------------------------
+# Every call into the engine's entry points with an nn.Module is fingerprinted before and after,
+# also when the call raises: a test that changes a model fails, whatever the test itself checks.
+
+ENTRY_POINTS = (("resnet_inspect.analysis.inspect", "inspect"), ("resnet_inspect.analysis.inspect", "run_trace"),
+                ("resnet_inspect.analysis.counters", "fvcore_by_module"),
+                ("resnet_inspect.analysis.counters", "torch_by_module"))
+GLOBAL_HOOKS = [n for n in dir(module_globals)
+                if n.startswith("_global_") and isinstance(getattr(module_globals, n), dict)]
+
+
+COPIED_BYTES = 1 << 16  # storages up to 4 MB are copied; larger ones are summed as 64-bit words
+
+
+class TensorPrint:
+    """Identity, type, device, dtype, layout, version and (for real tensors) the bits of its
+    storage, taken once per storage: a copy, or for a large storage (a real ResNet's weights) the
+    wrapping sum of its 64-bit words, which any single changed word changes."""
+
+    def __init__(self, t: torch.Tensor, storages: dict[tuple[int, int], torch.Tensor] | None) -> None:
+        self.tensor = t
+        self.meta = (id(t), type(t), t.device, t.dtype, t.requires_grad, t._version,
+                     None if is_lazy(t) else (tuple(t.shape), t.stride(), t.storage_offset()))
+        self.real = not (is_lazy(t) or t.is_meta or t.layout != torch.strided or t.is_nested)
+        self.bits = None
+        if self.real and storages is not None:
+            key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+            if key not in storages:
+                storages[key] = _bits(t)
+            self.bits = storages[key]
+
+    def same_as(self, now: TensorPrint) -> bool:
+        """Whether ``now`` (a fingerprint taken without copies) shows the tensor as it was."""
+        if self.meta != now.meta or self.real != now.real:
+            return False
+        if self.bits is None:
+            return True
+        words = _words(now.tensor)
+        if self.bits.shape == words.shape:  # a copy: bit for bit (NaN == NaN)
+            return torch.equal(self.bits, words)
+        return torch.equal(self.bits, _checksum(words))
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    words = _words(t)
+    return words.clone() if words.numel() * words.element_size() <= COPIED_BYTES else _checksum(words)
+
+
+def _checksum(words: torch.Tensor) -> torch.Tensor:
+    return words.sum(dtype=torch.int64).reshape(1, 1)  # a shape no copied storage has
+
+
+def _words(t: torch.Tensor) -> torch.Tensor:
+    """The whole storage under a tensor, as integers of the widest size that divides it."""
+    storage = t.untyped_storage()
+    dtype = next(d for d in (torch.int64, torch.int32, torch.int16, torch.uint8)
+                 if storage.nbytes() % d.itemsize == 0)
+    return torch.empty(0, dtype=dtype, device=t.device).set_(storage, 0, (storage.nbytes() // dtype.itemsize,))
+
+
+def _tensor_items(value: Any, depth: int = 0) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif depth < 4 and isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _tensor_items(v, depth + 1)
+    elif depth < 4 and isinstance(value, dict):
+        for v in value.values():
+            yield from _tensor_items(v, depth + 1)
+
+
+def fingerprint(model: nn.Module, copies: bool = True) -> dict[str, Any]:
+    """What a trace must leave alone: per module its class, attribute names, training flag, hook
+    dicts, submodules, and every tensor it holds (parameters, buffers, tensor-bearing attributes).
+    ``copies=False`` (the state afterwards, compared with one taken before) copies no bits."""
+    result: dict[str, Any] = {"global_hooks": {n: list(getattr(module_globals, n).items()) for n in GLOBAL_HOOKS}}
+    storages: dict[tuple[int, int], torch.Tensor] | None = {} if copies else None
+    for name, module in model.named_modules(remove_duplicate=False):
+        state = module.__dict__
+        result[f"{name}#{id(module)}"] = {
+            "class": type(module), "training": module.training, "attrs": sorted(state),
+            "containers": {k: [(key, id(v)) for key, v in value.items()] for k, value in state.items()
+                           if isinstance(value, dict) and not k.startswith(("_parameters", "_buffers"))},
+            "tensors": {f"{k}[{i}]": TensorPrint(t, storages) for k, value in state.items()
+                        for i, t in enumerate(_tensor_items(value))},
+        }
+    return result
+
+
+def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What changed between a fingerprint and a later one (``copies=False``), one line per
+    difference (empty: nothing did)."""
+    found = [f"{key}: {'added' if key not in before else 'gone'}" for key in before.keys() ^ after.keys()]
+    for key in before.keys() & after.keys():
+        old, new = before[key], after[key]
+        if key == "global_hooks":
+            found += [f"global hooks {n} changed" for n in old if old[n] != new[n]]
+            continue
+        found += [f"{key}: {field} changed" for field in ("class", "training", "attrs", "containers")
+                  if old[field] != new[field]]
+        for tname in old["tensors"].keys() | new["tensors"].keys():
+            a, b = old["tensors"].get(tname), new["tensors"].get(tname)
+            if a is None or b is None or not a.same_as(b):
+                found.append(f"{key}: tensor {tname} changed")
+    return sorted(found)
+
+
+def assert_unchanged(model: nn.Module, before: dict[str, Any]) -> None:
+    changed = differences(before, fingerprint(model, copies=False))
+    assert not changed, f"the model was changed by resnet-inspect: {'; '.join(changed[:8])}"
+
+
+class StateCheck:
+    """The suite-wide check's state: whether a checked call is running, and what it found."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.found: list[str] = []  # kept for the teardown too, in case a caller swallows the error
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            model = args[0] if args else kwargs.get("model_or_name", kwargs.get("model"))
+            if self.active:
+                return fn(*args, **kwargs)
+            if not isinstance(model, nn.Module):  # a variant name: the model inspect() builds is its own
+                self.active = True
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self.active = False
+            before = fingerprint(model)
+            self.active = True
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.active = False
+                changed = differences(before, fingerprint(model, copies=False))
+                if changed:
+                    self.found.append(f"{fn.__name__}({type(model).__name__}): {'; '.join(changed[:8])}")
+                    raise AssertionError(f"the model was changed by resnet-inspect: {self.found[-1]}")
+        return wrapper
+
+
+@pytest.fixture(autouse=True)
+def model_state_is_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[StateCheck]:
+    """Wrap the engine's entry points, wherever they were imported to, in the fingerprint check.
+    A change fails the call, and the test at teardown even if something caught the error (the
+    CLI turns an unexpected exception into exit code 3)."""
+    import resnet_inspect.analysis.counters
+    import resnet_inspect.analysis.inspect  # noqa: F401
+
+    check = StateCheck()
+    for module_name, attr in ENTRY_POINTS:
+        original = getattr(sys.modules[module_name], attr)
+        wrapped = check.wrap(original)
+        for name, module in list(sys.modules.items()):
+            ours = name == "resnet_inspect" or name.startswith("resnet_inspect.")
+            if ours and getattr(module, attr, None) is original:
+                monkeypatch.setattr(module, attr, wrapped)
+    yield check
+    assert not check.found, f"the model was changed by resnet-inspect: {check.found}"

@@ -211,6 +211,20 @@ def test_summary_output_file_is_written_and_never_silently_overwritten(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["r18.json"], "no temporary file may be left behind"
 
 
+def test_dash_as_output_means_stdout(tmp_path, monkeypatch) -> None:
+    """``-o -`` writes to stdout, as most tools read it, and never a file named ``-``."""
+    monkeypatch.chdir(tmp_path)
+    summary = run("summary", "resnet18", "--input", "32", "-o", "-", "--format", "json")
+    assert summary.exit_code == 0, summary.output
+    assert json.loads(summary.stdout)["input_size"] == [1, 3, 32, 32]
+    table = run("summary", "resnet18", "--input", "32", "--output", "-")
+    assert table.exit_code == 0 and row(table.stdout, "conv1")
+    snap = run("snapshot", "resnet18", "--input", "32", "-o", "-")
+    assert snap.exit_code == 0, snap.output
+    assert json.loads(snap.stdout)["model"] == "resnet18"
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("suffix, fmt", [(".csv", "csv"), (".md", "markdown"), (".txt", "table")])
 def test_summary_output_format_follows_the_extension(tmp_path, suffix: str, fmt: str) -> None:
     target = tmp_path / f"out{suffix}"
@@ -649,3 +663,28 @@ def test_a_reader_that_stops_early_is_not_an_error(fmt: str) -> None:
     assert proc.wait(timeout=300) == 0, errors
     assert "Error" not in errors and "Traceback" not in errors
 
+
+
+def test_nothing_is_downloaded(tmp_path, monkeypatch) -> None:
+    """docs/security.md: no network request, for a variant, a checkpoint and a snapshot check alike."""
+    import socket
+
+    import torch
+
+    attempts: list[object] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        attempts.append(args)
+        raise OSError("network access attempted")
+
+    for name in ("connect", "connect_ex", "sendto"):
+        monkeypatch.setattr(socket.socket, name, refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.chdir(tmp_path)
+    torch.save(resnet_inspect.build("cifar_resnet20").state_dict(), tmp_path / "c20.pth")
+    for args in (["summary", "resnet18", "--depth", "1"], ["summary", "c20.pth", "--depth", "1"],
+                 ["snapshot", "c20.pth", "-o", "c20.json"], ["check", "c20.json"]):
+        result = run(*args)
+        assert result.exit_code == 0, (args, result.output)
+    assert attempts == []

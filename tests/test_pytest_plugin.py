@@ -55,6 +55,8 @@ def torch_warmed_up() -> None:
     snapshots.take("cifar_resnet20")
     snapshots.take(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()), 32)
     snapshots.take("resnet18", 64, fpn="retinanet")
+    snapshots.take(nn.Sequential(nn.Linear(16, 4), nn.ReLU()), (8, 16))
+    snapshots.take(nn.Sequential(nn.Conv1d(4, 6, 5)), (2, 4, 100))
 
 
 @pytest.fixture
@@ -187,3 +189,87 @@ def test_snapshot_files_never_collide(project: pytest.Pytester) -> None:
     sizes = {json.loads((project.path / "tests" / "__shapes__" / s).read_text())["input_size"][2] for s in stored}
     assert sizes == {32, 64}
     run(project, "--import-mode=importlib").assert_outcomes(passed=4)
+
+
+def test_checking_an_aliased_model_leaves_its_weights(project: pytest.Pytester) -> None:
+    """shape_snapshot.check on a model that holds one conv under two names (``m.alias = m.conv``) and
+    repeats a ModuleList entry: the weights are the same tensors, on the CPU, bit for bit, after the
+    check writes the snapshot and after it compares with it (issue 13)."""
+    project.makepyfile(test_aliased="""
+        import torch
+        from torch import nn
+
+        class Aliased(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 3, 3, padding=1)
+                self.alias = self.conv
+                first = nn.Conv2d(3, 3, 1)
+                self.repeated = nn.ModuleList([first, nn.Conv2d(3, 3, 1), first])
+
+            def forward(self, x):
+                x = self.alias(self.conv(x))
+                for layer in self.repeated:
+                    x = layer(x)
+                return x
+
+        def test_aliased(shape_snapshot):
+            model = Aliased()
+            before = {n: (p, p.detach().clone()) for n, p in model.named_parameters(remove_duplicate=False)}
+            shape_snapshot.check(model, input_size=(1, 3, 16, 16))
+            after = dict(model.named_parameters(remove_duplicate=False))
+            assert after.keys() == before.keys()
+            for name, (tensor, bits) in before.items():
+                assert after[name] is tensor, name
+                assert tensor.device.type == "cpu" and torch.equal(tensor, bits), name
+            assert model(torch.ones(1, 3, 16, 16)).shape == (1, 3, 16, 16)
+    """)
+    run(project, "--shape-update").assert_outcomes(passed=1)
+    run(project).assert_outcomes(passed=1)
+
+
+# -- issue 13: exact input shapes, and a snapshot file is never rebuilt by the plugin ------------------
+
+def test_a_modules_exact_input_shape(project: pytest.Pytester) -> None:
+    project.makepyfile(test_exact_inputs="""
+        from torch import nn
+
+        def test_mlp(shape_snapshot):
+            shape_snapshot.check(nn.Sequential(nn.Linear(16, 4), nn.ReLU()), input_size=(8, 16))
+
+        def test_conv1d(shape_snapshot):
+            shape_snapshot.check(nn.Sequential(nn.Conv1d(4, 6, 5)), input_size=(2, 4, 100))
+    """)
+    run(project, "--shape-update").assert_outcomes(passed=2)
+    shapes = project.path / "tests" / "__shapes__"
+    mlp = json.loads((shapes / "test_exact_inputs__test_mlp.json").read_text())
+    conv = json.loads((shapes / "test_exact_inputs__test_conv1d.json").read_text())
+    assert (mlp["input_size"], mlp["outputs"]) == ([8, 16], {"output": [8, 4]})
+    assert (conv["input_size"], conv["outputs"]) == ([2, 4, 100], {"output": [2, 6, 100 - 5 + 1]})
+    run(project).assert_outcomes(passed=2)
+
+
+def test_the_stored_file_never_names_code_to_run(project: pytest.Pytester) -> None:
+    """The plugin compares with its file and never rebuilds from it, so a factory written into the file
+    (here one whose import leaves a marker) is not imported: the test fails with a diff instead."""
+    marker = project.path / "imported.marker"
+    project.makepyfile(plugin_marker_mod=f"""
+        import pathlib
+        pathlib.Path({str(marker)!r}).write_text("imported")
+
+        def make():
+            raise AssertionError("never called")
+    """)
+    project.makepyfile(test_net="""
+        def test_net(shape_snapshot):
+            shape_snapshot.check("resnet18", input_size=(1, 3, 64, 64))
+    """)
+    run(project, "--shape-update").assert_outcomes(passed=1)
+    stored = project.path / "tests" / "__shapes__" / "test_net__test_net.json"
+    doc = json.loads(stored.read_text())
+    doc.update(model="plugin_marker_mod:make", built_from="factory")
+    stored.write_text(json.dumps(doc))
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*build built from: factory → variant*"])
+    assert not marker.exists()

@@ -6,11 +6,13 @@ Every variant is traced in-process (meta device), once for the snapshot and once
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +192,8 @@ def test_factory_target_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     doc = json.loads((tmp_path / "f.json").read_text())
     assert doc["built_from"] == "factory" and doc["model"] == "snapshot_factory_mod:make"
     assert doc["outputs"] == {"output": [1, 7]}
-    result = run("check", "f.json")
+    assert run("check", "f.json").exit_code == 2  # a snapshot's factory runs only when allowed
+    result = run("check", "f.json", "--allow-factory", "snapshot_factory_mod")
     assert result.exit_code == 0, result.output
 
 
@@ -392,6 +395,42 @@ def test_one_bad_file_does_not_hide_the_others(r18_file: Path, tmp_path: Path) -
     assert "1 match, 0 differ, 0 updated, 2 could not be checked" in result.output
 
 
+def test_a_bug_on_one_file_is_that_files_outcome_and_the_batch_goes_on(
+        r18_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file is checked and reported; --update names what it rewrote; the worst code wins."""
+    changed, boom, bad = tmp_path / "changed.json", tmp_path / "boom.json", tmp_path / "bad.json"
+    changed.write_bytes(r18_file.read_bytes())
+    edit_layer(changed, "fc", macs=1)
+    boom.write_bytes(r18_file.read_bytes())
+    bad.write_text("{")
+    real_check = snapshots.check_file
+
+    def check_file(path: Any, **kwargs: Any) -> snapshots.CheckResult:
+        if Path(path) == boom:
+            raise RuntimeError("a bug in the engine")
+        return real_check(path, **kwargs)
+
+    monkeypatch.setattr(snapshots, "check_file", check_file)
+    result = run("check", "--update", "--format", "json", changed, boom, bad, r18_file)
+    assert result.exit_code == 3, result.output
+    doc = json.loads(result.stdout)
+    assert doc["exit_code"] == 3
+    assert [(f["file"], f["status"]) for f in doc["files"]] == [
+        (str(changed), "updated"), (str(boom), "bug"), (str(bad), "error"), (str(r18_file), "match")]
+    assert "a bug in the engine" in doc["files"][1]["error"]["message"]
+    assert changed.read_bytes() == r18_file.read_bytes()  # rewritten, and said so above
+
+    text = run("check", "--update", boom, r18_file)
+    assert text.exit_code == 3 and f"{r18_file} matches" in text.output and "This is a bug" in text.output
+
+
+@pytest.mark.parametrize("statuses,code", [((), 0), (("match", "updated"), 0), (("match", "changed"), 1),
+                                          (("changed", "error", "match"), 2), (("error", "bug", "changed"), 3),
+                                          (("bug",), 3)])
+def test_a_batch_exits_with_its_worst_outcome(statuses: tuple[str, ...], code: int) -> None:
+    assert snapshots.exit_code([snapshots.CheckResult(f"f{i}", s) for i, s in enumerate(statuses)]) == code
+
+
 # -- --update: rewrites only what changed, atomically ----------------------------------------------
 
 def test_update_rewrites_only_changed_files(r18_file: Path, tmp_path: Path) -> None:
@@ -509,3 +548,304 @@ def test_ci_guide_pre_commit_hook(shapes_dir: Path) -> None:
     edit_layer(shapes_dir / "changed.json", "layer4.1.conv2", output_shapes=[[1, 512, 8, 8]])
     failed = documented_check(hook["entry"], *selected)
     assert failed.exit_code == 1 and "~ layer4.1.conv2 (Conv2d)  output: 1×512×8×8 → 1×512×7×7" in failed.output
+
+
+# -- snapshots are data: a factory runs only when allowed (issue 13, section 5) ----------------------
+
+def marker_module(folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
+    """A module whose mere import leaves a marker file (the proof that code ran), with a ``make`` factory."""
+    name = f"snapfac_{uuid.uuid4().hex[:10]}"
+    marker = folder / f"{name}.ran"
+    (folder / f"{name}.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('imported')\n\n"
+        "def make():\n    import resnet_inspect\n    return resnet_inspect.build('cifar_resnet20')\n")
+    monkeypatch.syspath_prepend(str(folder))
+    return name, marker
+
+
+@pytest.fixture(scope="module")
+def cifar20() -> snapshots.Snapshot:
+    return snapshots.take("cifar_resnet20")
+
+
+def snapshot_file(snap: snapshots.Snapshot, path: Path, **changes: Any) -> Path:
+    """Write ``snap`` with some fields changed (a hand-edited or hostile file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snapshots.write(dataclasses.replace(snap, **changes), path)
+    return path
+
+
+def file_error(result: Any) -> dict[str, Any]:
+    (entry,) = json.loads(result.stdout)["files"]
+    assert entry["status"] == "error"
+    return entry["error"]
+
+
+@pytest.mark.parametrize("built_from", ["factory", "variant"])
+def test_check_never_imports_a_factory_it_was_not_allowed_to(cifar20: snapshots.Snapshot, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch, built_from: str) -> None:
+    name, marker = marker_module(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    path = snapshot_file(cifar20, tmp_path / "net.json", model=f"{name}:make", built_from=built_from)
+    for extra in ([], ["--update"], ["--allow-factory", "other.*"], ["--allow-factory", f"{name}:other"]):
+        result = run("check", path, "--format", "json", *extra)
+        assert result.exit_code == 2, result.output
+        assert file_error(result)["key"] == "model"
+        assert not marker.exists(), extra
+    assert path.read_bytes() == snapshots.dumps(dataclasses.replace(cifar20, model=f"{name}:make",
+                                                                    built_from=built_from)).encode()
+
+
+def test_an_allowed_factory_runs_and_matches(cifar20: snapshots.Snapshot, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    name, marker = marker_module(tmp_path, monkeypatch)
+    path = snapshot_file(cifar20, tmp_path / "net.json", model=f"{name}:make", built_from="factory")
+    refused = run("check", path)
+    assert refused.exit_code == 2 and not marker.exists()
+    text = flat(refused.output)
+    assert f"names the factory {name}:make" in text and f"--allow-factory '{name}:make'" in text
+    result = run("check", path, "--allow-factory", "nothing.*", "--allow-factory", f"{name}:ma?e", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"][0]["status"] == "match" and marker.exists()
+    assert snapshots.take(f"{name}:make").input_size == (1, 3, 224, 224)  # a factory's default, as in summary
+
+
+def test_hostile_factories_in_a_batch_never_run(cifar20: snapshots.Snapshot, tmp_path: Path) -> None:
+    """os:abort, code:interact and builtins:breakpoint, each written into a snapshot: the real CLI refuses
+    every one (exit 2, the model key named) and still checks the good file in the same batch."""
+    hostile = {"abort.json": ("os:abort", "factory"), "interact.json": ("code:interact", "factory"),
+               "breakpoint.json": ("builtins:breakpoint", "factory"), "variant.json": ("os:abort", "variant")}
+    for file, (model, built_from) in hostile.items():
+        snapshot_file(cifar20, tmp_path / file, model=model, built_from=built_from)
+    snapshot_file(cifar20, tmp_path / "good.json")
+    proc = subprocess.run([sys.executable, "-m", "resnet_inspect", "check", "--format", "json", *hostile, "good.json"],
+                          cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    files = {entry["file"]: entry for entry in json.loads(proc.stdout)["files"]}
+    assert {file: files[file]["error"]["key"] for file in hostile} == {file: "model" for file in hostile}
+    assert files["good.json"]["status"] == "match"
+
+
+@pytest.mark.parametrize("built_from, model", [
+    ("variant", "mymodels:build"),  # a factory dressed up as a variant
+    ("variant", "weights/net.pth"),
+    ("factory", "resnet18"),
+    ("factory", "my models:build"),
+    ("factory", "mymodels.build"),
+    ("checkpoint", "resnet18"),
+    ("checkpoint", "/abs/net.pth"),
+    ("checkpoint", "C:/models/net.pth"),
+])
+def test_built_from_must_agree_with_the_model(r18_file: Path, built_from: str, model: str) -> None:
+    edit_document(r18_file, built_from=built_from, model=model)
+    result = run("check", r18_file, "--format", "json", "--allow-factory", "*")
+    assert result.exit_code == 2, result.output
+    error = file_error(result)
+    assert error["key"] == "model" and f'built_from is "{built_from}"' in error["reason"]
+
+
+def test_pyproject_allows_the_projects_factories(cifar20: snapshots.Snapshot, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The project's pyproject.toml is found from the snapshot's folder, wherever check runs from; a
+    repository root (.git) ends the search, so an allow list outside the repository never applies."""
+    project = tmp_path / "project"
+    (project / ".git").mkdir(parents=True)
+    name, marker = marker_module(project, monkeypatch)
+    (project / "pyproject.toml").write_text(f'[project]\nname = "p"\n\n[tool.resnet-inspect]\n'
+                                            f'allow-factories = ["{name}"]\n')
+    (project / "shapes").mkdir()
+    (project / "shapes" / "pyproject.toml").write_text('[tool.black]\nline-length = 100\n')  # no table: looked past
+    path = snapshot_file(cifar20, project / "shapes" / "net.json", model=f"{name}:make", built_from="factory")
+    monkeypatch.chdir(tmp_path)
+    result = run("check", path)
+    assert result.exit_code == 0, result.output
+    assert marker.exists()
+
+    marker.unlink()
+    outer = tmp_path / "outer"
+    (outer / "repo" / ".git").mkdir(parents=True)
+    (outer / "pyproject.toml").write_text('[tool.resnet-inspect]\nallow-factories = ["*"]\n')
+    stranger = snapshot_file(cifar20, outer / "repo" / "net.json", model=f"{name}:make", built_from="factory")
+    monkeypatch.chdir(outer)  # the current directory's pyproject.toml plays no part either
+    refused = run("check", stranger, "--format", "json")
+    assert refused.exit_code == 2 and file_error(refused)["key"] == "model" and not marker.exists()
+
+
+@pytest.mark.parametrize("pyproject, expected", [
+    ('[tool.resnet-inspect\nallow-factories = ["a.*"]\n', "is not valid TOML"),
+    ('[tool.resnet-inspect]\nallow-factories = "a.*"\n', "must be a list of factory patterns"),
+    ('[tool.resnet-inspect]\nallow_factories = ["a.*"]\n', "unknown key 'allow_factories'"),
+    ('[tool.resnet-inspect]\nallow-factories = ["a/b"]\n', "'a/b' is not a factory pattern"),
+])
+def test_a_broken_allow_list_is_bad_input(cifar20: snapshots.Snapshot, tmp_path: Path, pyproject: str,
+                                          expected: str) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "pyproject.toml").write_text(pyproject)
+    path = snapshot_file(cifar20, tmp_path / "net.json", model="mymodels:build", built_from="factory")
+    result = run("check", path, "--format", "json")
+    assert result.exit_code == 2
+    error = file_error(result)
+    assert error["key"] == "model" and expected in error["reason"] and "pyproject.toml" in error["reason"]
+    variant = snapshot_file(cifar20, tmp_path / "variant.json")  # read only for a factory: variants are unaffected
+    assert run("check", variant).exit_code == 0
+
+
+def test_a_malformed_allow_factory_pattern_is_bad_input(r18_file: Path) -> None:
+    for pattern in ("", "my pkg", "pkg/models", "a:b:c"):
+        result = run("check", r18_file, "--allow-factory", pattern)
+        assert result.exit_code == 2 and "is not a factory pattern" in flat(result.output), pattern
+
+
+# -- a checkpoint as the snapshot's model (issue 13, section 6) ---------------------------------------
+
+@pytest.fixture(scope="module")
+def cifar20_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    path = tmp_path_factory.mktemp("ckpt") / "c20.pth"
+    torch.save(resnet_inspect.build("cifar_resnet20").state_dict(), path)
+    return path
+
+
+def test_snapshot_of_a_checkpoint(cifar20: snapshots.Snapshot, cifar20_checkpoint: Path, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = tmp_path / "weights" / "c20.pth"
+    weights.parent.mkdir()
+    weights.write_bytes(cifar20_checkpoint.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shapes").mkdir()
+    result = run("snapshot", "weights/c20.pth", "-o", "shapes/c20.json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "shapes" / "c20.json").read_text())
+    # The path is relative to the snapshot's folder; the checkpoint is recognised as cifar_resnet20, at its 32×32.
+    assert (doc["built_from"], doc["model"], doc["options"]) == ("checkpoint", "../weights/c20.pth", {})
+    assert doc["input_size"] == [1, 3, 32, 32]
+    assert (doc["layers"], doc["outputs"], doc["totals"]) == (cifar20.layers, cifar20.outputs, cifar20.totals)
+    stdout = run("snapshot", "weights/c20.pth")  # to stdout: relative to the current folder
+    assert json.loads(stdout.stdout)["model"] == "weights/c20.pth"
+
+    monkeypatch.chdir(tmp_path / "weights")  # check finds it from the snapshot's folder, wherever it runs
+    assert run("check", tmp_path / "shapes" / "c20.json").exit_code == 0
+    import torch
+
+    torch.save(resnet_inspect.build("cifar_resnet32").state_dict(), weights)  # retrained deeper: a difference
+    changed = run("check", tmp_path / "shapes" / "c20.json", "--format", "json")
+    assert changed.exit_code == 1 and json.loads(changed.stdout)["files"][0]["totals"]["params"]["new"] > \
+        cifar20.totals["params"]
+    weights.unlink()
+    missing = run("check", tmp_path / "shapes" / "c20.json", "--format", "json")
+    assert missing.exit_code == 2 and "is not there" in file_error(missing)["reason"]
+
+
+def test_a_pickled_model_snapshot_needs_trust_pickle_to_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from torch import nn
+
+    torch.save(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), tmp_path / "whole.pt")
+    monkeypatch.chdir(tmp_path)
+    refused = run("snapshot", "whole.pt", "-i", "16", "-o", "whole.json")
+    assert refused.exit_code == 2 and "--trust-pickle" in flat(refused.output)
+    written = run("--trust-pickle", "snapshot", "whole.pt", "-i", "16", "-o", "whole.json")
+    assert written.exit_code == 0, written.output
+    doc = json.loads((tmp_path / "whole.json").read_text())
+    assert (doc["built_from"], doc["model"], doc["outputs"]) == ("checkpoint", "whole.pt", {"output": [1, 4, 14, 14]})
+    untrusted = run("check", "whole.json", "--format", "json")
+    assert untrusted.exit_code == 2 and "--trust-pickle" in file_error(untrusted)["reason"]
+    assert run("--trust-pickle", "check", "whole.json").exit_code == 0
+
+
+# -- the exact input shape of a module of your own (issue 13, section 6) ------------------------------
+
+def test_a_modules_input_shape_is_kept_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch import nn
+
+    mlp = snapshots.take(nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4)), (8, 16))
+    assert mlp.input_size == (8, 16) and mlp.outputs == {"output": [8, 4]}
+    assert next(layer for layer in mlp.layers if layer["name"] == "0")["macs"] == 8 * 16 * 32
+    conv1d = snapshots.take(nn.Sequential(nn.Conv1d(4, 6, 5)), (2, 4, 100))
+    assert conv1d.input_size == (2, 4, 100) and conv1d.outputs == {"output": [2, 6, 100 - 5 + 1]}
+    assert snapshots.take("resnet18", (3, 64, 64)).input_size == (1, 3, 64, 64)  # a variant reads it as (C, H, W)
+
+    # A factory's snapshot records the exact shape, and check rebuilds at that shape.
+    module = f"snapconv_{uuid.uuid4().hex[:10]}"
+    (tmp_path / f"{module}.py").write_text("from torch import nn\n\ndef make():\n    return nn.Conv1d(4, 6, 5)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    snap = snapshots.take(f"{module}:make", (2, 4, 100))
+    assert (snap.built_from, snap.input_size, snap.outputs) == ("factory", (2, 4, 100), {"output": [2, 6, 96]})
+    snapshots.write(snap, tmp_path / "conv1d.json")
+    assert json.loads((tmp_path / "conv1d.json").read_text())["input_size"] == [2, 4, 100]
+    result = run("check", tmp_path / "conv1d.json", "--allow-factory", module)
+    assert result.exit_code == 0, result.output
+    edit_document(tmp_path / "conv1d.json", input_size=[2, 4, 50])
+    moved = run("check", tmp_path / "conv1d.json", "--allow-factory", module, "--format", "json")
+    assert moved.exit_code == 1
+    assert json.loads(moved.stdout)["files"][0]["outputs"] == {"output": {"old": [2, 6, 96], "new": [2, 6, 46]}}
+
+
+@pytest.mark.parametrize("built_from, model, size", [
+    ("variant", "resnet18", [3, 224, 224]),
+    ("factory", "mymodels:build", [1] * 9),
+    ("factory", "mymodels:build", [2, 0, 100]),
+    ("variant", "resnet18", [1, 3, 2_000_000, 8]),
+])
+def test_input_size_is_validated_by_kind(r18_file: Path, built_from: str, model: str, size: list[int]) -> None:
+    edit_document(r18_file, built_from=built_from, model=model, input_size=size)
+    result = run("check", r18_file, "--format", "json")
+    assert result.exit_code == 2 and file_error(result)["key"] == "input_size"
+
+
+def test_ci_guide_allow_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/ci.md's pyproject.toml table and its --allow-factory command line, run as documented."""
+    text = (REPO / "docs" / "ci.md").read_text(encoding="utf-8")
+    (table,) = re.findall(r"```toml\n(.*?)```", text, re.S)
+    (command,) = [line for block in re.findall(r"```sh\n(.*?)```", text, re.S) for line in block.splitlines()
+                  if "--allow-factory" in line]
+    for folder in (".git", "mypackage", "shapes"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "mypackage" / "__init__.py").write_text("")
+    (tmp_path / "mypackage" / "models.py").write_text(
+        "import resnet_inspect\n\ndef backbone():\n    return resnet_inspect.build('cifar_resnet20')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert run("snapshot", "mypackage.models:backbone", "-i", "32", "-o", "shapes/backbone.json").exit_code == 0
+        assert run("check", "shapes/backbone.json").exit_code == 2  # nothing allows it yet
+        assert documented_check(command).exit_code == 0
+        (tmp_path / "pyproject.toml").write_text(table)
+        assert run("check", "shapes/backbone.json").exit_code == 0
+    finally:
+        for name in ("mypackage.models", "mypackage"):
+            sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "long", "directory"])
+def test_a_checkpoint_snapshot_naming_no_usable_file(cifar20: snapshots.Snapshot, tmp_path: Path, kind: str) -> None:
+    name = {"fifo": "pipe.pth", "long": "x" * 5000 + ".pth", "directory": "folder.pth"}[kind]
+    if kind == "fifo":
+        os.mkfifo(tmp_path / name)
+    elif kind == "directory":
+        (tmp_path / name).mkdir()
+    path = snapshot_file(cifar20, tmp_path / "net.json", model=name, built_from="checkpoint")
+    result = run("check", path, "--format", "json")
+    assert result.exit_code == 2, result.output
+    assert file_error(result)["reason"].startswith(f"cannot rebuild {name} from it")
+
+
+def test_an_allowed_module_does_not_lend_its_imports(cifar20: snapshots.Snapshot, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``from elsewhere import f`` in an allowed module does not make ``allowed:f`` a factory: it is never called."""
+    helper = f"snaphelp_{uuid.uuid4().hex[:10]}"
+    allowed = f"snapallowed_{uuid.uuid4().hex[:10]}"
+    marker = tmp_path / "called.marker"
+    (tmp_path / f"{helper}.py").write_text(
+        f"import pathlib\n\ndef make():\n    pathlib.Path({str(marker)!r}).write_text('called')\n"
+        "    import resnet_inspect\n    return resnet_inspect.build('cifar_resnet20')\n")
+    (tmp_path / f"{allowed}.py").write_text(f"from {helper} import make as build\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = snapshot_file(cifar20, tmp_path / "net.json", model=f"{allowed}:build", built_from="factory")
+    refused = run("check", path, "--allow-factory", allowed, "--format", "json")
+    assert refused.exit_code == 2 and file_error(refused)["key"] == "model" and not marker.exists()
+    assert f"--allow-factory '{helper}:make'" in file_error(refused)["reason"]
+    both = run("check", path, "--allow-factory", allowed, "--allow-factory", f"{helper}:make")
+    assert both.exit_code == 0, both.output
+    assert marker.exists()

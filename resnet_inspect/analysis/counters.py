@@ -15,6 +15,7 @@ from torch import nn
 from ..errors import InputError
 from ..models.resnet import build_model
 from ..variants import ResNetSpec
+from .preserve import guarded
 from .records import Report
 
 CONVENTIONS = {
@@ -44,34 +45,40 @@ def _real_model(model: nn.Module, spec: ResNetSpec | None) -> nn.Module:
     return model
 
 
-def fvcore_by_module(model: nn.Module, size: tuple[int, ...]) -> dict[str, int]:
+def fvcore_by_module(model: nn.Module, size: tuple[int, ...], dtype: torch.dtype = torch.float32) -> dict[str, int]:
+    """fvcore's per-module totals, from its jit trace of a real forward (on copies of the weights)."""
     from fvcore.nn import FlopCountAnalysis
 
-    modes = {m: m.training for m in model.modules()}
     try:
-        model.eval()
-        analysis = FlopCountAnalysis(model, torch.zeros(size))
-        analysis.unsupported_ops_warnings(False)
-        analysis.uncalled_modules_warnings(False)
-        analysis.tracer_warnings("none")
-        return dict(analysis.by_module())
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
+        with guarded(model, meta=False), torch.no_grad():
+            model.eval()
+            analysis = FlopCountAnalysis(model, _zeros(model, size, dtype))
+            analysis.unsupported_ops_warnings(False)
+            analysis.uncalled_modules_warnings(False)
+            analysis.tracer_warnings("none")
+            return dict(analysis.by_module())
+    except InputError:
+        raise
+    except Exception as exc:  # fvcore's jit trace takes tensors and tuples of them, and one path per module
+        raise InputError(f"fvcore cannot count {type(model).__name__}: its jit trace of the model failed "
+                         f"({_reason(exc)}). Use the default analytic counter or --counter torch.") from exc
 
 
-def torch_by_module(model: nn.Module, size: tuple[int, ...]) -> dict[str, int]:
+def torch_by_module(model: nn.Module, size: tuple[int, ...], dtype: torch.dtype = torch.float32) -> dict[str, int]:
+    """torch.utils.flop_counter's per-module totals, from a real forward (on copies of the weights)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    modes = {m: m.training for m in model.modules()}
     counter = FlopCounterMode(display=False)
     try:
-        model.eval()
-        with counter, torch.no_grad():
-            model(torch.zeros(size))
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
+        with guarded(model, meta=False), torch.no_grad():
+            model.eval()
+            with counter:
+                model(_zeros(model, size, dtype))
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"torch.utils.flop_counter cannot count {type(model).__name__}: its forward pass failed "
+                         f"({_reason(exc)}). Use the default analytic counter.") from exc
     root = type(model).__name__
     totals: dict[str, int] = defaultdict(int)
     for key, per_op in counter.get_flop_counts().items():
@@ -82,10 +89,25 @@ def torch_by_module(model: nn.Module, size: tuple[int, ...]) -> dict[str, int]:
     return totals
 
 
-def apply(report: Report, counter: str, model: nn.Module, spec: ResNetSpec | None, size: tuple[int, ...]) -> None:
+def _zeros(model: nn.Module, size: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """The counted input: zeros of the traced dtype, on the model's device."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return torch.zeros(size, dtype=dtype, device=tensors[0].device if tensors else "cpu")
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())  # one paragraph: jit errors span several lines
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def apply(report: Report, counter: str, model: nn.Module, spec: ResNetSpec | None, size: tuple[int, ...],
+          dtype: torch.dtype = torch.float32) -> None:
     """Refill the MACs column (per record and total) from a peer counter."""
     real = _real_model(model, spec)
-    totals = fvcore_by_module(real, size) if counter == "fvcore" else torch_by_module(real, size)
+    count = fvcore_by_module if counter == "fvcore" else torch_by_module
+    totals = count(real, size, dtype)
     own = _own(totals, real)
     for rec in report.layers:
         rec.macs = own.get(rec.name, 0) if rec.kind == "module" and rec.call == 0 else 0

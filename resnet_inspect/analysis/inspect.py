@@ -1,16 +1,20 @@
 """``inspect()``: build (or take) a model, trace it once, and assemble the report."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from ..errors import InputError
 from ..inputs import check_elements, parse_input_size, parse_pad_to, parse_tensor_shape
 from ..models.resnet import build_model
 from ..variants import ResNetSpec, get_spec
 from . import counters
+from .preserve import guarded, refuse_uninferred
 from .records import CONVENTION, LayerRecord, Report
 from .shapes import Window, pad_to_multiple, window_output
 from .structure import depth_breakdown, downsample_table, fpn_summary, label_stages, path_records
@@ -21,7 +25,7 @@ COUNTERS = ("analytic", "fvcore", "torch")
 
 def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None, *,
             real: bool = False, counter: str = "analytic", pad_to: int | None = None, label: str | None = None,
-            dtype: torch.dtype = torch.float32, **options: Any) -> Report:
+            dtype: torch.dtype | None = None, **options: Any) -> Report:
     """Trace a model or a named variant at ``input_size`` and return a :class:`Report`.
 
     By default the trace runs on the meta device: no memory is allocated and no arithmetic runs,
@@ -30,9 +34,10 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     rule table), ``fvcore`` (FlopCountAnalysis, a real forward) or ``torch``
     (torch.utils.flop_counter). ``label`` names the report (default: the variant name, or the
     model's class). For a model of your own, a tuple ``input_size`` is the input tensor's exact
-    shape, and ``dtype`` its dtype (``torch.long`` for token ids, say).
+    shape, and ``dtype`` its dtype (``torch.long`` for token ids, say; by default the model's own
+    floating dtype). The model is left exactly as it was (see ``preserve.guarded``).
     """
-    if not isinstance(dtype, torch.dtype):
+    if dtype is not None and not isinstance(dtype, torch.dtype):
         raise InputError(f"dtype must be a torch.dtype such as torch.float32, not {dtype!r}.")
     if counter not in COUNTERS:
         raise InputError(f"Unknown counter '{counter}': use one of {', '.join(COUNTERS)}.")
@@ -73,7 +78,10 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         raise InputError(f"inspect() takes a variant name or a torch.nn.Module, not {type(model_or_name).__name__}.")
 
     label = label or default_label
-    records, out, tracer = run_trace(model, size, real=real, label=label, dtype=dtype)
+    dtype = model_dtype(model) if dtype is None else dtype
+    # A model built here from a variant is nobody else's: it needs no stand-ins.
+    records, out, tracer = run_trace(model, size, real=real, label=label, dtype=dtype,
+                                     guard=model is model_or_name)
     label_stages(records)
     for rec in records:
         if rec.analytic_shape is not None and rec.output_shapes:
@@ -90,10 +98,14 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         depth["notes"].append(f"The deep stem (Bag of Tricks ResNet-C/D/S) replaces the 7×7 conv with "
                               f"{depth['stem']} 3×3 convs; timm keeps the name of the net it modifies.")
     uncalled = _uncalled(model, tracer, records)
+    # Each tensor once, as model.parameters() gives them, but of what the trace saw (a lazy
+    # module's weights exist only there).
+    params = list({id(p): p for named, _ in tracer.owned.values() for _, p in named}.values())
+    buffers = list({id(b): b for _, owned_buffers in tracer.owned.values() for b in owned_buffers}.values())
     totals = {
-        "params": sum(p.numel() for p in model.parameters()),
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "buffers": sum(b.numel() for b in model.buffers()),
+        "params": sum(p.numel() for p in params),
+        "trainable_params": sum(p.numel() for p in params if p.requires_grad),
+        "buffers": sum(b.numel() for b in buffers),
         "macs": sum(r.macs for r in records),
         "other_ops": sum(r.other_ops for r in records),
         "activation_bytes": sum(r.output_bytes for r in records),
@@ -106,44 +118,31 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         warnings=_degenerate_warnings(records, size) + _uncounted_warnings(records, tracer),
     )
     if counter != "analytic":
-        counters.apply(report, counter, model, spec, size)
+        counters.apply(report, counter, model, spec, size, dtype)
     report.totals["flops"] = 2 * report.totals["macs"]
     report.convention = CONVENTION if counter == "analytic" else counters.CONVENTIONS[counter]
     return report
 
 
 def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str = "model",
-              dtype: torch.dtype = torch.float32) -> tuple[list[LayerRecord], Any, Tracer]:
-    """One forward pass under the tracer. The model comes back exactly as it was."""
-    owned = {name: ([(pn, p) for pn, p in m._parameters.items() if p is not None],
-                    [b for b in m._buffers.values() if b is not None])
-             for name, m in model.named_modules()}
-    tensors = [*model.parameters(), *model.buffers()]
-    on_meta = bool(tensors) and all(t.is_meta for t in tensors)
-    if real:
-        if on_meta:
-            raise InputError("real=True needs a model with real weights; this one lives on the meta device.")
-        device = tensors[0].device if tensors else torch.device("cpu")
-        if dtype.is_floating_point or dtype.is_complex:
-            x = torch.randn(size, generator=torch.Generator().manual_seed(0), dtype=dtype).to(device)
-        else:  # token ids and masks: zeros are valid for any vocabulary
-            x = torch.zeros(size, dtype=dtype, device=device)
-    else:
-        x = torch.zeros(size, dtype=dtype, device="meta")
+              dtype: torch.dtype = torch.float32, guard: bool = True) -> tuple[list[LayerRecord], Any, Tracer]:
+    """One forward pass under the tracer. The model comes back exactly as it was.
+
+    The forward runs on stand-ins of the model's tensors (``preserve.guarded``): empty meta
+    tensors by default, copies for ``real=True``. ``guard=False`` skips that for a model that
+    ``inspect`` built itself and nobody else holds.
+    """
+    x = _input(model, size, real, dtype)
     mark_input(x)
-    tracer = Tracer(model, owned)
-    modes = {m: m.training for m in model.modules()}
+    tracer = Tracer(model, {})
     try:
-        model.eval()
-        with tracer.hooks(), torch.no_grad(), tracer:
-            if real or on_meta:
+        with guarded(model, meta=not real) if guard else _modes_kept(model), tracer.hooks(), torch.no_grad():
+            # Counted from what the forward sees: the stand-ins, which a lazy module can materialize.
+            tracer.owned = _owned(model)
+            model.eval()
+            with tracer:
                 out = model(x)
-            else:
-                # Swap in meta stand-ins for the duration of the call: the user's weights are
-                # untouched and nothing is allocated.
-                state = {k: torch.empty_like(v, device="meta") for k, v in
-                         [*model.named_parameters(), *model.named_buffers()]}
-                out = torch.func.functional_call(model, state, (x,), tie_weights=True, strict=False)
+        refuse_uninferred(tracer.owned, label)
     except InputTooSmall as exc:
         message = f"{label} at input {'×'.join(map(str, size))}: {exc} {_ran(tracer)}"
         raise InputTooSmall(message, exc.record) from exc
@@ -151,10 +150,45 @@ def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str
         raise
     except Exception as exc:  # the model's own forward failed: say where, and what did run
         raise _forward_failed(label, size, tracer, exc) from exc
+    return tracer.records, out, tracer
+
+
+def _owned(model: nn.Module) -> dict[str, tuple[list[tuple[str, torch.Tensor]], list[torch.Tensor]]]:
+    """Module name -> (its own named parameters, its own buffers)."""
+    return {name: ([(pn, p) for pn, p in m._parameters.items() if p is not None],
+                   [b for b in m._buffers.values() if b is not None])
+            for name, m in model.named_modules()}
+
+
+@contextmanager
+def _modes_kept(model: nn.Module) -> Iterator[None]:
+    """Put back every submodule's training flag (all a model of our own needs)."""
+    modes = {m: m.training for m in model.modules()}
+    try:
+        yield
     finally:
         for module, mode in modes.items():
             module.training = mode
-    return tracer.records, out, tracer
+
+
+def _input(model: nn.Module, size: tuple[int, ...], real: bool, dtype: torch.dtype) -> torch.Tensor:
+    """The traced input: zeros on the meta device, or a seeded random tensor where the model lives."""
+    if not real:
+        return torch.zeros(size, dtype=dtype, device="meta")
+    tensors = [*model.parameters(), *model.buffers()]
+    if tensors and all(t.is_meta for t in tensors):
+        raise InputError("real=True needs a model with real weights; this one lives on the meta device.")
+    device = tensors[0].device if tensors else torch.device("cpu")
+    if dtype.is_floating_point or dtype.is_complex:
+        return torch.randn(size, generator=torch.Generator().manual_seed(0), dtype=dtype).to(device)
+    return torch.zeros(size, dtype=dtype, device=device)  # token ids and masks: zeros suit any vocabulary
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of a model's parameters (float32 when they mix dtypes or it has none):
+    a half-, bfloat16- or double-precision model is fed an input of its own precision."""
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point() and not is_lazy(p)}
+    return dtypes.pop() if len(dtypes) == 1 else torch.float32
 
 
 def _forward_failed(label: str, size: tuple[int, ...], tracer: Tracer, exc: Exception) -> ForwardFailed:

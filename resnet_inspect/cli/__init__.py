@@ -12,11 +12,21 @@ from typing import Optional
 import typer
 import typer.core
 
+from .. import process
 from . import common
+
+
+def _isatty(stream: object) -> bool:
+    """A closed standard stream (``>&-``) is None in sys: not a terminal."""
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
+
 
 # typer draws help and usage errors with rich, in boxes. Piped (or captured by a test runner) they
 # become click's plain text, like everything else this tool prints when it is not on a terminal.
-if not (sys.stdout.isatty() and sys.stderr.isatty()):
+if not (_isatty(sys.stdout) and _isatty(sys.stderr)):
     typer.core.HAS_RICH = False
 
 app = typer.Typer(
@@ -76,7 +86,11 @@ del commands
 
 
 def main(fast_exit: bool = True) -> None:
-    """Console-script entry point.
+    """Console-script entry point: run the command, then exit with its verdict.
+
+    The exit code is settled by :mod:`resnet_inspect.process`: a closed pipe, a closed or full
+    stdout, an odd encoding or a stop signal never turns into a traceback, and only a stop signal
+    (128+N) or an unwritable report (2, for a run that was otherwise good) changes it.
 
     Tearing down an interpreter that has imported torch takes about 0.3 s on the benchmark
     machine (``python -c "import torch"`` against the same with ``os._exit(0)``): longer than
@@ -84,18 +98,34 @@ def main(fast_exit: bool = True) -> None:
     and closed) and only its output remains to flush, so with ``fast_exit`` the process then ends
     at once with the command's exit code. Commands that never import torch exit normally.
     """
+    restore = process.install()
+    code = process.settle(_run())
+    if fast_exit and "torch" in sys.modules:
+        os._exit(code)
+    restore()
+    raise SystemExit(code)
+
+
+def _run() -> int:
+    """Run the app; its exit code (a stop signal counts as 130 until :func:`process.settle` says which)."""
     try:
         app()
     except SystemExit as exc:
-        if not (fast_exit and "torch" in sys.modules):
+        return _code(exc.code)
+    except KeyboardInterrupt:  # a stop signal outside the command itself (parsing, or the exit)
+        return 130
+    except Exception as exc:  # an error outside any command's handle_errors: a bug, said in one paragraph
+        if common.STATE.debug:
             raise
-        code = exc.code
-        if code is not None and not isinstance(code, int):
-            print(code, file=sys.stderr)
-            code = 1
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):  # a closed pipe: nothing left to deliver
-                pass
-        os._exit(code or 0)
+        common.report_bug(exc)
+        return 3
+    return 0
+
+
+def _code(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)  # sys.exit("message"): the message, and exit 1 as Python does
+    return 1

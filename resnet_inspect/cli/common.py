@@ -1,12 +1,10 @@
-"""What every model-taking command shares: builder flags, model resolution, errors, consoles."""
+"""What every model-taking command shares: builder flags, model resolution (a thin layer over
+``resnet_inspect.resolve`` that reports a checkpoint's inference on stderr), errors, consoles."""
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
-import importlib
 import inspect
-import io
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -18,12 +16,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .. import reading
-from ..checkpoint import CHECKPOINT_SUFFIXES
+from .. import process, reading
 from ..errors import InputError
 from ..inputs import parse_input_size
-from ..text import article, visible, visible_lines
-from ..variants import _VARIANTS, ResNetSpec, get_spec, unknown_name_error
+from ..resolve import Resolved, _load_factory, load_checkpoint_model, no_terminal  # noqa: F401  (re-exported)
+from ..resolve import resolve as _resolve
+from ..text import visible, visible_lines
+from ..variants import ResNetSpec
 
 
 @dataclass
@@ -117,28 +116,16 @@ def with_build_flags(*prefixes: str) -> Callable[[F], F]:
 def resolve_model(target: str, options: dict[str, Any]) -> Any:
     """A variant name (validated now, built later by the engine), a module from ``pkg.mod:factory``,
     or the model a checkpoint file holds (printing on stderr what was inferred from it)."""
-    if target in _VARIANTS:
-        get_spec(target, **options)  # validate options before any heavy import
-        return target
-    path = Path(target)
-    looks_like_a_file = path.suffix.lower() in CHECKPOINT_SUFFIXES or os.sep in target
-    try:
-        found = reading.kind(path)
-    except OSError as exc:  # a name over 255 bytes, a folder without permission...
-        if looks_like_a_file:
-            raise InputError(f"Cannot read the checkpoint file {reading.short(target)}: {reading.reason(exc)}.") \
-                from None
-        found = None
-    if found == "a regular file":
-        model, _ = resolve_checkpoint(path, options)
-        return model
-    if found is not None and looks_like_a_file:
-        raise InputError(f"{reading.short(target)} is {found}, not a checkpoint file.")
-    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-        raise InputError(f"No such checkpoint file: {reading.short(target)}.")
-    if ":" in target:
-        return _load_factory(target, options)
-    raise unknown_name_error(target)
+    return resolve(target, options).model
+
+
+def resolve(target: str, options: dict[str, Any]) -> Resolved:
+    """:func:`resnet_inspect.resolve.resolve` with the global ``--trust-pickle``; a checkpoint's inference
+    is reported on stderr."""
+    resolved = _resolve(target, options, trust_pickle=STATE.trust_pickle, max_bytes=checkpoint_limit())
+    if resolved.kind == "checkpoint":
+        report_inference(Path(target), resolved.model, resolved.inference)
+    return resolved
 
 
 def inspect_model(target: str, size: tuple[int, ...] | None, options: dict[str, Any], **engine: Any) -> Any:
@@ -180,12 +167,24 @@ def _first_line(exc: BaseException) -> str:
     return next((line.strip() for line in str(exc).splitlines() if line.strip()), "no details")[:200]
 
 
+def checkpoint_limit() -> int:
+    """The most data a checkpoint may hold: ``--max-checkpoint-size``, or the library's default."""
+    from ..checkpoint import MAX_CHECKPOINT_BYTES, parse_byte_size
+
+    given = STATE.max_checkpoint_size
+    return MAX_CHECKPOINT_BYTES if given is None else parse_byte_size(given)
+
+
 def resolve_checkpoint(path: Path, options: dict[str, Any]) -> tuple[Any, Any]:
     """Load a checkpoint safely (``--trust-pickle`` aside), infer its variant and report the inference on stderr."""
-    from ..checkpoint import MAX_CHECKPOINT_BYTES, load_model, parse_byte_size
+    model, inference = load_checkpoint_model(path, options, trust_pickle=STATE.trust_pickle,
+                                             max_bytes=checkpoint_limit())
+    report_inference(path, model, inference)
+    return model, inference
 
-    limit = MAX_CHECKPOINT_BYTES if STATE.max_checkpoint_size is None else parse_byte_size(STATE.max_checkpoint_size)
-    model, inference = load_model(path, trust_pickle=STATE.trust_pickle, options=options, max_bytes=limit)
+
+def report_inference(path: Path, model: Any, inference: Any) -> None:
+    """Say on stderr what a checkpoint was recognised as (or that a whole pickled module was loaded)."""
     err = console(stderr=True)
     if inference is None:
         err.print(f"Loaded a whole pickled {type(model).__name__} from {path} (--trust-pickle: the file's code was "
@@ -193,7 +192,6 @@ def resolve_checkpoint(path: Path, options: dict[str, Any]) -> tuple[Any, Any]:
     else:
         for line in describe_inference(inference):
             err.print(line, markup=False, highlight=False)
-    return model, inference
 
 
 def describe_inference(inference: Any) -> list[str]:
@@ -211,94 +209,6 @@ def describe_inference(inference: Any) -> list[str]:
             shown = ", ".join(keys[:10]) + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
             lines.append(f"  {label} keys ({len(keys)}): {shown}")
     return lines
-
-
-def _load_factory(target: str, options: dict[str, Any]) -> Any:
-    module_name, _, attr = target.partition(":")
-    if not module_name.strip() or not attr.strip():
-        raise InputError(f"'{target}' is not a factory: give package.module:function, e.g. mymodels:build.")
-    if options:
-        raise InputError(f"Builder flags ({', '.join(sorted(options))}) apply to variant names, not to {target}.")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    # Whatever the user's code does while it is imported or called (an exception of any kind, a
-    # syntax error, sys.exit) is bad input, reported as such; never a crash or a silent exit.
-    try:
-        with _no_terminal():
-            module = importlib.import_module(module_name)
-    except WantsTerminal as exc:
-        raise InputError(f"Importing '{module_name}' for {target} {exc}.") from None
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - SystemExit, GeneratorExit...: whatever the user's code raises
-        raise InputError(f"Cannot import '{module_name}' for {target}: {_raised(exc)}.") from exc
-    factory = getattr(module, attr, None)
-    if factory is None or not callable(factory):
-        raise InputError(f"'{module_name}' has no callable '{attr}', so {target} cannot build a model.")
-    try:
-        with _no_terminal():
-            model = factory()
-    except WantsTerminal as exc:
-        raise InputError(f"{target}() {exc}.") from None
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - SystemExit, GeneratorExit...: whatever the user's code raises
-        raise InputError(f"{target}() raised {_raised(exc)}.") from exc
-    from torch import nn
-
-    if not isinstance(model, nn.Module):
-        kind = type(model).__name__
-        raise InputError(f"{target}() returned {article(kind)} {kind}, not a torch.nn.Module.")
-    return model
-
-
-class WantsTerminal(Exception):
-    """The user's code asked for a terminal (a debugger, an interactive prompt, input()). Its message
-    is a clause without a full stop: "called breakpoint(). ... remove the call"."""
-
-
-class _NoInput(io.TextIOBase):
-    """Standard input while the user's code runs: any read raises :class:`WantsTerminal`."""
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> str:
-        raise WantsTerminal("read from standard input (input(), pdb.set_trace() or code.interact() left in the "
-                            "code?). resnet-inspect runs your model's code unattended, with no terminal to answer; "
-                            "remove the call")
-
-    readline = read  # type: ignore[assignment]
-
-    def isatty(self) -> bool:
-        return False
-
-
-def _breakpoint(*args: Any, **kwargs: Any) -> None:
-    raise WantsTerminal("called breakpoint(). resnet-inspect runs your model's code unattended, with no terminal "
-                        "for a debugger; remove the call (or set PYTHONBREAKPOINT=0 when you run it yourself)")
-
-
-@contextlib.contextmanager
-def _no_terminal() -> Iterator[None]:
-    """Run the user's code with breakpoint() and standard input refused, then put both back.
-
-    A factory that stops in a debugger would otherwise wait for a keystroke that a CI job never
-    sends. ``os._exit`` cannot be caught: a factory that calls it ends the process.
-    """
-    saved = sys.stdin, sys.breakpointhook
-    sys.stdin, sys.breakpointhook = _NoInput(), _breakpoint
-    try:
-        yield
-    finally:
-        sys.stdin, sys.breakpointhook = saved
-
-
-def _raised(exc: BaseException) -> str:
-    """``ValueError: why``; ``sys.exit(5)`` for a SystemExit, which is not an error but a call."""
-    if isinstance(exc, SystemExit):
-        return f"SystemExit: {exc} (it called sys.exit({exc.code!r}))"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def input_size(text: str | None) -> tuple[int, int, int, int] | None:
@@ -325,23 +235,75 @@ class _Console(Console):
             else:
                 yield Segment(visible_lines(segment.text), segment.style, segment.control)
 
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        """On a stream that is not UTF-8, glyphs it lacks become ASCII before rich lays out the
+        table, so the columns stay aligned (the stream itself would catch any that remain)."""
+        if not self.encoding.startswith("utf"):
+            objects = tuple(_ascii(item, self.encoding) for item in objects)
+        super().print(*objects, **kwargs)
+
     def on_broken_pipe(self) -> None:
-        """The reader went away (``| head``): it has what it wanted, so end quietly with exit 0.
-        rich's default exits 1, which this tool keeps for a check that found differences."""
+        """The reader went away (``| head``): stop printing, and let the command finish with its own
+        exit code. rich's default exits 1, which this tool keeps for a check that found differences."""
         self.quiet = True
         _silence_stdout()
-        raise typer.Exit(0)
+
+
+def _ascii(item: Any, encoding: str) -> Any:
+    """A string, Text, Table, Tree or Panel with the glyphs ``encoding`` lacks swapped for ASCII
+    (resnet_inspect.process.GLYPHS); containers are changed in place, styles keep their spans."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Span, Text
+    from rich.tree import Tree
+
+    if isinstance(item, str):
+        return process.fallback(item, encoding)
+    if isinstance(item, Text):
+        ends = [0]
+        for char in item.plain:
+            ends.append(ends[-1] + len(process.fallback(char, encoding)))
+        if ends[-1] == len(item.plain) and process.fallback(item.plain, encoding) == item.plain:
+            return item
+        new = item.copy()
+        new.plain = process.fallback(item.plain, encoding)
+        new.spans = [Span(ends[span.start], ends[min(span.end, len(item.plain))], span.style) for span in item.spans]
+        return new
+    if isinstance(item, Table):
+        item.title, item.caption = _ascii(item.title, encoding), _ascii(item.caption, encoding)
+        for column in item.columns:
+            column.header, column.footer = _ascii(column.header, encoding), _ascii(column.footer, encoding)
+            column._cells[:] = [_ascii(cell, encoding) for cell in column._cells]
+    elif isinstance(item, Tree):
+        item.label = _ascii(item.label, encoding)
+        for child in item.children:
+            _ascii(child, encoding)
+    elif isinstance(item, Panel):
+        item.renderable, item.title = _ascii(item.renderable, encoding), _ascii(item.title, encoding)
+    return item
 
 
 def _silence_stdout() -> None:
     """Point stdout at /dev/null, so the final flush into a closed pipe cannot fail again."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def console(stderr: bool = False) -> Console:
-    """A rich console that honours NO_COLOR and prints plain text when piped."""
-    return _Console(stderr=stderr, highlight=False, soft_wrap=False)
+    """A rich console that honours NO_COLOR, prints plain text when piped, and never prints at a
+    width too small to show anything (see process.MIN_WIDTH)."""
+    made = _Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if made.width < process.MIN_WIDTH:  # a squeezed terminal, or COLUMNS=0 (see process.usable_width)
+        made.width = process.FALLBACK_WIDTH
+    return made
+
+
+def report_bug(exc: BaseException) -> None:
+    """The one paragraph for an exception that is a bug in resnet-inspect (exit code 3)."""
+    console(stderr=True).print(
+        f"[bold red]Internal error:[/] {type(exc).__name__}: {escape(str(exc))}. This is a bug in resnet-inspect; "
+        "re-run with --debug for the traceback and report it.", markup=True, highlight=False)
 
 
 # Errors the operating system gives for a path the user named: the input is wrong, not the tool.
@@ -373,14 +335,17 @@ def _exit_message(exc: SystemExit) -> str:
 
 
 def handle_errors(func: F) -> F:
-    """Bad input becomes one paragraph on stderr and exit code 2 (a traceback only with --debug)."""
+    """Bad input becomes one paragraph on stderr and exit code 2 (a traceback only with --debug).
+
+    A closed pipe, a full disk behind stdout or an odd encoding never get here: the process's
+    streams absorb them (resnet_inspect.process), so they cannot change the exit code."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             # The user's code (a factory, a model's forward, a trusted pickle) runs inside: it gets
             # no terminal to stop at, and its sys.exit cannot end the command with a made-up verdict.
-            with _no_terminal():
+            with no_terminal():
                 return func(*args, **kwargs)
         except SystemExit as exc:  # the CLI itself ends commands with typer.Exit: this is the user's code
             if STATE.debug:
@@ -397,9 +362,6 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
-        except BrokenPipeError:  # plain writes (json, csv) into a pipe whose reader has gone
-            _silence_stdout()
-            raise typer.Exit(0) from None
         except Exception as exc:
             if STATE.debug:
                 raise
@@ -407,9 +369,12 @@ def handle_errors(func: F) -> F:
             if bad is not None:
                 console(stderr=True).print(f"[bold red]Error:[/] {escape(bad)}", markup=True, highlight=False)
                 raise typer.Exit(2) from None
-            console(stderr=True).print(
-                f"[bold red]Internal error:[/] {type(exc).__name__}: {escape(str(exc))}. This is a bug in resnet-inspect; "
-                "re-run with --debug for the traceback and report it.", markup=True, highlight=False)
+            report_bug(exc)
             raise typer.Exit(3) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def output_path(path: Path | None) -> Path | None:
+    """``-o -`` means stdout, as it does for most tools: None, like no ``-o`` at all."""
+    return None if path is not None and str(path) == "-" else path

@@ -15,7 +15,7 @@ SnapshotInputOpt = Annotated[Optional[str], typer.Option(
     "--input", "-i", help="224, 800x1344, 3x224x224 or 2x3x224x224. Default: the variant's own (224; 32 for the "
     "CIFAR nets; 512x512 for the FPN presets).", show_default=False)]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the snapshot to this file "
-                                                   "(atomically) instead of stdout.", show_default=False,
+                                                   "(atomically) instead of stdout; - means stdout.", show_default=False,
                                                    dir_okay=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")]
 FilesArg = Annotated[list[str], typer.Argument(metavar="FILE", show_default=False,
@@ -24,6 +24,11 @@ UpdateOpt = Annotated[bool, typer.Option("--update", help="Rewrite the files who
                                          "and say which; then exit 0.")]
 CheckFormatOpt = Annotated[str, typer.Option("--format", "-f", help="text, json, or github (GitHub Actions "
                                              "::error annotations on the snapshot's lines).")]
+AllowFactoryOpt = Annotated[Optional[list[str]], typer.Option(
+    "--allow-factory", metavar="PATTERN", help="Let snapshots whose model is a factory matching PATTERN import and "
+    "run it: a module path (mypkg.*, mypkg.models) or module:factory (mypkg.models:build_*), * and ? as "
+    "wildcards. Repeatable; adds to allow-factories in the project's pyproject.toml [tool.resnet-inspect]. "
+    "Other factories are not run (exit 2). See docs/security.md.", show_default=False)]
 ToleranceOpt = Annotated[Optional[list[str]], typer.Option(
     "--tolerance", "-t", help="Let a count move without failing: FIELD=VALUE (absolute) or FIELD=VALUE% "
     "(relative), for params, macs, trainable_params or buffers. Repeat for several fields.", show_default=False)]
@@ -50,18 +55,21 @@ def snapshot(
     """
     from .. import snapshot as snapshots
 
+    output = common.output_path(output)
     if output is not None:
         from ..fileio import check_writable
 
         check_writable(output, force=force)  # fail before the work, not after it
     size = common.input_size(input) if input is not None else None
-    snap = snapshots.take(model, size, pad_to=pad_to, **options)
+    resolved = common.resolve(model, options)  # a checkpoint's inference is reported on stderr
+    # A checkpoint is recorded relative to the snapshot's folder (the current one for stdout).
+    snap = snapshots.take(resolved, size, pad_to=pad_to, relative_to=output.parent if output else None, **options)
     if output is None:
         sys.stdout.write(snapshots.dumps(snap))
         return
     snapshots.write(snap, output)
     size_text = "×".join(map(str, snap.input_size))
-    common.console(stderr=True).print(f"Wrote the shape snapshot of {snap.model} at {size_text} "
+    common.console(stderr=True).print(f"Wrote the shape snapshot of {model} at {size_text} "
                                       f"({len(snap.layers)} layers) to {output}.", markup=False, highlight=False,
                                       soft_wrap=True)
 
@@ -73,27 +81,59 @@ def check(
     update: UpdateOpt = False,
     format: CheckFormatOpt = "text",
     tolerance: ToleranceOpt = None,
+    allow_factory: AllowFactoryOpt = None,
 ) -> None:
     """Rebuild the model of each snapshot file and compare: exit 0 when all match, 1 with a diff when
-    one differs, 2 when a file is malformed or cannot be rebuilt.
+    one differs, 2 when a file is malformed or cannot be rebuilt, 3 on a bug. Every file is checked;
+    the worst outcome decides (3 over 2 over 1).
+
+    A snapshot is data: a factory it names (package.module:factory) is imported and run only when
+    --allow-factory or the project's pyproject.toml allows it. A checkpoint it names is loaded
+    safely (the global --trust-pickle aside).
 
     Example: resnet-inspect check shapes/*.json --format github --tolerance macs=0.5%
     """
     from .. import snapshot as snapshots
+    from .. import trust
     from ..render import snapshot_diff
 
     if format not in FORMATS:
         raise InputError(f"Unknown format '{format}': use one of {', '.join(FORMATS)}.")
     tolerances = snapshots.parse_tolerances(tolerance)
-    results = [snapshots.check_file(file, update=update, tolerances=tolerances) for file in files]
+    patterns = [trust.check_pattern(pattern, "--allow-factory") for pattern in allow_factory or []]
+    results = []
+    out = common.console()
+    for file in files:  # every file is checked and reported, whatever happened to the ones before
+        result = _check_one(file, update, tolerances, patterns)
+        results.append(result)
+        if format == "github":
+            for line in snapshot_diff.github_annotations(result):
+                print(line, flush=True)
+        elif format == "text":
+            snapshot_diff.print_result(result, out)
     code = snapshots.exit_code(results)
     if format == "json":
         sys.stdout.write(snapshot_diff.results_json(results, code))
     elif format == "github":
-        for result in results:
-            for line in snapshot_diff.github_annotations(result):
-                print(line)
         print(snapshot_diff.summary_line(results))
     else:
-        snapshot_diff.print_results(results, common.console())
+        snapshot_diff.print_summary(results, out)
     raise typer.Exit(code)
+
+
+def _check_one(file: str, update: bool, tolerances: dict[str, Any], allow_factories: list[str]) -> Any:
+    """One file's outcome. An error that escapes the snapshot module is this file's outcome too:
+    bad input (exit 2) or, for anything else, a bug (exit 3), never the end of the batch."""
+    from .. import snapshot as snapshots
+
+    try:
+        return snapshots.check_file(file, update=update, tolerances=tolerances, allow_factories=allow_factories,
+                                    trust_pickle=common.STATE.trust_pickle)
+    except InputError as exc:
+        return snapshots.CheckResult(file, "error", error=snapshots.SnapshotError(file, str(exc)))
+    except Exception as exc:
+        if common.STATE.debug:
+            raise
+        return snapshots.CheckResult(file, "bug", error=snapshots.SnapshotError(
+            file, f"internal error: {type(exc).__name__}: {exc}. This is a bug in resnet-inspect; re-run with "
+            "--debug for the traceback and report it."))

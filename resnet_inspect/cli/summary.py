@@ -21,7 +21,7 @@ CounterOpt = Annotated[str, typer.Option(
     "--counter", help="Who counts MACs: analytic (this package's rules), fvcore or torch (torch.utils.flop_counter); "
     "the latter two run a real forward.")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead "
-                                                   "of the terminal.", show_default=False)]
+                                                   "of the terminal; - means stdout.", show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")]
 DepthOpt = Annotated[Optional[int], typer.Option("--depth", "-d", help="Fold modules nested deeper than this into "
                                                  "their ancestor (1 = top-level modules). Not used by json.",
@@ -52,6 +52,7 @@ def summary(
 
     Example: resnet-inspect summary resnet50 --input 800x1344 --depth 2
     """
+    output = common.output_path(output)
     fmt = output_format(format, output)
     if depth is not None and depth < 1:
         raise InputError(f"--depth must be 1 or more, not {depth}.")

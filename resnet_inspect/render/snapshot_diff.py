@@ -110,7 +110,7 @@ def _subject(diff: SnapshotDiff) -> str:
 def result_lines(result: CheckResult, limit: int | None = LIMIT) -> list[tuple[str, str]]:
     """One file's outcome: a headline, then its diff (style key, text)."""
     diff = result.diff
-    if result.status == "error":
+    if result.status in ("error", "bug"):
         assert result.error is not None
         return [("-", f"✗ {result.error}")]
     assert diff is not None
@@ -128,20 +128,31 @@ def result_lines(result: CheckResult, limit: int | None = LIMIT) -> list[tuple[s
 
 
 def summary_line(results: list[CheckResult]) -> str:
-    """``Checked 3 snapshot files: 1 match, 1 differ, 0 updated, 1 unreadable.``"""
+    """``Checked 3 snapshot files: 1 match, 1 differ, 0 updated, 1 could not be checked.``"""
     count = {status: sum(1 for r in results if r.status == status)
-             for status in ("match", "changed", "updated", "error")}
+             for status in ("match", "changed", "updated", "error", "bug")}
     files = f"{len(results)} snapshot file{'s' if len(results) != 1 else ''}"
+    bugs = f", {count['bug']} hit a bug in resnet-inspect" if count["bug"] else ""
     return (f"Checked {files}: {count['match']} match, {count['changed']} differ, {count['updated']} updated, "
-            f"{count['error']} could not be checked.")
+            f"{count['error']} could not be checked{bugs}.")
+
+
+def print_result(result: CheckResult, console: Console, limit: int | None = LIMIT) -> None:
+    """One file's outcome and diff, as text."""
+    for sign, text in result_lines(result, limit):
+        console.print(Text(visible(text), style=_STYLES[sign]), soft_wrap=True)
+
+
+def print_summary(results: list[CheckResult], console: Console) -> None:
+    """The closing line: how many files matched, differed, were updated or could not be checked."""
+    console.print(Text(summary_line(results), style="bold"), soft_wrap=True)
 
 
 def print_results(results: list[CheckResult], console: Console, limit: int | None = LIMIT) -> None:
     """The text report: each file's outcome and diff, then one summary line."""
     for result in results:
-        for sign, text in result_lines(result, limit):
-            console.print(Text(visible(text), style=_STYLES[sign]), soft_wrap=True)
-    console.print(Text(summary_line(results), style="bold"), soft_wrap=True)
+        print_result(result, console, limit)
+    print_summary(results, console)
 
 
 # -- json ----------------------------------------------------------------------------------------
@@ -203,12 +214,13 @@ def annotation(level: str, file: str, message: str, *, line: int | None = None, 
 
 def github_annotations(result: CheckResult, limit: int = GITHUB_LIMIT) -> list[str]:
     """One ``::error`` per difference (the line is the layer's line in the snapshot), or per bad file."""
-    if result.status == "error":
+    if result.status in ("error", "bug"):
         assert result.error is not None
         error = result.error
         where = f"at {error.key}: " if error.key else ""
+        title = "Unusable shape snapshot" if result.status == "error" else "Bug in resnet-inspect"
         return [annotation("error", result.file, where + error.reason, line=error.line, column=error.column,
-                           title="Unusable shape snapshot")]
+                           title=title)]
     diff = result.diff
     if result.status == "match" or diff is None:
         return []

@@ -1,0 +1,170 @@
+"""What MODEL names, turned into something to trace: a variant, a checkpoint's model, a factory's model.
+
+This is library work, used alike by the CLI, shape snapshots, the pytest plugin and the API; nothing
+here prints. The CLI reports a checkpoint's inference on stderr (``cli/common.describe_inference``).
+
+- A variant name is validated with its builder options and returned as the name (the engine
+  builds it, on the meta device).
+- A checkpoint file (:data:`~resnet_inspect.checkpoint.CHECKPOINT_SUFFIXES`) is loaded with the
+  restricted unpickler (``trust_pickle`` lifts it) and its ResNet inferred from names and shapes.
+- ``package.module:factory`` imports the module (the current directory first on ``sys.path``) and
+  calls the factory: the caller has decided that this code may run.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import reading
+from .checkpoint import CHECKPOINT_SUFFIXES, MAX_CHECKPOINT_BYTES
+from .errors import InputError
+from .text import article
+from .variants import _VARIANTS, get_spec, unknown_name_error
+
+KINDS = ("variant", "checkpoint", "factory")
+
+
+@dataclass
+class Resolved:
+    """A resolved MODEL: ``model`` is a variant name (str) or an ``nn.Module``; ``kind`` is one of :data:`KINDS`."""
+
+    target: str  # what the user gave
+    kind: str
+    model: Any
+    inference: Any = None  # checkpoint.Inference for a recognised state_dict; None otherwise
+
+
+def resolve(target: str, options: dict[str, Any], *, trust_pickle: bool = False,
+            max_bytes: int = MAX_CHECKPOINT_BYTES) -> Resolved:
+    """A variant name (validated now, built later by the engine), the model a checkpoint file holds,
+    or a module from ``pkg.mod:factory``. ``max_bytes`` bounds what a checkpoint may hold."""
+    if target in _VARIANTS:
+        get_spec(target, **options)  # validate options before any heavy import
+        return Resolved(target, "variant", target)
+    path = Path(target)
+    looks_like_a_file = path.suffix.lower() in CHECKPOINT_SUFFIXES or os.sep in target
+    try:
+        found = reading.kind(path)
+    except OSError as exc:  # a name over 255 bytes, a folder without permission, a NUL byte...
+        if looks_like_a_file:
+            raise InputError(f"Cannot read the checkpoint file {reading.short(target)}: {reading.reason(exc)}.") \
+                from None
+        found = None
+    if found == "a regular file":
+        model, inference = load_checkpoint_model(path, options, trust_pickle=trust_pickle, max_bytes=max_bytes)
+        return Resolved(target, "checkpoint", model, inference)
+    if found is not None and looks_like_a_file:  # a directory, a FIFO, a device: never opened
+        raise InputError(f"{reading.short(target)} is {found}, not a checkpoint file.")
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        raise InputError(f"No such checkpoint file: {reading.short(target)}.")
+    if ":" in target:
+        return Resolved(target, "factory", _load_factory(target, options))
+    raise unknown_name_error(target)
+
+
+def load_checkpoint_model(path: Path, options: dict[str, Any], *, trust_pickle: bool = False,
+                          max_bytes: int = MAX_CHECKPOINT_BYTES) -> tuple[Any, Any]:
+    """The model a checkpoint holds and its :class:`~resnet_inspect.checkpoint.Inference` (None for a whole
+    pickled module, which only ``trust_pickle`` loads)."""
+    from .checkpoint import load_model
+
+    return load_model(path, trust_pickle=trust_pickle, options=options, max_bytes=max_bytes)
+
+
+def _load_factory(target: str, options: dict[str, Any], *, vet: Callable[[Any], None] | None = None) -> Any:
+    """Import ``package.module`` and call ``factory()``; ``vet`` may refuse the callable before it is called."""
+    module_name, _, attr = target.partition(":")
+    if not module_name.strip() or not attr.strip():
+        raise InputError(f"'{target}' is not a factory: give package.module:function, e.g. mymodels:build.")
+    if options:
+        raise InputError(f"Builder flags ({', '.join(sorted(options))}) apply to variant names, not to {target}.")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    # Whatever the user's code does while it is imported or called (an exception of any kind, a
+    # syntax error, sys.exit, a debugger or a prompt) is bad input, reported as such; never a crash,
+    # a silent exit or a wait for a keystroke.
+    try:
+        with no_terminal():
+            module = importlib.import_module(module_name)
+    except WantsTerminal as exc:
+        raise InputError(f"Importing '{module_name}' for {target} {exc}.") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit, GeneratorExit...: whatever the user's code raises
+        raise InputError(f"Cannot import '{module_name}' for {target}: {_raised(exc)}.") from exc
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        raise InputError(f"'{module_name}' has no callable '{attr}', so {target} cannot build a model.")
+    if vet is not None:
+        vet(factory)
+    try:
+        with no_terminal():
+            model = factory()
+    except WantsTerminal as exc:
+        raise InputError(f"{target}() {exc}.") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit, GeneratorExit...: whatever the user's code raises
+        raise InputError(f"{target}() raised {_raised(exc)}.") from exc
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        kind = type(model).__name__
+        raise InputError(f"{target}() returned {article(kind)} {kind}, not a torch.nn.Module.")
+    return model
+
+
+class WantsTerminal(Exception):
+    """The user's code asked for a terminal (a debugger, an interactive prompt, input()). Its message
+    is a clause without a full stop: "called breakpoint(). ... remove the call"."""
+
+
+class _NoInput(io.TextIOBase):
+    """Standard input while the user's code runs: any read raises :class:`WantsTerminal`."""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> str:
+        raise WantsTerminal("read from standard input (input(), pdb.set_trace() or code.interact() left in the "
+                            "code?). resnet-inspect runs your model's code unattended, with no terminal to answer; "
+                            "remove the call")
+
+    readline = read  # type: ignore[assignment]
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _breakpoint(*args: Any, **kwargs: Any) -> None:
+    raise WantsTerminal("called breakpoint(). resnet-inspect runs your model's code unattended, with no terminal "
+                        "for a debugger; remove the call (or set PYTHONBREAKPOINT=0 when you run it yourself)")
+
+
+@contextlib.contextmanager
+def no_terminal() -> Iterator[None]:
+    """Run the user's code with breakpoint() and standard input refused, then put both back.
+
+    A factory or a forward that stops in a debugger would otherwise wait for a keystroke that a CI
+    job never sends. ``os._exit`` cannot be caught: code that calls it ends the process.
+    """
+    saved = sys.stdin, sys.breakpointhook
+    sys.stdin, sys.breakpointhook = _NoInput(), _breakpoint
+    try:
+        yield
+    finally:
+        sys.stdin, sys.breakpointhook = saved
+
+
+def _raised(exc: BaseException) -> str:
+    """``ValueError: why``; ``sys.exit(5)`` for a SystemExit, which is not an error but a call."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: {exc} (it called sys.exit({exc.code!r}))"
+    return f"{type(exc).__name__}: {exc}"
