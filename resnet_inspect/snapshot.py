@@ -36,7 +36,7 @@ from .checkpoint import CHECKPOINT_SUFFIXES
 from .errors import InputError
 from . import reading
 from .fileio import atomic_write
-from .resolve import Resolved
+from .resolve import Resolved, resolve
 from .variants import _VARIANTS, FPNSpec, ResNetSpec, get_spec, unknown_name_error
 
 FORMAT = "resnet-inspect shape snapshot"
@@ -115,16 +115,21 @@ def layer_key(layer: dict[str, Any]) -> Key:
 # -- taking a snapshot ---------------------------------------------------------------------------
 
 def default_input(model: str | ResNetSpec) -> tuple[int, int, int, int]:
-    """The input a snapshot of a variant (or a spec) uses when none is given (224 for anything else)."""
-    spec = model if isinstance(model, ResNetSpec) else get_spec(model) if model in _VARIANTS else None
-    if spec is None:
+    """The input a snapshot of a variant (or a spec) uses when none is given (224 for anything else).
+
+    A name is read from the variant table as it stands, without its builder options."""
+    if isinstance(model, ResNetSpec):
+        fpn, side = model.fpn, model.default_input
+    elif model in _VARIANTS:
+        fpn, side = _VARIANTS[model].get("fpn"), _VARIANTS[model].get("default_input", 224)
+    else:
         return 1, 3, 224, 224
-    side = FPN_INPUT if spec.fpn is not None else spec.default_input
-    return 1, 3, side, side
+    return 1, 3, FPN_INPUT if fpn is not None else side, FPN_INPUT if fpn is not None else side
 
 
 def take(model: Any, input_size: Any = None, *, pad_to: int | None = None,
-         relative_to: str | os.PathLike[str] | None = None, **options: Any) -> Snapshot:
+         relative_to: str | os.PathLike[str] | None = None, trust_pickle: bool = False,
+         max_bytes: int | None = None, **options: Any) -> Snapshot:
     """Trace ``model`` and snapshot it.
 
     ``model`` is a variant name, a checkpoint file, ``package.module:factory``, a spec, an
@@ -132,13 +137,17 @@ def take(model: Any, input_size: Any = None, *, pad_to: int | None = None,
     a tuple ``input_size`` is the exact input shape for a module of your own (``(8, 16)`` for an
     MLP); a variant reads it as NCHW (``224``, ``(3, 224, 224)``). A checkpoint is recorded by its
     path relative to ``relative_to`` (the folder the snapshot file goes in; default: the current
-    directory). With a padded input (``pad_to``) the snapshot records the padded size.
+    directory), and loaded as :func:`resnet_inspect.resolve.resolve` loads it (``trust_pickle``,
+    ``max_bytes``). With a padded input (``pad_to``) the snapshot records the padded size.
     """
     from .analysis.inspect import inspect
 
+    if isinstance(model, str):  # resolved (and a variant's options validated) here, once
+        limits = {} if max_bytes is None else {"max_bytes": max_bytes}
+        model = resolve(model, options, trust_pickle=trust_pickle, **limits)
     name, built_from, target = _target(model, options, relative_to)
-    size = input_size if input_size is not None else _default_size(target, built_from)
-    report = inspect(target, size, pad_to=pad_to, **(options if built_from == "variant" else {}))
+    size = input_size if input_size is not None else _default_size(model, target, built_from)
+    report = inspect(target, size, pad_to=pad_to)
     snap = from_report(report, model=name, built_from=built_from)
     if built_from == "factory":
         snap.options = {}  # a factory takes no builder options, whatever spec its model carries
@@ -147,28 +156,23 @@ def take(model: Any, input_size: Any = None, *, pad_to: int | None = None,
     return snap
 
 
-def _default_size(target: Any, built_from: str) -> tuple[int, int, int, int]:
+def _default_size(model: Any, target: Any, built_from: str) -> tuple[int, int, int, int]:
     """A variant's own input, and a checkpoint's (that of the variant it is recognised as); 224 for a
     model of your own, as ``summary`` uses."""
-    if isinstance(target, (str, ResNetSpec)):
+    if built_from == "variant":
+        return default_input(model.target if isinstance(model, Resolved) else target)
+    if isinstance(target, ResNetSpec):
         return default_input(target)
     spec = getattr(target, "spec", None)
     return default_input(spec) if built_from == "checkpoint" and isinstance(spec, ResNetSpec) else (1, 3, 224, 224)
 
 
 def _target(model: Any, options: dict[str, Any], relative_to: Any) -> tuple[str, str, Any]:
-    """(name written in the file, how it was built, what ``inspect`` takes)."""
-    if isinstance(model, str):
-        if model in _VARIANTS:
-            get_spec(model, **options)  # validate before importing torch
-            return model, "variant", model
-        from .resolve import resolve
-
-        model = resolve(model, options)
+    """(name written in the file, how it was built, what ``inspect`` takes: a spec or a module)."""
     if isinstance(model, Resolved):
         if model.kind == "checkpoint":
             return checkpoint_reference(model.target, relative_to), "checkpoint", model.model
-        return model.target, model.kind, model.model
+        return model.target, model.kind, model.model  # a variant's options are in its spec already
     if isinstance(model, ResNetSpec):
         if options:
             raise InputError("Give builder options to get_spec(), not alongside a spec.")
