@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import reading
-from .checkpoint import CHECKPOINT_SUFFIXES, MAX_CHECKPOINT_BYTES
+from .checkpoint import CHECKPOINT_SUFFIXES, MAX_CHECKPOINT_BYTES, load_model
 from .errors import InputError
 from .inputs import parse_input_size
 from .text import article
@@ -80,7 +80,7 @@ def resolve(target: str, options: dict[str, Any], *, trust_pickle: bool = False,
                 from None
         found = None
     if found == "a regular file":
-        model, inference = load_checkpoint_model(path, options, trust_pickle=trust_pickle, max_bytes=max_bytes)
+        model, inference = load_model(path, trust_pickle=trust_pickle, options=options, max_bytes=max_bytes)
         return Resolved(target, "checkpoint", model, inference)
     if found is not None and looks_like_a_file:  # a directory, a FIFO, a device: never opened
         raise InputError(f"{reading.short(target)} is {found}, not a checkpoint file.")
@@ -119,15 +119,6 @@ def inspect_target(target: Any, input_size: Any = None, *, trust_pickle: bool = 
         raise InputError(f"Builder options ({', '.join(sorted(keywords))}) were already applied when "
                          f"{target.target} was resolved.")
     return trace(target, input_size, **engine)
-
-
-def load_checkpoint_model(path: Path, options: dict[str, Any], *, trust_pickle: bool = False,
-                          max_bytes: int = MAX_CHECKPOINT_BYTES) -> tuple[Any, Any]:
-    """The model a checkpoint holds and its :class:`~resnet_inspect.checkpoint.Inference` (None for a whole
-    pickled module, which only ``trust_pickle`` loads)."""
-    from .checkpoint import load_model
-
-    return load_model(path, trust_pickle=trust_pickle, options=options, max_bytes=max_bytes)
 
 
 def _load_factory(target: str, options: dict[str, Any], *, vet: Callable[[Any], None] | None = None) -> Any:
