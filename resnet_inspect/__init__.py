@@ -25,10 +25,13 @@ def build(name: str | ResNetSpec, **options: Any) -> Any:
 
 
 def inspect(model_or_name: Any, input_size: Any = None, **options: Any) -> Any:
-    """Trace a model (or a variant name) and return a :class:`~resnet_inspect.analysis.records.Report`.
+    """Trace a model, a variant name, ``package.module:factory`` or a checkpoint file and return a
+    :class:`~resnet_inspect.analysis.records.Report`.
 
-    ``input_size`` defaults to the variant's own resolution (224, or 32 for the CIFAR nets).
+    ``input_size`` defaults to the variant's own resolution (224, or 32 for the CIFAR nets). The
+    keywords are builder options, the engine's (``real``, ``counter``, ``pad_to``, ``label``,
+    ``dtype``) and, for a checkpoint, ``trust_pickle`` and ``max_bytes`` (see :mod:`resnet_inspect.resolve`).
     """
-    from .analysis.inspect import inspect as _inspect
+    from .resolve import inspect_target
 
-    return _inspect(model_or_name, input_size, **options)
+    return inspect_target(model_or_name, input_size, **options)

@@ -9,7 +9,7 @@ arithmetic of a derivation by hand:
 * a linear layer has ``in × out`` weights plus ``out`` biases and costs ``in × out`` MACs;
 * BatchNorm2d has 2 parameters per channel (scale and shift) and 2 buffers per channel plus the
   ``num_batches_tracked`` counter; FrozenBatchNorm2d keeps all four tensors as buffers, so it
-  adds no parameters at all (maskrcnn-benchmark's convention, seed 003);
+  adds no parameters at all (maskrcnn-benchmark's convention);
 * squeeze-and-excitation adds two biased 1x1 convs on the pooled 1×1 map; option A shortcuts,
   pooling and padding add nothing;
 * spatial sizes come from the window formula of :mod:`resnet_inspect.analysis.shapes`.
@@ -25,6 +25,7 @@ from typing import Any
 from .analysis.shapes import Window, window_output
 from .errors import InputError
 from .inputs import parse_input_size
+from .plan import BlockPlan, stage_plan
 from .variants import ResNetSpec, get_spec
 
 SE_REDUCTION = 16
@@ -124,7 +125,7 @@ def _stem(spec: ResNetSpec, tally: _Tally, size: Size) -> Size:
         tally.norm(spec.stem_width)
     if spec.stem == "cifar":
         return size
-    # Caffe's max pool (seed 002) has no padding and rounds up; torchvision's pads by 1 and rounds down.
+    # Caffe's max pool (the MSRA release) has no padding and rounds up; torchvision's pads by 1 and rounds down.
     pool = Window(3, 2, 0, 1, True) if spec.caffe_maxpool else Window(3, 2, 1)
     return _window(size, pool, "the stem's max pool")
 
@@ -132,31 +133,19 @@ def _stem(spec: ResNetSpec, tally: _Tally, size: Size) -> Size:
 def _trunk(spec: ResNetSpec, tally: _Tally, size: Size) -> list[tuple[int, Size]]:
     """Stem and stages; returns each stage's (channels, size), C2..C5."""
     size = _stem(spec, tally, size)
-    inplanes, dilation = spec.stem_width, 1
     stages = []
-    for index, (planes, blocks) in enumerate(zip(spec.stage_channels, spec.layers)):
-        stride = 1 if index == 0 else 2
-        previous_dilation = dilation
-        if spec.stage_dilations[index] > 1:  # output stride 16/8: dilation replaces the stride
-            dilation, stride = spec.stage_dilations[index], 1
-        out_channels = planes * spec.expansion
-        for block in range(blocks):
-            first = block == 0
-            # torchvision's rule: a shortcut module when the block changes resolution or channels.
-            shortcut = first and (stride != 1 or inplanes != out_channels)
-            size = _block(spec, tally, size, inplanes, planes, stride=stride if first else 1, dilation=dilation,
-                          first_dilation=previous_dilation if first else dilation, shortcut=shortcut,
-                          where=f"layer{index + 1}.{block}")
-            inplanes = out_channels
-        stages.append((out_channels, size))
+    for stage in stage_plan(spec):
+        for block in stage.blocks:
+            size = _block(spec, tally, size, block)
+        stages.append((stage.out_channels, size))
     if spec.preact:
-        tally.norm(inplanes)  # the final BN-ReLU: pre-activation blocks leave their sum un-normalised
+        tally.norm(stages[-1][0])  # the final BN-ReLU: pre-activation blocks leave their sum un-normalised
     return stages
 
 
-def _block(spec: ResNetSpec, tally: _Tally, size: Size, inplanes: int, planes: int, *, stride: int,
-           dilation: int, first_dilation: int, shortcut: bool, where: str) -> Size:
-    out_channels = planes * spec.expansion
+def _block(spec: ResNetSpec, tally: _Tally, size: Size, plan: BlockPlan) -> Size:
+    inplanes, planes, out_channels, where = plan.in_channels, plan.planes, plan.out_channels, plan.name
+    stride, dilation, first_dilation = plan.stride, plan.dilation, plan.first_dilation
     if spec.preact:
         tally.norm(inplanes)  # norm1 runs before conv1 (He et al. 2016)
     if spec.block == "basic":
@@ -186,25 +175,25 @@ def _block(spec: ResNetSpec, tally: _Tally, size: Size, inplanes: int, planes: i
         reduced = max(8, (out_channels + 4 * SE_REDUCTION) // (8 * SE_REDUCTION) * 8)
         tally.conv((1, 1), out_channels, reduced, 1, bias=True, where=f"{where}.se.fc1")
         tally.conv((1, 1), reduced, out_channels, 1, bias=True, where=f"{where}.se.fc2")
-    if shortcut:
-        _shortcut(spec, tally, size, inplanes, out_channels, stride, where)
+    _shortcut(tally, size, plan)
     return out
 
 
-def _shortcut(spec: ResNetSpec, tally: _Tally, size: Size, inplanes: int, out_channels: int, stride: int,
-              where: str) -> None:
-    if spec.shortcut == "A":
+def _shortcut(tally: _Tally, size: Size, plan: BlockPlan) -> None:
+    """The shortcut's weights and MACs, as the plan makes it (the identity and option A have none)."""
+    where, stride = f"{plan.name}.downsample", plan.stride
+    if plan.shortcut in ("identity", "A"):
         return  # He et al. 2015's option A: subsample and zero-pad the new channels, no parameters
-    if spec.preact:
+    if plan.shortcut == "preact":
         # A pre-activation block projects its normalised input; no norm follows the conv.
-        tally.conv(size, inplanes, out_channels, 1, stride=stride, where=f"{where}.downsample")
+        tally.conv(size, plan.in_channels, plan.out_channels, 1, stride=stride, where=where)
         return
-    if spec.avg_down and stride > 1:
+    if plan.pool == "avg":
         # ResNet-D: a 2×2 average pool (ceil_mode) takes the stride, then a stride-1 projection.
-        size = _window(size, Window(2, stride, 0, 1, True), f"{where}.downsample's average pool")
+        size = _window(size, Window(2, stride, 0, 1, True), f"{where}'s average pool")
         stride = 1
-    tally.conv(size, inplanes, out_channels, 1, stride=stride, where=f"{where}.downsample")
-    tally.norm(out_channels)
+    tally.conv(size, plan.in_channels, plan.out_channels, 1, stride=stride, where=where)
+    tally.norm(plan.out_channels)
 
 
 def _head(spec: ResNetSpec, tally: _Tally, size: Size) -> None:
@@ -214,7 +203,7 @@ def _head(spec: ResNetSpec, tally: _Tally, size: Size) -> None:
         # conv, which has the same weights and MACs.
         tally.linear(features, spec.num_classes)
     elif spec.head == "hopenet":
-        # Seed 000: AvgPool2d(7), flattened, then three angle heads. The flattened vector only fits
+        # Hopenet (Ruiz et al. 2018): AvgPool2d(7), flattened, then three angle heads. The flattened vector only fits
         # the heads when the pool leaves 1×1, i.e. a 7×7 to 13×13 layer4 map.
         pooled = _window(size, Window(7, 7, 0), "hopenet's AvgPool2d(7)")
         if pooled != (1, 1):

@@ -3,8 +3,8 @@
 This is library work, used alike by the CLI, shape snapshots, the pytest plugin and the API; nothing
 here prints. The CLI reports a checkpoint's inference on stderr (``cli/common.describe_inference``).
 
-- A variant name is validated with its builder options and returned as the name (the engine
-  builds it, on the meta device).
+- A variant name is validated with its builder options, once, and returned as its spec (the
+  engine builds it, on the meta device).
 - A checkpoint file (:data:`~resnet_inspect.checkpoint.CHECKPOINT_SUFFIXES`) is loaded with the
   restricted unpickler (``trust_pickle`` lifts it) and its ResNet inferred from names and shapes.
 - ``package.module:factory`` imports the module (the current directory first on ``sys.path``) and
@@ -23,31 +23,53 @@ from pathlib import Path
 from typing import Any
 
 from . import reading
-from .checkpoint import CHECKPOINT_SUFFIXES, MAX_CHECKPOINT_BYTES
+from .checkpoint import CHECKPOINT_SUFFIXES, MAX_CHECKPOINT_BYTES, load_model
 from .errors import InputError
+from .inputs import parse_input_size
 from .text import article
-from .variants import _VARIANTS, get_spec, unknown_name_error
+from .variants import _VARIANTS, ResNetSpec, get_spec, unknown_name_error
 
 KINDS = ("variant", "checkpoint", "factory")
+# The keywords of :func:`resnet_inspect.analysis.inspect.inspect` that are not builder options.
+ENGINE_KEYWORDS = ("real", "counter", "pad_to", "label", "dtype")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Resolved:
-    """A resolved MODEL: ``model`` is a variant name (str) or an ``nn.Module``; ``kind`` is one of :data:`KINDS`."""
+    """A resolved MODEL, validated once: ``model`` is the variant's :class:`ResNetSpec` (the engine
+    builds it, on the meta device) or an ``nn.Module``; ``kind`` is one of :data:`KINDS`."""
 
     target: str  # what the user gave
     kind: str
     model: Any
     inference: Any = None  # checkpoint.Inference for a recognised state_dict; None otherwise
 
+    @property
+    def spec(self) -> ResNetSpec | None:
+        """The variant's spec, or the one a built model carries (a recognised checkpoint's)."""
+        spec = self.model if isinstance(self.model, ResNetSpec) else getattr(self.model, "spec", None)
+        return spec if isinstance(spec, ResNetSpec) else None
+
+    @property
+    def label(self) -> str | None:
+        """The report's name: the variant's own (None), else what the user gave."""
+        return None if self.kind == "variant" else self.target
+
+    @property
+    def default_input(self) -> tuple[int, int, int, int] | None:
+        """A model recognised as a variant runs at that variant's own size (32x32 for a CIFAR net),
+        as its name would; None leaves the engine's default."""
+        spec = self.spec
+        return None if self.kind == "variant" or spec is None else parse_input_size(spec.default_input)
+
 
 def resolve(target: str, options: dict[str, Any], *, trust_pickle: bool = False,
             max_bytes: int = MAX_CHECKPOINT_BYTES) -> Resolved:
-    """A variant name (validated now, built later by the engine), the model a checkpoint file holds,
-    or a module from ``pkg.mod:factory``. ``max_bytes`` bounds what a checkpoint may hold."""
+    """A variant name (its spec, validated with ``options`` here and nowhere else), the model a
+    checkpoint file holds, or a module from ``pkg.mod:factory``. ``max_bytes`` bounds what a
+    checkpoint may hold."""
     if target in _VARIANTS:
-        get_spec(target, **options)  # validate options before any heavy import
-        return Resolved(target, "variant", target)
+        return Resolved(target, "variant", get_spec(target, **options))
     path = Path(target)
     looks_like_a_file = path.suffix.lower() in CHECKPOINT_SUFFIXES or os.sep in target
     try:
@@ -58,7 +80,7 @@ def resolve(target: str, options: dict[str, Any], *, trust_pickle: bool = False,
                 from None
         found = None
     if found == "a regular file":
-        model, inference = load_checkpoint_model(path, options, trust_pickle=trust_pickle, max_bytes=max_bytes)
+        model, inference = load_model(path, trust_pickle=trust_pickle, options=options, max_bytes=max_bytes)
         return Resolved(target, "checkpoint", model, inference)
     if found is not None and looks_like_a_file:  # a directory, a FIFO, a device: never opened
         raise InputError(f"{reading.short(target)} is {found}, not a checkpoint file.")
@@ -69,13 +91,34 @@ def resolve(target: str, options: dict[str, Any], *, trust_pickle: bool = False,
     raise unknown_name_error(target)
 
 
-def load_checkpoint_model(path: Path, options: dict[str, Any], *, trust_pickle: bool = False,
-                          max_bytes: int = MAX_CHECKPOINT_BYTES) -> tuple[Any, Any]:
-    """The model a checkpoint holds and its :class:`~resnet_inspect.checkpoint.Inference` (None for a whole
-    pickled module, which only ``trust_pickle`` loads)."""
-    from .checkpoint import load_model
+def trace(resolved: Resolved, input_size: Any = None, **engine: Any) -> Any:
+    """Trace what :func:`resolve` gave: a :class:`~resnet_inspect.analysis.records.Report`.
 
-    return load_model(path, trust_pickle=trust_pickle, options=options, max_bytes=max_bytes)
+    ``engine`` holds :data:`ENGINE_KEYWORDS`; the builder options are already in the spec."""
+    from .analysis.inspect import inspect
+
+    if input_size is None:
+        input_size = resolved.default_input
+    if engine.get("label") is None:
+        engine["label"] = resolved.label
+    return inspect(resolved.model, input_size, **engine)
+
+
+def inspect_target(target: Any, input_size: Any = None, *, trust_pickle: bool = False,
+                   max_bytes: int = MAX_CHECKPOINT_BYTES, **keywords: Any) -> Any:
+    """:func:`resnet_inspect.inspect`: a variant name, ``pkg.mod:factory`` or a checkpoint path is
+    resolved once and traced; a module or a spec goes to the engine as it is."""
+    if not isinstance(target, (str, Resolved)):
+        from .analysis.inspect import inspect
+
+        return inspect(target, input_size, **keywords)
+    engine = {key: keywords.pop(key) for key in ENGINE_KEYWORDS if key in keywords}
+    if isinstance(target, str):
+        target = resolve(target, keywords, trust_pickle=trust_pickle, max_bytes=max_bytes)
+    elif keywords:
+        raise InputError(f"Builder options ({', '.join(sorted(keywords))}) were already applied when "
+                         f"{target.target} was resolved.")
+    return trace(target, input_size, **engine)
 
 
 def _load_factory(target: str, options: dict[str, Any], *, vet: Callable[[Any], None] | None = None) -> Any:

@@ -60,7 +60,7 @@ class ResNetSpec:
     head: str = "classifier"  # classifier | hopenet | none
     num_bins: int = 66
     fpn: FPNSpec | None = None
-    # Module naming: torchvision (flat stem), maskrcnn (stem module, seed 003) or timm_v2 (timm's
+    # Module naming: torchvision (flat stem), maskrcnn (stem module, as maskrcnn-benchmark) or timm_v2 (timm's
     # pre-activation ResNetV2: stem.conv, stages.N.blocks.M, norm, head.fc). The timm-named
     # ResNet presets (resnet50d, seresnet50 ...) use the torchvision layout: their parameter names
     # are timm's (conv1.0..6, downsample.1/.2, se.fc1/fc2), and parameter-free modules keep
@@ -128,15 +128,15 @@ _VARIANTS: dict[str, dict[str, Any]] = {
     "resnext101_64x4d": _zoo("bottleneck", _R101, 64, 4),
     "wide_resnet50_2": _zoo("bottleneck", _R50, 1, 128),
     "wide_resnet101_2": _zoo("bottleneck", _R101, 1, 128),
-    "hopenet": _zoo("bottleneck", _R50, head="hopenet", source="seed 000 (Hopenet)"),
+    "hopenet": _zoo("bottleneck", _R50, head="hopenet", source="Ruiz et al. 2018 (Hopenet)"),
     "resnet50_caffe": _zoo("bottleneck", _R50, stride_in_1x1=True, caffe_maxpool=True,
-                           source="seed 002 (Caffe/MSRA notes)"),
+                           source="MSRA Caffe release"),
     "retinanet_r50_fpn": _zoo(
         "bottleneck", _R50, stride_in_1x1=True, norm="frozen_bn", head="none", layout="maskrcnn",
-        fpn=FPNSpec("retinanet", upsample="scale"), source="seed 003 (maskrcnn-benchmark)"),
+        fpn=FPNSpec("retinanet", upsample="scale"), source="maskrcnn-benchmark"),
     "maskrcnn_r50_fpn": _zoo(
         "bottleneck", _R50, stride_in_1x1=True, norm="frozen_bn", head="none", layout="maskrcnn",
-        fpn=FPNSpec("maskrcnn", upsample="scale"), source="maskrcnn-benchmark (seed 003 family)"),
+        fpn=FPNSpec("maskrcnn", upsample="scale"), source="maskrcnn-benchmark"),
     "resnet": _zoo("basic", (1, 1, 1, 1), source="custom (--block, --layers)"),
     # He et al. 2015, section 4.2: 6n+2 layers on 32x32 CIFAR-10 images, option A shortcuts.
     **{f"cifar_resnet{6 * n + 2}": _zoo(

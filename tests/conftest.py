@@ -83,10 +83,10 @@ def torchvision_table() -> dict[str, tuple[int, float]]:
 
 
 @pytest.fixture(scope="session")
-def seed_003() -> str:
+def maskrcnn_benchmark_print() -> str:
     files = sorted(SEEDS.glob("003_*.txt")) if SEEDS.exists() else []
     if not files:
-        pytest.skip(f"seed 003 not found under {SEEDS}: the shared/ folder is not beside this checkout")
+        pytest.skip(f"the printed maskrcnn-benchmark R-50-FPN structure (003_*.txt) is not under {SEEDS}: the shared/ folder is not beside this checkout")
     return files[0].read_text(encoding="utf-8")
 
 

@@ -302,8 +302,8 @@ def test_list_names_where_each_variant_comes_from() -> None:
     result = run("list")
     assert result.exit_code == 0, result.output
     rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
-    expected = {"resnet50": "torchvision", "hopenet": "seed 000", "resnet50_caffe": "seed 002",
-                "retinanet_r50_fpn": "seed 003", "cifar_resnet20": "He et al. 2015", "resnet50d": "Bag of Tricks",
+    expected = {"resnet50": "torchvision", "hopenet": "Ruiz et al. 2018", "resnet50_caffe": "MSRA Caffe",
+                "retinanet_r50_fpn": "maskrcnn-benchmark", "cifar_resnet20": "He et al. 2015", "resnet50d": "Bag of Tricks",
                 "resnetv2_50": "Identity Mappings", "seresnet50": "SENet"}
     for name, source in expected.items():
         assert source in re.search(r"\s(?:224|32) (.*)$", rows[name]).group(1), rows[name]
@@ -489,7 +489,7 @@ def test_explain_a_same_padded_pool_credits_the_padding_not_the_corollary() -> N
     assert result.exit_code == 0, result.output
     out = flat(result.stdout)
     # A 2×2 window at stride 1 keeps 14×14 only because one pixel is padded on the right/bottom:
-    # ⌈(14 + 1 − 2)/1⌉ + 1 = 14; P = (K − 1)/2 would be 0.5, so seed 004's corollary does not apply.
+    # ⌈(14 + 1 − 2)/1⌉ + 1 = 14; P = (K − 1)/2 would be 0.5, so "same" padding does not apply.
     assert "H: 14 + 0 + 1 = 15" in out and "H: ⌈(15 − 2 + 2·0)/1⌉ + 1 = 14" in out
     assert "explicit padding before the window" in out and "corollary" not in out
 

@@ -39,7 +39,7 @@ def test_variants_lists_every_seed_system_and_the_zoo() -> None:
     assert {"hopenet", "retinanet_r50_fpn", "maskrcnn_r50_fpn", "resnet50_caffe"} <= set(names)
 
 
-def _seed_structure(seed: str) -> list[str]:
+def _printed_structure(seed: str) -> list[str]:
     start = seed.index("Sequential(")
     lines = []
     for line in seed[start:].splitlines():
@@ -54,8 +54,8 @@ def _balanced(lines: list[str]) -> bool:
     return text.count("(") == text.count(")")
 
 
-def test_retinanet_prints_exactly_the_structure_in_seed_003(seed_003: str) -> None:
-    expected = _seed_structure(seed_003)
+def test_retinanet_prints_exactly_the_structure_maskrcnn_benchmark_prints(maskrcnn_benchmark_print: str) -> None:
+    expected = _printed_structure(maskrcnn_benchmark_print)
     assert expected[0] == "Sequential(" and len(expected) > 150  # the parse found the whole print-out
     printed = [line.strip() for line in str(ri.build("retinanet_r50_fpn")).splitlines()]
     assert printed == expected
@@ -247,11 +247,11 @@ def test_frozen_batchnorm_drops_num_batches_tracked_on_load() -> None:
     frozen_trunk.load_state_dict(bn_state, strict=True)
 
 
-def test_maskrcnn_block_names_say_which_norm_they_hold(seed_003: str) -> None:
+def test_maskrcnn_block_names_say_which_norm_they_hold(maskrcnn_benchmark_print: str) -> None:
     frozen = ri.build("retinanet_r50_fpn")
-    # The default keeps seed 003's class names.
-    assert type(frozen.body.layer1[0]).__name__ in seed_003 and "BottleneckWithFixedBatchNorm(" in seed_003
-    assert type(frozen.body.stem).__name__ == "StemWithFixedBatchNorm" and "StemWithFixedBatchNorm(" in seed_003
+    # The default keeps maskrcnn-benchmark's class names.
+    assert type(frozen.body.layer1[0]).__name__ in maskrcnn_benchmark_print and "BottleneckWithFixedBatchNorm(" in maskrcnn_benchmark_print
+    assert type(frozen.body.stem).__name__ == "StemWithFixedBatchNorm" and "StemWithFixedBatchNorm(" in maskrcnn_benchmark_print
     trainable = ri.build("retinanet_r50_fpn", norm="bn")
     printed = str(trainable)
     assert "Fixed" not in printed and "Frozen" not in printed
@@ -291,7 +291,7 @@ def test_hopenet_num_bins_sizes_the_heads_and_fc_finetune_is_never_called() -> N
 
 
 def test_maskrcnn_c5_at_97x131_by_the_conv_formula() -> None:
-    """The trunk of maskrcnn_r50_fpn (stride in the 1x1, seed 003) at an odd size, against
+    """The trunk of maskrcnn_r50_fpn (stride in the 1x1, as maskrcnn-benchmark) at an odd size, against
     O = ⌊(I − K + 2P)/S⌋ + 1 worked layer by layer."""
     def out(size: int, k: int, s: int, p: int) -> int:
         return (size - k + 2 * p) // s + 1

@@ -50,8 +50,8 @@ def test_analytic_shape_equals_torch_or_both_reject(layer: nn.Module, h: int, w:
 
 
 @pytest.mark.parametrize("size,window,expected", [
-    (224, Window(7, 2, 3), "⌊(224 − 7 + 2·3)/2⌋ + 1 = 112"),   # seed 004's stem conv
-    (112, Window(3, 2, 0, ceil_mode=True), "⌈(112 − 3 + 2·0)/2⌉ + 1 = 56"),  # seed 002's Caffe pool
+    (224, Window(7, 2, 3), "⌊(224 − 7 + 2·3)/2⌋ + 1 = 112"),   # He et al. 2016's stem conv
+    (112, Window(3, 2, 0, ceil_mode=True), "⌈(112 − 3 + 2·0)/2⌉ + 1 = 56"),  # Caffe's pool (MSRA release)
     (56, Window(3, 1, 2, dilation=2), "⌊(56 − (2·(3−1)+1) + 2·2)/1⌋ + 1 = 56"),
 ])
 def test_working_is_the_formula_with_numbers(size: int, window: Window, expected: str) -> None:
@@ -60,7 +60,7 @@ def test_working_is_the_formula_with_numbers(size: int, window: Window, expected
 
 
 def test_seed_004_corollaries() -> None:
-    # Seed 004: with stride 1, K=3/P=1 and K=1/P=0 keep the size.
+    # Dumoulin & Visin 2016: with stride 1, K=3/P=1 and K=1/P=0 keep the size.
     for size in range(1, 60):
         assert window_output(size, Window(3, 1, 1)) == size
         assert window_output(size, Window(1, 1, 0)) == size

@@ -1,6 +1,7 @@
 """Output size of a sliding window: O = floor((I + 2P - D*(K-1) - 1)/S) + 1.
 
-With D = 1 this is seed 004's O = (I - K + 2P)/S + 1, rounded down. ``ceil_mode`` rounds up
+With D = 1 this is O = (I - K + 2P)/S + 1, rounded down (the standard convolution arithmetic,
+Dumoulin & Visin 2016). ``ceil_mode`` rounds up
 instead, except that the last window must start inside the input or its left padding
 (PyTorch's rule, which Caffe's max pool shares).
 """

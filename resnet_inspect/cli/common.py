@@ -19,10 +19,9 @@ from rich.markup import escape
 from .. import process, reading
 from ..errors import InputError
 from ..inputs import parse_input_size
-from ..resolve import Resolved, _load_factory, load_checkpoint_model, no_terminal  # noqa: F401  (re-exported)
+from ..resolve import Resolved, no_terminal, trace
 from ..resolve import resolve as _resolve
 from ..text import visible, visible_lines
-from ..variants import ResNetSpec
 
 
 @dataclass
@@ -50,8 +49,8 @@ BUILD_FLAGS: dict[str, tuple[type, str, str]] = {
     "stride_in_1x1": (bool, "--stride-in-1x1/--stride-in-3x3",
                       "Put a bottleneck's stride in its first 1x1 (MSRA/Caffe) or in the 3x3 (torchvision)."),
     "caffe_maxpool": (bool, "--caffe-maxpool/--no-caffe-maxpool",
-                      "Max pool with padding 0 and ceil_mode=True, as in Caffe (seed 002)."),
-    "norm": (str, "--norm", "bn or frozen_bn (FrozenBatchNorm2d, seed 003)."),
+                      "Max pool with padding 0 and ceil_mode=True, as in Caffe (the MSRA release)."),
+    "norm": (str, "--norm", "bn or frozen_bn (FrozenBatchNorm2d, as in maskrcnn-benchmark)."),
     "output_stride": (int, "--output-stride", "32, 16 or 8: dilation replaces the last strides."),
     "num_classes": (int, "--num-classes", "Classifier outputs."),
     "num_bins": (int, "--num-bins", "Hopenet's bins per angle."),
@@ -113,15 +112,9 @@ def with_build_flags(*prefixes: str) -> Callable[[F], F]:
     return decorate
 
 
-def resolve_model(target: str, options: dict[str, Any]) -> Any:
-    """A variant name (validated now, built later by the engine), a module from ``pkg.mod:factory``,
-    or the model a checkpoint file holds (printing on stderr what was inferred from it)."""
-    return resolve(target, options).model
-
-
 def resolve(target: str, options: dict[str, Any]) -> Resolved:
-    """:func:`resnet_inspect.resolve.resolve` with the global ``--trust-pickle``; a checkpoint's inference
-    is reported on stderr."""
+    """:func:`resnet_inspect.resolve.resolve` with the global ``--trust-pickle`` and
+    ``--max-checkpoint-size``; a checkpoint's inference is reported on stderr."""
     resolved = _resolve(target, options, trust_pickle=STATE.trust_pickle, max_bytes=checkpoint_limit())
     if resolved.kind == "checkpoint":
         report_inference(Path(target), resolved.model, resolved.inference)
@@ -131,19 +124,11 @@ def resolve(target: str, options: dict[str, Any]) -> Resolved:
 def inspect_model(target: str, size: tuple[int, ...] | None, options: dict[str, Any], **engine: Any) -> Any:
     """Resolve MODEL (a variant name, ``pkg.mod:factory`` or a checkpoint file) and trace it.
 
-    ``engine`` goes to :func:`resnet_inspect.inspect` (``real``, ``counter``, ``pad_to``). A model
-    that is not a variant name is reported under the name the user gave for it."""
-    resolved = resolve_model(target, options)
-    from ..analysis.inspect import inspect
-
+    ``engine`` goes to :func:`resnet_inspect.resolve.trace` (``real``, ``counter``, ``pad_to``). A
+    model that is not a variant name is reported under the name the user gave for it."""
+    resolved = resolve(target, options)
     try:
-        if isinstance(resolved, str):
-            return inspect(resolved, size, **engine, **options)
-        spec = getattr(resolved, "spec", None)
-        if size is None and isinstance(spec, ResNetSpec):
-            # A checkpoint recognised as a CIFAR net runs at its own 32x32, as the variant name would.
-            size = parse_input_size(spec.default_input)
-        return inspect(resolved, size, label=target, **engine)
+        return trace(resolved, size, **engine)
     except (MemoryError, RuntimeError, InputError) as exc:
         # A failed forward comes back as an InputError (ForwardFailed) that says where; its cause is the OOM.
         cause = exc.__cause__ if isinstance(exc, InputError) else exc
@@ -173,14 +158,6 @@ def checkpoint_limit() -> int:
 
     given = STATE.max_checkpoint_size
     return MAX_CHECKPOINT_BYTES if given is None else parse_byte_size(given)
-
-
-def resolve_checkpoint(path: Path, options: dict[str, Any]) -> tuple[Any, Any]:
-    """Load a checkpoint safely (``--trust-pickle`` aside), infer its variant and report the inference on stderr."""
-    model, inference = load_checkpoint_model(path, options, trust_pickle=STATE.trust_pickle,
-                                             max_bytes=checkpoint_limit())
-    report_inference(path, model, inference)
-    return model, inference
 
 
 def report_inference(path: Path, model: Any, inference: Any) -> None:

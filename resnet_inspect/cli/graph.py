@@ -14,7 +14,7 @@ from ..variants import FPN_KINDS
 from . import app, common
 
 DEFAULT_MODEL = "resnet50"
-DEFAULT_FPN = "retinanet"  # seed 003's pyramid, P3-P7
+DEFAULT_FPN = "retinanet"  # maskrcnn-benchmark's RetinaNet pyramid, P3-P7
 INSTALL_HINT = ("Install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz; "
                 "others: https://graphviz.org/download/)")
 

@@ -2,9 +2,9 @@
 
 Two layouts appear in the seeds and both are built here:
 
-* torchvision / Caffe-notes layout (seeds 000-002): the block owns a shared ``relu`` module and
+* torchvision / MSRA-Caffe layout (torchvision, Hopenet): the block owns a shared ``relu`` module and
   registers ``downsample`` last.
-* maskrcnn-benchmark layout (seed 003): ``downsample`` is registered first, ReLU is functional
+* maskrcnn-benchmark layout: ``downsample`` is registered first, ReLU is functional
   (``F.relu_``), and the stem is a module of its own with a functional max pool.
 
 Only the registration order, the ReLU style and the class name differ, so one Bottleneck class
@@ -202,7 +202,7 @@ class Bottleneck(nn.Module):
     """1x1 reduce, 3x3, 1x1 expand (ResNet-50 and deeper, ResNeXt, Wide ResNet).
 
     ``stride_in_1x1`` chooses which conv carries the stage's stride. The original MSRA/Caffe
-    models put it in the first 1x1 (seed 002's "change" lines, seed 003's default); torchvision
+    models put it in the first 1x1 (the MSRA Caffe release, maskrcnn-benchmark's default); torchvision
     and fb.torch put it in the 3x3, which costs more MACs but keeps more information.
     """
 

@@ -1,4 +1,4 @@
-"""Feature pyramid network in maskrcnn-benchmark's layout (seed 003).
+"""Feature pyramid network in maskrcnn-benchmark's layout (its R-50-FPN-RetinaNet config).
 
 Lateral 1x1 convs are ``fpn_inner{k}`` and 3x3 output convs ``fpn_layer{k}``, where ``k`` is the
 trunk stage (``layer{k}``) they read; ``top_blocks`` adds the extra levels.
@@ -21,7 +21,7 @@ class LastLevelMaxPool(nn.Module):
 class LastLevelP6P7(nn.Module):
     """P6 and P7 by stride-2 3x3 convs: RetinaNet's extra levels.
 
-    P6 reads P5 when the channel counts agree (seed 003 prints ``p6: Conv2d(256, 256)``),
+    P6 reads P5 when the channel counts agree (maskrcnn-benchmark's RetinaNet prints ``p6: Conv2d(256, 256)``),
     otherwise C5.
     """
 

@@ -1,4 +1,4 @@
-"""Normalisation layers: the frozen batch norm of maskrcnn-benchmark (seed 003)."""
+"""Normalisation layers: the frozen batch norm of maskrcnn-benchmark."""
 from __future__ import annotations
 
 from typing import Any

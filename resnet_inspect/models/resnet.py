@@ -7,13 +7,14 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from ..plan import BlockPlan, stage_plan
 from ..variants import ResNetSpec
 from .blocks import (
     BLOCKS, AvgPool2dSame, BaseStem, BatchNormAct2d, BottleneckWithBatchNorm, BottleneckWithFixedBatchNorm,
     DownsampleConv, PreActBottleneck, ShortcutA, StemWithFixedBatchNorm, conv3x3,
 )
 from .fpn import build_fpn
-from .norm import NORM_LAYERS, FrozenBatchNorm2d
+from .norm import NORM_LAYERS
 
 
 class SelectAdaptivePool2d(nn.Module):
@@ -63,12 +64,16 @@ def deep_stem(width: int, norm: type[nn.Module]) -> nn.Sequential:
 
 
 class _StageBuilder:
-    """Builds the stages of any layout with torchvision's single shortcut rule."""
+    """Builds the stages of any layout from the spec's stage plan (:mod:`resnet_inspect.plan`)."""
 
     def __init__(self, spec: ResNetSpec) -> None:
         self.spec = spec
-        self.inplanes = spec.stem_width
-        self.dilation = 1
+        self.plan = stage_plan(spec)
+
+    @property
+    def out_channels(self) -> int:
+        """What the last stage emits."""
+        return self.plan[-1].out_channels
 
     def block_class(self) -> type[nn.Module]:
         spec = self.spec
@@ -78,54 +83,42 @@ class _StageBuilder:
             return BottleneckWithFixedBatchNorm if spec.norm == "frozen_bn" else BottleneckWithBatchNorm
         return BLOCKS[spec.block]
 
-    def shortcut(self, out_channels: int, stride: int, dilation: int = 1) -> nn.Module:
-        """The shortcut of a block that changes resolution or channels (``dilation``: the stage's,
-        once it has replaced the stride)."""
-        spec, norm = self.spec, NORM_LAYERS[self.spec.norm]
-        if spec.shortcut == "A":
-            return ShortcutA(self.inplanes, out_channels, stride)
-        if spec.preact:
-            return DownsampleConv(self.inplanes, out_channels, stride)
-        if spec.avg_down:
+    def shortcut(self, plan: BlockPlan) -> nn.Module | None:
+        """The block's shortcut module, as the plan says (None for the identity)."""
+        norm = NORM_LAYERS[self.spec.norm]
+        c_in, c_out, stride = plan.in_channels, plan.out_channels, plan.stride
+        if plan.shortcut == "identity":
+            return None
+        if plan.shortcut == "A":
+            return ShortcutA(c_in, c_out, stride)
+        if plan.shortcut == "preact":
+            return DownsampleConv(c_in, c_out, stride)
+        if plan.shortcut == "avg_down":
             # ResNet-D: average-pool first (ceil_mode, padding excluded from the mean, as timm sets
             # it), so the 1x1 projection no longer skips three quarters of its input. Where dilation
             # has replaced the stride, timm still averages 2x2 windows, at stride 1 with "same"
             # padding; only a block with neither stride nor dilation gets an Identity.
             pool: nn.Module
-            if stride > 1:
+            if plan.pool == "avg":
                 pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
-            elif dilation > 1:
+            elif plan.pool == "avg_same":
                 pool = AvgPool2dSame(2, 1, ceil_mode=True, count_include_pad=False)
             else:
                 pool = nn.Identity()
-            return nn.Sequential(pool, nn.Conv2d(self.inplanes, out_channels, 1, stride=1, bias=False),
-                                 norm(out_channels))
-        return nn.Sequential(nn.Conv2d(self.inplanes, out_channels, kernel_size=1, stride=stride, bias=False),
-                             norm(out_channels))
+            return nn.Sequential(pool, nn.Conv2d(c_in, c_out, 1, stride=1, bias=False), norm(c_out))
+        return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size=1, stride=stride, bias=False), norm(c_out))
 
-    def stage(self, planes: int, blocks: int, stride: int, dilation: int) -> list[nn.Module]:
+    def stage(self, index: int) -> list[nn.Module]:
+        """The blocks of stage ``index`` (0-based)."""
         spec = self.spec
         block = self.block_class()
-        # Dilation replaces the stride (output stride 16/8): the first block keeps the previous
-        # dilation for its strided conv, as torchvision does.
-        previous_dilation = self.dilation
-        if dilation > 1:
-            self.dilation = dilation
-            stride = 1
-        out_channels = planes * block.expansion
-        downsample = None
-        # torchvision's single rule: a shortcut block when the block changes resolution or channels.
-        if stride != 1 or self.inplanes != out_channels:
-            downsample = self.shortcut(out_channels, stride, self.dilation)
         common = dict(groups=spec.groups, width_per_group=spec.width_per_group, stride_in_1x1=spec.stride_in_1x1,
                       norm_layer=NORM_LAYERS[spec.norm])
         if block is not PreActBottleneck:
             common["se"] = spec.se
-        layers = [block(self.inplanes, planes, stride=stride, downsample=downsample,
-                        dilation=self.dilation, first_dilation=previous_dilation, **common)]
-        self.inplanes = out_channels
-        layers += [block(self.inplanes, planes, dilation=self.dilation, **common) for _ in range(1, blocks)]
-        return layers
+        return [block(plan.in_channels, plan.planes, stride=plan.stride, downsample=self.shortcut(plan),
+                      dilation=plan.dilation, first_dilation=plan.first_dilation, **common)
+                for plan in self.plan[index].blocks]
 
 
 class ResNet(nn.Module):
@@ -133,7 +126,7 @@ class ResNet(nn.Module):
 
     ``layout="torchvision"`` names the stem ``conv1/bn1/relu/maxpool`` at the top level, so a
     torchvision state_dict loads with ``strict=True``; ``layout="maskrcnn"`` puts the stem in a
-    ``stem`` module as seed 003 prints it. ``head`` is ``classifier`` (global average pool + fc), ``hopenet`` (seed 000's
+    ``stem`` module as maskrcnn-benchmark prints it. ``head`` is ``classifier`` (global average pool + fc), ``hopenet`` (Ruiz et al. 2018's
     AvgPool2d(7) and three angle heads) or ``none`` (the forward returns the stage outputs).
     """
 
@@ -157,16 +150,14 @@ class ResNet(nn.Module):
             self.relu = nn.ReLU(inplace=True)
             if spec.stem == "cifar":
                 self.maxpool = None
-            elif spec.caffe_maxpool:  # seed 002: no padding, round up
+            elif spec.caffe_maxpool:  # Caffe (MSRA release): no padding, round up
                 self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0, ceil_mode=True)
             else:
                 self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         builder = _StageBuilder(spec)
-        for index, (planes, blocks) in enumerate(zip(spec.stage_channels, spec.layers)):
-            stride = 1 if index == 0 else 2
-            self.add_module(f"layer{index + 1}", nn.Sequential(
-                *builder.stage(planes, blocks, stride, spec.stage_dilations[index])))
-        width = builder.inplanes
+        for index in range(len(builder.plan)):
+            self.add_module(f"layer{index + 1}", nn.Sequential(*builder.stage(index)))
+        width = builder.out_channels
         self.head = spec.head
         if spec.head == "classifier":
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
@@ -204,7 +195,7 @@ class ResNet(nn.Module):
 
 
 class Hopenet(ResNet):
-    """Seed 000's head-pose network: a ResNet-50 trunk with yaw, pitch and roll heads."""
+    """Hopenet, the head-pose network of Ruiz et al. 2018: a ResNet-50 trunk with yaw, pitch and roll heads."""
 
 
 class ResNetV2(nn.Module):
@@ -220,11 +211,9 @@ class ResNetV2(nn.Module):
             pool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
         ))
         builder = _StageBuilder(spec)
-        self.stages = nn.Sequential(*[
-            ResNetStage(builder.stage(planes, blocks, 1 if i == 0 else 2, spec.stage_dilations[i]))
-            for i, (planes, blocks) in enumerate(zip(spec.stage_channels, spec.layers))])
-        self.norm = BatchNormAct2d(builder.inplanes)
-        self.head = ClassifierHead(builder.inplanes, spec.num_classes)
+        self.stages = nn.Sequential(*[ResNetStage(builder.stage(i)) for i in range(len(builder.plan))])
+        self.norm = BatchNormAct2d(builder.out_channels)
+        self.head = ClassifierHead(builder.out_channels, spec.num_classes)
         _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -245,11 +234,9 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, nn.BatchNorm2d):  # a FrozenBatchNorm2d's buffers are already 1/0/0/1
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-        elif isinstance(m, FrozenBatchNorm2d):
-            pass  # buffers are already 1/0/0/1
 
 
 def build_model(spec: ResNetSpec) -> nn.Module:

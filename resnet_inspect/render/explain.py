@@ -125,7 +125,8 @@ def shape_lines(report: Report, rec: LayerRecord) -> list[str]:
         (k, _), (s, _), (p, _), (d, _) = op["kernel"], op["stride"], op["padding"], op["dilation"]
         rounding = "⌈ ⌉ (ceil_mode=True: a partial window at the edge still gives an output)" if op.get("ceil_mode") \
             else "⌊ ⌋"
-        lines.append("O = ⌊(I − K + 2P)/S⌋ + 1 (seed 004), or with dilation D: O = ⌊(I + 2P − D·(K−1) − 1)/S⌋ + 1; "
+        lines.append("O = ⌊(I − K + 2P)/S⌋ + 1, or with dilation D: O = ⌊(I + 2P − D·(K−1) − 1)/S⌋ + 1 "
+                     "(Dumoulin & Visin 2016); "
                      f"rounding {rounding}")
         lines.append(f"K = {pair_text(op['kernel'])}, S = {pair_text(op['stride'])}, "
                      f"P = {pair_text(op['padding'])}, D = {pair_text(op['dilation'])}")
@@ -141,7 +142,7 @@ def shape_lines(report: Report, rec: LayerRecord) -> list[str]:
             lines.append("With S = 1, the explicit padding before the window (F.pad, 'same' padding as timm's "
                          "AvgPool2dSame does it) keeps the size.")
         elif s == 1 and keeps and 2 * p == d * (k - 1):
-            lines.append(f"With S = 1, P = {p} = (D·(K−1))/2 = ({d}·({k}−1))/2 keeps the size (seed 004's corollary).")
+            lines.append(f"With S = 1, P = {p} = (D·(K−1))/2 = ({d}·({k}−1))/2 keeps the size (Dumoulin & Visin 2016).")
         lines.append(f"analytic {shape_text(rec.analytic_shape)}{_mark(rec.shape_ok)}")
     elif "in_features" in op:
         lines.append(f"features: {op['in_features']} → {op['out_features']} (a Linear layer keeps the batch dimension)")
@@ -184,7 +185,7 @@ def _other_window_lines(rec: LayerRecord, op: dict[str, Any]) -> list[str]:
                  "position over a window, so it upsamples by S)"]
         extra = f", output_padding = {dims(op['output_padding'])}"
     else:
-        lines = ["O = ⌊(I + 2P − D·(K−1) − 1)/S⌋ + 1 along every spatial dimension (seed 004's formula)"]
+        lines = ["O = ⌊(I + 2P − D·(K−1) − 1)/S⌋ + 1 along every spatial dimension (Dumoulin & Visin 2016)"]
         extra = ""
     lines.append(f"K = {dims(op['kernel'])}, S = {dims(op['stride'])}, P = {dims(op['padding'])}, "
                  f"D = {dims(op['dilation'])}{extra}")
@@ -353,7 +354,7 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
         part = "" if rec.name == p["name"] else "part of "
         lines.append(f"This is {part}the projection shortcut of {block or rec.parent}: {how}; stride {p['stride']} in "
                      f"all. It exists because {p['reason']}: the identity could not be added to the block's output. "
-                     "The rule (torchvision's _make_layer, seed 004): project when stride ≠ 1 or in_channels ≠ "
+                     "The rule (torchvision's _make_layer): project when stride ≠ 1 or in_channels ≠ "
                      "planes × expansion.")
         if p.get("note"):
             lines.append(f"The shortcut {p['note']}.")
@@ -407,7 +408,7 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
             k, s = op["kernel"][0], op["stride"][0]
             usual = tuple(window_output(size, Window(k, s, k // 2)) for size in in_hw)
             same = "the same size" if usual == tuple(out_hw or ()) else "a different size"
-            lines.append(f"ceil_mode=True with padding 0 is Caffe's max pool (seed 002): it rounds up. torchvision's "
+            lines.append(f"ceil_mode=True with padding 0 is Caffe's max pool (the MSRA release): it rounds up. torchvision's "
                          f"pool (padding {k // 2}, rounding down) would give {shape_text(usual)} here, {same}.")
     return lines
 
@@ -452,7 +453,7 @@ def _placement_lines(conv1: LayerRecord, carrier: dict) -> list[str]:
     if carrier["kernel"] == 1:
         small, large = conv1.output_shapes[0][-2:], (in_h, in_w)
         full = conv1.macs // (out_h * out_w) * (in_h * in_w)
-        return [f"That is the MSRA/Caffe placement (stride_in_1x1=True, seeds 002 and 003): the first 1×1 reads one "
+        return [f"That is the MSRA/Caffe placement (stride_in_1x1=True, as in maskrcnn-benchmark): the first 1×1 reads one "
                 f"pixel in every {s}×{s}, so it skips {s * s - 1} of every {s * s} input positions, and the 3×3 runs "
                 f"at {shape_text(small)}. torchvision puts the stride in the 3×3 (--stride-in-3x3): {conv1.name} then "
                 f"runs at {shape_text(large)}, {count_text(full)} MACs instead of {count_text(conv1.macs)}, and "

@@ -37,10 +37,10 @@ Shape = tuple[int, ...]
 #: Output formats, keyed by the output file's extension.
 FORMATS: dict[str, str] = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
 
-#: Blocks per row inside a stage cluster at depth 1: long stages (resnet152's res4 has 36 blocks)
-#: wrap into rows, so the diagram stays roughly as wide as it is tall.
+#: Blocks per row inside a stage cluster, at every depth (at --depth 2 each block is a cluster of a
+#: few convs, drawn side by side): long stages (resnet152's res4 has 36 blocks) wrap into rows, so
+#: the diagram stays roughly as wide as it is tall.
 BLOCKS_PER_ROW = 6
-DEEP_BLOCKS_PER_ROW = 6  # --depth 2: blocks are clusters of a few convs each, drawn side by side
 
 _FONT = "Helvetica,Arial,sans-serif"
 _FILL = {"stem": "#e8eef7", "res2": "#dbeafe", "res3": "#dcfce7", "res4": "#fef3c7", "res5": "#fde2e4",
@@ -384,13 +384,13 @@ class _Diagram:
                         for i, block in enumerate(stage.blocks[start:start + BLOCKS_PER_ROW]):
                             last = self.block_node(row, block, stage, last, first_in_row=i == 0)
             else:
-                # Blocks side by side, DEEP_BLOCKS_PER_ROW to a row, so ResNet-152 is not one
+                # Blocks side by side, BLOCKS_PER_ROW to a row, so ResNet-152 is not one
                 # column 20,000 px tall: each block's first layer shares a rank with the row's
                 # first, and the edge into it from the block before (whose add sits lower) does
                 # not constrain the layout. Graphviz lays such a row out from right to left.
-                for start in range(0, len(stage.blocks), DEEP_BLOCKS_PER_ROW):
+                for start in range(0, len(stage.blocks), BLOCKS_PER_ROW):
                     tops = []
-                    for i, block in enumerate(stage.blocks[start:start + DEEP_BLOCKS_PER_ROW]):
+                    for i, block in enumerate(stage.blocks[start:start + BLOCKS_PER_ROW]):
                         last, top = self.block_cluster(cluster, block, stage, last, beside=i > 0)
                         tops.append(top)
                     tops = [t for t in tops if t is not None]
