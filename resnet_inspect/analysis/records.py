@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .blocks import Structure
 
 Shape = tuple[int, ...]
 
@@ -75,6 +78,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     padded_from: Shape | None = None
     convention: str = CONVENTION
+    structure: Structure | None = None  # stages, blocks, pyramid: read from the data flow (blocks.py)
 
     def layer(self, name: str) -> LayerRecord:
         """The first record with this qualified name."""
