@@ -21,6 +21,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from .records import LayerRecord
@@ -115,17 +116,13 @@ class Structure:
         """All blocks, in order."""
         return tuple(b for s in self.stages for b in s.blocks)
 
+    @cached_property
+    def _owners(self) -> dict[int, tuple[Stage, Block]]:
+        return {i: (stage, block) for stage in self.stages for block in stage.blocks for i in block.members}
+
     def block_of(self, index: int) -> tuple[Stage, Block] | None:
         """The stage and block a leaf record belongs to, if any."""
-        for stage in self.stages:
-            for block in stage.blocks:
-                if index in block.members:
-                    return stage, block
-        return None
-
-    def shortcut_of(self, index: int) -> Block | None:
-        """The block whose shortcut holds this leaf record, if any."""
-        return next((b for b in self.blocks if index in b.shortcut.records), None)
+        return self._owners.get(index)
 
 
 # -- the data-flow graph ---------------------------------------------------------------------

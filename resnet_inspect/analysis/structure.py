@@ -51,7 +51,7 @@ def label_stages(records: list[LayerRecord], structure: Structure) -> None:
         elif rec.is_leaf:
             rec.stage = leaf_labels.get(rec.index, "")
         else:
-            labels = {leaf_labels.get(i, "") for i in _leaves_under(records, rec)}
+            labels = {leaf_labels.get(i, "") for i in leaves_under(records, rec)}
             rec.stage = labels.pop() if len(labels) == 1 else ""
         if rec.stage or not rec.name:
             continue
@@ -73,7 +73,7 @@ def _leaf_labels(structure: Structure) -> dict[int, str]:
     return labels
 
 
-def _leaves_under(records: list[LayerRecord], container: LayerRecord) -> list[int]:
+def leaves_under(records: list[LayerRecord], container: LayerRecord) -> list[int]:
     """Leaf records called inside a container call (they follow it, one level deeper)."""
     end = container.index + 1
     while end < len(records) and records[end].depth > container.depth:
@@ -224,7 +224,7 @@ def shortcut_container(records: list[LayerRecord], block: Block) -> LayerRecord:
         rec = records[i]
         if rec.depth >= best.depth:
             continue
-        leaves = [j for j in _leaves_under(records, rec)]
+        leaves = [j for j in leaves_under(records, rec)]
         # A pass-through (nn.Identity) inside the branch's module is on no data path: allow it.
         if not branch <= set(leaves) or any(j not in branch and records[j].op for j in leaves) or any(
                 j not in branch and records[j].output_bytes for j in leaves):
@@ -280,7 +280,7 @@ def fpn_summary(records: list[LayerRecord], structure: Structure,
         return None
     levels = pyramid.levels
     extra_leaves = {i for lv in levels if lv.extra for i in lv.records}
-    extra = sorted(extra_leaves | {r.index for r in records if not r.is_leaf and (under := _leaves_under(records, r))
+    extra = sorted(extra_leaves | {r.index for r in records if not r.is_leaf and (under := leaves_under(records, r))
                                    and set(under) <= extra_leaves})
     return {
         "lateral": [records[i].name for i in sorted(lv.lateral for lv in levels if lv.lateral is not None)],
