@@ -180,6 +180,11 @@ class Flow:
         return tuple(sorted(seen))
 
 
+def producers(records: list[LayerRecord]) -> dict[int, tuple[int, ...]]:
+    """Record index -> the indices of the records that produced its inputs."""
+    return Flow(records).producers
+
+
 def _spatial(rec: LayerRecord) -> bool:
     return bool(rec.output_shapes) and len(rec.output_shapes[0]) == 4
 

@@ -28,7 +28,11 @@ from pathlib import Path
 
 import graphviz
 
+from ..analysis.blocks import Block as StructBlock
+from ..analysis.blocks import Stage as StructStage
+from ..analysis.blocks import producers
 from ..analysis.records import LayerRecord, Report
+from ..analysis.structure import leaves_under, shortcut_container
 from ..text import visible
 from .table import model_title
 
@@ -69,15 +73,16 @@ def render(graph: graphviz.Digraph, fmt: str) -> bytes:
 
 @dataclass
 class Block:
-    """A residual block: its record, its leaf records and the prefixes of its shortcut branch."""
+    """A residual block as drawn: its record (the module that holds it, or its add), its leaf
+    records, and the indices of its shortcut branch and of its SE gate (from the structure)."""
 
     record: LayerRecord
     leaves: list[LayerRecord]
-    shortcut: list[str] = field(default_factory=list)
+    shortcut: frozenset[int] = frozenset()
+    gate: frozenset[int] = frozenset()
 
     def in_shortcut(self, rec: LayerRecord) -> bool:
-        return any(rec.name == p or rec.name.startswith(p + ".") or rec.name.startswith(p + ":")
-                   for p in self.shortcut)
+        return rec.index in self.shortcut
 
 
 @dataclass
@@ -101,39 +106,54 @@ class Anatomy:
 
 
 def anatomy(report: Report) -> Anatomy:
-    """Split a report's records into stem, stages with their blocks, head and FPN."""
-    records = [r for r in report.layers if r.name]
-    leaves = [r for r in records if r.is_leaf]
-    containers = {r.name: r for r in records if not r.is_leaf and r.kind == "module" and r.call == 0}
-    children: dict[str, list[LayerRecord]] = {}
-    for rec in containers.values():
-        children.setdefault(rec.parent or "", []).append(rec)
-
+    """Split a report's records into stem, stages with their blocks, head and FPN, as the
+    report's structure (read from the data flow) has them."""
+    records = report.layers
+    leaves = [r for r in records if r.name and r.is_leaf]
     strides = _stage_strides(report)
     stages = []
-    stage_labels = list(dict.fromkeys(r.stage for r in records if r.stage.startswith("res")))
-    for label in stage_labels:
-        members = [r for r in containers.values() if r.stage == label]
-        if not members:
-            continue
-        container = min(members, key=lambda r: (r.depth, r.index))
-        # Descend through wrappers that hold nothing but one container (timm's ``stages.0.blocks``);
-        # a lone block holds layers of its own and stops the descent.
-        kids = children.get(container.name, [])
-        while len(kids) == 1 and children.get(kids[0].name) and not any(r.parent == kids[0].name for r in leaves):
-            kids = children[kids[0].name]
-        block_records = kids or [container]
-        blocks = []
-        for rec in block_records:
-            inside = [r for r in leaves if _under(r.name, rec.name)]
-            blocks.append(Block(rec, inside, _shortcut_prefixes(rec, inside, report)))
-        stages.append(Stage(label, container, blocks, strides.get(label, 1)))
+    for stage in report.structure.stages if report.structure is not None else ():
+        blocks = [_drawn_block(records, b) for b in stage.blocks]
+        container = _stage_record(records, stage)
+        stages.append(Stage(stage.label, container, blocks, strides.get(stage.label, 1)))
     return Anatomy(
         stem=[r for r in leaves if r.stage == "stem"],
         stages=stages,
         head=[r for r in leaves if r.stage == "head"],
         fpn=[r for r in leaves if r.stage == "fpn"],
     )
+
+
+def _drawn_block(records: list[LayerRecord], block: StructBlock) -> Block:
+    """A structure block with its records: a pass-through inside the shortcut's module (ResNet-D's
+    stride-1 nn.Identity) is drawn with the shortcut."""
+    shortcut = set(block.shortcut.records)
+    if shortcut:
+        shortcut |= set(block.idle) & set(leaves_under(records, shortcut_container(records, block)))
+    gate = {*block.gate.records, block.gate.multiply} if block.gate else set()
+    return Block(records[block.container if block.container is not None else block.add],
+                 [records[i] for i in block.members], frozenset(shortcut), frozenset(gate))
+
+
+def _stage_record(records: list[LayerRecord], stage: StructStage) -> LayerRecord:
+    """The outermost module call that holds this stage's blocks and nothing else (``layer2``),
+    or the last block's record when no module does."""
+    members = {i for b in stage.blocks for i in b.members}
+    last = stage.blocks[-1]
+    best = records[last.container if last.container is not None else last.add]
+    start = stage.blocks[0].container
+    if start is None:
+        return best
+    best = records[start]
+    for i in range(start - 1, -1, -1):
+        rec = records[i]
+        if rec.depth >= best.depth:
+            continue
+        if rec.kind != "module" or not set(leaves_under(records, rec)) <= members:
+            break
+        best = rec
+    return best if set(leaves_under(records, best)) >= members else records[
+        last.container if last.container is not None else last.add]
 
 
 def _under(name: str, prefix: str) -> bool:
@@ -148,23 +168,6 @@ def _stage_strides(report: Report) -> dict[str, int | float]:
         total *= entry["stride"]
         out[entry["stage"]] = total
     return out
-
-
-def _shortcut_prefixes(block: LayerRecord, leaves: list[LayerRecord], report: Report) -> list[str]:
-    """Child modules of a block that form its shortcut branch.
-
-    A child holds the shortcut when it contains a projection the engine found (a weighted layer
-    off the longest path) or is named as torchvision, timm and the CIFAR nets name it."""
-    projections = {p["name"] for entry in report.downsample for p in entry["projection"]}
-    prefixes = []
-    for rec in leaves:
-        if rec.kind != "module":
-            continue
-        child = rec.name[len(block.name) + 1:].split(".")[0]
-        prefix = f"{block.name}.{child}"
-        if (rec.name in projections or child in ("downsample", "shortcut")) and prefix not in prefixes:
-            prefixes.append(prefix)
-    return prefixes
 
 
 # -- text ----------------------------------------------------------------------------------------
@@ -411,12 +414,13 @@ class _Diagram:
     def _block_lines(self, block: Block) -> list[str]:
         rec = block.record
         lines = [rec.name, _detail(f"{rec.type} · {_channels(rec)} ch")]
+        names = {r.name for r in block.leaves}
         notes = []
         for entry in self.report.downsample:
             for carrier in entry["carriers"]:
                 if carrier["block"] == rec.name:
                     notes.append(f"stride {carrier['stride']} in {_short(carrier['name'], rec.name)}")
-            dilations = sorted({d["dilation"] for d in entry["dilation"] if _under(d["name"], rec.name)})
+            dilations = sorted({d["dilation"] for d in entry["dilation"] if d["name"] in names})
             if dilations:
                 notes.append("dilation " + ", ".join(map(str, dilations)))
         if notes:
@@ -470,7 +474,7 @@ class _Diagram:
             branch_head = self._branch_head(block)
             for rec in block.leaves:
                 is_add = _is_add(rec)
-                is_gate = rec.kind == "function" and rec.type == "F.mul" and _is_se(rec)
+                is_gate = rec.kind == "function" and rec.type == "F.mul" and rec.index in block.gate
                 if not (self.depth >= 3 or rec.weighted or is_add or is_gate or "kernel" in (rec.op or {})
                         or rec is branch_head):
                     continue
@@ -507,7 +511,7 @@ class _Diagram:
                     else:
                         self.edge(side, node, style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR)
                     side = node
-                elif _is_se(rec):  # squeeze-excitation: a side branch off the main path, not on it
+                elif rec.index in block.gate:  # squeeze-excitation: a side branch off the main path, not on it
                     if gate is None:
                         self.edge(main, node, label=False, xlabel="squeeze", **{"class": "se"})
                     else:
@@ -676,11 +680,6 @@ def _fpn_role(rec: LayerRecord, lateral: set[str], output: set[str], extra: set[
     if rec.type == "F.interpolate":
         return "upsample"
     return "add" if _is_add(rec) else "other"
-
-
-def _is_se(rec: LayerRecord) -> bool:
-    """A layer of a squeeze-excitation module (timm's ``layer1.0.se.fc1``, its gate ``layer1.0.se:mul``)."""
-    return ".se." in rec.name or ".se:" in rec.name
 
 
 def _is_add(rec: LayerRecord) -> bool:
