@@ -176,3 +176,42 @@ def test_torchvision_style_nesting_gives_the_same_downsampling_table() -> None:
 
     assert len(nested.downsample) == 5
     assert strip(nested.downsample) == bare.downsample
+
+
+class _Flat(nn.Module):
+    """Residual adds in the root's own forward: no module holds a block."""
+
+    def __init__(self, convs: int) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.convs = nn.ModuleList(nn.Conv2d(8, 8, 3, padding=1) for _ in range(2 * convs))
+        self.per_block = convs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for start in range(0, len(self.convs), self.per_block):
+            y = x
+            for conv in self.convs[start:start + self.per_block]:
+                y = conv(y)
+            x = x + y
+        return x
+
+
+def test_blocks_without_a_module_of_their_own_and_one_layer_skips() -> None:
+    two = ri.inspect(_Flat(2), (1, 3, 8, 8))
+    blocks = two.structure.blocks
+    assert [b.container for b in blocks] == [None, None] and [b.shortcut.kind for b in blocks] == ["identity"] * 2
+    assert [[two.layers[i].name for i in b.main] for b in blocks] == [["convs.0", "convs.1"], ["convs.2", "convs.3"]]
+    assert len(two.structure.stages) == 1 and two.structure.stem == (two.layer("stem").index,)
+    # He et al. 2016, §3.1: a one-layer residual function is "similar to a linear layer": no block.
+    one = ri.inspect(_Flat(1), (1, 3, 8, 8))
+    assert one.structure.stages == () and one.structure.pyramid is None
+
+
+def test_a_module_that_takes_an_input_it_does_not_use() -> None:
+    # maskrcnn-benchmark's LastLevelMaxPool takes C5 and P5 and pools P5 only: P6 is made from P5.
+    report = ri.inspect("maskrcnn_r50_fpn")
+    pool = report.layer("fpn.top_blocks")
+    assert len(pool.input_from) == 2 and pool.read_from == [report.layer("fpn.fpn_layer4").index]
+    p6 = report.structure.pyramid.levels[-1]
+    assert p6.extra and p6.output == pool.index and p6.records == (pool.index,)

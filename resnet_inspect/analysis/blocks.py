@@ -128,9 +128,9 @@ class Structure:
 # -- the data-flow graph ---------------------------------------------------------------------
 
 class Flow:
-    """Producers of every leaf record, resolved from ``input_from`` names to record indices.
-
-    ``input_from`` names the producing record; a shared module called several times has one
+    """Producers of every record: the records whose outputs its counted operators read
+    (``read_from``), or for a call that ran none (a Flatten, an nn.Identity) the producers of its
+    inputs, resolved from ``input_from`` names: a shared module called several times has one
     name for all its calls, and the producer is its latest call before the consumer.
     """
 
@@ -142,6 +142,9 @@ class Flow:
                 calls.setdefault(rec.name, []).append(rec.index)
         self.producers: dict[int, tuple[int, ...]] = {}
         for rec in records:
+            if rec.read_from:
+                self.producers[rec.index] = tuple(rec.read_from)
+                continue
             found = []
             for name in rec.input_from:
                 indices = calls.get(name, [])
@@ -193,7 +196,8 @@ def _stride(rec: LayerRecord) -> int:
     return max(rec.op["stride"]) if rec.op and "stride" in rec.op else 1
 
 
-def _is_resize(rec: LayerRecord) -> bool:
+def is_resize(rec: LayerRecord) -> bool:
+    """An upsampling (``F.interpolate`` or an ``nn.Upsample``): an FPN's top-down step."""
     return rec.type in _RESIZE_TYPES
 
 
@@ -218,8 +222,9 @@ def _container_of(records: list[LayerRecord], rec: LayerRecord) -> LayerRecord |
 def _residual_adds(records: list[LayerRecord], flow: Flow) -> list[tuple[LayerRecord, int, int, int]]:
     """(add, fork, main operand, shortcut operand) of each residual join, in call order.
 
-    A residual add sums two same-shaped feature maps that fork from one tensor, and neither
-    branch holds an earlier residual add or an upsampling: that rules out an FPN's top-down sum.
+    A residual add sums two same-shaped feature maps that fork from one tensor, its deeper branch
+    holds two or more weighted layers, and neither branch holds an earlier residual add or an
+    upsampling: that rules out an FPN's top-down sum.
     """
     found: list[tuple[LayerRecord, int, int, int]] = []
     joins: set[int] = set()
@@ -234,11 +239,15 @@ def _residual_adds(records: list[LayerRecord], flow: Flow) -> list[tuple[LayerRe
             continue
         branches = [set(flow.between(o, fork)) for o in operands]
         region = branches[0] | branches[1]
-        if region & joins or any(_is_resize(records[i]) for i in region):
+        if region & joins or any(is_resize(records[i]) for i in region):
             continue
         # The main path is the deeper branch (more weighted layers); an identity has none.
         weight = [sum(records[i].weighted for i in br) for br in branches]
         main, short = (0, 1) if (weight[0], len(branches[0])) >= (weight[1], len(branches[1])) else (1, 0)
+        if weight[main] < 2:
+            # He et al. 2016, §3.1: the residual function has two or three layers; with one,
+            # y = W1·x + x is "similar to a linear layer". Such a skip is not counted as a block.
+            continue
         found.append((rec, fork, operands[main], operands[short]))
         joins.add(rec.index)
     return found
@@ -354,7 +363,7 @@ def _pyramid(records: list[LayerRecord], flow: Flow, trunk: set[int],
         merge = next((i for i in own if records[i].type == "F.add"), None)
         resize = None
         if merge is not None:
-            resize = next((p for p in flow.producers[merge] if _is_resize(records[p])), None)
+            resize = next((p for p in flow.producers[merge] if is_resize(records[p])), None)
         lateral = None if extra else next((i for i in reversed(own) if records[i].weighted), None)
         mine = tuple(sorted({*own, *([resize] if resize is not None else [])}))
         levels.append(Level(name, _jump(records[out]), out, lateral, merge, resize, source, extra, mine))
@@ -372,7 +381,7 @@ def _walk_to_trunk(records: list[LayerRecord], flow: Flow, start: int, trunk: se
         producers = flow.producers.get(node, ())
         if not producers:
             break
-        plain = [p for p in producers if not _is_resize(records[p])]
+        plain = [p for p in producers if not is_resize(records[p])]
         node = (plain or list(producers))[0]
         path.append(node)
     return path

@@ -52,6 +52,9 @@ class LayerRecord:
     inplace: bool = False
     output_bytes: int = 0
     input_from: list[str] = field(default_factory=list)  # records that produced this call's inputs
+    # Indices of the records whose outputs this call's counted operators read: a module may take
+    # an input it never uses (maskrcnn-benchmark's LastLevelMaxPool takes C5 and P5, pools P5).
+    read_from: list[int] = field(default_factory=list)
 
     @property
     def short_type(self) -> str:

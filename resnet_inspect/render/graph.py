@@ -30,6 +30,7 @@ import graphviz
 
 from ..analysis.blocks import Block as StructBlock
 from ..analysis.blocks import Stage as StructStage
+from ..analysis.blocks import is_resize as _is_resize
 from ..analysis.blocks import producers
 from ..analysis.records import LayerRecord, Report
 from ..analysis.structure import leaves_under, shortcut_container
@@ -274,6 +275,8 @@ class _Diagram:
         self.report = report
         self.depth = depth
         self.parts = anatomy(report)
+        self.producers = producers(report.layers)
+        self.node_of: dict[int, str] = {}  # record index -> the node that stands for its output
         self.shapes: dict[str, Shape | None] = {}
         self.row_start: str | None = None  # first node of the latest row of the depth-1 grid
         self.graph = graphviz.Digraph(name=_esc(report.model))
@@ -321,9 +324,21 @@ class _Diagram:
         for stage in self.parts.stages:
             last = self.stage(stage, last)
             outputs[stage.label] = (last, _out(stage.record))
+            if last is not None:
+                self.node_of.update((r.index, last) for b in stage.blocks for r in b.leaves)
         self.head(last)
-        self.fpn(outputs)
+        self.fpn()
         return self.graph
+
+    def source(self, rec: LayerRecord, *, resize: bool | None = None) -> str | None:
+        """The drawn node that produced this record's input (optionally: only an upsampling one,
+        or only another), from the producer links the trace recorded."""
+        for index in self.producers.get(rec.index, ()):
+            if resize is not None and _is_resize(self.report.layers[index]) != resize:
+                continue
+            if index in self.node_of:
+                return self.node_of[index]
+        return None
 
     def layers(self) -> graphviz.Digraph:
         """A model without residual stages (any ``module:factory``): one node per leaf call, in
@@ -536,7 +551,6 @@ class _Diagram:
             return
         with self.graph.subgraph(name="cluster_head") as cluster:
             cluster.attr(label="head", style="rounded", color="#9ca3af", fontsize="10")
-            produced: list[tuple[str, Shape | None]] = [(last, self.shapes.get(last))] if last else []
             for i, rec in enumerate(self.parts.head):
                 details = " · ".join(x for x in (rec.type, _window(rec), f"{_channels(rec)} out") if x)
                 node = self.node(cluster, _node_id(rec), _html(rec.name, _detail(details)), "head", _FILL["head"],
@@ -545,10 +559,10 @@ class _Diagram:
                 if i == 0 and self.depth <= 1 and self.row_start is not None:
                     wrap = {"weight": "0"}
                     self.align(node)
-                self.edge(_source_by_size(rec, produced), node, **wrap)
-                produced.append((node, _out(rec)))
+                self.edge(self.source(rec) or last, node, **wrap)
+                self.node_of[rec.index] = node
 
-    def fpn(self, stage_outputs: dict[str, tuple[str, Shape | None]]) -> None:
+    def fpn(self) -> None:
         """Laterals, top-down upsample + add, output convs, extra levels and one node per level.
 
         Each pyramid level is drawn as a row beside the trunk stage it reads (lateral → + → 3×3 →
@@ -558,11 +572,11 @@ class _Diagram:
         records = self.parts.fpn
         if not records:
             return
-        summary = self.report.fpn or {}
-        lateral, output = set(summary.get("lateral", [])), set(summary.get("output", []))
-        extra = set(summary.get("extra", []))
-        inner: list[tuple[str, LayerRecord]] = []  # top-down tensors: laterals, upsamples, adds
-        outs: list[tuple[str, LayerRecord]] = []  # output convs and extra levels
+        pyramid = self.report.structure.pyramid if self.report.structure is not None else None
+        levels_ = pyramid.levels if pyramid is not None else ()
+        lateral = {lv.lateral for lv in levels_ if lv.lateral is not None}
+        output = {lv.output for lv in levels_ if not lv.extra}
+        extra = {i for lv in levels_ if lv.extra for i in lv.records}
         rows: dict[str, list[str]] = {}  # node -> the row (rank) it is drawn in, shared by reference
         upsamples: dict[str, tuple[str | None, LayerRecord]] = {}  # depth 1: upsample -> (its input, record)
         with self.graph.subgraph(name="cluster_fpn") as cluster:
@@ -571,6 +585,7 @@ class _Diagram:
             cluster.attr(label=f"FPN{span}", style="rounded", color="#9ca3af", fontsize="10")
             for rec in records:
                 node_id = _node_id(rec)
+                self.node_of[rec.index] = node_id
                 role = _fpn_role(rec, lateral, output, extra)
                 if role == "upsample" and self.depth <= 1:
                     pass  # drawn as an edge, below
@@ -584,25 +599,23 @@ class _Diagram:
                     # The lateral shares its stage's row. Graphviz 2.43 draws a same-rank edge from
                     # a cluster row into another cluster twice, but not when it is declared head to
                     # tail and drawn backwards (dir=back), which looks the same.
-                    source = _stage_source(rec, stage_outputs)
+                    source = self.source(rec)
                     if source is not None:
                         self.graph.edge(node_id, source, xlabel=_dims(self.shapes.get(source)), dir="back",
                                         **{"class": "lateral"})
                         _join(rows, source, node_id)
-                    inner.append((node_id, rec))
                 elif role == "upsample":
-                    source = _latest(inner, _shape_in(rec), exclude=("F.interpolate",))
+                    source = self.source(rec)
                     if self.depth <= 1:
                         # At block level the upsample is the edge that climbs to the finer row's add.
                         upsamples[node_id] = (source, rec)
                     else:
                         self.edge(source, node_id)
                         _join(rows, source, node_id)
-                    inner.append((node_id, rec))
                 elif role == "add":
-                    side = _latest(inner, _out(rec), exclude=("F.interpolate",))
+                    side = self.source(rec, resize=False)
                     self.edge(side, node_id)
-                    up = _latest(inner, _out(rec), only="F.interpolate")
+                    up = self.source(rec, resize=True)
                     if up in upsamples:
                         source, up_rec = upsamples[up]
                         self.graph.edge(source, node_id, label=f"{_fpn_detail(up_rec, 'upsample')} → "
@@ -611,18 +624,14 @@ class _Diagram:
                     else:
                         self.edge(up, node_id, constraint="false")
                     _join(rows, side, node_id)
-                    inner.append((node_id, rec))
                 elif role == "output":
-                    source = _latest(inner, _shape_in(rec), exclude=("F.interpolate",))
+                    source = self.source(rec)
                     self.edge(source, node_id)
                     _join(rows, source, node_id)
-                    outs.append((node_id, rec))
                 else:  # extra levels read P5 (or C5) and each other
-                    wanted = _shape_in(rec, prefer_channels=(rec.op or {}).get("in_channels") or _channels(rec))
-                    self.edge(_latest(outs, wanted) or _stage_source(rec, stage_outputs, wanted), node_id)
+                    self.edge(self.source(rec), node_id)
                     rows[node_id] = [node_id]
-                    outs.append((node_id, rec))
-            self.levels(cluster, outs, rows)
+            self.levels(cluster, rows)
         seen: set[int] = set()
         for row in rows.values():
             if id(row) in seen or len(row) < 2:
@@ -633,18 +642,13 @@ class _Diagram:
                 for node in row:
                     same.node(node)
 
-    def levels(self, cluster: graphviz.Digraph, outs: list[tuple[str, LayerRecord]],
-               rows: dict[str, list[str]]) -> None:
+    def levels(self, cluster: graphviz.Digraph, rows: dict[str, list[str]]) -> None:
         """One node per pyramid level (the report's outputs), beside the conv or pool that makes it."""
         info = self.report.output_info
-        output = set((self.report.fpn or {}).get("output", []))
-        # Output convs run coarse to fine, so reversed they list P2/P3 upward; extra levels follow.
-        producers = [o for o in outs if o[1].name in output][::-1]
-        producers += [o for o in outs if o[1].name not in output and (o[1].weighted or "stride" in (o[1].op or {}))]
+        pyramid = self.report.structure.pyramid if self.report.structure is not None else None
+        made_by = {lv.name: lv.output for lv in (pyramid.levels if pyramid is not None else ())}
         levels = [name for name, entry in info.items() if not entry.get("head")]
-        by_order = len(producers) == len(levels) and all(
-            tuple(info[lv]["shape"]) == _out(p[1]) for lv, p in zip(levels, producers))
-        for i, level in enumerate(levels):
+        for level in levels:
             entry = info[level]
             stride = entry.get("stride")
             rf = entry.get("receptive_field")
@@ -653,8 +657,7 @@ class _Diagram:
                                                          f"RF {rf[0]}" if rf else "") if x)))
             node = self.node(cluster, level, _html(*lines), "level", _FILL["level"], tuple(entry["shape"]),
                              f"{level}: {_dims(entry['shape'])}, stride {stride}", style="filled", penwidth="1.2")
-            source = producers[i][0] if by_order else next(
-                (p[0] for p in producers if _out(p[1]) == tuple(entry["shape"])), None)
+            source = self.node_of.get(made_by[level]) if level in made_by else None
             self.edge(source, node)
             _join(rows, source, node)
 
@@ -669,15 +672,15 @@ def _join(rows: dict[str, list[str]], anchor: str | None, node: str | None) -> N
     rows[node] = row
 
 
-def _fpn_role(rec: LayerRecord, lateral: set[str], output: set[str], extra: set[str]) -> str:
-    """lateral, output, extra, upsample, add or other: read from the report's FPN summary."""
-    if rec.name in lateral:
+def _fpn_role(rec: LayerRecord, lateral: set[int], output: set[int], extra: set[int]) -> str:
+    """lateral, output, extra, upsample, add or other: read from the report's pyramid."""
+    if rec.index in lateral:
         return "lateral"
-    if rec.name in output:
+    if rec.index in output:
         return "output"
-    if rec.name in extra or any(_under(rec.name, e) for e in extra):
+    if rec.index in extra:
         return "extra"
-    if rec.type == "F.interpolate":
+    if _is_resize(rec):
         return "upsample"
     return "add" if _is_add(rec) else "other"
 
@@ -710,53 +713,6 @@ def _fpn_detail(rec: LayerRecord, role: str) -> str:
     if rec.weighted:
         parts.append(f"{_channels(rec)} ch")
     return " · ".join(p for p in parts if p)
-
-
-def _shape_in(rec: LayerRecord, prefer_channels: int | None = None) -> Shape | None:
-    """The input a layer reads: the first one, or the one with the expected channel count."""
-    if not rec.input_shapes:
-        return None
-    if prefer_channels is not None:
-        for shape in rec.input_shapes:
-            if len(shape) >= 2 and shape[1] == prefer_channels:
-                return tuple(shape)
-    return tuple(rec.input_shapes[0])
-
-
-def _latest(produced: list[tuple[str, LayerRecord]], shape: Shape | None, *, only: str | None = None,
-            exclude: tuple[str, ...] = ()) -> str | None:
-    """The most recent node whose output has ``shape`` (optionally of one record type)."""
-    for node, rec in reversed(produced):
-        if only is not None and rec.type != only:
-            continue
-        if rec.type in exclude:
-            continue
-        if shape is None or _out(rec) == shape:
-            return node
-    return None
-
-
-def _stage_source(rec: LayerRecord, stage_outputs: dict[str, tuple[str, Shape | None]],
-                  shape: Shape | None = None) -> str | None:
-    """The trunk stage whose output a lateral (or an extra level reading C5) takes."""
-    wanted = shape or _shape_in(rec)
-    for node, out in reversed(list(stage_outputs.values())):
-        if out == wanted:
-            return node
-    return None
-
-
-def _source_by_size(rec: LayerRecord, produced: list[tuple[str, Shape | None]]) -> str | None:
-    """The latest node whose output has as many elements as this record's input (a flatten
-    between a pool and a Linear keeps the count), else the latest node."""
-    if not produced:
-        return None
-    if rec.input_shapes:
-        size = math.prod(rec.input_shapes[0])
-        for node, shape in reversed(produced):
-            if shape is not None and math.prod(shape) == size:
-                return node
-    return produced[-1][0]
 
 
 def build_graph(report: Report, *, depth: int = 1) -> graphviz.Digraph:
