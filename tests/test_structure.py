@@ -215,3 +215,19 @@ def test_a_module_that_takes_an_input_it_does_not_use() -> None:
     assert len(pool.input_from) == 2 and pool.read_from == [report.layer("fpn.fpn_layer4").index]
     p6 = report.structure.pyramid.levels[-1]
     assert p6.extra and p6.output == pool.index and p6.records == (pool.index,)
+
+
+def test_diff_pairs_renamed_shortcuts_by_role() -> None:
+    """With no digit in any name, the diff still pairs ResNet-D's shortcut conv and BN with
+    ResNet's (the blocks come from the structure), so only its pools are added."""
+    from resnet_inspect.render.diff import diff_layers
+
+    with torch.device("meta"):
+        a = ri.inspect(Detector(rename_all(ri.build("resnet50"))), 224)
+        b = ri.inspect(Detector(rename_all(ri.build("resnet50d"))), 224)
+    shortcut_b = {i for blk in b.structure.blocks for i in blk.shortcut.records}
+    diffs = [d for d in diff_layers(a, b) if (d.b is not None and d.b.index in shortcut_b)]
+    assert sorted(d.b.type for d in diffs if d.status == "added") == ["AvgPool2d"] * 3
+    changed = [d for d in diffs if d.status == "changed"]
+    assert len(changed) == 3 and all(d.a.type == d.b.type == "Conv2d" and "stride: 2 → 1" in d.changes
+                                     for d in changed)

@@ -233,6 +233,15 @@ def shortcut_container(records: list[LayerRecord], block: Block) -> LayerRecord:
     return best
 
 
+def shortcut_leaves(records: list[LayerRecord], block: Block) -> tuple[int, ...]:
+    """A shortcut's leaves with any pass-through inside its module (ResNet-D's stride-1
+    nn.Identity, on no data path), in call order; empty for an identity shortcut."""
+    if not block.shortcut.records:
+        return ()
+    inside = set(leaves_under(records, shortcut_container(records, block)))
+    return tuple(sorted({*block.shortcut.records, *(set(block.idle) & inside)}))
+
+
 def _describe_shortcut(records: list[LayerRecord], block: Block) -> dict[str, Any]:
     """One shortcut branch: its ops, overall stride, why it exists and what input it reads."""
     branch = [records[i] for i in block.shortcut.records]

@@ -33,7 +33,7 @@ from ..analysis.blocks import Stage as StructStage
 from ..analysis.blocks import is_resize as _is_resize
 from ..analysis.blocks import producers
 from ..analysis.records import LayerRecord, Report
-from ..analysis.structure import leaves_under, shortcut_container
+from ..analysis.structure import leaves_under, shortcut_leaves
 from ..text import visible
 from .table import model_title
 
@@ -128,9 +128,7 @@ def anatomy(report: Report) -> Anatomy:
 def _drawn_block(records: list[LayerRecord], block: StructBlock) -> Block:
     """A structure block with its records: a pass-through inside the shortcut's module (ResNet-D's
     stride-1 nn.Identity) is drawn with the shortcut."""
-    shortcut = set(block.shortcut.records)
-    if shortcut:
-        shortcut |= set(block.idle) & set(leaves_under(records, shortcut_container(records, block)))
+    shortcut = shortcut_leaves(records, block)
     gate = {*block.gate.records, block.gate.multiply} if block.gate else set()
     return Block(records[block.container if block.container is not None else block.add],
                  [records[i] for i in block.members], frozenset(shortcut), frozenset(gate))
