@@ -1,8 +1,10 @@
 """Read the architecture out of the records: stages, depth as the paper counts it, where each
 stage downsamples, and the FPN's levels.
 
-Everything here works from the trace (records and the longest weighted path to each output),
-so it applies to any traced ResNet-like model, not only to the variants built here.
+Everything here works from the trace: the records, the longest weighted path to each output and
+the :class:`~.blocks.Structure` read from the data flow, so it applies to any traced ResNet-like
+model, whatever its modules are called. Names are only labels (``stage_of`` labels a network
+that has no residual blocks).
 """
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ from .blocks import Block, Structure
 from .records import LayerRecord
 
 _STEM_NAMES = {"conv1", "bn1", "relu", "maxpool", "stem"}
-_BLOCK = re.compile(r"(?:body\.)?(?:layer\d+|stages\.\d+\.blocks)\.\d+")
 
 
 def stage_of(name: str) -> str:
