@@ -231,3 +231,15 @@ def test_diff_pairs_renamed_shortcuts_by_role() -> None:
     changed = [d for d in diffs if d.status == "changed"]
     assert len(changed) == 3 and all(d.a.type == d.b.type == "Conv2d" and "stride: 2 → 1" in d.changes
                                      for d in changed)
+
+
+def test_explain_finds_a_layers_block_in_the_structure() -> None:
+    from resnet_inspect.render.explain import block_of
+
+    report = ri.inspect("resnet", layers=(1, 1, 1, 1))  # stages of one block each
+    block = report.structure.stages[1].blocks[0]
+    assert block_of(report, report.layer("layer2.0")) is block
+    assert block_of(report, report.layer("layer2.0.downsample")) is block
+    assert block_of(report, report.layer("layer2.0.conv1")) is block
+    assert block_of(report, report.layer("layer2")) is None  # the stage around the block is not in it
+    assert block_of(report, report.layer("fc")) is None

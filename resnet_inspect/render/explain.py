@@ -104,7 +104,12 @@ def block_of(report: Report, rec: LayerRecord) -> Block | None:
     if not hits or any(hit is None for hit in hits):
         return None
     blocks = {id(hit[1]): hit[1] for hit in hits if hit is not None}
-    return next(iter(blocks.values())) if len(blocks) == 1 else None
+    if len(blocks) != 1:
+        return None
+    block = next(iter(blocks.values()))
+    # A module around the block (a stage of one block) is not part of it.
+    inside = rec.is_leaf or (block.container is not None and rec.index >= block.container)
+    return block if inside else None
 
 
 def _projection_of(report: Report, rec: LayerRecord, block: Block | None) -> dict[str, Any] | None:
