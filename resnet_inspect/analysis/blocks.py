@@ -19,6 +19,7 @@ labels (``res2``..``res5``, the stride 2**k of detectron2) are derived from posi
 from __future__ import annotations
 
 import heapq
+import math
 from bisect import bisect_left
 from dataclasses import dataclass
 from functools import cached_property
@@ -300,16 +301,9 @@ def _block(records: list[LayerRecord], flow: Flow, add: LayerRecord, fork: int, 
         container=own_container.index if own_container is not None else None, fork=fork, main=main,
         shortcut=Shortcut(_shortcut_kind(records, short), short, fork, fork in leaves),
         gate=gate, add=add.index, after=after,
-        stride=_product(_stride(records[i]) for i in main),
+        stride=math.prod(_stride(records[i]) for i in main),
         idle=tuple(sorted(leaves - set(main) - set(short) - gated - set(after) - {add.index})),
     )
-
-
-def _product(values: object) -> int:
-    result = 1
-    for v in values:  # type: ignore[attr-defined]
-        result *= v
-    return result
 
 
 def _blocks(records: list[LayerRecord], flow: Flow) -> list[Block]:
