@@ -14,6 +14,7 @@ from ..inputs import check_elements, parse_input_size, parse_pad_to, parse_tenso
 from ..models.resnet import build_model
 from ..variants import ResNetSpec, get_spec
 from . import counters
+from .opdesc import WindowOp, find
 from .preserve import guarded, refuse_uninferred
 from .records import CONVENTION, LayerRecord, Report
 from .shapes import Window, pad_to_multiple, window_output
@@ -265,12 +266,13 @@ def _degenerate_warnings(records: list[LayerRecord], size: tuple[int, ...]) -> l
     if len(size) != 4:
         return []
     for rec in records:
-        if (rec.is_leaf and rec.op and "stride" in rec.op and len(rec.op["stride"]) == 2 and rec.output_shapes
+        window = find(rec.op, WindowOp)
+        if (rec.is_leaf and window is not None and len(window.stride) == 2 and rec.output_shapes
                 and rec.input_shapes and len(rec.output_shapes[0]) == 4):
             (h, w), (ih, iw) = rec.output_shapes[0][-2:], rec.input_shapes[0][-2:]
             # Only a window wider than one pixel, or a stride, is wasted on a 1×1 map: a 1×1 conv
             # after a global pool (a squeeze-excitation gate, timm's conv classifier) is by design.
-            spans = max(rec.op["kernel"]) > 1 or max(rec.op["stride"]) > 1
+            spans = max(window.kernel) > 1 or max(window.stride) > 1
             if spans and h == 1 and w == 1 and ih == 1 and iw == 1:
                 return [f"From {rec.name} on the feature maps are 1×1: the input {size[2]}×{size[3]} is smaller than "
                         "the network's downsampling needs, so later layers see a single position. The outputs are "

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .opdesc import OpDesc
+
 Shape = tuple[int, ...]
 
 CONVENTION = (
@@ -35,7 +37,7 @@ class LayerRecord:
     shared: list[str] = field(default_factory=list)  # parameters counted at an earlier record
     macs: int = 0
     other_ops: int = 0
-    op: dict[str, Any] | None = None  # kernel/stride/padding/dilation/ceil_mode/groups of a window op
+    op: OpDesc | None = None  # what the operator is (a window, a linear layer, a pad ...), set by its counting rule
     analytic_shape: Shape | None = None
     shape_ok: bool | None = None
     working: list[str] = field(default_factory=list)  # per-dimension shape arithmetic
@@ -50,9 +52,11 @@ class LayerRecord:
     output_bytes: int = 0
     input_from: list[str] = field(default_factory=list)  # records that produced this call's inputs
 
-    @property
-    def short_type(self) -> str:
-        return self.type
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, the op in its JSON form (a shallow copy; ``_jsonable`` makes tuples lists)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["op"] = self.op.to_dict() if self.op is not None else None
+        return data
 
 
 @dataclass
@@ -93,8 +97,7 @@ class Report:
             "counter": self.counter,
             "device": self.device,
             "convention": self.convention,
-            # A shallow copy of each record's fields; _jsonable makes the tuples lists.
-            "layers": [{f.name: getattr(r, f.name) for f in fields(r)} for r in self.layers],
+            "layers": [r.to_dict() for r in self.layers],
             "totals": self.totals,
             "outputs": self.outputs,
             "output_info": self.output_info,

@@ -10,6 +10,7 @@ import re
 from collections import Counter, OrderedDict
 from typing import Any
 
+from .opdesc import WindowOp, find
 from .records import LayerRecord
 
 _STEM_NAMES = {"conv1", "bn1", "relu", "maxpool", "stem"}
@@ -163,13 +164,14 @@ def downsample_table(records: list[LayerRecord]) -> list[dict[str, Any]]:
             if branch is not None:
                 shortcuts.setdefault(branch, []).append(rec)
                 continue
-            if rec.op is None or "stride" not in rec.op:
+            window = find(rec.op, WindowOp)
+            if window is None:
                 continue
-            if max(rec.op["stride"]) > 1:
-                carriers.append({"name": rec.name, "type": rec.type, "kernel": rec.op["kernel"][0],
-                                 "stride": max(rec.op["stride"]), "block": _block_of(rec) or stage})
-            if max(rec.op.get("dilation", [1])) > 1:
-                dilated.append({"name": rec.name, "dilation": max(rec.op["dilation"])})
+            if max(window.stride) > 1:
+                carriers.append({"name": rec.name, "type": rec.type, "kernel": window.kernel[0],
+                                 "stride": max(window.stride), "block": _block_of(rec) or stage})
+            if max(window.dilation) > 1:
+                dilated.append({"name": rec.name, "dilation": max(window.dilation)})
         before = first.input_shapes[0][-2:] if first.input_shapes and len(first.input_shapes[0]) == 4 else None
         after = last.output_shapes[0][-2:] if last.output_shapes else None
         factor = 1
@@ -191,10 +193,10 @@ def downsample_table(records: list[LayerRecord]) -> list[dict[str, Any]]:
 def _describe_shortcut(name: str, branch: list[LayerRecord], by_name: dict[str, LayerRecord]) -> dict[str, Any]:
     """One shortcut branch: its ops, overall stride, why it exists and what input it reads."""
     container = by_name.get(name)
-    ops = [r for r in branch if r.op is not None and "stride" in r.op]
+    ops = [(r, w) for r in branch if (w := find(r.op, WindowOp)) is not None]
     stride = 1
-    for r in ops:
-        stride *= max(r.op["stride"])
+    for _, w in ops:
+        stride *= max(w.stride)
     shapes = container if container is not None else branch[0]
     cin = shapes.input_shapes[0][1] if shapes.input_shapes and len(shapes.input_shapes[0]) > 1 else None
     cout = shapes.output_shapes[0][1] if shapes.output_shapes and len(shapes.output_shapes[0]) > 1 else None
@@ -209,13 +211,14 @@ def _describe_shortcut(name: str, branch: list[LayerRecord], by_name: dict[str, 
         subsample = "subsample and " if stride != 1 else ""
         kind = f"parameter-free: {subsample}zero-pad the new channels (option A)"
     elif len(ops) > 1:
-        kind = " then ".join(f"{r.type} {r.op['kernel'][0]}×{r.op['kernel'][1]}/{max(r.op['stride'])}" for r in ops)
+        kind = " then ".join(f"{r.type} {w.kernel[0]}×{w.kernel[1]}/{max(w.stride)}" for r, w in ops)
     else:
-        kind = f"projection {conv.type} {conv.op['kernel'][0]}×{conv.op['kernel'][1]}/{max(conv.op['stride'])}"
+        w = _window_of(conv)
+        kind = f"projection {conv.type} {w.kernel[0]}×{w.kernel[1]}/{max(w.stride)}"
     entry: dict[str, Any] = {
         "name": conv.name if conv is not None else name,
         "shortcut": name,
-        "kernel": conv.op["kernel"][0] if conv is not None else None,
+        "kernel": _window_of(conv).kernel[0] if conv is not None else None,
         "stride": stride,
         "kind": kind,
         "reason": " and ".join(reasons) or "none (an identity would do)",
@@ -226,16 +229,27 @@ def _describe_shortcut(name: str, branch: list[LayerRecord], by_name: dict[str, 
     return entry
 
 
+def _window_of(rec: LayerRecord) -> WindowOp:
+    """The window of a weighted record: a conv's, or a linear layer's 1×1 with stride 1."""
+    return find(rec.op, WindowOp) or WindowOp(kernel=(1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1))
+
+
+def _kernel(rec: LayerRecord) -> int | None:
+    """The first kernel size of a record's window, or None."""
+    window = find(rec.op, WindowOp)
+    return window.kernel[0] if window is not None else None
+
+
 def fpn_summary(records: list[LayerRecord], output_info: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """Laterals, outputs, top-down merges and extra levels of a pyramid, with each level."""
     fpn = [r for r in records if r.stage == "fpn"]
     if not fpn:
         return None
     leaf_convs = [r for r in fpn if r.weighted]
-    lateral = [r.name for r in leaf_convs if r.op and r.op["kernel"][0] == 1]
+    lateral = [r.name for r in leaf_convs if _kernel(r) == 1]
     extra = [r.name for r in fpn if ".top_blocks" in r.name or r.name.startswith("fpn.top_blocks")
              or "top_blocks:" in r.name]
-    output = [r.name for r in leaf_convs if r.op and r.op["kernel"][0] == 3 and r.name not in extra]
+    output = [r.name for r in leaf_convs if _kernel(r) == 3 and r.name not in extra]
     top_down = [r.name for r in fpn if r.kind == "function" and r.type in ("F.interpolate", "F.add")
                 and r.name not in extra]
     return {"lateral": lateral, "output": output, "top_down": top_down, "extra": extra,

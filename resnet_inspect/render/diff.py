@@ -58,7 +58,9 @@ def layer_changes(a: LayerRecord, b: LayerRecord) -> list[str]:
         changes.append(f"input: {_spatial(a.input_shapes)} → {_spatial(b.input_shapes)}")
     if a.output_shapes != b.output_shapes:
         changes.append(f"output: {_spatial(a.output_shapes)} → {_spatial(b.output_shapes)}")
-    op_a, op_b = a.op or {}, b.op or {}
+    # The ops' fields as the JSON export names them, so a conv can be compared with a pool.
+    op_a = a.op.to_dict() if a.op is not None else {}
+    op_b = b.op.to_dict() if b.op is not None else {}
     for name in _OP_FIELDS:
         if op_a.get(name) != op_b.get(name):
             changes.append(f"{name}: {_value(op_a.get(name))} → {_value(op_b.get(name))}")
@@ -204,7 +206,7 @@ def _brief(rec: LayerRecord | None) -> dict[str, Any] | None:
         return None
     return {"type": rec.type, "input_shape": list(rec.input_shapes[0]) if rec.input_shapes else None,
             "output_shape": list(rec.output_shapes[0]) if rec.output_shapes else None,
-            "params": rec.params, "macs": rec.macs, "op": rec.op}
+            "params": rec.params, "macs": rec.macs, "op": rec.op.to_dict() if rec.op is not None else None}
 
 
 def _numeric(*values: Any) -> bool:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import graphviz
 
+from ..analysis.opdesc import WindowOp, find
 from ..analysis.records import LayerRecord, Report
 from ..text import visible
 from .table import model_title
@@ -186,20 +187,26 @@ def _channels(rec: LayerRecord) -> int | None:
     return shape[1] if shape and len(shape) >= 2 else None
 
 
+def _in_channels(rec: LayerRecord) -> int | None:
+    """A conv's input channels, from its op (None for anything else)."""
+    op = find(rec.op, WindowOp)
+    return op.in_channels if op is not None else None
+
+
 def _window(rec: LayerRecord) -> str:
     """``3×3 /2`` with dilation and groups when they are not 1."""
-    op = rec.op or {}
-    if "kernel" not in op:
+    op = find(rec.op, WindowOp)
+    if op is None:
         return ""
-    text = "×".join(str(k) for k in op["kernel"])
-    stride = max(op.get("stride", [1]))
+    text = "×".join(str(k) for k in op.kernel)
+    stride = max(op.stride)
     if stride != 1:
         text += f" /{stride}"
-    dilation = max(op.get("dilation", [1]))
+    dilation = max(op.dilation)
     if dilation != 1:
         text += f" dil {dilation}"
-    if op.get("groups", 1) != 1:
-        text += f" g{op['groups']}"
+    if op.groups is not None and op.groups != 1:
+        text += f" g{op.groups}"
     return text
 
 
@@ -471,7 +478,7 @@ class _Diagram:
             for rec in block.leaves:
                 is_add = _is_add(rec)
                 is_gate = rec.kind == "function" and rec.type == "F.mul" and _is_se(rec)
-                if not (self.depth >= 3 or rec.weighted or is_add or is_gate or "kernel" in (rec.op or {})
+                if not (self.depth >= 3 or rec.weighted or is_add or is_gate or find(rec.op, WindowOp) is not None
                         or rec is branch_head):
                     continue
                 if is_add or is_gate:
@@ -522,7 +529,7 @@ class _Diagram:
     def _branch_head(block: Block) -> LayerRecord | None:
         """A shortcut branch without window ops or weights (CIFAR option A) still gets one node."""
         branch = [r for r in block.leaves if block.in_shortcut(r)]
-        if any(r.weighted or (r.op and "kernel" in r.op) for r in branch):
+        if any(r.weighted or find(r.op, WindowOp) is not None for r in branch):
             return None
         return branch[0] if branch else None
 
@@ -614,7 +621,7 @@ class _Diagram:
                     _join(rows, source, node_id)
                     outs.append((node_id, rec))
                 else:  # extra levels read P5 (or C5) and each other
-                    wanted = _shape_in(rec, prefer_channels=(rec.op or {}).get("in_channels") or _channels(rec))
+                    wanted = _shape_in(rec, prefer_channels=_in_channels(rec) or _channels(rec))
                     self.edge(_latest(outs, wanted) or _stage_source(rec, stage_outputs, wanted), node_id)
                     rows[node_id] = [node_id]
                     outs.append((node_id, rec))
@@ -636,7 +643,7 @@ class _Diagram:
         output = set((self.report.fpn or {}).get("output", []))
         # Output convs run coarse to fine, so reversed they list P2/P3 upward; extra levels follow.
         producers = [o for o in outs if o[1].name in output][::-1]
-        producers += [o for o in outs if o[1].name not in output and (o[1].weighted or "stride" in (o[1].op or {}))]
+        producers += [o for o in outs if o[1].name not in output and (o[1].weighted or find(o[1].op, WindowOp) is not None)]
         levels = [name for name, entry in info.items() if not entry.get("head")]
         by_order = len(producers) == len(levels) and all(
             tuple(info[lv]["shape"]) == _out(p[1]) for lv, p in zip(levels, producers))
@@ -691,7 +698,7 @@ def _is_add(rec: LayerRecord) -> bool:
 def _branch_stride(branch: list[LayerRecord], block: Block) -> int | float:
     """The shortcut's stride: the product of its ops' strides, or (CIFAR option A, a strided
     slice without a window op) the ratio of the block's input and output heights."""
-    strides = [max(r.op["stride"]) for r in branch if r.op and "stride" in r.op]
+    strides = [max(w.stride) for r in branch if (w := find(r.op, WindowOp)) is not None]
     if strides:
         return math.prod(strides)
     rec = block.record
