@@ -16,7 +16,7 @@ from ..variants import ResNetSpec, get_spec
 from . import counters
 from .opdesc import WindowOp, find
 from .preserve import guarded, refuse_uninferred
-from .records import CONVENTION, LayerRecord, Report
+from .records import CONVENTION, LayerRecord, OutputInfo, Report
 from .shapes import Window, pad_to_multiple, window_output
 from .structure import depth_breakdown, downsample_table, fpn_summary, label_stages, path_records
 from .trace import ForwardFailed, InputTooSmall, TraceBug, Tracer, _tensors, mark_input, tensor_info
@@ -90,7 +90,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
 
     outputs, output_info, main_path_end = _outputs(model, out)
     main_path = path_records(records, main_path_end)
-    n_heads = sum(1 for v in output_info.values() if v.get("head"))
+    n_heads = sum(1 for v in output_info.values() if v.head)
     name_depth = spec.name_depth if spec is not None else None
     depth = depth_breakdown(records, main_path, name_depth, label, n_heads)
     if spec is not None and "layers" in spec.to_options():
@@ -211,7 +211,7 @@ def _ran(tracer: Tracer) -> str:
     return f"{len(done)} layers ran before it" + (f", the last ones: {last}." if last else ".")
 
 
-def _outputs(model: nn.Module, out: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, dict[str, Any]], Any]:
+def _outputs(model: nn.Module, out: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, OutputInfo], Any]:
     tensors = list(_tensors(out))
     names = list(out.keys()) if isinstance(out, dict) else getattr(model, "output_names", None)
     if not names or len(names) != len(tensors):
@@ -221,12 +221,11 @@ def _outputs(model: nn.Module, out: Any) -> tuple[dict[str, tuple[int, ...]], di
     for name, t in zip(names, tensors):
         outputs[name] = tuple(int(d) for d in t.shape)
         ti = tensor_info(t)
-        entry: dict[str, Any] = {"shape": list(outputs[name])}
+        entry = OutputInfo(outputs[name])
         if ti is not None:
-            jump = [int(j) if float(j).is_integer() else j for j in ti.jump]
-            entry.update(stride=jump[0] if jump[0] == jump[1] else jump,
-                         receptive_field=[int(ti.rf[0]), int(ti.rf[1])], depth=ti.depth,
-                         head=t.dim() == 2)
+            jump = tuple(int(j) if float(j).is_integer() else j for j in ti.jump)
+            entry = OutputInfo(outputs[name], stride=jump[0] if jump[0] == jump[1] else (jump[0], jump[1]),
+                               receptive_field=(int(ti.rf[0]), int(ti.rf[1])), depth=ti.depth, head=t.dim() == 2)
             if ti.depth > best:
                 deepest, best = ti.path, ti.depth
         info[name] = entry

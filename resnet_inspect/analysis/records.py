@@ -59,6 +59,35 @@ class LayerRecord:
         return data
 
 
+@dataclass(frozen=True)
+class OutputInfo:
+    """One output of the model (a feature map, an FPN level, a head's logits).
+
+    Stride, receptive field and depth are known when the output comes from the image through
+    traced layers; ``stride`` is one number when H and W agree, else (H, W).
+    """
+
+    shape: Shape
+    stride: float | tuple[float, float] | None = None
+    receptive_field: tuple[int, int] | None = None
+    depth: int | None = None  # weighted layers on its deepest path
+    head: bool = False  # a 2-D (N, features) output: a classifier or regression head
+
+    @property
+    def traced(self) -> bool:
+        """Whether the output comes from the image through traced layers."""
+        return self.receptive_field is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form the report has always written."""
+        data: dict[str, Any] = {"shape": list(self.shape)}
+        if self.traced:
+            stride = list(self.stride) if isinstance(self.stride, tuple) else self.stride
+            data.update(stride=stride, receptive_field=list(self.receptive_field or ()), depth=self.depth,
+                        head=self.head)
+        return data
+
+
 @dataclass
 class Report:
     """The result of :func:`resnet_inspect.inspect`."""
@@ -68,7 +97,7 @@ class Report:
     layers: list[LayerRecord]
     totals: dict[str, int]
     outputs: dict[str, Shape]
-    output_info: dict[str, dict[str, Any]]
+    output_info: dict[str, OutputInfo]
     depth: dict[str, Any]
     downsample: list[dict[str, Any]]
     uncalled: list[dict[str, Any]]
@@ -100,7 +129,7 @@ class Report:
             "layers": [r.to_dict() for r in self.layers],
             "totals": self.totals,
             "outputs": self.outputs,
-            "output_info": self.output_info,
+            "output_info": {name: info.to_dict() for name, info in self.output_info.items()},
             "depth": self.depth,
             "downsample": self.downsample,
             "uncalled": self.uncalled,

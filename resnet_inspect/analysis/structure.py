@@ -11,7 +11,7 @@ from collections import Counter, OrderedDict
 from typing import Any
 
 from .opdesc import WindowOp, find
-from .records import LayerRecord
+from .records import LayerRecord, OutputInfo
 
 _STEM_NAMES = {"conv1", "bn1", "relu", "maxpool", "stem"}
 _BLOCK = re.compile(r"(?:body\.)?(?:layer\d+|stages\.\d+\.blocks)\.\d+")
@@ -240,7 +240,7 @@ def _kernel(rec: LayerRecord) -> int | None:
     return window.kernel[0] if window is not None else None
 
 
-def fpn_summary(records: list[LayerRecord], output_info: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def fpn_summary(records: list[LayerRecord], output_info: dict[str, OutputInfo]) -> dict[str, Any] | None:
     """Laterals, outputs, top-down merges and extra levels of a pyramid, with each level."""
     fpn = [r for r in records if r.stage == "fpn"]
     if not fpn:
@@ -253,4 +253,4 @@ def fpn_summary(records: list[LayerRecord], output_info: dict[str, dict[str, Any
     top_down = [r.name for r in fpn if r.kind == "function" and r.type in ("F.interpolate", "F.add")
                 and r.name not in extra]
     return {"lateral": lateral, "output": output, "top_down": top_down, "extra": extra,
-            "levels": {k: v for k, v in output_info.items()}}
+            "levels": {k: v.to_dict() for k, v in output_info.items()}}

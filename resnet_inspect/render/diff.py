@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..analysis.records import LayerRecord, Report
+from ..analysis.records import LayerRecord, OutputInfo, Report
 from ..text import visible
 from .table import count_text, is_plain, model_title, pair_text, print_section, print_table, shape_text, si_text, table_box
 
@@ -162,10 +162,17 @@ def totals_rows(a: Report, b: Report) -> list[tuple[str, Any, Any]]:
         ("Depth (counted)", _depth_counted(a), _depth_counted(b)),
     ]
     for name in dict.fromkeys([*a.output_info, *b.output_info]):
-        ia, ib = a.output_info.get(name, {}), b.output_info.get(name, {})
+        ia, ib = a.output_info.get(name), b.output_info.get(name)
         for key, label in (("shape", "shape"), ("stride", "stride"), ("receptive_field", "receptive field")):
-            rows.append((f"{name} {label}", _value(ia.get(key)) if ia else "—", _value(ib.get(key)) if ib else "—"))
+            rows.append((f"{name} {label}", _output_value(ia, key), _output_value(ib, key)))
     return rows
+
+
+def _output_value(info: OutputInfo | None, key: str) -> str:
+    """One field of an output as the diff shows it (as in the JSON export: lists, not tuples)."""
+    if info is None:
+        return "—"
+    return _value(info.to_dict().get(key))
 
 
 def carrier_rows(a: Report, b: Report) -> list[tuple[str, str, str]]:

@@ -569,7 +569,7 @@ class _Diagram:
         rows: dict[str, list[str]] = {}  # node -> the row (rank) it is drawn in, shared by reference
         upsamples: dict[str, tuple[str | None, LayerRecord]] = {}  # depth 1: upsample -> (its input, record)
         with self.graph.subgraph(name="cluster_fpn") as cluster:
-            levels = [k.upper() for k, v in self.report.output_info.items() if not v.get("head")]
+            levels = [k.upper() for k, v in self.report.output_info.items() if not v.head]
             span = f" · {levels[0]}–{levels[-1]}" if levels else ""
             cluster.attr(label=f"FPN{span}", style="rounded", color="#9ca3af", fontsize="10")
             for rec in records:
@@ -644,20 +644,20 @@ class _Diagram:
         # Output convs run coarse to fine, so reversed they list P2/P3 upward; extra levels follow.
         producers = [o for o in outs if o[1].name in output][::-1]
         producers += [o for o in outs if o[1].name not in output and (o[1].weighted or find(o[1].op, WindowOp) is not None)]
-        levels = [name for name, entry in info.items() if not entry.get("head")]
+        levels = [name for name, entry in info.items() if not entry.head]
         by_order = len(producers) == len(levels) and all(
-            tuple(info[lv]["shape"]) == _out(p[1]) for lv, p in zip(levels, producers))
+            tuple(info[lv].shape) == _out(p[1]) for lv, p in zip(levels, producers))
         for i, level in enumerate(levels):
             entry = info[level]
-            stride = entry.get("stride")
-            rf = entry.get("receptive_field")
-            lines = [level.upper(), _detail(_dims(entry["shape"]))]
+            stride = list(entry.stride) if isinstance(entry.stride, tuple) else entry.stride
+            rf = entry.receptive_field
+            lines = [level.upper(), _detail(_dims(entry.shape))]
             lines.append(_detail(" · ".join(x for x in (f"stride {stride}" if stride is not None else "",
                                                          f"RF {rf[0]}" if rf else "") if x)))
-            node = self.node(cluster, level, _html(*lines), "level", _FILL["level"], tuple(entry["shape"]),
-                             f"{level}: {_dims(entry['shape'])}, stride {stride}", style="filled", penwidth="1.2")
+            node = self.node(cluster, level, _html(*lines), "level", _FILL["level"], tuple(entry.shape),
+                             f"{level}: {_dims(entry.shape)}, stride {stride}", style="filled", penwidth="1.2")
             source = producers[i][0] if by_order else next(
-                (p[0] for p in producers if _out(p[1]) == tuple(entry["shape"])), None)
+                (p[0] for p in producers if _out(p[1]) == tuple(entry.shape)), None)
             self.edge(source, node)
             _join(rows, source, node)
 
@@ -781,5 +781,5 @@ def counts(report: Report) -> dict[str, int]:
         "layers": sum(1 for r in report.layers if r.is_leaf and r.output_shapes),
         "blocks": sum(len(s.blocks) for s in parts.stages),
         "shortcuts": sum(1 for s in parts.stages for b in s.blocks if b.shortcut),
-        "levels": sum(1 for v in report.output_info.values() if not v.get("head")) if parts.fpn else 0,
+        "levels": sum(1 for v in report.output_info.values() if not v.head) if parts.fpn else 0,
     }

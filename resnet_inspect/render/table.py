@@ -78,11 +78,11 @@ def table_box(console: Console) -> box.Box | None:
     return _box(console)
 
 
-def stride_text(stride: int | float | list[float] | None) -> str:
+def stride_text(stride: float | tuple[float, float] | list[float] | None) -> str:
     """An output's stride: one number, or H×W when the two differ."""
     if stride is None:
         return "—"
-    return pair_text(stride if isinstance(stride, list) else [stride, stride])
+    return pair_text(stride if isinstance(stride, (list, tuple)) else [stride, stride])
 
 
 def is_plain(console: Console) -> bool:
@@ -274,8 +274,8 @@ def outputs_table(report: Report, console: Console) -> Table:
     for column in ("Output", "Shape", "Stride", "Receptive field", "Weighted depth"):
         table.add_column(column, justify="left" if column in ("Output", "Shape") else "right", no_wrap=True)
     for name, info in report.output_info.items():
-        table.add_row(name, shape_text(info.get("shape")), stride_text(info.get("stride")),
-                      pair_text(info.get("receptive_field")), str(info.get("depth", "—")))
+        table.add_row(name, shape_text(info.shape), stride_text(info.stride),
+                      pair_text(info.receptive_field), str(info.depth if info.traced else "—"))
     return table
 
 
