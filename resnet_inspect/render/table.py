@@ -16,19 +16,11 @@ from ..errors import InputError
 from ..text import visible
 
 
-def _shape(shape: tuple[int, ...] | list[int] | None) -> str:
-    return "×".join(map(str, shape)) if shape else "—"
-
-
-def _box(console: Console) -> box.Box | None:
-    return box.SIMPLE_HEAD if console.is_terminal else None
-
-
 # -- formatting helpers shared by summary, tree, explain and diff ---------------------------------
 
 def shape_text(shape: tuple[int, ...] | list[int] | None) -> str:
     """``1×64×112×112``; an em dash when there is no shape."""
-    return _shape(shape)
+    return "×".join(map(str, shape)) if shape else "—"
 
 
 def shapes_text(shapes: list[tuple[int, ...]] | list[list[int]]) -> str:
@@ -75,7 +67,7 @@ def pair_text(pair: tuple[float, float] | list[float] | None) -> str:
 
 def table_box(console: Console) -> box.Box | None:
     """Box lines on a terminal, none when piped."""
-    return _box(console)
+    return box.SIMPLE_HEAD if console.is_terminal else None
 
 
 def stride_text(stride: float | tuple[float, float] | list[float] | None) -> str:
