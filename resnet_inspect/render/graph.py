@@ -644,7 +644,8 @@ class _Diagram:
         output = set((self.report.fpn or {}).get("output", []))
         # Output convs run coarse to fine, so reversed they list P2/P3 upward; extra levels follow.
         producers = [o for o in outs if o[1].name in output][::-1]
-        producers += [o for o in outs if o[1].name not in output and (o[1].weighted or find(o[1].op, WindowOp) is not None)]
+        producers += [o for o in outs if o[1].name not in output
+                      and (o[1].weighted or find(o[1].op, WindowOp) is not None)]
         levels = [name for name, entry in info.items() if not entry.head]
         by_order = len(producers) == len(levels) and all(
             tuple(info[lv].shape) == _out(p[1]) for lv, p in zip(levels, producers))
