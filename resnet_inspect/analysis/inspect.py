@@ -18,6 +18,7 @@ from .opdesc import WindowOp, find
 from .preserve import guarded, refuse_uninferred
 from .records import CONVENTION, LayerRecord, OutputInfo, Report
 from .shapes import Window, pad_to_multiple, window_output
+from .blocks import build_structure
 from .structure import depth_breakdown, downsample_table, fpn_summary, label_stages, path_records
 from .trace import ForwardFailed, InputTooSmall, TraceBug, Tracer, _tensors, mark_input, tensor_info
 
@@ -83,16 +84,17 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     # A model built here from a variant is nobody else's: it needs no stand-ins.
     records, out, tracer = run_trace(model, size, real=real, label=label, dtype=dtype,
                                      guard=model is model_or_name)
-    label_stages(records)
     for rec in records:
         if rec.analytic_shape is not None and rec.output_shapes:
             rec.shape_ok = tuple(rec.analytic_shape) == tuple(rec.output_shapes[0])
 
     outputs, output_info, main_path_end = _outputs(model, out)
+    structure = build_structure(records, _output_producers(outputs, out))
+    label_stages(records, structure)
     main_path = path_records(records, main_path_end)
     n_heads = sum(1 for v in output_info.values() if v.head)
     name_depth = spec.name_depth if spec is not None else None
-    depth = depth_breakdown(records, main_path, name_depth, label, n_heads)
+    depth = depth_breakdown(records, structure, main_path, name_depth, label, n_heads)
     if spec is not None and "layers" in spec.to_options():
         depth["notes"].append(f"Custom layer list {list(spec.layers)}: the depth is counted, not read from the name.")
     if spec is not None and spec.stem in ("deep", "deep-wide") and depth["stem"] > 1:
@@ -113,10 +115,11 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     }
     report = Report(
         model=label, input_size=size, layers=records, totals=totals, outputs=outputs, output_info=output_info,
-        depth=depth, downsample=downsample_table(records), uncalled=uncalled,
-        fpn=fpn_summary(records, output_info), counter=counter, device="cpu" if real else "meta",
+        depth=depth, downsample=downsample_table(records, structure), uncalled=uncalled,
+        fpn=fpn_summary(records, structure, output_info), counter=counter, device="cpu" if real else "meta",
         options=spec.to_options() if spec is not None else {}, padded_from=padded_from,
         warnings=_degenerate_warnings(records, size) + _uncounted_warnings(records, tracer),
+        structure=structure,
     )
     if counter != "analytic":
         counters.apply(report, counter, model, spec, size, dtype)
@@ -230,6 +233,15 @@ def _outputs(model: nn.Module, out: Any) -> tuple[dict[str, tuple[int, ...]], di
                 deepest, best = ti.path, ti.depth
         info[name] = entry
     return outputs, info, deepest
+
+
+def _output_producers(outputs: dict[str, tuple[int, ...]], out: Any) -> list[tuple[str, int | None]]:
+    """Each output's name with the index of the record that produced it (None if untraced)."""
+    producers = []
+    for name, t in zip(outputs, _tensors(out)):
+        info = tensor_info(t)
+        producers.append((name, info.producer if info is not None else None))
+    return producers
 
 
 def _uncalled(model: nn.Module, tracer: Tracer, records: list[LayerRecord]) -> list[dict[str, Any]]:

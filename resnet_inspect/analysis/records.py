@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .blocks import Structure
 
 from .opdesc import OpDesc
 
@@ -51,6 +54,9 @@ class LayerRecord:
     inplace: bool = False
     output_bytes: int = 0
     input_from: list[str] = field(default_factory=list)  # records that produced this call's inputs
+    # Indices of the records whose outputs this call's counted operators read: a module may take
+    # an input it never uses (maskrcnn-benchmark's LastLevelMaxPool takes C5 and P5, pools P5).
+    read_from: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, the op in its JSON form (a shallow copy; ``_jsonable`` makes tuples lists)."""
@@ -108,6 +114,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     padded_from: Shape | None = None
     convention: str = CONVENTION
+    structure: Structure | None = None  # stages, blocks, pyramid: read from the data flow (blocks.py)
 
     def layer(self, name: str) -> LayerRecord:
         """The first record with this qualified name."""

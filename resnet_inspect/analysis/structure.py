@@ -10,6 +10,7 @@ import re
 from collections import Counter, OrderedDict
 from typing import Any
 
+from .blocks import Block, Structure
 from .opdesc import WindowOp, find
 from .records import LayerRecord, OutputInfo
 
@@ -18,8 +19,8 @@ _BLOCK = re.compile(r"(?:body\.)?(?:layer\d+|stages\.\d+\.blocks)\.\d+")
 
 
 def stage_of(name: str) -> str:
-    """Display stage of a qualified name: stem, res2..res5 (stride 2**k, detectron2's labels),
-    fpn or head. ``layer{k}`` is stage ``res{k+1}``."""
+    """Display stage of a qualified name, for a network without residual blocks only (there the
+    data flow has no stages to give): stem, res2..res5, fpn or head. ``layer{k}`` is ``res{k+1}``."""
     path = name.split(":")[0]
     parts = [p for p in path.split(".") if p]
     if parts and parts[0] == "body":
@@ -40,11 +41,19 @@ def stage_of(name: str) -> str:
     return ""
 
 
-def label_stages(records: list[LayerRecord]) -> None:
-    """Stage labels from ResNet names; other models get a label from their effective stride
-    ("stride 4", ...) or "head" once the output is no longer a feature map."""
+def label_stages(records: list[LayerRecord], structure: Structure) -> None:
+    """Stage labels from the structure: stem, res2.. (one per stage), fpn, head. A container takes
+    the label its leaves share; anything else is labelled by its effective stride ("stride 4"),
+    or "head" once the output is no longer a feature map."""
+    leaf_labels = _leaf_labels(structure)
     for rec in records:
-        rec.stage = stage_of(rec.name)
+        if not structure.stages:  # no residual blocks: the names are the only hint
+            rec.stage = stage_of(rec.name)
+        elif rec.is_leaf:
+            rec.stage = leaf_labels.get(rec.index, "")
+        else:
+            labels = {leaf_labels.get(i, "") for i in leaves_under(records, rec)}
+            rec.stage = labels.pop() if len(labels) == 1 else ""
         if rec.stage or not rec.name:
             continue
         spatial = bool(rec.output_shapes) and len(rec.output_shapes[0]) == 4
@@ -52,6 +61,25 @@ def label_stages(records: list[LayerRecord]) -> None:
             rec.stage = f"stride {int(rec.jump[0])}" if float(rec.jump[0]).is_integer() else f"stride {rec.jump[0]}"
         else:
             rec.stage = "head"
+
+
+def _leaf_labels(structure: Structure) -> dict[int, str]:
+    labels = {i: "stem" for i in structure.stem}
+    for stage in structure.stages:
+        for block in stage.blocks:
+            labels.update((i, stage.label) for i in block.members)
+    if structure.pyramid is not None:
+        labels.update((i, "fpn") for i in structure.pyramid.records)
+    labels.update((i, "head") for i in structure.head)
+    return labels
+
+
+def leaves_under(records: list[LayerRecord], container: LayerRecord) -> list[int]:
+    """Leaf records called inside a container call (they follow it, one level deeper)."""
+    end = container.index + 1
+    while end < len(records) and records[end].depth > container.depth:
+        end += 1
+    return [i for i in range(container.index + 1, end) if records[i].is_leaf]
 
 
 def path_records(records: list[LayerRecord], path: Any) -> list[LayerRecord]:
@@ -63,21 +91,21 @@ def path_records(records: list[LayerRecord], path: Any) -> list[LayerRecord]:
     return out[::-1]
 
 
-def _block_of(rec: LayerRecord) -> str:
-    """The residual block a record belongs to: ``layer1.0`` for ``layer1.0.conv2``."""
-    match = _BLOCK.match(rec.name)
-    return match.group(0) if match else ""
+def block_label(records: list[LayerRecord], block: Block) -> str:
+    """A block's display label: the qualified name of the module call that holds it
+    (``layer1.0``), or of its add when no module holds it alone."""
+    return records[block.container if block.container is not None else block.add].name
 
 
-def _shortcut_of(name: str) -> str | None:
-    """The shortcut branch a record sits in (``layer2.0.downsample``), if any."""
-    match = re.match(r"(.*?\.(?:downsample|shortcut))(?:[.:]|$)", name)
-    return match.group(1) if match else None
+def _block_labels(records: list[LayerRecord], structure: Structure) -> dict[int, str]:
+    """Leaf index -> label of the block it belongs to."""
+    return {i: block_label(records, b) for b in structure.blocks for i in b.members}
 
 
-def depth_breakdown(records: list[LayerRecord], main_path: list[LayerRecord], name_depth: int | None,
-                    model: str, n_heads: int) -> dict[str, Any]:
+def depth_breakdown(records: list[LayerRecord], structure: Structure, main_path: list[LayerRecord],
+                    name_depth: int | None, model: str, n_heads: int) -> dict[str, Any]:
     """Count weighted layers on the longest path, as the paper counts depth."""
+    block_of = _block_labels(records, structure)
     for rec in main_path:
         rec.on_main_path = True
     stem = [r for r in main_path if r.stage == "stem"]
@@ -87,16 +115,17 @@ def depth_breakdown(records: list[LayerRecord], main_path: list[LayerRecord], na
     other = [r for r in main_path if r.stage != "stem" and not r.stage.startswith("res") and r.stage not in ("head", "fpn")]
     blocks = OrderedDict()
     for rec in in_blocks:
-        blocks.setdefault(_block_of(rec), []).append(rec.name)
+        blocks.setdefault(block_of.get(rec.index, ""), []).append(rec.name)
     per_block = Counter(len(v) for v in blocks.values())
     per_stage = OrderedDict()
     for rec in in_blocks:
         entry = per_stage.setdefault(rec.stage, {"blocks": set(), "layers": 0})
-        entry["blocks"].add(_block_of(rec))
+        entry["blocks"].add(block_of.get(rec.index, ""))
         entry["layers"] += 1
     counted = len(stem) + len(in_blocks) + len(head) + len(other)
     excluded = [r.name for r in records if r.weighted and not r.on_main_path and r.call == 0]
-    projections = [n for n in excluded if ".downsample" in n or "shortcut" in n]
+    in_shortcuts = {records[i].name for b in structure.blocks for i in b.shortcut.records}
+    projections = [n for n in excluded if n in in_shortcuts]
     terms = []
     if stem:
         terms.append(f"{len(stem)} stem conv{'s' if len(stem) > 1 else ''}")
@@ -145,31 +174,28 @@ def depth_breakdown(records: list[LayerRecord], main_path: list[LayerRecord], na
     }
 
 
-def downsample_table(records: list[LayerRecord]) -> list[dict[str, Any]]:
+def downsample_table(records: list[LayerRecord], structure: Structure) -> list[dict[str, Any]]:
     """Per stage: what carries the stride, the shortcut and why it exists, sizes before/after."""
-    by_name = {r.name: r for r in records if r.kind == "module" and r.call == 0}
     stages: OrderedDict[str, list[LayerRecord]] = OrderedDict()
     for rec in records:
         if rec.stage == "stem" or rec.stage.startswith("res"):
             stages.setdefault(rec.stage, []).append(rec)
+    in_shortcut = {i for b in structure.blocks for i in b.shortcut.records}
+    block_of = _block_labels(records, structure)
+    blocks = {s.label: s.blocks for s in structure.stages}
     table = []
     for stage, recs in stages.items():
         first = next(r for r in recs if r.input_shapes)
         spatial = [r for r in recs if r.output_shapes and len(r.output_shapes[0]) == 4]
         last = max(spatial, key=lambda r: r.index, default=recs[-1])
         carriers, dilated = [], []
-        shortcuts: OrderedDict[str, list[LayerRecord]] = OrderedDict()
         for rec in recs:
-            branch = _shortcut_of(rec.name)
-            if branch is not None:
-                shortcuts.setdefault(branch, []).append(rec)
-                continue
             window = find(rec.op, WindowOp)
-            if window is None:
+            if rec.index in in_shortcut or window is None:
                 continue
             if max(window.stride) > 1:
                 carriers.append({"name": rec.name, "type": rec.type, "kernel": window.kernel[0],
-                                 "stride": max(window.stride), "block": _block_of(rec) or stage})
+                                 "stride": max(window.stride), "block": block_of.get(rec.index) or stage})
             if max(window.dilation) > 1:
                 dilated.append({"name": rec.name, "dilation": max(window.dilation)})
         before = first.input_shapes[0][-2:] if first.input_shapes and len(first.input_shapes[0]) == 4 else None
@@ -183,23 +209,52 @@ def downsample_table(records: list[LayerRecord]) -> list[dict[str, Any]]:
             "size_after": list(after) if after else None,
             "stride": factor,
             "carriers": carriers,
-            "projection": [_describe_shortcut(name, branch, by_name) for name, branch in shortcuts.items()],
+            "projection": [_describe_shortcut(records, b) for b in blocks.get(stage, ()) if b.shortcut.records],
             "dilation": dilated,
             "dilation_replaces_stride": bool(dilated) and factor == 1 and stage not in ("stem", "res2"),
         })
     return table
 
 
-def _describe_shortcut(name: str, branch: list[LayerRecord], by_name: dict[str, LayerRecord]) -> dict[str, Any]:
+def shortcut_container(records: list[LayerRecord], block: Block) -> LayerRecord:
+    """The module call that holds a shortcut branch and nothing else (``layer2.0.downsample``);
+    the branch's only leaf when no module does."""
+    branch = set(block.shortcut.records)
+    first = records[min(branch)]
+    best = first
+    for i in range(first.index - 1, -1, -1):
+        rec = records[i]
+        if rec.depth >= best.depth:
+            continue
+        leaves = [j for j in leaves_under(records, rec)]
+        # A pass-through (nn.Identity) inside the branch's module is on no data path: allow it.
+        if not branch <= set(leaves) or any(j not in branch and records[j].op for j in leaves) or any(
+                j not in branch and records[j].output_bytes for j in leaves):
+            break
+        best = rec
+    return best
+
+
+def shortcut_leaves(records: list[LayerRecord], block: Block) -> tuple[int, ...]:
+    """A shortcut's leaves with any pass-through inside its module (ResNet-D's stride-1
+    nn.Identity, on no data path), in call order; empty for an identity shortcut."""
+    if not block.shortcut.records:
+        return ()
+    inside = set(leaves_under(records, shortcut_container(records, block)))
+    return tuple(sorted({*block.shortcut.records, *(set(block.idle) & inside)}))
+
+
+def _describe_shortcut(records: list[LayerRecord], block: Block) -> dict[str, Any]:
     """One shortcut branch: its ops, overall stride, why it exists and what input it reads."""
-    container = by_name.get(name)
+    branch = [records[i] for i in block.shortcut.records]
+    holder = shortcut_container(records, block)
     ops = [(r, w) for r in branch if (w := find(r.op, WindowOp)) is not None]
     stride = 1
     for _, w in ops:
         stride *= max(w.stride)
-    shapes = container if container is not None else branch[0]
-    cin = shapes.input_shapes[0][1] if shapes.input_shapes and len(shapes.input_shapes[0]) > 1 else None
-    cout = shapes.output_shapes[0][1] if shapes.output_shapes and len(shapes.output_shapes[0]) > 1 else None
+    first, last = (holder, holder) if not holder.is_leaf or len(branch) == 1 else (branch[0], branch[-1])
+    cin = first.input_shapes[0][1] if first.input_shapes and len(first.input_shapes[0]) > 1 else None
+    cout = last.output_shapes[0][1] if last.output_shapes and len(last.output_shapes[0]) > 1 else None
     reasons = []
     if stride != 1:
         reasons.append(f"stride {stride} ≠ 1")
@@ -216,15 +271,15 @@ def _describe_shortcut(name: str, branch: list[LayerRecord], by_name: dict[str, 
         w = _window_of(conv)
         kind = f"projection {conv.type} {w.kernel[0]}×{w.kernel[1]}/{max(w.stride)}"
     entry: dict[str, Any] = {
-        "name": conv.name if conv is not None else name,
-        "shortcut": name,
+        "name": conv.name if conv is not None else holder.name,
+        "shortcut": holder.name,
         "kernel": _window_of(conv).kernel[0] if conv is not None else None,
         "stride": stride,
         "kind": kind,
         "reason": " and ".join(reasons) or "none (an identity would do)",
-        "input_from": shapes.input_from[0] if shapes.input_from else None,
+        "input_from": records[block.shortcut.reads].name,
     }
-    if entry["input_from"] and re.search(r"\.norm1(\.|$)", entry["input_from"]):
+    if block.shortcut.preactivated:
         entry["note"] = "takes the pre-activated input (the output of norm1's BN-ReLU), not the raw block input"
     return entry
 
@@ -234,23 +289,21 @@ def _window_of(rec: LayerRecord) -> WindowOp:
     return find(rec.op, WindowOp) or WindowOp(kernel=(1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1))
 
 
-def _kernel(rec: LayerRecord) -> int | None:
-    """The first kernel size of a record's window, or None."""
-    window = find(rec.op, WindowOp)
-    return window.kernel[0] if window is not None else None
-
-
-def fpn_summary(records: list[LayerRecord], output_info: dict[str, OutputInfo]) -> dict[str, Any] | None:
+def fpn_summary(records: list[LayerRecord], structure: Structure,
+                output_info: dict[str, OutputInfo]) -> dict[str, Any] | None:
     """Laterals, outputs, top-down merges and extra levels of a pyramid, with each level."""
-    fpn = [r for r in records if r.stage == "fpn"]
-    if not fpn:
+    pyramid = structure.pyramid
+    if pyramid is None:
         return None
-    leaf_convs = [r for r in fpn if r.weighted]
-    lateral = [r.name for r in leaf_convs if _kernel(r) == 1]
-    extra = [r.name for r in fpn if ".top_blocks" in r.name or r.name.startswith("fpn.top_blocks")
-             or "top_blocks:" in r.name]
-    output = [r.name for r in leaf_convs if _kernel(r) == 3 and r.name not in extra]
-    top_down = [r.name for r in fpn if r.kind == "function" and r.type in ("F.interpolate", "F.add")
-                and r.name not in extra]
-    return {"lateral": lateral, "output": output, "top_down": top_down, "extra": extra,
-            "levels": {k: v.to_dict() for k, v in output_info.items()}}
+    levels = pyramid.levels
+    extra_leaves = {i for lv in levels if lv.extra for i in lv.records}
+    extra = sorted(extra_leaves | {r.index for r in records if not r.is_leaf and (under := leaves_under(records, r))
+                                   and set(under) <= extra_leaves})
+    return {
+        "lateral": [records[i].name for i in sorted(lv.lateral for lv in levels if lv.lateral is not None)],
+        "output": [records[i].name for i in sorted(lv.output for lv in levels if not lv.extra)],
+        "top_down": [records[i].name for i in sorted(i for lv in levels for i in (lv.resize, lv.merge)
+                                                     if i is not None)],
+        "extra": [records[i].name for i in extra],
+        "levels": {k: v.to_dict() for k, v in output_info.items()},
+    }

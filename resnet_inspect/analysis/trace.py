@@ -401,6 +401,9 @@ class Tracer(TorchFunctionMode):
             # against the last one; the working of each is kept.
             rec.analytic_shape = tuple(int(d) for d in stats.analytic_shape)
             rec.working = rec.working + stats.working if rec.kind == "module" else stats.working
+        for _, info in infos:
+            if info.producer is not None and info.producer != rec.index and info.producer not in rec.read_from:
+                rec.read_from.append(info.producer)
         outs = list(_tensors(out))
         new = _propagate(_combine(infos), stats, rec.index)
         for t in outs:

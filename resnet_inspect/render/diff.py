@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..analysis.records import LayerRecord, OutputInfo, Report
+from ..analysis.structure import block_label, shortcut_leaves
 from ..text import visible
 from .table import count_text, is_plain, model_title, pair_text, print_section, print_table, shape_text, si_text, table_box
 
@@ -80,46 +81,45 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def _renumbered(left: list[LayerRecord], right: list[LayerRecord]) -> dict[int, Key]:
-    """Keys for B's children of an indexed container (an nn.Sequential) whose numbering moved.
+def _renumbered(a: Report, b: Report) -> dict[int, Key]:
+    """Keys for the layers of B's shortcut branches whose layers moved within the branch.
 
     ResNet-D's shortcut is ``downsample.0`` pool, ``.1`` conv, ``.2`` BN where ResNet's is ``.0``
-    conv, ``.1`` BN: joined by name, every child would pair with a different layer. Within such a
-    container the children are paired by type, in order; B's unpaired children get keys of their
-    own. The result maps ``id(record)`` to the key it joins under.
+    conv, ``.1`` BN: joined by name, every layer would pair with a different one. The blocks of
+    the two reports' structures are joined by the block's qualified name, and within a pair of
+    shortcuts the layers are paired by type, in order; B's unpaired layers get keys of their own.
+    The result maps ``id(record)`` to the key it joins under.
 
     Pairing by type is pairing by role: a shortcut holds at most one layer of each kind (pool,
     projection conv, norm), so ResNet-D's conv and BN join ResNet's conv and BN, and its pool
     is an addition.
     """
-    def groups(records: list[LayerRecord]) -> dict[str, list[LayerRecord]]:
-        found: dict[str, list[LayerRecord]] = {}
-        for rec in records:
-            parent, _, last = rec.name.rpartition(".")
-            if rec.kind == "module" and last.isdigit():
-                found.setdefault(parent, []).append(rec)
-        return found
+    def shortcuts(report: Report) -> dict[str, list[LayerRecord]]:
+        if report.structure is None:
+            return {}
+        return {block_label(report.layers, blk): [report.layers[i] for i in shortcut_leaves(report.layers, blk)]
+                for blk in report.structure.blocks}
 
-    in_a, in_b = groups(left), groups(right)
+    in_a, in_b = shortcuts(a), shortcuts(b)
     keys: dict[int, Key] = {}
-    for parent, kids_b in in_b.items():
-        kids_a = in_a.get(parent)
-        if not kids_a or [_key(r) for r in kids_a] == [_key(r) for r in kids_b]:
+    for block, kids_b in in_b.items():
+        kids_a = in_a.get(block)
+        if not kids_a or not kids_b or [_key(r) for r in kids_a] == [_key(r) for r in kids_b]:
             continue
         for rec in kids_b:
             keys[id(rec)] = (f"{rec.name} (B)", rec.call)
         matcher = difflib.SequenceMatcher(a=[(r.type, r.call) for r in kids_a], b=[(r.type, r.call) for r in kids_b],
                                           autojunk=False)
-        for block in matcher.get_matching_blocks():
-            for k in range(block.size):
-                keys[id(kids_b[block.b + k])] = _key(kids_a[block.a + k])
+        for match in matcher.get_matching_blocks():
+            for k in range(match.size):
+                keys[id(kids_b[match.b + k])] = _key(kids_a[match.a + k])
     return keys
 
 
 def diff_layers(a: Report, b: Report) -> list[LayerDiff]:
     """The layers that differ, in execution order (B's additions where B runs them)."""
     left, right = _leaves(a), _leaves(b)
-    renumbered = _renumbered(left, right)
+    renumbered = _renumbered(a, b)
     keys_a, keys_b = [_key(r) for r in left], [renumbered.get(id(r), _key(r)) for r in right]
     by_b = dict(zip(keys_b, right))
     only_b = set(keys_b) - set(keys_a)
@@ -240,7 +240,7 @@ def print_diff(a: Report, b: Report, console: Console) -> bool:
     console.print(Text("B: ", style="bold") + Text(visible(label(b))))
     layers = diff_layers(a, b)
     left, right = _leaves(a), _leaves(b)
-    renumbered = _renumbered(left, right)
+    renumbered = _renumbered(a, b)
     compared = len({_key(r) for r in left} | {renumbered.get(id(r), _key(r)) for r in right})
     if layers:
         table = Table(box=table_box(console), header_style="bold",

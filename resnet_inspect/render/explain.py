@@ -11,19 +11,19 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
+from ..analysis.blocks import Block
 from ..analysis.opdesc import AdaptivePoolOp, LinearOp, MeanOp, OpDesc, PadOp, ResizeOp, WindowOp, find, main_op
 from ..analysis.records import LayerRecord, Report
+from ..analysis.structure import block_label, leaves_under, shortcut_container
 from ..errors import InputError
 from ..analysis.shapes import Window, window_output
 from ..text import clip, visible, visible_lines
 from .table import count_text, model_title, number_text, pair_text, print_section, shape_text, shapes_text
-
-_BLOCK = re.compile(r"^((?:.+\.)?(?:layer\d+\.\d+|stages\.\d+\.blocks\.\d+))(?:[.:]|$)")
-
 
 @dataclass(frozen=True)
 class MacTerms:
@@ -97,10 +97,32 @@ def _conv_terms(rec: LayerRecord, op: WindowOp, out_elements: int) -> MacTerms:
     return MacTerms(out_elements, ((label, in_channels // groups), *window))
 
 
-def block_of(name: str) -> str:
-    """The residual block a name belongs to (``layer2.0`` for ``layer2.0.conv1``), or ``""``."""
-    match = _BLOCK.match(name)
-    return match.group(1) if match else ""
+def block_of(report: Report, rec: LayerRecord) -> Block | None:
+    """The residual block a record belongs to (from the report's structure), if any: a leaf's
+    own block, or the block holding every leaf of a module."""
+    structure = report.structure
+    if structure is None:
+        return None
+    leaves = [rec.index] if rec.is_leaf else leaves_under(report.layers, rec)
+    hits = [structure.block_of(i) for i in leaves]
+    if not hits or any(hit is None for hit in hits):
+        return None
+    blocks = {id(hit[1]): hit[1] for hit in hits if hit is not None}
+    return next(iter(blocks.values())) if len(blocks) == 1 else None
+
+
+def _projection_of(report: Report, rec: LayerRecord, block: Block | None) -> dict[str, Any] | None:
+    """The downsampling table's entry for the shortcut this record is (part of), if any."""
+    if block is None or not block.shortcut.records:
+        return None
+    holder = shortcut_container(report.layers, block)
+    entry = next((p for e in report.downsample for p in e["projection"] if p["shortcut"] == holder.name), None)
+    inside = rec.index in leaves_under(report.layers, holder) or (
+        not rec.is_leaf and holder.index < rec.index and set(leaves_under(report.layers, rec))
+        <= set(leaves_under(report.layers, holder)))
+    if entry is not None and (rec.name == entry["name"] or inside):
+        return entry
+    return None
 
 
 def _subtree(report: Report, rec: LayerRecord) -> list[LayerRecord]:
@@ -380,15 +402,14 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
     entry = stages.get(rec.stage)
     window, mean = find(rec.op, WindowOp), find(rec.op, MeanOp)
     adaptive = find(rec.op, AdaptivePoolOp)
-    block = block_of(rec.name)
+    found = block_of(report, rec)
+    block = block_label(report.layers, found) if found is not None else ""
     lines: list[str] = []
     in_hw = rec.input_shapes[0][-2:] if rec.input_shapes and len(rec.input_shapes[0]) == 4 else None
     out_hw = rec.output_shapes[0][-2:] if rec.output_shapes and len(rec.output_shapes[0]) == 4 else None
     stride = max(window.stride) if window is not None else 1
     dilation = max(window.dilation) if window is not None else 1
-    projection = next((p for e in report.downsample for p in e["projection"]
-                       if rec.name == p["name"] or (p.get("shortcut") and rec.name.startswith(p["shortcut"] + "."))),
-                      None)
+    projection = _projection_of(report, rec, found)
     if projection is not None:
         p = projection
         # "kind" spells out a shortcut of several layers (ResNet-D: an average pool, then a 1×1 conv).
@@ -439,8 +460,8 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
         verb = "keeps" if in_hw == out_hw else "takes"
         target = "." if in_hw == out_hw else f" to {shape_text(out_hw)}."
         lines.append(f"The module {verb} {shape_text(in_hw)}{target}")
-    if block:
-        lines.extend(_block_stride_lines(report, rec, block, entry))
+    if found is not None:
+        lines.extend(_block_stride_lines(report, rec, found, entry))
     elif rec.stage == "stem" and entry is not None:
         carriers = ", ".join(f"{c['name']} (stride {c['stride']})" for c in entry["carriers"])
         lines.append(f"The stem divides the resolution by {entry['stride']}: {shape_text(entry['size_before'])} → "
@@ -455,17 +476,20 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
     return lines
 
 
-def _block_stride_lines(report: Report, rec: LayerRecord, block: str, entry: dict | None) -> list[str]:
+def _block_stride_lines(report: Report, rec: LayerRecord, found: Block, entry: dict | None) -> list[str]:
     """Which conv of the block carries the stride, and what the alternative placement would be."""
     lines = []
+    block = block_label(report.layers, found)
+    leaves = [rec.index] if rec.is_leaf else leaves_under(report.layers, rec)
+    in_shortcut = bool(found.shortcut.records) and set(leaves) <= {*found.shortcut.records, *found.idle}
+    first = report.structure is not None and any(s.blocks[0] is found for s in report.structure.stages)
     carriers = [c for c in (entry or {}).get("carriers", []) if c.get("block") == block]
-    members = [r for r in report.layers if block_of(r.name) == block and r.weighted
-               and find(r.op, WindowOp) is not None and ".downsample" not in r.name and "shortcut" not in r.name]
+    members = [r for r in (report.layers[i] for i in found.main) if r.weighted and find(r.op, WindowOp) is not None]
     kernels = [_window_of(r).kernel[0] for r in members]
     bottleneck = kernels[:3] == [1, 3, 1]
     if not carriers:
         dilated = [r for r in members if max(_window_of(r).dilation) > 1]
-        if entry is not None and entry.get("dilation_replaces_stride") and block.endswith(".0"):
+        if entry is not None and entry.get("dilation_replaces_stride") and first:
             lines.append(f"{block} would downsample, but output stride {report.options.get('output_stride')} replaces "
                          "this stage's stride with dilation, so the resolution stays.")
         elif dilated:
@@ -477,9 +501,9 @@ def _block_stride_lines(report: Report, rec: LayerRecord, block: str, entry: dic
     carrier = carriers[0]
     lines.append(f"In {block} the stride sits in {carrier['name']} ({carrier['kernel']}×{carrier['kernel']}, stride "
                  f"{carrier['stride']}).")
-    if bottleneck and ".downsample" not in rec.name:
+    if bottleneck and not in_shortcut:
         lines.extend(_placement_lines(members[0], carrier))
-    if rec.name != carrier["name"] and rec.is_leaf and rec.weighted and ".downsample" not in rec.name:
+    if rec.name != carrier["name"] and rec.is_leaf and rec.weighted and not in_shortcut:
         lines.append(f"So {rec.name} runs at stride 1.")
     return lines
 

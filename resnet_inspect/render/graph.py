@@ -11,9 +11,8 @@ The diagram is drawn from the engine's records, never from a second walk of the 
 ``depth`` sets how far into a block the diagram goes: 1 draws one node per block, 2 the convs
 (and the residual add) inside each block, 3 or more every leaf (norms and activations too).
 
-Each record names the records that produced its inputs (``input_from``); the flat diagram of a
-model without stages follows those links. The ResNet diagram is wired from execution order, the
-module hierarchy and shapes: inside a block the shortcut branch is the child module that holds
+The records carry shapes but no producer links, so the wiring is rebuilt from execution order,
+the module hierarchy and shapes: inside a block the shortcut branch is the child module that holds
 the off-path (projection) layers, and in the FPN a lateral reads the trunk stage with its input
 shape while upsamples, adds and output convs read the latest top-down tensor of their shape.
 Node names are the modules' qualified names (``layer2.0``, ``fpn.fpn_inner4``) and the level
@@ -29,8 +28,13 @@ from pathlib import Path
 
 import graphviz
 
+from ..analysis.blocks import Block as StructBlock
+from ..analysis.blocks import Stage as StructStage
+from ..analysis.blocks import is_resize as _is_resize
+from ..analysis.blocks import producers
 from ..analysis.opdesc import WindowOp, find
 from ..analysis.records import LayerRecord, Report
+from ..analysis.structure import leaves_under, shortcut_leaves
 from ..text import visible
 from .table import model_title
 
@@ -71,15 +75,16 @@ def render(graph: graphviz.Digraph, fmt: str) -> bytes:
 
 @dataclass
 class Block:
-    """A residual block: its record, its leaf records and the prefixes of its shortcut branch."""
+    """A residual block as drawn: its record (the module that holds it, or its add), its leaf
+    records, and the indices of its shortcut branch and of its SE gate (from the structure)."""
 
     record: LayerRecord
     leaves: list[LayerRecord]
-    shortcut: list[str] = field(default_factory=list)
+    shortcut: frozenset[int] = frozenset()
+    gate: frozenset[int] = frozenset()
 
     def in_shortcut(self, rec: LayerRecord) -> bool:
-        return any(rec.name == p or rec.name.startswith(p + ".") or rec.name.startswith(p + ":")
-                   for p in self.shortcut)
+        return rec.index in self.shortcut
 
 
 @dataclass
@@ -103,39 +108,52 @@ class Anatomy:
 
 
 def anatomy(report: Report) -> Anatomy:
-    """Split a report's records into stem, stages with their blocks, head and FPN."""
-    records = [r for r in report.layers if r.name]
-    leaves = [r for r in records if r.is_leaf]
-    containers = {r.name: r for r in records if not r.is_leaf and r.kind == "module" and r.call == 0}
-    children: dict[str, list[LayerRecord]] = {}
-    for rec in containers.values():
-        children.setdefault(rec.parent or "", []).append(rec)
-
+    """Split a report's records into stem, stages with their blocks, head and FPN, as the
+    report's structure (read from the data flow) has them."""
+    records = report.layers
+    leaves = [r for r in records if r.name and r.is_leaf]
     strides = _stage_strides(report)
     stages = []
-    stage_labels = list(dict.fromkeys(r.stage for r in records if r.stage.startswith("res")))
-    for label in stage_labels:
-        members = [r for r in containers.values() if r.stage == label]
-        if not members:
-            continue
-        container = min(members, key=lambda r: (r.depth, r.index))
-        # Descend through wrappers that hold nothing but one container (timm's ``stages.0.blocks``);
-        # a lone block holds layers of its own and stops the descent.
-        kids = children.get(container.name, [])
-        while len(kids) == 1 and children.get(kids[0].name) and not any(r.parent == kids[0].name for r in leaves):
-            kids = children[kids[0].name]
-        block_records = kids or [container]
-        blocks = []
-        for rec in block_records:
-            inside = [r for r in leaves if _under(r.name, rec.name)]
-            blocks.append(Block(rec, inside, _shortcut_prefixes(rec, inside, report)))
-        stages.append(Stage(label, container, blocks, strides.get(label, 1)))
+    for stage in report.structure.stages if report.structure is not None else ():
+        blocks = [_drawn_block(records, b) for b in stage.blocks]
+        container = _stage_record(records, stage)
+        stages.append(Stage(stage.label, container, blocks, strides.get(stage.label, 1)))
     return Anatomy(
         stem=[r for r in leaves if r.stage == "stem"],
         stages=stages,
         head=[r for r in leaves if r.stage == "head"],
         fpn=[r for r in leaves if r.stage == "fpn"],
     )
+
+
+def _drawn_block(records: list[LayerRecord], block: StructBlock) -> Block:
+    """A structure block with its records: a pass-through inside the shortcut's module (ResNet-D's
+    stride-1 nn.Identity) is drawn with the shortcut."""
+    shortcut = shortcut_leaves(records, block)
+    gate = {*block.gate.records, block.gate.multiply} if block.gate else set()
+    return Block(records[block.container if block.container is not None else block.add],
+                 [records[i] for i in block.members], frozenset(shortcut), frozenset(gate))
+
+
+def _stage_record(records: list[LayerRecord], stage: StructStage) -> LayerRecord:
+    """The outermost module call that holds this stage's blocks and nothing else (``layer2``),
+    or the last block's record when no module does."""
+    members = {i for b in stage.blocks for i in b.members}
+    last = stage.blocks[-1]
+    best = records[last.container if last.container is not None else last.add]
+    start = stage.blocks[0].container
+    if start is None:
+        return best
+    best = records[start]
+    for i in range(start - 1, -1, -1):
+        rec = records[i]
+        if rec.depth >= best.depth:
+            continue
+        if rec.kind != "module" or not set(leaves_under(records, rec)) <= members:
+            break
+        best = rec
+    return best if set(leaves_under(records, best)) >= members else records[
+        last.container if last.container is not None else last.add]
 
 
 def _under(name: str, prefix: str) -> bool:
@@ -150,23 +168,6 @@ def _stage_strides(report: Report) -> dict[str, int | float]:
         total *= entry["stride"]
         out[entry["stage"]] = total
     return out
-
-
-def _shortcut_prefixes(block: LayerRecord, leaves: list[LayerRecord], report: Report) -> list[str]:
-    """Child modules of a block that form its shortcut branch.
-
-    A child holds the shortcut when it contains a projection the engine found (a weighted layer
-    off the longest path) or is named as torchvision, timm and the CIFAR nets name it."""
-    projections = {p["name"] for entry in report.downsample for p in entry["projection"]}
-    prefixes = []
-    for rec in leaves:
-        if rec.kind != "module":
-            continue
-        child = rec.name[len(block.name) + 1:].split(".")[0]
-        prefix = f"{block.name}.{child}"
-        if (rec.name in projections or child in ("downsample", "shortcut")) and prefix not in prefixes:
-            prefixes.append(prefix)
-    return prefixes
 
 
 # -- text ----------------------------------------------------------------------------------------
@@ -186,12 +187,6 @@ def _out(rec: LayerRecord) -> Shape | None:
 def _channels(rec: LayerRecord) -> int | None:
     shape = _out(rec)
     return shape[1] if shape and len(shape) >= 2 else None
-
-
-def _in_channels(rec: LayerRecord) -> int | None:
-    """A conv's input channels, from its op (None for anything else)."""
-    op = find(rec.op, WindowOp)
-    return op.in_channels if op is not None else None
 
 
 def _window(rec: LayerRecord) -> str:
@@ -279,6 +274,8 @@ class _Diagram:
         self.report = report
         self.depth = depth
         self.parts = anatomy(report)
+        self.producers = producers(report.layers)
+        self.node_of: dict[int, str] = {}  # record index -> the node that stands for its output
         self.shapes: dict[str, Shape | None] = {}
         self.row_start: str | None = None  # first node of the latest row of the depth-1 grid
         self.graph = graphviz.Digraph(name=_esc(report.model))
@@ -326,9 +323,21 @@ class _Diagram:
         for stage in self.parts.stages:
             last = self.stage(stage, last)
             outputs[stage.label] = (last, _out(stage.record))
+            if last is not None:
+                self.node_of.update((r.index, last) for b in stage.blocks for r in b.leaves)
         self.head(last)
-        self.fpn(outputs)
+        self.fpn()
         return self.graph
+
+    def source(self, rec: LayerRecord, *, resize: bool | None = None) -> str | None:
+        """The drawn node that produced this record's input (optionally: only an upsampling one,
+        or only another), from the producer links the trace recorded."""
+        for index in self.producers.get(rec.index, ()):
+            if resize is not None and _is_resize(self.report.layers[index]) != resize:
+                continue
+            if index in self.node_of:
+                return self.node_of[index]
+        return None
 
     def layers(self) -> graphviz.Digraph:
         """A model without residual stages (any ``module:factory``): one node per leaf call, in
@@ -419,12 +428,13 @@ class _Diagram:
     def _block_lines(self, block: Block) -> list[str]:
         rec = block.record
         lines = [rec.name, _detail(f"{rec.type} · {_channels(rec)} ch")]
+        names = {r.name for r in block.leaves}
         notes = []
         for entry in self.report.downsample:
             for carrier in entry["carriers"]:
                 if carrier["block"] == rec.name:
                     notes.append(f"stride {carrier['stride']} in {_short(carrier['name'], rec.name)}")
-            dilations = sorted({d["dilation"] for d in entry["dilation"] if _under(d["name"], rec.name)})
+            dilations = sorted({d["dilation"] for d in entry["dilation"] if d["name"] in names})
             if dilations:
                 notes.append("dilation " + ", ".join(map(str, dilations)))
         if notes:
@@ -478,7 +488,7 @@ class _Diagram:
             branch_head = self._branch_head(block)
             for rec in block.leaves:
                 is_add = _is_add(rec)
-                is_gate = rec.kind == "function" and rec.type == "F.mul" and _is_se(rec)
+                is_gate = rec.kind == "function" and rec.type == "F.mul" and rec.index in block.gate
                 if not (self.depth >= 3 or rec.weighted or is_add or is_gate or find(rec.op, WindowOp) is not None
                         or rec is branch_head):
                     continue
@@ -515,7 +525,7 @@ class _Diagram:
                     else:
                         self.edge(side, node, style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR)
                     side = node
-                elif _is_se(rec):  # squeeze-excitation: a side branch off the main path, not on it
+                elif rec.index in block.gate:  # squeeze-excitation: a side branch off the main path, not on it
                     if gate is None:
                         self.edge(main, node, label=False, xlabel="squeeze", **{"class": "se"})
                     else:
@@ -540,7 +550,6 @@ class _Diagram:
             return
         with self.graph.subgraph(name="cluster_head") as cluster:
             cluster.attr(label="head", style="rounded", color="#9ca3af", fontsize="10")
-            produced: list[tuple[str, Shape | None]] = [(last, self.shapes.get(last))] if last else []
             for i, rec in enumerate(self.parts.head):
                 details = " · ".join(x for x in (rec.type, _window(rec), f"{_channels(rec)} out") if x)
                 node = self.node(cluster, _node_id(rec), _html(rec.name, _detail(details)), "head", _FILL["head"],
@@ -549,10 +558,10 @@ class _Diagram:
                 if i == 0 and self.depth <= 1 and self.row_start is not None:
                     wrap = {"weight": "0"}
                     self.align(node)
-                self.edge(_source_by_size(rec, produced), node, **wrap)
-                produced.append((node, _out(rec)))
+                self.edge(self.source(rec) or last, node, **wrap)
+                self.node_of[rec.index] = node
 
-    def fpn(self, stage_outputs: dict[str, tuple[str, Shape | None]]) -> None:
+    def fpn(self) -> None:
         """Laterals, top-down upsample + add, output convs, extra levels and one node per level.
 
         Each pyramid level is drawn as a row beside the trunk stage it reads (lateral → + → 3×3 →
@@ -562,11 +571,11 @@ class _Diagram:
         records = self.parts.fpn
         if not records:
             return
-        summary = self.report.fpn or {}
-        lateral, output = set(summary.get("lateral", [])), set(summary.get("output", []))
-        extra = set(summary.get("extra", []))
-        inner: list[tuple[str, LayerRecord]] = []  # top-down tensors: laterals, upsamples, adds
-        outs: list[tuple[str, LayerRecord]] = []  # output convs and extra levels
+        pyramid = self.report.structure.pyramid if self.report.structure is not None else None
+        levels_ = pyramid.levels if pyramid is not None else ()
+        lateral = {lv.lateral for lv in levels_ if lv.lateral is not None}
+        output = {lv.output for lv in levels_ if not lv.extra}
+        extra = {i for lv in levels_ if lv.extra for i in lv.records}
         rows: dict[str, list[str]] = {}  # node -> the row (rank) it is drawn in, shared by reference
         upsamples: dict[str, tuple[str | None, LayerRecord]] = {}  # depth 1: upsample -> (its input, record)
         with self.graph.subgraph(name="cluster_fpn") as cluster:
@@ -575,6 +584,7 @@ class _Diagram:
             cluster.attr(label=f"FPN{span}", style="rounded", color="#9ca3af", fontsize="10")
             for rec in records:
                 node_id = _node_id(rec)
+                self.node_of[rec.index] = node_id
                 role = _fpn_role(rec, lateral, output, extra)
                 if role == "upsample" and self.depth <= 1:
                     pass  # drawn as an edge, below
@@ -588,25 +598,23 @@ class _Diagram:
                     # The lateral shares its stage's row. Graphviz 2.43 draws a same-rank edge from
                     # a cluster row into another cluster twice, but not when it is declared head to
                     # tail and drawn backwards (dir=back), which looks the same.
-                    source = _stage_source(rec, stage_outputs)
+                    source = self.source(rec)
                     if source is not None:
                         self.graph.edge(node_id, source, xlabel=_dims(self.shapes.get(source)), dir="back",
                                         **{"class": "lateral"})
                         _join(rows, source, node_id)
-                    inner.append((node_id, rec))
                 elif role == "upsample":
-                    source = _latest(inner, _shape_in(rec), exclude=("F.interpolate",))
+                    source = self.source(rec)
                     if self.depth <= 1:
                         # At block level the upsample is the edge that climbs to the finer row's add.
                         upsamples[node_id] = (source, rec)
                     else:
                         self.edge(source, node_id)
                         _join(rows, source, node_id)
-                    inner.append((node_id, rec))
                 elif role == "add":
-                    side = _latest(inner, _out(rec), exclude=("F.interpolate",))
+                    side = self.source(rec, resize=False)
                     self.edge(side, node_id)
-                    up = _latest(inner, _out(rec), only="F.interpolate")
+                    up = self.source(rec, resize=True)
                     if up in upsamples:
                         source, up_rec = upsamples[up]
                         self.graph.edge(source, node_id, label=f"{_fpn_detail(up_rec, 'upsample')} → "
@@ -615,18 +623,14 @@ class _Diagram:
                     else:
                         self.edge(up, node_id, constraint="false")
                     _join(rows, side, node_id)
-                    inner.append((node_id, rec))
                 elif role == "output":
-                    source = _latest(inner, _shape_in(rec), exclude=("F.interpolate",))
+                    source = self.source(rec)
                     self.edge(source, node_id)
                     _join(rows, source, node_id)
-                    outs.append((node_id, rec))
                 else:  # extra levels read P5 (or C5) and each other
-                    wanted = _shape_in(rec, prefer_channels=_in_channels(rec) or _channels(rec))
-                    self.edge(_latest(outs, wanted) or _stage_source(rec, stage_outputs, wanted), node_id)
+                    self.edge(self.source(rec), node_id)
                     rows[node_id] = [node_id]
-                    outs.append((node_id, rec))
-            self.levels(cluster, outs, rows)
+            self.levels(cluster, rows)
         seen: set[int] = set()
         for row in rows.values():
             if id(row) in seen or len(row) < 2:
@@ -637,19 +641,13 @@ class _Diagram:
                 for node in row:
                     same.node(node)
 
-    def levels(self, cluster: graphviz.Digraph, outs: list[tuple[str, LayerRecord]],
-               rows: dict[str, list[str]]) -> None:
+    def levels(self, cluster: graphviz.Digraph, rows: dict[str, list[str]]) -> None:
         """One node per pyramid level (the report's outputs), beside the conv or pool that makes it."""
         info = self.report.output_info
-        output = set((self.report.fpn or {}).get("output", []))
-        # Output convs run coarse to fine, so reversed they list P2/P3 upward; extra levels follow.
-        producers = [o for o in outs if o[1].name in output][::-1]
-        producers += [o for o in outs if o[1].name not in output
-                      and (o[1].weighted or find(o[1].op, WindowOp) is not None)]
+        pyramid = self.report.structure.pyramid if self.report.structure is not None else None
+        made_by = {lv.name: lv.output for lv in (pyramid.levels if pyramid is not None else ())}
         levels = [name for name, entry in info.items() if not entry.head]
-        by_order = len(producers) == len(levels) and all(
-            tuple(info[lv].shape) == _out(p[1]) for lv, p in zip(levels, producers))
-        for i, level in enumerate(levels):
+        for level in levels:
             entry = info[level]
             stride = list(entry.stride) if isinstance(entry.stride, tuple) else entry.stride
             rf = entry.receptive_field
@@ -658,8 +656,7 @@ class _Diagram:
                                                          f"RF {rf[0]}" if rf else "") if x)))
             node = self.node(cluster, level, _html(*lines), "level", _FILL["level"], tuple(entry.shape),
                              f"{level}: {_dims(entry.shape)}, stride {stride}", style="filled", penwidth="1.2")
-            source = producers[i][0] if by_order else next(
-                (p[0] for p in producers if _out(p[1]) == tuple(entry.shape)), None)
+            source = self.node_of.get(made_by[level]) if level in made_by else None
             self.edge(source, node)
             _join(rows, source, node)
 
@@ -674,22 +671,17 @@ def _join(rows: dict[str, list[str]], anchor: str | None, node: str | None) -> N
     rows[node] = row
 
 
-def _fpn_role(rec: LayerRecord, lateral: set[str], output: set[str], extra: set[str]) -> str:
-    """lateral, output, extra, upsample, add or other: read from the report's FPN summary."""
-    if rec.name in lateral:
+def _fpn_role(rec: LayerRecord, lateral: set[int], output: set[int], extra: set[int]) -> str:
+    """lateral, output, extra, upsample, add or other: read from the report's pyramid."""
+    if rec.index in lateral:
         return "lateral"
-    if rec.name in output:
+    if rec.index in output:
         return "output"
-    if rec.name in extra or any(_under(rec.name, e) for e in extra):
+    if rec.index in extra:
         return "extra"
-    if rec.type == "F.interpolate":
+    if _is_resize(rec):
         return "upsample"
     return "add" if _is_add(rec) else "other"
-
-
-def _is_se(rec: LayerRecord) -> bool:
-    """A layer of a squeeze-excitation module (timm's ``layer1.0.se.fc1``, its gate ``layer1.0.se:mul``)."""
-    return ".se." in rec.name or ".se:" in rec.name
 
 
 def _is_add(rec: LayerRecord) -> bool:
@@ -720,53 +712,6 @@ def _fpn_detail(rec: LayerRecord, role: str) -> str:
     if rec.weighted:
         parts.append(f"{_channels(rec)} ch")
     return " · ".join(p for p in parts if p)
-
-
-def _shape_in(rec: LayerRecord, prefer_channels: int | None = None) -> Shape | None:
-    """The input a layer reads: the first one, or the one with the expected channel count."""
-    if not rec.input_shapes:
-        return None
-    if prefer_channels is not None:
-        for shape in rec.input_shapes:
-            if len(shape) >= 2 and shape[1] == prefer_channels:
-                return tuple(shape)
-    return tuple(rec.input_shapes[0])
-
-
-def _latest(produced: list[tuple[str, LayerRecord]], shape: Shape | None, *, only: str | None = None,
-            exclude: tuple[str, ...] = ()) -> str | None:
-    """The most recent node whose output has ``shape`` (optionally of one record type)."""
-    for node, rec in reversed(produced):
-        if only is not None and rec.type != only:
-            continue
-        if rec.type in exclude:
-            continue
-        if shape is None or _out(rec) == shape:
-            return node
-    return None
-
-
-def _stage_source(rec: LayerRecord, stage_outputs: dict[str, tuple[str, Shape | None]],
-                  shape: Shape | None = None) -> str | None:
-    """The trunk stage whose output a lateral (or an extra level reading C5) takes."""
-    wanted = shape or _shape_in(rec)
-    for node, out in reversed(list(stage_outputs.values())):
-        if out == wanted:
-            return node
-    return None
-
-
-def _source_by_size(rec: LayerRecord, produced: list[tuple[str, Shape | None]]) -> str | None:
-    """The latest node whose output has as many elements as this record's input (a flatten
-    between a pool and a Linear keeps the count), else the latest node."""
-    if not produced:
-        return None
-    if rec.input_shapes:
-        size = math.prod(rec.input_shapes[0])
-        for node, shape in reversed(produced):
-            if shape is not None and math.prod(shape) == size:
-                return node
-    return produced[-1][0]
 
 
 def build_graph(report: Report, *, depth: int = 1) -> graphviz.Digraph:

@@ -1,0 +1,233 @@
+"""The structure read from the data flow (analysis/blocks.py): stages, blocks, shortcut kinds,
+SE gates and FPN roles do not depend on module names."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import resnet_inspect as ri
+from resnet_inspect.analysis.blocks import Structure
+from resnet_inspect.analysis.records import Report
+
+VARIANTS = ("resnet50", "resnet50d", "seresnet50", "resnetv2_50", "retinanet_r50_fpn")
+
+
+class _Renamed(dict):  # type: ignore[type-arg]
+    """A module's children under new names; the old names still reach them, so ``self.conv1``
+    and ``"stem" in self._modules`` in the model's own forward keep working."""
+
+    def __init__(self, children: dict[str, nn.Module | None], aliases: dict[str, str]) -> None:
+        super().__init__(children)
+        self.aliases = aliases
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(self.aliases.get(key, key) if isinstance(key, str) else key)
+
+    def __getitem__(self, key: str) -> nn.Module | None:
+        return super().__getitem__(self.aliases.get(key, key))
+
+
+def rename_all(model: nn.Module) -> nn.Module:
+    """Give every submodule a new name (``x0``, ``x1`` ... by position), in place."""
+    for module in list(model.modules()):
+        names = list(module._modules)
+        aliases = {old: f"x{i}" for i, old in enumerate(names)}
+        module._modules = _Renamed({aliases[k]: v for k, v in module._modules.items()}, aliases)
+    return model
+
+
+class _Holder(nn.Module):
+    """A container that is never called, as torchvision's ``backbone`` holds ``body``."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+
+class Detector(nn.Module):
+    """``backbone.body.<model>``: a detector-like wrapper around a network."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.backbone = _Holder(body)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.backbone.body(x)
+
+
+def _facts(report: Report) -> dict[str, Any]:
+    """The structure with record indices made relative to the first stem record, and the levels'
+    names left out (they are labels): equal for two traces of the same network."""
+    s = report.structure
+    assert isinstance(s, Structure)
+    off = s.stem[0]
+
+    def rel(i: int | None) -> int | None:
+        return None if i is None else i - off
+
+    def rels(items: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(i - off for i in items)
+
+    stages = [(st.label, st.stride, [(b.fork - off, rels(b.main), b.shortcut.kind, rels(b.shortcut.records),
+                                      b.shortcut.reads - off, b.shortcut.preactivated,
+                                      b.gate and (rels(b.gate.records), b.gate.multiply - off), b.add - off,
+                                      rels(b.after), b.stride) for b in st.blocks]) for st in s.stages]
+    levels = [] if s.pyramid is None else [
+        (lv.stride, rel(lv.output), rel(lv.lateral), rel(lv.merge), rel(lv.resize), rel(lv.source), lv.extra,
+         rels(lv.records)) for lv in s.pyramid.levels]
+    return {"stem": rels(s.stem), "stages": stages, "levels": levels, "head": rels(s.head),
+            "types": [r.type for r in report.layers[off:]]}
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_renamed_network_has_the_same_structure(name: str) -> None:
+    with torch.device("meta"):
+        plain = ri.inspect(ri.build(name), 224, label=name)
+        renamed = ri.inspect(Detector(rename_all(ri.build(name))), 224, label=name)
+    old = {part for r in plain.layers for part in r.name.replace(":", ".").split(".") if part and not part.isdigit()}
+    new_names = [r.name for r in renamed.layers if r.kind == "module" and r.name]
+    assert new_names and all(n.startswith("backbone.body") for n in new_names)
+    assert not {p for n in new_names for p in n.split(".")} & (old - {"backbone", "body"})
+    assert _facts(renamed) == _facts(plain)
+    # The views that draw on it agree too: stage labels, depth and the downsampling table.
+    off = plain.structure.stem[0] - renamed.structure.stem[0]
+    assert [r.stage for r in renamed.layers if r.is_leaf] == [r.stage for r in plain.layers if r.is_leaf]
+    assert renamed.depth["counted"] == plain.depth["counted"] and off == -1
+    assert [(d["stage"], d["stride"], [p["kind"] for p in d["projection"]]) for d in renamed.downsample] == \
+        [(d["stage"], d["stride"], [p["kind"] for p in d["projection"]]) for d in plain.downsample]
+
+
+def test_stages_blocks_and_shortcut_kinds_of_the_named_variants() -> None:
+    def kinds(name: str) -> list[list[str]]:
+        return [[b.shortcut.kind for b in st.blocks] for st in ri.inspect(name).structure.stages]
+
+    first_identity = [["projection", "identity", "identity"], ["projection"] + ["identity"] * 3,
+                      ["projection"] + ["identity"] * 5, ["projection", "identity", "identity"]]
+    assert kinds("resnet50") == first_identity
+    assert kinds("resnet50d") == [first_identity[0]] + [["pool+projection"] + k[1:] for k in first_identity[1:]]
+    assert [st.stride for st in ri.inspect("resnet50").structure.stages] == [4, 8, 16, 32]
+    assert [st.label for st in ri.inspect("resnet50").structure.stages] == ["res2", "res3", "res4", "res5"]
+    assert kinds("resnet18")[0] == ["identity", "identity"]
+    cifar = ri.inspect("cifar_resnet20").structure
+    assert [[b.shortcut.kind for b in st.blocks][0] for st in cifar.stages] == ["identity", "option-a", "option-a"]
+    assert [b.stride for b in cifar.stages[1].blocks] == [2, 1, 1]
+
+
+def test_se_gate_and_preactivated_shortcut() -> None:
+    se = ri.inspect("seresnet50")
+    blocks = se.structure.blocks
+    assert len(blocks) == 16 and all(b.gate is not None for b in blocks)
+    gate = blocks[0].gate
+    assert se.layers[gate.multiply].type == "F.mul" and sum(se.layers[i].weighted for i in gate.records) == 2
+    assert ri.inspect("resnet50").structure.blocks[0].gate is None
+    v2 = ri.inspect("resnetv2_50")
+    pre = [b.shortcut.preactivated for b in v2.structure.blocks]
+    assert pre == [b.shortcut.kind == "projection" for b in v2.structure.blocks] and sum(pre) == 4
+    block = v2.structure.blocks[0]
+    assert block.shortcut.reads in block.main and block.after == ()
+
+
+def test_pyramid_roles() -> None:
+    report = ri.inspect("retinanet_r50_fpn")
+    pyramid = report.structure.pyramid
+    assert pyramid is not None and report.structure.head == ()
+    assert [(lv.name, lv.stride, lv.extra) for lv in pyramid.levels] == [
+        ("p3", 8, False), ("p4", 16, False), ("p5", 32, False), ("p6", 64, True), ("p7", 128, True)]
+    stages = {st.stride: st for st in report.structure.stages}
+    for level in pyramid.levels[:3]:
+        assert report.layers[level.lateral].op["kernel"] == [1, 1]
+        assert level.source == stages[level.stride].blocks[-1].members[-1]  # the stage's output
+    assert [lv.merge is not None for lv in pyramid.levels] == [True, True, False, False, False]
+    assert all(report.layers[lv.resize].type == "F.interpolate" for lv in pyramid.levels[:2])
+    assert report.fpn["lateral"] == ["fpn.fpn_inner4", "fpn.fpn_inner3", "fpn.fpn_inner2"]
+    assert pyramid.levels[3].source == pyramid.levels[2].source  # P6 is made from the top of the trunk
+
+
+class _Body(nn.Module):
+    """torchvision's IntermediateLayerGetter in miniature: the trunk's own modules, no head."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+            self.add_module(name, getattr(net, name))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def test_torchvision_style_nesting_gives_the_same_downsampling_table() -> None:
+    with torch.device("meta"):
+        bare = ri.inspect("resnet50")
+        nested = ri.inspect(Detector(_Body(ri.build("resnet50"))), 224)
+    assert nested.layer("backbone.body.layer1.0.conv2").stage == "res2"
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.removeprefix("backbone.body.")
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()}
+        return value
+
+    assert len(nested.downsample) == 5
+    assert strip(nested.downsample) == bare.downsample
+
+
+class _Flat(nn.Module):
+    """Residual adds in the root's own forward: no module holds a block."""
+
+    def __init__(self, convs: int) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.convs = nn.ModuleList(nn.Conv2d(8, 8, 3, padding=1) for _ in range(2 * convs))
+        self.per_block = convs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for start in range(0, len(self.convs), self.per_block):
+            y = x
+            for conv in self.convs[start:start + self.per_block]:
+                y = conv(y)
+            x = x + y
+        return x
+
+
+def test_blocks_without_a_module_of_their_own_and_one_layer_skips() -> None:
+    two = ri.inspect(_Flat(2), (1, 3, 8, 8))
+    blocks = two.structure.blocks
+    assert [b.container for b in blocks] == [None, None] and [b.shortcut.kind for b in blocks] == ["identity"] * 2
+    assert [[two.layers[i].name for i in b.main] for b in blocks] == [["convs.0", "convs.1"], ["convs.2", "convs.3"]]
+    assert len(two.structure.stages) == 1 and two.structure.stem == (two.layer("stem").index,)
+    # He et al. 2016, §3.1: a one-layer residual function is "similar to a linear layer": no block.
+    one = ri.inspect(_Flat(1), (1, 3, 8, 8))
+    assert one.structure.stages == () and one.structure.pyramid is None
+
+
+def test_a_module_that_takes_an_input_it_does_not_use() -> None:
+    # maskrcnn-benchmark's LastLevelMaxPool takes C5 and P5 and pools P5 only: P6 is made from P5.
+    report = ri.inspect("maskrcnn_r50_fpn")
+    pool = report.layer("fpn.top_blocks")
+    assert len(pool.input_from) == 2 and pool.read_from == [report.layer("fpn.fpn_layer4").index]
+    p6 = report.structure.pyramid.levels[-1]
+    assert p6.extra and p6.output == pool.index and p6.records == (pool.index,)
+
+
+def test_diff_pairs_renamed_shortcuts_by_role() -> None:
+    """With no digit in any name, the diff still pairs ResNet-D's shortcut conv and BN with
+    ResNet's (the blocks come from the structure), so only its pools are added."""
+    from resnet_inspect.render.diff import diff_layers
+
+    with torch.device("meta"):
+        a = ri.inspect(Detector(rename_all(ri.build("resnet50"))), 224)
+        b = ri.inspect(Detector(rename_all(ri.build("resnet50d"))), 224)
+    shortcut_b = {i for blk in b.structure.blocks for i in blk.shortcut.records}
+    diffs = [d for d in diff_layers(a, b) if (d.b is not None and d.b.index in shortcut_b)]
+    assert sorted(d.b.type for d in diffs if d.status == "added") == ["AvgPool2d"] * 3
+    changed = [d for d in diffs if d.status == "changed"]
+    assert len(changed) == 3 and all(d.a.type == d.b.type == "Conv2d" and "stride: 2 → 1" in d.changes
+                                     for d in changed)
