@@ -11,10 +11,9 @@ The diagram is drawn from the engine's records, never from a second walk of the 
 ``depth`` sets how far into a block the diagram goes: 1 draws one node per block, 2 the convs
 (and the residual add) inside each block, 3 or more every leaf (norms and activations too).
 
-The records carry shapes but no producer links, so the wiring is rebuilt from execution order,
-the module hierarchy and shapes: inside a block the shortcut branch is the child module that holds
-the off-path (projection) layers, and in the FPN a lateral reads the trunk stage with its input
-shape while upsamples, adds and output convs read the latest top-down tensor of their shape.
+The wiring comes from the data flow: each record names the records that produced its inputs
+(``input_from``), and the report's structure (``analysis/blocks.py``) says which records form
+each block, its main path and shortcut, and each pyramid level.
 Node names are the modules' qualified names (``layer2.0``, ``fpn.fpn_inner4``) and the level
 names of the report's outputs (``p3``), so a diagram joins with every other view of the report.
 """
