@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..analysis.blocks import Block
-from ..analysis.opdesc import AdaptivePoolOp, LinearOp, MeanOp, OpDesc, PadOp, ResizeOp, WindowOp, find, main_op
+from ..analysis.opdesc import AdaptivePoolOp, LinearOp, MeanOp, PadOp, ResizeOp, WindowOp, find, main_op
 from ..analysis.records import LayerRecord, Report
 from ..analysis.structure import block_label, leaves_under, shortcut_container
 from ..errors import InputError
@@ -145,7 +145,7 @@ def shape_lines(report: Report, rec: LayerRecord) -> list[str]:
     lines = [f"input {inp} → output {out}"]
     op = main_op(rec.op)
     handler = _SHAPE_LINES.get(type(op))
-    explained = handler(rec, op) if handler is not None else None  # type: ignore[arg-type]
+    explained = handler(rec, op) if handler is not None else None
     if explained is not None:
         lines.extend(explained)
     elif rec.is_leaf:
@@ -216,11 +216,12 @@ def _resize_shape_lines(rec: LayerRecord, op: ResizeOp) -> list[str] | None:
     return [f"H: {ih} → {oh}, W: {iw} → {ow} ({op.mode} upsampling by {how})", _analytic(rec)]
 
 
-# The shape section of each operator family; None from a handler falls back to the generic text.
-_SHAPE_LINES: dict[type, Callable[[LayerRecord, OpDesc], list[str] | None]] = {
+# The shape section of each operator family (each handler takes its own op type); None from a
+# handler falls back to the generic text.
+_SHAPE_LINES: dict[type, Callable[[LayerRecord, Any], list[str] | None]] = {
     WindowOp: _window_shape_lines, LinearOp: _linear_shape_lines, AdaptivePoolOp: _adaptive_shape_lines,
     PadOp: _pad_shape_lines, MeanOp: _mean_shape_lines, ResizeOp: _resize_shape_lines,
-}  # type: ignore[dict-item]
+}
 
 
 def _changing_children(report: Report, rec: LayerRecord) -> list[str]:
