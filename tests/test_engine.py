@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import resnet_inspect as ri
+from resnet_inspect.analysis.records import OutputInfo
 from resnet_inspect.analysis.trace import ForwardFailed, InputTooSmall
 from tests.conftest import PAPER_TABLE1, PUBLISHED, TORCHVISION, state_checksum
 
@@ -330,7 +331,7 @@ def test_fpn_misalignment_is_predicted_and_pad_to_fixes_it() -> None:
         ri.inspect("retinanet_r50_fpn", (800, 1333))
     report = ri.inspect("retinanet_r50_fpn", (800, 1333), pad_to=32)
     assert report.padded_from == (1, 3, 800, 1333) and report.input_size == (1, 3, 800, 1344)
-    strides = {name: info["stride"] for name, info in report.output_info.items()}
+    strides = {name: info.stride for name, info in report.output_info.items()}
     assert strides == {f"p{k}": 2**k for k in range(3, 8)}
     assert report.fpn["lateral"] == ["fpn.fpn_inner4", "fpn.fpn_inner3", "fpn.fpn_inner2"]
     assert report.fpn["top_down"] == ["fpn:interpolate", "fpn:add", "fpn:interpolate#1", "fpn:add#1"]
@@ -365,9 +366,9 @@ def test_fpn_level_strides_come_from_the_layers_not_the_map_sizes(size: int) -> 
     # At 8×8 every level is 1×1, so a stride read off the map sizes would be wrong; the strides
     # are those of the trunk stage under each level (2^k for P_k) at any size.
     info = ri.inspect("resnet50", size, fpn="retinanet").output_info
-    assert {name: level["stride"] for name, level in info.items()} == {f"p{k}": 2**k for k in range(3, 8)}
+    assert {name: level.stride for name, level in info.items()} == {f"p{k}": 2**k for k in range(3, 8)}
     at_224 = ri.inspect("resnet50", 224, fpn="retinanet").output_info
-    assert {n: i["receptive_field"] for n, i in info.items()} == {n: i["receptive_field"] for n, i in at_224.items()}
+    assert {n: i.receptive_field for n, i in info.items()} == {n: i.receptive_field for n, i in at_224.items()}
 
 
 def test_fpn_level_receptive_fields_grow_with_the_extra_convs() -> None:
@@ -375,9 +376,9 @@ def test_fpn_level_receptive_fields_grow_with_the_extra_convs() -> None:
     c5 = 483  # the MSRA ResNet-50 trunk (stride in the 1x1), see the closed form above
     # P5 = 3x3 conv over the 1x1 lateral of C5 at jump 32 (+2·32); P6 = 3x3/2 over P5 (+2·32, jump
     # becomes 64); P7 = 3x3/2 over P6 (+2·64).
-    assert info["p5"]["receptive_field"] == [c5 + 2 * 32] * 2
-    assert info["p6"]["receptive_field"] == [c5 + 2 * 32 + 2 * 32] * 2
-    assert info["p7"]["receptive_field"] == [c5 + 2 * 32 + 2 * 32 + 2 * 64] * 2
+    assert info["p5"].receptive_field == (c5 + 2 * 32,) * 2
+    assert info["p6"].receptive_field == (c5 + 2 * 32 + 2 * 32,) * 2
+    assert info["p7"].receptive_field == (c5 + 2 * 32 + 2 * 32 + 2 * 64,) * 2
 
 
 def test_huge_input_is_traced_without_allocating() -> None:
@@ -508,3 +509,34 @@ def test_a_plain_module_takes_its_exact_input_shape_dtype_and_keyword_inputs() -
 
     rec = ri.inspect(Keyword(), (4, 3)).layer("inner")
     assert rec.input_shapes == [(4, 3), (4, 5)] and rec.output_shapes == [(4, 2)]
+
+
+class _TwoStrides(nn.Module):
+    """A stride of 2 along H only, and an output that does not come from the image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=(2, 1))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"map": self.conv(x), "const": torch.zeros(2, 3, device=x.device)}
+
+
+def test_output_info_is_typed_per_output() -> None:
+    head = ri.inspect("resnet18").output_info["output"]  # after the global pool: one position, 224 apart
+    assert head == OutputInfo((1, 1000), stride=224, receptive_field=head.receptive_field, depth=18, head=True)
+    assert head.traced and head.receptive_field[0] == head.receptive_field[1] > 224
+    info = ri.inspect(_TwoStrides(), (1, 3, 16, 16)).output_info
+    assert info["map"] == OutputInfo((1, 4, 7, 14), stride=(2, 1), receptive_field=(3, 3), depth=1, head=False)
+    assert info["const"] == OutputInfo((2, 3)) and not info["const"].traced
+
+
+def test_output_info_json_form_is_unchanged() -> None:
+    """The dicts ``Report.to_dict()`` has always written: lists, one stride number where H and W
+    agree, and only the shape for an output that does not come from the image."""
+    report = ri.inspect(_TwoStrides(), (1, 3, 16, 16))
+    assert report.to_dict()["output_info"] == {
+        "map": {"shape": [1, 4, 7, 14], "stride": [2, 1], "receptive_field": [3, 3], "depth": 1, "head": False},
+        "const": {"shape": [2, 3]}}
+    fpn = ri.inspect("retinanet_r50_fpn", (256, 256)).to_dict()
+    assert fpn["output_info"]["p6"]["stride"] == 64 and fpn["fpn"]["levels"] == fpn["output_info"]

@@ -270,7 +270,7 @@ def test_fpn_levels_with_their_strides(tmp_path: Path, kind: str, first: int, la
         sides[k] = side
     for k in range(first, last + 1):
         level = f"p{k}"
-        stride = report.output_info[level]["stride"]
+        stride = report.output_info[level].stride
         assert stride == 2 ** k
         text = diagram.nodes[level][1]
         assert f"stride {2 ** k}" in text

@@ -9,6 +9,7 @@ import pytest
 from rich.console import Console
 
 import resnet_inspect
+from resnet_inspect.analysis.opdesc import WindowOp
 from resnet_inspect.render import diff as render_diff
 from resnet_inspect.render.explain import (
     _producer, downsample_lines, mac_lines, mac_terms, receptive_field_lines, shape_lines,
@@ -53,9 +54,9 @@ def test_backward_field_derivation_finds_the_input_tensor(reports, name: str) ->
     record whose output has the conv's input shape."""
     report = reports[name]
     for rec in report.layers:
-        if not (rec.is_leaf and rec.weighted and rec.op and "kernel" in rec.op):
+        if not (rec.is_leaf and rec.weighted and isinstance(rec.op, WindowOp)):
             continue
-        k, s, d = rec.op["kernel"][0], rec.op["stride"][0], rec.op["dilation"][0]
+        k, s, d = rec.op.kernel[0], rec.op.stride[0], rec.op.dilation[0]
         j_in = rec.jump[0] / s
         r_in = rec.receptive_field[0] - (d * (k - 1)) * j_in
         if r_in == 1 and j_in == 1:

@@ -138,7 +138,7 @@ def test_pyramid_roles() -> None:
         ("p3", 8, False), ("p4", 16, False), ("p5", 32, False), ("p6", 64, True), ("p7", 128, True)]
     stages = {st.stride: st for st in report.structure.stages}
     for level in pyramid.levels[:3]:
-        assert report.layers[level.lateral].op["kernel"] == [1, 1]
+        assert report.layers[level.lateral].op.kernel == (1, 1)
         assert level.source == stages[level.stride].blocks[-1].members[-1]  # the stage's output
     assert [lv.merge is not None for lv in pyramid.levels] == [True, True, False, False, False]
     assert all(report.layers[lv.resize].type == "F.interpolate" for lv in pyramid.levels[:2])

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
+from .opdesc import WindowOp, find
 from .records import LayerRecord
 
 ShortcutKind = Literal["identity", "projection", "pool+projection", "option-a"]
@@ -194,7 +195,8 @@ def _spatial(rec: LayerRecord) -> bool:
 
 
 def _stride(rec: LayerRecord) -> int:
-    return max(rec.op["stride"]) if rec.op and "stride" in rec.op else 1
+    window = find(rec.op, WindowOp)
+    return max(window.stride) if window is not None else 1
 
 
 def is_resize(rec: LayerRecord) -> bool:
@@ -277,8 +279,8 @@ def _shortcut_kind(records: list[LayerRecord], branch: tuple[int, ...]) -> Short
     weighted = [i for i in branch if records[i].weighted]
     if not weighted:
         return "option-a"
-    pools = [i for i in branch if i < weighted[0] and not records[i].weighted and records[i].op
-             and "kernel" in records[i].op]
+    pools = [i for i in branch if i < weighted[0] and not records[i].weighted
+             and find(records[i].op, WindowOp) is not None]
     return "pool+projection" if pools else "projection"
 
 

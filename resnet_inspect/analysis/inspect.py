@@ -14,8 +14,9 @@ from ..inputs import check_elements, parse_input_size, parse_pad_to, parse_tenso
 from ..models.resnet import build_model
 from ..variants import ResNetSpec, get_spec
 from . import counters
+from .opdesc import WindowOp, find
 from .preserve import guarded, refuse_uninferred
-from .records import CONVENTION, LayerRecord, Report
+from .records import CONVENTION, LayerRecord, OutputInfo, Report
 from .shapes import Window, pad_to_multiple, window_output
 from .blocks import build_structure
 from .structure import depth_breakdown, downsample_table, fpn_summary, label_stages, path_records
@@ -91,7 +92,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     structure = build_structure(records, _output_producers(outputs, out))
     label_stages(records, structure)
     main_path = path_records(records, main_path_end)
-    n_heads = sum(1 for v in output_info.values() if v.get("head"))
+    n_heads = sum(1 for v in output_info.values() if v.head)
     name_depth = spec.name_depth if spec is not None else None
     depth = depth_breakdown(records, structure, main_path, name_depth, label, n_heads)
     if spec is not None and "layers" in spec.to_options():
@@ -213,7 +214,7 @@ def _ran(tracer: Tracer) -> str:
     return f"{len(done)} layers ran before it" + (f", the last ones: {last}." if last else ".")
 
 
-def _outputs(model: nn.Module, out: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, dict[str, Any]], Any]:
+def _outputs(model: nn.Module, out: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, OutputInfo], Any]:
     tensors = list(_tensors(out))
     names = list(out.keys()) if isinstance(out, dict) else getattr(model, "output_names", None)
     if not names or len(names) != len(tensors):
@@ -223,12 +224,11 @@ def _outputs(model: nn.Module, out: Any) -> tuple[dict[str, tuple[int, ...]], di
     for name, t in zip(names, tensors):
         outputs[name] = tuple(int(d) for d in t.shape)
         ti = tensor_info(t)
-        entry: dict[str, Any] = {"shape": list(outputs[name])}
+        entry = OutputInfo(outputs[name])
         if ti is not None:
-            jump = [int(j) if float(j).is_integer() else j for j in ti.jump]
-            entry.update(stride=jump[0] if jump[0] == jump[1] else jump,
-                         receptive_field=[int(ti.rf[0]), int(ti.rf[1])], depth=ti.depth,
-                         head=t.dim() == 2)
+            jump = tuple(int(j) if float(j).is_integer() else j for j in ti.jump)
+            entry = OutputInfo(outputs[name], stride=jump[0] if jump[0] == jump[1] else (jump[0], jump[1]),
+                               receptive_field=(int(ti.rf[0]), int(ti.rf[1])), depth=ti.depth, head=t.dim() == 2)
             if ti.depth > best:
                 deepest, best = ti.path, ti.depth
         info[name] = entry
@@ -277,12 +277,13 @@ def _degenerate_warnings(records: list[LayerRecord], size: tuple[int, ...]) -> l
     if len(size) != 4:
         return []
     for rec in records:
-        if (rec.is_leaf and rec.op and "stride" in rec.op and len(rec.op["stride"]) == 2 and rec.output_shapes
+        window = find(rec.op, WindowOp)
+        if (rec.is_leaf and window is not None and len(window.stride) == 2 and rec.output_shapes
                 and rec.input_shapes and len(rec.output_shapes[0]) == 4):
             (h, w), (ih, iw) = rec.output_shapes[0][-2:], rec.input_shapes[0][-2:]
             # Only a window wider than one pixel, or a stride, is wasted on a 1×1 map: a 1×1 conv
             # after a global pool (a squeeze-excitation gate, timm's conv classifier) is by design.
-            spans = max(rec.op["kernel"]) > 1 or max(rec.op["stride"]) > 1
+            spans = max(window.kernel) > 1 or max(window.stride) > 1
             if spans and h == 1 and w == 1 and ih == 1 and iw == 1:
                 return [f"From {rec.name} on the feature maps are 1×1: the input {size[2]}×{size[3]} is smaller than "
                         "the network's downsampling needs, so later layers see a single position. The outputs are "

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .opdesc import AdaptivePoolOp, LinearOp, MatMulOp, MeanOp, OpDesc, PadOp, ResizeOp, WindowOp
 from .shapes import Window, window_output, window_working
 
 
@@ -34,7 +35,7 @@ class OpStats:
     weighted: bool = False
     upsample: tuple[float, float] | None = None
     invalid: str | None = None  # why the operator cannot accept this input, if known in advance
-    op: dict[str, Any] | None = None
+    op: OpDesc | None = None
 
 
 @dataclass(frozen=True)
@@ -64,16 +65,17 @@ def _numel(out: Any) -> int:
     return 0
 
 
-def _windowed(x: torch.Tensor, channels: int, windows: tuple[Window, Window], stats: OpStats) -> OpStats:
+def _windowed(x: torch.Tensor, channels: int, windows: tuple[Window, Window], stats: OpStats,
+              **conv: int) -> OpStats:
+    """A 2-D window's shape and working; ``conv`` holds a convolution's groups and channels."""
     height, width = x.shape[-2], x.shape[-1]
     out_hw = (window_output(height, windows[0]), window_output(width, windows[1]))
     stats.windows = windows
     stats.analytic_shape = (*x.shape[:-3], channels, *out_hw)
     stats.working = [f"H: {window_working(height, windows[0])}", f"W: {window_working(width, windows[1])}"]
-    w = windows[0]
-    stats.op = {"kernel": [windows[0].kernel, windows[1].kernel], "stride": [windows[0].stride, windows[1].stride],
-                "padding": [windows[0].padding, windows[1].padding],
-                "dilation": [windows[0].dilation, windows[1].dilation], "ceil_mode": w.ceil_mode}
+    h, w = windows
+    stats.op = WindowOp(kernel=(h.kernel, w.kernel), stride=(h.stride, w.stride), padding=(h.padding, w.padding),
+                        dilation=(h.dilation, w.dilation), ceil_mode=h.ceil_mode, **conv)
     return stats
 
 
@@ -87,10 +89,8 @@ def _conv2d(a: dict[str, Any], out: Any) -> OpStats:
         ph, pw = (0, 0) if padding == "valid" else (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
     else:
         ph, pw = _pair(padding)
-    stats = _windowed(x, weight.shape[0], (Window(kh, sh, ph, dh), Window(kw, sw, pw, dw)), OpStats(weighted=True))
-    stats.op["groups"] = int(a["groups"])
-    stats.op["in_channels"] = int(x.shape[-3])
-    stats.op["out_channels"] = int(weight.shape[0])
+    stats = _windowed(x, weight.shape[0], (Window(kh, sh, ph, dh), Window(kw, sw, pw, dw)), OpStats(weighted=True),
+                      groups=int(a["groups"]), in_channels=int(x.shape[-3]), out_channels=int(weight.shape[0]))
     if isinstance(padding, str) and padding == "same":
         stats.analytic_shape = (*x.shape[:-3], weight.shape[0], x.shape[-2], x.shape[-1])
     if out is not None:
@@ -128,9 +128,9 @@ def _conv_nd(nd: int) -> Callable[[dict[str, Any], Any], OpStats]:
         if a["padding"] == "same":
             stats.analytic_shape = (*x.shape[:-nd - 1], weight.shape[0], *sizes)
         stats.working = [f"{axis}: {window_working(i, w)}" for axis, i, w in zip(_AXES[nd], sizes, windows)]
-        stats.op = {"kernel": list(kernel), "stride": list(stride), "padding": list(padding),
-                    "dilation": list(dilation), "groups": int(a["groups"]),
-                    "in_channels": int(x.shape[-nd - 1]), "out_channels": int(weight.shape[0])}
+        stats.op = WindowOp(kernel=kernel, stride=stride, padding=padding, dilation=dilation,
+                            groups=int(a["groups"]), in_channels=int(x.shape[-nd - 1]),
+                            out_channels=int(weight.shape[0]))
         if min(stats.analytic_shape[-nd:]) <= 0:
             stats.invalid = "the window no longer fits: " + "; ".join(stats.working)
         if out is not None:
@@ -159,10 +159,9 @@ def _conv_transpose(nd: int) -> Callable[[dict[str, Any], Any], OpStats]:
         stats.working = [f"{axis}: ({i} − 1)·{st} − 2·{p} + {d}·({k} − 1) + {e} + 1 = {o}"
                          for axis, i, st, p, d, k, e, o in
                          zip(_AXES[nd], sizes, stride, padding, dilation, kernel, extra, outs)]
-        stats.op = {"kernel": list(kernel), "stride": list(stride), "padding": list(padding),
-                    "dilation": list(dilation), "output_padding": list(extra), "groups": groups,
-                    "in_channels": int(x.shape[-nd - 1]), "out_channels": int(weight.shape[1] * groups),
-                    "transposed": True}
+        stats.op = WindowOp(kernel=kernel, stride=stride, padding=padding, dilation=dilation, output_padding=extra,
+                            groups=groups, in_channels=int(x.shape[-nd - 1]),
+                            out_channels=int(weight.shape[1] * groups), transposed=True)
         if nd == 2:
             # For the receptive field: each output position gathers ⌈K/S⌉ input positions per
             # dimension (a window of that size at stride 1), and the grid becomes S times finer.
@@ -181,7 +180,7 @@ def _matmul(first: str, second: str) -> Callable[[dict[str, Any], Any], OpStats]
         # Not ``weighted``: a product of activations (attention) is no layer of the paper's depth.
         stats = OpStats()
         k = int(a[first].shape[-1])
-        stats.op = {"inner": k}
+        stats.op = MatMulOp(k)
         if out is not None:
             stats.macs = _numel(out) * k
         return stats
@@ -200,7 +199,7 @@ def _norm(affine_key: str) -> Callable[[dict[str, Any], Any], OpStats]:
 def _linear(a: dict[str, Any], out: Any) -> OpStats:
     x, weight = a["input"], a["weight"]
     stats = OpStats(weighted=True)
-    stats.op = {"in_features": int(weight.shape[1]), "out_features": int(weight.shape[0])}
+    stats.op = LinearOp(in_features=int(weight.shape[1]), out_features=int(weight.shape[0]))
     if x.shape[-1] != weight.shape[1]:
         stats.invalid = (f"it expects {weight.shape[1]} input features but receives {x.shape[-1]} "
                          f"(input shape {tuple(x.shape)})")
@@ -249,7 +248,7 @@ def _adaptive_pool(a: dict[str, Any], out: Any) -> OpStats:
         stride = max(size_in // max(size_out, 1), 1)
         windows.append(Window(max(size_in - (size_out - 1) * stride, 1), stride, 0))
     stats.windows = (windows[0], windows[1])
-    stats.op = {"output_size": [oh, ow]}
+    stats.op = AdaptivePoolOp((int(oh), int(ow)))
     if out is not None:
         stats.other_ops = x.numel()
     return stats
@@ -276,7 +275,7 @@ def _interpolate(a: dict[str, Any], out: Any) -> OpStats:
     # No analytic shape to check: the meta trace derives the output from the same rule, so the
     # check could not fail there (the real trace gives identical records, which tests verify).
     x = a["input"]
-    stats = OpStats(op={"mode": a.get("mode"), "scale_factor": a.get("scale_factor"), "size": a.get("size")})
+    stats = OpStats(op=ResizeOp(mode=a.get("mode"), scale_factor=a.get("scale_factor"), size=a.get("size")))
     hw = interpolate_size(a)
     if hw is not None:
         stats.upsample = (hw[0] / x.shape[-2], hw[1] / x.shape[-1])
@@ -298,7 +297,7 @@ def _pad(a: dict[str, Any], out: Any) -> OpStats:
         if before or after:
             working.append(f"{labels.get(dim, f'dim {dim}')}: {x.shape[dim]} + {before} + {after} = {shape[dim]}")
     return OpStats(analytic_shape=tuple(shape), working=working,
-                   op={"pad": pads, "mode": a.get("mode", "constant")})
+                   op=PadOp(tuple(int(p) for p in pads), a.get("mode", "constant")))
 
 
 def _mean(a: dict[str, Any], out: Any) -> OpStats:
@@ -310,7 +309,7 @@ def _mean(a: dict[str, Any], out: Any) -> OpStats:
     keep = bool(a.get("keepdim"))
     shape = tuple(1 if i in reduced else n for i, n in enumerate(x.shape) if keep or i not in reduced)
     stats = OpStats(other_ops=x.numel() if out is not None else 0, analytic_shape=shape,
-                    op={"reduce": reduced, "keepdim": keep},
+                    op=MeanOp(tuple(reduced), keep),
                     working=[f"mean over dimension{'s' if len(reduced) > 1 else ''} "
                              f"{', '.join(str(d) for d in reduced)} of {'×'.join(map(str, x.shape))}"
                              f"{' (kept as 1)' if keep else ''}"])

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .blocks import Structure
 
+from .opdesc import OpDesc
+
 Shape = tuple[int, ...]
 
 CONVENTION = (
@@ -38,7 +40,7 @@ class LayerRecord:
     shared: list[str] = field(default_factory=list)  # parameters counted at an earlier record
     macs: int = 0
     other_ops: int = 0
-    op: dict[str, Any] | None = None  # kernel/stride/padding/dilation/ceil_mode/groups of a window op
+    op: OpDesc | None = None  # what the operator is (a window, a linear layer, a pad ...), set by its counting rule
     analytic_shape: Shape | None = None
     shape_ok: bool | None = None
     working: list[str] = field(default_factory=list)  # per-dimension shape arithmetic
@@ -56,9 +58,40 @@ class LayerRecord:
     # an input it never uses (maskrcnn-benchmark's LastLevelMaxPool takes C5 and P5, pools P5).
     read_from: list[int] = field(default_factory=list)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, the op in its JSON form (a shallow copy; ``_jsonable`` makes tuples lists)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["op"] = self.op.to_dict() if self.op is not None else None
+        return data
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """One output of the model (a feature map, an FPN level, a head's logits).
+
+    Stride, receptive field and depth are known when the output comes from the image through
+    traced layers; ``stride`` is one number when H and W agree, else (H, W).
+    """
+
+    shape: Shape
+    stride: float | tuple[float, float] | None = None
+    receptive_field: tuple[int, int] | None = None
+    depth: int | None = None  # weighted layers on its deepest path
+    head: bool = False  # a 2-D (N, features) output: a classifier or regression head
+
     @property
-    def short_type(self) -> str:
-        return self.type
+    def traced(self) -> bool:
+        """Whether the output comes from the image through traced layers."""
+        return self.receptive_field is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form the report has always written."""
+        data: dict[str, Any] = {"shape": list(self.shape)}
+        if self.traced:
+            stride = list(self.stride) if isinstance(self.stride, tuple) else self.stride
+            data.update(stride=stride, receptive_field=list(self.receptive_field or ()), depth=self.depth,
+                        head=self.head)
+        return data
 
 
 @dataclass
@@ -70,7 +103,7 @@ class Report:
     layers: list[LayerRecord]
     totals: dict[str, int]
     outputs: dict[str, Shape]
-    output_info: dict[str, dict[str, Any]]
+    output_info: dict[str, OutputInfo]
     depth: dict[str, Any]
     downsample: list[dict[str, Any]]
     uncalled: list[dict[str, Any]]
@@ -100,11 +133,10 @@ class Report:
             "counter": self.counter,
             "device": self.device,
             "convention": self.convention,
-            # A shallow copy of each record's fields; _jsonable makes the tuples lists.
-            "layers": [{f.name: getattr(r, f.name) for f in fields(r)} for r in self.layers],
+            "layers": [r.to_dict() for r in self.layers],
             "totals": self.totals,
             "outputs": self.outputs,
-            "output_info": self.output_info,
+            "output_info": {name: info.to_dict() for name, info in self.output_info.items()},
             "depth": self.depth,
             "downsample": self.downsample,
             "uncalled": self.uncalled,

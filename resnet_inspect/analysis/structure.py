@@ -13,7 +13,8 @@ from collections import Counter, OrderedDict
 from typing import Any
 
 from .blocks import Block, Structure
-from .records import LayerRecord
+from .opdesc import WindowOp, find
+from .records import LayerRecord, OutputInfo
 
 _STEM_NAMES = {"conv1", "bn1", "relu", "maxpool", "stem"}
 
@@ -190,13 +191,14 @@ def downsample_table(records: list[LayerRecord], structure: Structure) -> list[d
         last = max(spatial, key=lambda r: r.index, default=recs[-1])
         carriers, dilated = [], []
         for rec in recs:
-            if rec.index in in_shortcut or rec.op is None or "stride" not in rec.op:
+            window = find(rec.op, WindowOp)
+            if rec.index in in_shortcut or window is None:
                 continue
-            if max(rec.op["stride"]) > 1:
-                carriers.append({"name": rec.name, "type": rec.type, "kernel": rec.op["kernel"][0],
-                                 "stride": max(rec.op["stride"]), "block": block_of.get(rec.index) or stage})
-            if max(rec.op.get("dilation", [1])) > 1:
-                dilated.append({"name": rec.name, "dilation": max(rec.op["dilation"])})
+            if max(window.stride) > 1:
+                carriers.append({"name": rec.name, "type": rec.type, "kernel": window.kernel[0],
+                                 "stride": max(window.stride), "block": block_of.get(rec.index) or stage})
+            if max(window.dilation) > 1:
+                dilated.append({"name": rec.name, "dilation": max(window.dilation)})
         before = first.input_shapes[0][-2:] if first.input_shapes and len(first.input_shapes[0]) == 4 else None
         after = last.output_shapes[0][-2:] if last.output_shapes else None
         factor = 1
@@ -247,10 +249,10 @@ def _describe_shortcut(records: list[LayerRecord], block: Block) -> dict[str, An
     """One shortcut branch: its ops, overall stride, why it exists and what input it reads."""
     branch = [records[i] for i in block.shortcut.records]
     holder = shortcut_container(records, block)
-    ops = [r for r in branch if r.op is not None and "stride" in r.op]
+    ops = [(r, w) for r in branch if (w := find(r.op, WindowOp)) is not None]
     stride = 1
-    for r in ops:
-        stride *= max(r.op["stride"])
+    for _, w in ops:
+        stride *= max(w.stride)
     first, last = (holder, holder) if not holder.is_leaf or len(branch) == 1 else (branch[0], branch[-1])
     cin = first.input_shapes[0][1] if first.input_shapes and len(first.input_shapes[0]) > 1 else None
     cout = last.output_shapes[0][1] if last.output_shapes and len(last.output_shapes[0]) > 1 else None
@@ -265,13 +267,14 @@ def _describe_shortcut(records: list[LayerRecord], block: Block) -> dict[str, An
         subsample = "subsample and " if stride != 1 else ""
         kind = f"parameter-free: {subsample}zero-pad the new channels (option A)"
     elif len(ops) > 1:
-        kind = " then ".join(f"{r.type} {r.op['kernel'][0]}×{r.op['kernel'][1]}/{max(r.op['stride'])}" for r in ops)
+        kind = " then ".join(f"{r.type} {w.kernel[0]}×{w.kernel[1]}/{max(w.stride)}" for r, w in ops)
     else:
-        kind = f"projection {conv.type} {conv.op['kernel'][0]}×{conv.op['kernel'][1]}/{max(conv.op['stride'])}"
+        w = _window_of(conv)
+        kind = f"projection {conv.type} {w.kernel[0]}×{w.kernel[1]}/{max(w.stride)}"
     entry: dict[str, Any] = {
         "name": conv.name if conv is not None else holder.name,
         "shortcut": holder.name,
-        "kernel": conv.op["kernel"][0] if conv is not None else None,
+        "kernel": _window_of(conv).kernel[0] if conv is not None else None,
         "stride": stride,
         "kind": kind,
         "reason": " and ".join(reasons) or "none (an identity would do)",
@@ -282,8 +285,13 @@ def _describe_shortcut(records: list[LayerRecord], block: Block) -> dict[str, An
     return entry
 
 
+def _window_of(rec: LayerRecord) -> WindowOp:
+    """The window of a weighted record: a conv's, or a linear layer's 1×1 with stride 1."""
+    return find(rec.op, WindowOp) or WindowOp(kernel=(1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1))
+
+
 def fpn_summary(records: list[LayerRecord], structure: Structure,
-                output_info: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+                output_info: dict[str, OutputInfo]) -> dict[str, Any] | None:
     """Laterals, outputs, top-down merges and extra levels of a pyramid, with each level."""
     pyramid = structure.pyramid
     if pyramid is None:
@@ -298,5 +306,5 @@ def fpn_summary(records: list[LayerRecord], structure: Structure,
         "top_down": [records[i].name for i in sorted(i for lv in levels for i in (lv.resize, lv.merge)
                                                      if i is not None)],
         "extra": [records[i].name for i in extra],
-        "levels": {k: v for k, v in output_info.items()},
+        "levels": {k: v.to_dict() for k, v in output_info.items()},
     }

@@ -23,6 +23,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import InputError
+from .opdesc import chain
 from .ops import RULES, OpStats, adaptive_size, interpolate_size, op_name
 from .records import LayerRecord
 
@@ -393,8 +394,8 @@ class Tracer(TorchFunctionMode):
         rec.macs += stats.macs
         rec.other_ops += stats.other_ops
         rec.weighted = rec.weighted or stats.weighted
-        if stats.op is not None:  # merge: option A's subsample keeps its stride after the pad
-            rec.op = {**(rec.op or {}), **stats.op} if rec.kind == "module" else stats.op
+        if stats.op is not None:  # a leaf that runs several (option A: subsample, then pad) keeps them all
+            rec.op = chain(rec.op, stats.op) if rec.kind == "module" else stats.op
         if stats.analytic_shape is not None:
             # A leaf that runs several shaped ops (option A: subsample, then pad) is checked
             # against the last one; the working of each is kept.

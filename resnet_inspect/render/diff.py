@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..analysis.records import LayerRecord, Report
+from ..analysis.records import LayerRecord, OutputInfo, Report
 from ..analysis.structure import block_label, shortcut_leaves
 from ..text import visible
 from .table import count_text, is_plain, model_title, pair_text, print_section, print_table, shape_text, si_text, table_box
@@ -59,7 +59,9 @@ def layer_changes(a: LayerRecord, b: LayerRecord) -> list[str]:
         changes.append(f"input: {_spatial(a.input_shapes)} → {_spatial(b.input_shapes)}")
     if a.output_shapes != b.output_shapes:
         changes.append(f"output: {_spatial(a.output_shapes)} → {_spatial(b.output_shapes)}")
-    op_a, op_b = a.op or {}, b.op or {}
+    # The ops' fields as the JSON export names them, so a conv can be compared with a pool.
+    op_a = a.op.to_dict() if a.op is not None else {}
+    op_b = b.op.to_dict() if b.op is not None else {}
     for name in _OP_FIELDS:
         if op_a.get(name) != op_b.get(name):
             changes.append(f"{name}: {_value(op_a.get(name))} → {_value(op_b.get(name))}")
@@ -160,10 +162,17 @@ def totals_rows(a: Report, b: Report) -> list[tuple[str, Any, Any]]:
         ("Depth (counted)", _depth_counted(a), _depth_counted(b)),
     ]
     for name in dict.fromkeys([*a.output_info, *b.output_info]):
-        ia, ib = a.output_info.get(name, {}), b.output_info.get(name, {})
+        ia, ib = a.output_info.get(name), b.output_info.get(name)
         for key, label in (("shape", "shape"), ("stride", "stride"), ("receptive_field", "receptive field")):
-            rows.append((f"{name} {label}", _value(ia.get(key)) if ia else "—", _value(ib.get(key)) if ib else "—"))
+            rows.append((f"{name} {label}", _output_value(ia, key), _output_value(ib, key)))
     return rows
+
+
+def _output_value(info: OutputInfo | None, key: str) -> str:
+    """One field of an output as the diff shows it (as in the JSON export: lists, not tuples)."""
+    if info is None:
+        return "—"
+    return _value(info.to_dict().get(key))
 
 
 def carrier_rows(a: Report, b: Report) -> list[tuple[str, str, str]]:
@@ -204,7 +213,7 @@ def _brief(rec: LayerRecord | None) -> dict[str, Any] | None:
         return None
     return {"type": rec.type, "input_shape": list(rec.input_shapes[0]) if rec.input_shapes else None,
             "output_shape": list(rec.output_shapes[0]) if rec.output_shapes else None,
-            "params": rec.params, "macs": rec.macs, "op": rec.op}
+            "params": rec.params, "macs": rec.macs, "op": rec.op.to_dict() if rec.op is not None else None}
 
 
 def _numeric(*values: Any) -> bool:

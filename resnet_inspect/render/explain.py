@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..analysis.blocks import Block
+from ..analysis.opdesc import AdaptivePoolOp, LinearOp, MeanOp, PadOp, ResizeOp, WindowOp, find, main_op
 from ..analysis.records import LayerRecord, Report
 from ..analysis.structure import block_label, leaves_under, shortcut_container
 from ..errors import InputError
@@ -70,27 +72,29 @@ def mac_terms(rec: LayerRecord) -> MacTerms | None:
     A conv output element reads C_in/groups input channels through a kH×kW window: one
     multiply-accumulate each. A linear output element reads every input feature once.
     """
-    if not rec.op or not rec.output_shapes or not rec.weighted:
+    op = main_op(rec.op)
+    if op is None or not rec.output_shapes or not rec.weighted:
         return None
     out_elements = math.prod(rec.output_shapes[0])
-    if "groups" in rec.op:
-        groups, kernel = rec.op["groups"], rec.op["kernel"]
-        window = tuple(zip({1: ("kL",), 2: ("kH", "kW"), 3: ("kD", "kH", "kW")}[len(kernel)], kernel))
-        if rec.op.get("transposed") and rec.input_shapes:
-            out_channels = rec.op["out_channels"]
-            label = f"C_out/groups = {out_channels}/{groups}" if groups > 1 else "C_out"
-            return MacTerms(math.prod(rec.input_shapes[0]), ((label, out_channels // groups), *window),
-                            "input elements")
-        label = f"C_in/groups = {rec.op['in_channels']}/{groups}" if groups > 1 else "C_in"
-        return MacTerms(out_elements, ((label, rec.op["in_channels"] // groups), *window))
-    if "in_features" in rec.op:
-        return MacTerms(out_elements, (("in_features", rec.op["in_features"]),))
+    if isinstance(op, WindowOp) and op.is_conv:
+        return _conv_terms(rec, op, out_elements)
+    if isinstance(op, LinearOp):
+        return MacTerms(out_elements, (("in_features", op.in_features),))
     return None
 
 
-def _upsamples(op: dict[str, Any]) -> bool:
-    """An interpolate (its op carries a scale factor or a size), not a pad, which also has a mode."""
-    return "scale_factor" in op or "size" in op
+def _conv_terms(rec: LayerRecord, op: WindowOp, out_elements: int) -> MacTerms:
+    """A conv's factors: per output element (per input element when transposed), channels × window."""
+    groups, kernel = op.groups or 1, op.kernel
+    window = tuple(zip({1: ("kL",), 2: ("kH", "kW"), 3: ("kD", "kH", "kW")}[len(kernel)], kernel))
+    if op.transposed and rec.input_shapes:
+        out_channels = op.out_channels or 0
+        label = f"C_out/groups = {out_channels}/{groups}" if groups > 1 else "C_out"
+        return MacTerms(math.prod(rec.input_shapes[0]), ((label, out_channels // groups), *window),
+                        "input elements")
+    in_channels = op.in_channels or 0
+    label = f"C_in/groups = {in_channels}/{groups}" if groups > 1 else "C_in"
+    return MacTerms(out_elements, ((label, in_channels // groups), *window))
 
 
 def block_of(report: Report, rec: LayerRecord) -> Block | None:
@@ -144,81 +148,113 @@ def shape_lines(report: Report, rec: LayerRecord) -> list[str]:
     out = shapes_text(rec.output_shapes)
     inp = ", ".join(shape_text(s) for s in rec.input_shapes) or "—"
     lines = [f"input {inp} → output {out}"]
-    op = rec.op or {}
-    if "kernel" in op and (len(op["kernel"]) != 2 or op.get("transposed")):
-        lines.extend(_other_window_lines(rec, op))
-    elif "kernel" in op:
-        (k, _), (s, _), (p, _), (d, _) = op["kernel"], op["stride"], op["padding"], op["dilation"]
-        rounding = "⌈ ⌉ (ceil_mode=True: a partial window at the edge still gives an output)" if op.get("ceil_mode") \
-            else "⌊ ⌋"
-        lines.append("O = ⌊(I − K + 2P)/S⌋ + 1, or with dilation D: O = ⌊(I + 2P − D·(K−1) − 1)/S⌋ + 1 "
-                     "(Dumoulin & Visin 2016); "
-                     f"rounding {rounding}")
-        lines.append(f"K = {pair_text(op['kernel'])}, S = {pair_text(op['stride'])}, "
-                     f"P = {pair_text(op['padding'])}, D = {pair_text(op['dilation'])}")
-        lines.extend(rec.working)
-        if "out_channels" in op:
-            groups = f" (in {op['groups']} groups of {op['in_channels'] // op['groups']})" if op["groups"] > 1 else ""
-            lines.append(f"C: the conv has {op['out_channels']} filters, so {op['in_channels']} → "
-                         f"{op['out_channels']} channels{groups}")
-        elif rec.output_shapes and "pad" not in op:
-            lines.append(f"C: pooling works per channel, so C stays {rec.output_shapes[0][-3]}")
-        keeps = rec.input_shapes and rec.output_shapes and rec.input_shapes[0][-2:] == rec.output_shapes[0][-2:]
-        if s == 1 and keeps and "pad" in op:
-            lines.append("With S = 1, the explicit padding before the window (F.pad, 'same' padding as timm's "
-                         "AvgPool2dSame does it) keeps the size.")
-        elif s == 1 and keeps and 2 * p == d * (k - 1):
-            lines.append(f"With S = 1, P = {p} = (D·(K−1))/2 = ({d}·({k}−1))/2 keeps the size (Dumoulin & Visin 2016).")
-        lines.append(f"analytic {shape_text(rec.analytic_shape)}{_mark(rec.shape_ok)}")
-    elif "in_features" in op:
-        lines.append(f"features: {op['in_features']} → {op['out_features']} (a Linear layer keeps the batch dimension)")
-    elif "output_size" in op:
-        lines.append(f"H×W: an adaptive pool's output is its output_size, {shape_text(op['output_size'])}, "
-                     "whatever the input size")
-    elif "pad" in op:
-        lines.append("A parameter-free shortcut (option A): the new channels are zeros, padded onto the input")
-        lines.extend(rec.working)
-        lines.append(f"analytic {shape_text(rec.analytic_shape)}{_mark(rec.shape_ok)}")
-    elif "reduce" in op:
-        lines.append(f"A mean over dimensions {', '.join(map(str, op['reduce']))}"
-                     + (" (H and W: a global average pool, the squeeze of squeeze-and-excitation)"
-                        if op["reduce"] == [2, 3] else ""))
-        lines.append(f"analytic {shape_text(rec.analytic_shape)}{_mark(rec.shape_ok)}")
-    elif _upsamples(op) and rec.input_shapes and rec.output_shapes:
-        (ih, iw), (oh, ow) = rec.input_shapes[0][-2:], rec.output_shapes[0][-2:]
-        scale = op.get("scale_factor")
-        how = f"scale_factor {scale}" if scale is not None else f"size {op.get('size')}"
-        lines.append(f"H: {ih} → {oh}, W: {iw} → {ow} ({op.get('mode')} upsampling by {how})")
-        lines.append(f"analytic {shape_text(rec.analytic_shape)}{_mark(rec.shape_ok)}")
+    op = main_op(rec.op)
+    handler = _SHAPE_LINES.get(type(op))
+    explained = handler(rec, op) if handler is not None else None
+    if explained is not None:
+        lines.extend(explained)
     elif rec.is_leaf:
         lines.append("element-wise: the output has the input's shape")
     else:
-        changes = [r for r in _subtree(report, rec)[1:] if r.is_leaf and r.op and "kernel" in r.op
-                   and r.input_shapes and r.output_shapes and r.input_shapes[0][-3:] != r.output_shapes[0][-3:]]
-        for child in changes:
-            lines.append(f"{child.name}: {shape_text(child.input_shapes[0][-3:])} → "
-                         f"{shape_text(child.output_shapes[0][-3:])}  ({'; '.join(child.working)})")
+        lines.extend(_changing_children(report, rec))
     return lines
 
 
-def _other_window_lines(rec: LayerRecord, op: dict[str, Any]) -> list[str]:
+def _analytic(rec: LayerRecord) -> str:
+    return f"analytic {shape_text(rec.analytic_shape)}{_mark(rec.shape_ok)}"
+
+
+def _window_shape_lines(rec: LayerRecord, op: WindowOp) -> list[str]:
+    """A 2-D conv or pool: O = ⌊(I + 2P − D·(K−1) − 1)/S⌋ + 1 per dimension, and the channels."""
+    if len(op.kernel) != 2 or op.transposed:
+        return _other_window_lines(rec, op)
+    k, s, p, d = op.kernel[0], op.stride[0], op.padding[0], op.dilation[0]
+    padded = find(rec.op, PadOp) is not None  # an explicit F.pad before or after the window
+    rounding = "⌈ ⌉ (ceil_mode=True: a partial window at the edge still gives an output)" if op.ceil_mode else "⌊ ⌋"
+    lines = ["O = ⌊(I − K + 2P)/S⌋ + 1, or with dilation D: O = ⌊(I + 2P − D·(K−1) − 1)/S⌋ + 1 "
+             f"(Dumoulin & Visin 2016); rounding {rounding}",
+             f"K = {pair_text(op.kernel)}, S = {pair_text(op.stride)}, P = {pair_text(op.padding)}, "
+             f"D = {pair_text(op.dilation)}", *rec.working]
+    if op.is_conv:
+        groups = op.groups or 1
+        in_groups = f" (in {groups} groups of {(op.in_channels or 0) // groups})" if groups > 1 else ""
+        lines.append(f"C: the conv has {op.out_channels} filters, so {op.in_channels} → "
+                     f"{op.out_channels} channels{in_groups}")
+    elif rec.output_shapes and not padded:
+        lines.append(f"C: pooling works per channel, so C stays {rec.output_shapes[0][-3]}")
+    keeps = rec.input_shapes and rec.output_shapes and rec.input_shapes[0][-2:] == rec.output_shapes[0][-2:]
+    if s == 1 and keeps and padded:
+        lines.append("With S = 1, the explicit padding before the window (F.pad, 'same' padding as timm's "
+                     "AvgPool2dSame does it) keeps the size.")
+    elif s == 1 and keeps and 2 * p == d * (k - 1):
+        lines.append(f"With S = 1, P = {p} = (D·(K−1))/2 = ({d}·({k}−1))/2 keeps the size (Dumoulin & Visin 2016).")
+    lines.append(_analytic(rec))
+    return lines
+
+
+def _linear_shape_lines(rec: LayerRecord, op: LinearOp) -> list[str]:
+    return [f"features: {op.in_features} → {op.out_features} (a Linear layer keeps the batch dimension)"]
+
+
+def _adaptive_shape_lines(rec: LayerRecord, op: AdaptivePoolOp) -> list[str]:
+    return [f"H×W: an adaptive pool's output is its output_size, {shape_text(op.output_size)}, "
+            "whatever the input size"]
+
+
+def _pad_shape_lines(rec: LayerRecord, op: PadOp) -> list[str]:
+    return ["A parameter-free shortcut (option A): the new channels are zeros, padded onto the input",
+            *rec.working, _analytic(rec)]
+
+
+def _mean_shape_lines(rec: LayerRecord, op: MeanOp) -> list[str]:
+    return [f"A mean over dimensions {', '.join(map(str, op.dims))}"
+            + (" (H and W: a global average pool, the squeeze of squeeze-and-excitation)"
+               if op.is_global_spatial else ""),
+            _analytic(rec)]
+
+
+def _resize_shape_lines(rec: LayerRecord, op: ResizeOp) -> list[str] | None:
+    if not (rec.input_shapes and rec.output_shapes):
+        return None
+    (ih, iw), (oh, ow) = rec.input_shapes[0][-2:], rec.output_shapes[0][-2:]
+    how = f"scale_factor {op.scale_factor}" if op.scale_factor is not None else f"size {op.size}"
+    return [f"H: {ih} → {oh}, W: {iw} → {ow} ({op.mode} upsampling by {how})", _analytic(rec)]
+
+
+# The shape section of each operator family (each handler takes its own op type); None from a
+# handler falls back to the generic text.
+_SHAPE_LINES: dict[type, Callable[[LayerRecord, Any], list[str] | None]] = {
+    WindowOp: _window_shape_lines, LinearOp: _linear_shape_lines, AdaptivePoolOp: _adaptive_shape_lines,
+    PadOp: _pad_shape_lines, MeanOp: _mean_shape_lines, ResizeOp: _resize_shape_lines,
+}
+
+
+def _changing_children(report: Report, rec: LayerRecord) -> list[str]:
+    """A module's windows that change the shape, each with its working."""
+    changes = [r for r in _subtree(report, rec)[1:] if r.is_leaf and find(r.op, WindowOp) is not None
+               and r.input_shapes and r.output_shapes and r.input_shapes[0][-3:] != r.output_shapes[0][-3:]]
+    return [f"{child.name}: {shape_text(child.input_shapes[0][-3:])} → "
+            f"{shape_text(child.output_shapes[0][-3:])}  ({'; '.join(child.working)})" for child in changes]
+
+
+def _other_window_lines(rec: LayerRecord, op: WindowOp) -> list[str]:
     """A 1-D or 3-D conv, or a transposed conv: the formula, its numbers per dimension, the channels."""
-    def dims(values: list[int]) -> str:
+    def dims(values: tuple[int, ...]) -> str:
         return str(values[0]) if len(set(values)) == 1 else "×".join(map(str, values))
 
-    if op.get("transposed"):
+    if op.transposed:
         lines = ["O = (I − 1)·S − 2P + D·(K − 1) + output_padding + 1 (a transposed conv spreads each input "
                  "position over a window, so it upsamples by S)"]
-        extra = f", output_padding = {dims(op['output_padding'])}"
+        extra = f", output_padding = {dims(op.output_padding or (0,))}"
     else:
         lines = ["O = ⌊(I + 2P − D·(K−1) − 1)/S⌋ + 1 along every spatial dimension (Dumoulin & Visin 2016)"]
         extra = ""
-    lines.append(f"K = {dims(op['kernel'])}, S = {dims(op['stride'])}, P = {dims(op['padding'])}, "
-                 f"D = {dims(op['dilation'])}{extra}")
+    lines.append(f"K = {dims(op.kernel)}, S = {dims(op.stride)}, P = {dims(op.padding)}, "
+                 f"D = {dims(op.dilation)}{extra}")
     lines.extend(rec.working)
-    groups = f" (in {op['groups']} groups)" if op["groups"] > 1 else ""
-    lines.append(f"C: {op['in_channels']} → {op['out_channels']} channels{groups}")
-    lines.append(f"analytic {shape_text(rec.analytic_shape)}{_mark(rec.shape_ok)}")
+    groups = f" (in {op.groups} groups)" if (op.groups or 1) > 1 else ""
+    lines.append(f"C: {op.in_channels} → {op.out_channels} channels{groups}")
+    lines.append(_analytic(rec))
     return lines
 
 
@@ -256,13 +292,13 @@ def _other_formula(rec: LayerRecord) -> str:
     """Explain an other-ops count when it is a simple multiple of the elements (else say nothing)."""
     out_n = math.prod(rec.output_shapes[0]) if rec.output_shapes else 0
     in_n = math.prod(rec.input_shapes[0]) if rec.input_shapes else 0
-    op = rec.op or {}
+    window = find(rec.op, WindowOp)
     candidates = []
-    if "kernel" in op and "groups" not in op:
-        kh, kw = op["kernel"]
+    if window is not None and not window.is_conv:
+        kh, kw = window.kernel
         candidates.append((out_n * kh * kw,
                            f"{count_text(out_n)} outputs × {kh}·{kw} window elements (one compare or add each)"))
-    if "output_size" in op:
+    if find(rec.op, AdaptivePoolOp) is not None:
         candidates.append((in_n, f"one add per input element ({count_text(in_n)})"))
     candidates.append((2 * out_n, f"2 × {count_text(out_n)} elements (a scale and a shift each)"))
     bias = " — the bias add" if rec.weighted else ""
@@ -291,13 +327,13 @@ def receptive_field_lines(report: Report, rec: LayerRecord) -> list[str]:
     if rec.receptive_field is None or rec.jump is None:
         return ["No receptive field: this output does not come from the image through this layer."]
     lines = []
-    op = rec.op or {}
+    window_op = find(rec.op, WindowOp)
     dims = ("H", "W") if rec.receptive_field[0] != rec.receptive_field[1] or rec.jump[0] != rec.jump[1] else ("H=W",)
     for index, dim in enumerate(dims):
         r_out, j_out = rec.receptive_field[index], rec.jump[index]
         window = _window(rec, index)
-        if op.get("transposed") and len(op["kernel"]) == 2 and rec.is_leaf:
-            k, s = op["kernel"][index], op["stride"][index]
+        if window_op is not None and window_op.transposed and len(window_op.kernel) == 2 and rec.is_leaf:
+            k, s = window_op.kernel[index], window_op.stride[index]
             reach = -(-k // s)
             j_in = j_out * s
             r_in = r_out - (reach - 1) * j_in
@@ -322,7 +358,7 @@ def receptive_field_lines(report: Report, rec: LayerRecord) -> list[str]:
             lines.append(f"    r_out = r_in + (k_eff − 1)·j_in = {number_text(r_in)} + ({k_eff} − 1)·"
                          f"{number_text(j_in)} = {number_text(r_out)}")
             lines.append(f"    j_out = j_in·S = {number_text(j_in)}·{s} = {number_text(j_out)}")
-        elif _upsamples(op) and rec.input_shapes and rec.output_shapes:
+        elif find(rec.op, ResizeOp) is not None and rec.input_shapes and rec.output_shapes:
             scale = rec.output_shapes[0][-2 + index] / rec.input_shapes[0][-2 + index]
             lines.append(f"{dim}: r = {number_text(r_out)} (upsampling adds no context); "
                          f"j_out = j_in / {number_text(scale)} = {number_text(j_out * scale)} / {number_text(scale)} "
@@ -343,17 +379,24 @@ def _pair(values: tuple[float, float]) -> str:
     return "×".join(number_text(v) for v in values)
 
 
+def _window_of(rec: LayerRecord) -> WindowOp:
+    """The window of a record known to run one."""
+    window = find(rec.op, WindowOp)
+    assert window is not None, rec.name
+    return window
+
+
 def _window(rec: LayerRecord, index: int) -> tuple[int, int, int] | None:
     """Kernel, stride and dilation of one dimension, for a conv, a pool or an adaptive pool."""
-    op = rec.op or {}
-    if "kernel" in op:
-        return op["kernel"][index], op["stride"][index], op["dilation"][index]
-    if op.get("reduce") == [2, 3] and rec.input_shapes:  # a global mean: one window over the whole map
+    window, mean, adaptive = find(rec.op, WindowOp), find(rec.op, MeanOp), find(rec.op, AdaptivePoolOp)
+    if window is not None:
+        return window.kernel[index], window.stride[index], window.dilation[index]
+    if mean is not None and mean.is_global_spatial and rec.input_shapes:  # one window over the whole map
         size_in = rec.input_shapes[0][-2 + index]
         return size_in, size_in, 1
-    if "output_size" in op and rec.input_shapes:
+    if adaptive is not None and rec.input_shapes:
         # As the trace treats it: a window of about input/output (see analysis/ops.py).
-        size_in, size_out = rec.input_shapes[0][-2 + index], op["output_size"][index]
+        size_in, size_out = rec.input_shapes[0][-2 + index], adaptive.output_size[index]
         stride = max(size_in // max(size_out, 1), 1)
         return max(size_in - (size_out - 1) * stride, 1), stride, 1
     return None
@@ -363,14 +406,15 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
     """Whether this layer changes the resolution, and why (or why not)."""
     stages = {entry["stage"]: entry for entry in report.downsample}
     entry = stages.get(rec.stage)
-    op = rec.op or {}
+    window, mean = find(rec.op, WindowOp), find(rec.op, MeanOp)
+    adaptive = find(rec.op, AdaptivePoolOp)
     found = block_of(report, rec)
     block = block_label(report.layers, found) if found is not None else ""
     lines: list[str] = []
     in_hw = rec.input_shapes[0][-2:] if rec.input_shapes and len(rec.input_shapes[0]) == 4 else None
     out_hw = rec.output_shapes[0][-2:] if rec.output_shapes and len(rec.output_shapes[0]) == 4 else None
-    stride = max(op["stride"]) if "stride" in op else 1
-    dilation = max(op.get("dilation", [1]))
+    stride = max(window.stride) if window is not None else 1
+    dilation = max(window.dilation) if window is not None else 1
     projection = _projection_of(report, rec, found)
     if projection is not None:
         p = projection
@@ -383,11 +427,11 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
                      "planes × expansion.")
         if p.get("note"):
             lines.append(f"The shortcut {p['note']}.")
-    if op.get("transposed") and rec.is_leaf:
+    if window is not None and window.transposed and rec.is_leaf:
         lines.append(f"It upsamples: a transposed conv with stride {stride} takes {shape_text(in_hw)} to "
                      f"{shape_text(out_hw)}." if stride > 1 else "It keeps the resolution: a transposed conv with "
                      "stride 1.")
-    elif "stride" in op and rec.is_leaf:
+    elif window is not None and rec.is_leaf:
         if stride > 1:
             lines.append(f"It downsamples: stride {stride} takes {shape_text(in_hw)} to {shape_text(out_hw)}.")
             if rec.name in ((report.fpn or {}).get("extra") or []):
@@ -398,23 +442,23 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
             lines.append(f"It does not downsample: stride 1, and its padding keeps {shape_text(in_hw)}"
                          + (" unchanged." if in_hw == out_hw else f" to {shape_text(out_hw)}."))
         if dilation > 1:
-            k = max(op["kernel"])
+            k = max(window.kernel)
             why = ""
             if "output_stride" in report.options:
                 why = f" (output stride {report.options['output_stride']}: dilation replaces the last strides)"
             lines.append(f"Dilation {dilation}: the {k}×{k} taps are spread {dilation} pixels apart, so the field "
                          f"grows as if the layer were strided while the resolution stays{why}.")
-    elif "output_size" in op:
+    elif adaptive is not None:
         lines.append(f"A global pool, not a strided downsample: it averages {shape_text(in_hw)} down to "
-                     f"{shape_text(op['output_size'])} whatever the input size.")
-    elif _upsamples(op):
+                     f"{shape_text(adaptive.output_size)} whatever the input size.")
+    elif find(rec.op, ResizeOp) is not None:
         lines.append(f"It upsamples {shape_text(in_hw)} → {shape_text(out_hw)}: the FPN's top-down path brings a "
                      "coarser level to the lateral's resolution before the add.")
-    elif op.get("reduce") == [2, 3]:
+    elif mean is not None and mean.is_global_spatial:
         lines.append(f"A global average, not a strided downsample: it reduces {shape_text(in_hw)} to one value per "
                      "channel. In a squeeze-and-excitation module that value only gates its channel, so the block's "
                      "resolution is unchanged.")
-    elif "pad" in op:
+    elif find(rec.op, PadOp) is not None:
         lines.append("It does not downsample: a stride-1 option-A shortcut only pads zero channels.")
     elif rec.is_leaf:
         lines.append("It cannot change the resolution: it has no window and no stride.")
@@ -428,9 +472,9 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
         carriers = ", ".join(f"{c['name']} (stride {c['stride']})" for c in entry["carriers"])
         lines.append(f"The stem divides the resolution by {entry['stride']}: {shape_text(entry['size_before'])} → "
                      f"{shape_text(entry['size_after'])}, through {carriers}.")
-        if op.get("ceil_mode") and in_hw is not None:
+        if window is not None and window.ceil_mode and in_hw is not None:
             # What PyTorch's usual stem pool (padding 1, floor) would give on the same input.
-            k, s = op["kernel"][0], op["stride"][0]
+            k, s = window.kernel[0], window.stride[0]
             usual = tuple(window_output(size, Window(k, s, k // 2)) for size in in_hw)
             same = "the same size" if usual == tuple(out_hw or ()) else "a different size"
             lines.append(f"ceil_mode=True with padding 0 is Caffe's max pool (the MSRA release): it rounds up. torchvision's "
@@ -446,16 +490,16 @@ def _block_stride_lines(report: Report, rec: LayerRecord, found: Block, entry: d
     in_shortcut = bool(found.shortcut.records) and set(leaves) <= {*found.shortcut.records, *found.idle}
     first = report.structure is not None and any(s.blocks[0] is found for s in report.structure.stages)
     carriers = [c for c in (entry or {}).get("carriers", []) if c.get("block") == block]
-    members = [r for r in (report.layers[i] for i in found.main) if r.weighted and r.op and "kernel" in r.op]
-    kernels = [r.op["kernel"][0] for r in members]
+    members = [r for r in (report.layers[i] for i in found.main) if r.weighted and find(r.op, WindowOp) is not None]
+    kernels = [_window_of(r).kernel[0] for r in members]
     bottleneck = kernels[:3] == [1, 3, 1]
     if not carriers:
-        dilated = [r for r in members if max(r.op["dilation"]) > 1]
+        dilated = [r for r in members if max(_window_of(r).dilation) > 1]
         if entry is not None and entry.get("dilation_replaces_stride") and first:
             lines.append(f"{block} would downsample, but output stride {report.options.get('output_stride')} replaces "
                          "this stage's stride with dilation, so the resolution stays.")
         elif dilated:
-            listed = ", ".join(f"{r.name} d={max(r.op['dilation'])}" for r in dilated)
+            listed = ", ".join(f"{r.name} d={max(_window_of(r).dilation)}" for r in dilated)
             lines.append(f"{block} is dilated ({listed}) instead of strided.")
         else:
             lines.append(f"{block} keeps the resolution: only the first block of a stage (from res3 on) is strided.")

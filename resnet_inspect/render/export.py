@@ -118,8 +118,8 @@ def to_markdown(report: Report, depth: int | None = None) -> str:
         "| Output | Shape | Stride | Receptive field | Weighted depth |", "|---|---|---:|---:|---:|",
     ]
     for name, info in report.output_info.items():
-        lines.append(f"| {name} | {shape_text(info.get('shape'))} | {stride_text(info.get('stride'))} | "
-                     f"{pair_text(info.get('receptive_field'))} | {info.get('depth', '—')} |")
+        lines.append(f"| {name} | {shape_text(info.shape)} | {stride_text(info.stride)} | "
+                     f"{pair_text(info.receptive_field)} | {info.depth if info.traced else '—'} |")
     lines += ["", "### Depth", "", f"{report.depth['formula']}", ""]
     lines += [f"- {note}" for note in report.depth.get("notes", [])]
     if report.downsample:

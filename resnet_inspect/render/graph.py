@@ -31,6 +31,7 @@ from ..analysis.blocks import Block as StructBlock
 from ..analysis.blocks import Stage as StructStage
 from ..analysis.blocks import is_resize as _is_resize
 from ..analysis.blocks import producers
+from ..analysis.opdesc import WindowOp, find
 from ..analysis.records import LayerRecord, Report
 from ..analysis.structure import leaves_under, shortcut_leaves
 from ..text import visible
@@ -189,18 +190,18 @@ def _channels(rec: LayerRecord) -> int | None:
 
 def _window(rec: LayerRecord) -> str:
     """``3×3 /2`` with dilation and groups when they are not 1."""
-    op = rec.op or {}
-    if "kernel" not in op:
+    op = find(rec.op, WindowOp)
+    if op is None:
         return ""
-    text = "×".join(str(k) for k in op["kernel"])
-    stride = max(op.get("stride", [1]))
+    text = "×".join(str(k) for k in op.kernel)
+    stride = max(op.stride)
     if stride != 1:
         text += f" /{stride}"
-    dilation = max(op.get("dilation", [1]))
+    dilation = max(op.dilation)
     if dilation != 1:
         text += f" dil {dilation}"
-    if op.get("groups", 1) != 1:
-        text += f" g{op['groups']}"
+    if op.groups is not None and op.groups != 1:
+        text += f" g{op.groups}"
     return text
 
 
@@ -487,7 +488,7 @@ class _Diagram:
             for rec in block.leaves:
                 is_add = _is_add(rec)
                 is_gate = rec.kind == "function" and rec.type == "F.mul" and rec.index in block.gate
-                if not (self.depth >= 3 or rec.weighted or is_add or is_gate or "kernel" in (rec.op or {})
+                if not (self.depth >= 3 or rec.weighted or is_add or is_gate or find(rec.op, WindowOp) is not None
                         or rec is branch_head):
                     continue
                 if is_add or is_gate:
@@ -538,7 +539,7 @@ class _Diagram:
     def _branch_head(block: Block) -> LayerRecord | None:
         """A shortcut branch without window ops or weights (CIFAR option A) still gets one node."""
         branch = [r for r in block.leaves if block.in_shortcut(r)]
-        if any(r.weighted or (r.op and "kernel" in r.op) for r in branch):
+        if any(r.weighted or find(r.op, WindowOp) is not None for r in branch):
             return None
         return branch[0] if branch else None
 
@@ -577,7 +578,7 @@ class _Diagram:
         rows: dict[str, list[str]] = {}  # node -> the row (rank) it is drawn in, shared by reference
         upsamples: dict[str, tuple[str | None, LayerRecord]] = {}  # depth 1: upsample -> (its input, record)
         with self.graph.subgraph(name="cluster_fpn") as cluster:
-            levels = [k.upper() for k, v in self.report.output_info.items() if not v.get("head")]
+            levels = [k.upper() for k, v in self.report.output_info.items() if not v.head]
             span = f" · {levels[0]}–{levels[-1]}" if levels else ""
             cluster.attr(label=f"FPN{span}", style="rounded", color="#9ca3af", fontsize="10")
             for rec in records:
@@ -644,16 +645,16 @@ class _Diagram:
         info = self.report.output_info
         pyramid = self.report.structure.pyramid if self.report.structure is not None else None
         made_by = {lv.name: lv.output for lv in (pyramid.levels if pyramid is not None else ())}
-        levels = [name for name, entry in info.items() if not entry.get("head")]
+        levels = [name for name, entry in info.items() if not entry.head]
         for level in levels:
             entry = info[level]
-            stride = entry.get("stride")
-            rf = entry.get("receptive_field")
-            lines = [level.upper(), _detail(_dims(entry["shape"]))]
+            stride = list(entry.stride) if isinstance(entry.stride, tuple) else entry.stride
+            rf = entry.receptive_field
+            lines = [level.upper(), _detail(_dims(entry.shape))]
             lines.append(_detail(" · ".join(x for x in (f"stride {stride}" if stride is not None else "",
                                                          f"RF {rf[0]}" if rf else "") if x)))
-            node = self.node(cluster, level, _html(*lines), "level", _FILL["level"], tuple(entry["shape"]),
-                             f"{level}: {_dims(entry['shape'])}, stride {stride}", style="filled", penwidth="1.2")
+            node = self.node(cluster, level, _html(*lines), "level", _FILL["level"], tuple(entry.shape),
+                             f"{level}: {_dims(entry.shape)}, stride {stride}", style="filled", penwidth="1.2")
             source = self.node_of.get(made_by[level]) if level in made_by else None
             self.edge(source, node)
             _join(rows, source, node)
@@ -690,7 +691,7 @@ def _is_add(rec: LayerRecord) -> bool:
 def _branch_stride(branch: list[LayerRecord], block: Block) -> int | float:
     """The shortcut's stride: the product of its ops' strides, or (CIFAR option A, a strided
     slice without a window op) the ratio of the block's input and output heights."""
-    strides = [max(r.op["stride"]) for r in branch if r.op and "stride" in r.op]
+    strides = [max(w.stride) for r in branch if (w := find(r.op, WindowOp)) is not None]
     if strides:
         return math.prod(strides)
     rec = block.record
@@ -726,5 +727,5 @@ def counts(report: Report) -> dict[str, int]:
         "layers": sum(1 for r in report.layers if r.is_leaf and r.output_shapes),
         "blocks": sum(len(s.blocks) for s in parts.stages),
         "shortcuts": sum(1 for s in parts.stages for b in s.blocks if b.shortcut),
-        "levels": sum(1 for v in report.output_info.values() if not v.get("head")) if parts.fpn else 0,
+        "levels": sum(1 for v in report.output_info.values() if not v.head) if parts.fpn else 0,
     }

@@ -16,19 +16,11 @@ from ..errors import InputError
 from ..text import visible
 
 
-def _shape(shape: tuple[int, ...] | list[int] | None) -> str:
-    return "×".join(map(str, shape)) if shape else "—"
-
-
-def _box(console: Console) -> box.Box | None:
-    return box.SIMPLE_HEAD if console.is_terminal else None
-
-
 # -- formatting helpers shared by summary, tree, explain and diff ---------------------------------
 
 def shape_text(shape: tuple[int, ...] | list[int] | None) -> str:
     """``1×64×112×112``; an em dash when there is no shape."""
-    return _shape(shape)
+    return "×".join(map(str, shape)) if shape else "—"
 
 
 def shapes_text(shapes: list[tuple[int, ...]] | list[list[int]]) -> str:
@@ -75,14 +67,14 @@ def pair_text(pair: tuple[float, float] | list[float] | None) -> str:
 
 def table_box(console: Console) -> box.Box | None:
     """Box lines on a terminal, none when piped."""
-    return _box(console)
+    return box.SIMPLE_HEAD if console.is_terminal else None
 
 
-def stride_text(stride: int | float | list[float] | None) -> str:
+def stride_text(stride: float | tuple[float, float] | list[float] | None) -> str:
     """An output's stride: one number, or H×W when the two differ."""
     if stride is None:
         return "—"
-    return pair_text(stride if isinstance(stride, list) else [stride, stride])
+    return pair_text(stride if isinstance(stride, (list, tuple)) else [stride, stride])
 
 
 def is_plain(console: Console) -> bool:
@@ -274,8 +266,8 @@ def outputs_table(report: Report, console: Console) -> Table:
     for column in ("Output", "Shape", "Stride", "Receptive field", "Weighted depth"):
         table.add_column(column, justify="left" if column in ("Output", "Shape") else "right", no_wrap=True)
     for name, info in report.output_info.items():
-        table.add_row(name, shape_text(info.get("shape")), stride_text(info.get("stride")),
-                      pair_text(info.get("receptive_field")), str(info.get("depth", "—")))
+        table.add_row(name, shape_text(info.shape), stride_text(info.stride),
+                      pair_text(info.receptive_field), str(info.depth if info.traced else "—"))
     return table
 
 
