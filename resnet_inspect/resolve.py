@@ -133,29 +133,14 @@ def _load_factory(target: str, options: dict[str, Any], *, vet: Callable[[Any], 
     # Whatever the user's code does while it is imported or called (an exception of any kind, a
     # syntax error, sys.exit, a debugger or a prompt) is bad input, reported as such; never a crash,
     # a silent exit or a wait for a keystroke.
-    try:
-        with no_terminal():
-            module = importlib.import_module(module_name)
-    except WantsTerminal as exc:
-        raise InputError(f"Importing '{module_name}' for {target} {exc}.") from None
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - SystemExit, GeneratorExit...: whatever the user's code raises
-        raise InputError(f"Cannot import '{module_name}' for {target}: {_raised(exc)}.") from exc
+    module = _run_users_code(lambda: importlib.import_module(module_name),
+                             f"Importing '{module_name}' for {target}", f"Cannot import '{module_name}' for {target}:")
     factory = getattr(module, attr, None)
     if factory is None or not callable(factory):
         raise InputError(f"'{module_name}' has no callable '{attr}', so {target} cannot build a model.")
     if vet is not None:
         vet(factory)
-    try:
-        with no_terminal():
-            model = factory()
-    except WantsTerminal as exc:
-        raise InputError(f"{target}() {exc}.") from None
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - SystemExit, GeneratorExit...: whatever the user's code raises
-        raise InputError(f"{target}() raised {_raised(exc)}.") from exc
+    model = _run_users_code(factory, f"{target}()", f"{target}() raised")
     from torch import nn
 
     if not isinstance(model, nn.Module):
@@ -204,6 +189,22 @@ def no_terminal() -> Iterator[None]:
         yield
     finally:
         sys.stdin, sys.breakpointhook = saved
+
+
+def _run_users_code(call: Callable[[], Any], doing: str, failed: str) -> Any:
+    """Run the user's code (an import, a factory) without a terminal; whatever it raises is bad input.
+
+    ``doing`` starts the message when the code wanted a debugger or a prompt, ``failed`` when it
+    raised (an exception of any kind, a syntax error, ``sys.exit``)."""
+    try:
+        with no_terminal():
+            return call()
+    except WantsTerminal as exc:
+        raise InputError(f"{doing} {exc}.") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit, GeneratorExit...: whatever the user's code raises
+        raise InputError(f"{failed} {_raised(exc)}.") from exc
 
 
 def _raised(exc: BaseException) -> str:
