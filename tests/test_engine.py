@@ -201,40 +201,40 @@ def test_receptive_field_of_resnet50_closed_form(stride_in_1x1: bool, expected: 
 def test_depth_breakdown_closed_form(name: str, layers: tuple[int, ...], convs: int) -> None:
     depth = ri.inspect(name).depth
     blocks = sum(layers)
-    assert depth["counted"] == 1 + blocks * convs + 1 == depth["name_depth"]
-    assert depth["formula"] == f"1 stem conv + {blocks} blocks × {convs} convs + 1 fc = {depth['counted']}"
+    assert depth.counted == 1 + blocks * convs + 1 == depth.name_depth
+    assert depth.formula == f"1 stem conv + {blocks} blocks × {convs} convs + 1 fc = {depth.counted}"
     # Projection shortcuts are listed but not counted: one per stage for bottlenecks, stages 2-4 for basic.
-    assert len(depth["projections_not_counted"]) == (4 if convs == 3 else 3)
-    assert depth["notes"] == []
+    assert len(depth.projections_not_counted) == (4 if convs == 3 else 3)
+    assert depth.notes == ()
 
 
 def test_depth_notes_for_hopenet_and_custom_layers() -> None:
     hopenet = ri.inspect("hopenet").depth
-    assert hopenet["counted"] == 50 and any("3 parallel heads" in n for n in hopenet["notes"])
+    assert hopenet.counted == 50 and any("3 parallel heads" in n for n in hopenet.notes)
     custom = ri.inspect("resnet50", layers="1,1,1,1").depth
-    assert custom["counted"] == 1 + 4 * 3 + 1
-    assert any("50" in n and str(custom["counted"]) in n for n in custom["notes"])
+    assert custom.counted == 1 + 4 * 3 + 1
+    assert any("50" in n and str(custom.counted) in n for n in custom.notes)
 
 
 def test_downsample_table_follows_the_stride_option() -> None:
     for stride_in_1x1, conv in ((False, "conv2"), (True, "conv1")):
-        table = {row["stage"]: row for row in ri.inspect("resnet50", stride_in_1x1=stride_in_1x1).downsample}
-        assert [c["name"] for c in table["stem"]["carriers"]] == ["conv1", "maxpool"]
-        assert table["res2"]["carriers"] == [] and table["res2"]["size_before"] == table["res2"]["size_after"] == [56, 56]
-        assert "channels change 64 → 256" in table["res2"]["projection"][0]["reason"]
+        table = {step.stage: step for step in ri.inspect("resnet50", stride_in_1x1=stride_in_1x1).downsample}
+        assert [c.name for c in table["stem"].carriers] == ["conv1", "maxpool"]
+        assert table["res2"].carriers == () and table["res2"].size_before == table["res2"].size_after == (56, 56)
+        assert "channels change 64 → 256" in table["res2"].projection[0].reason
         for stage, layer, before in (("res3", 2, 56), ("res4", 3, 28), ("res5", 4, 14)):
-            assert [c["name"] for c in table[stage]["carriers"]] == [f"layer{layer}.0.{conv}"]
-            assert table[stage]["size_before"] == [before, before] and table[stage]["size_after"] == [before // 2] * 2
-            assert table[stage]["projection"][0]["name"] == f"layer{layer}.0.downsample.0"
-            assert "stride 2" in table[stage]["projection"][0]["reason"]
+            assert [c.name for c in table[stage].carriers] == [f"layer{layer}.0.{conv}"]
+            assert table[stage].size_before == (before, before) and table[stage].size_after == (before // 2,) * 2
+            assert table[stage].projection[0].name == f"layer{layer}.0.downsample.0"
+            assert "stride 2" in table[stage].projection[0].reason
 
 
 def test_output_stride_8_reports_dilation_in_place_of_stride() -> None:
-    table = {row["stage"]: row for row in ri.inspect("resnet50", output_stride=8).downsample}
+    table = {step.stage: step for step in ri.inspect("resnet50", output_stride=8).downsample}
     for stage, dilation in (("res4", 2), ("res5", 4)):
-        assert table[stage]["carriers"] == [] and table[stage]["dilation_replaces_stride"]
-        assert max(d["dilation"] for d in table[stage]["dilation"]) == dilation
-        assert table[stage]["size_after"] == [28, 28]
+        assert table[stage].carriers == () and table[stage].dilation_replaces_stride
+        assert max(d.dilation for d in table[stage].dilation) == dilation
+        assert table[stage].size_after == (28, 28)
 
 
 def test_shared_module_gets_a_record_per_call_and_tied_params_count_once() -> None:
@@ -333,8 +333,8 @@ def test_fpn_misalignment_is_predicted_and_pad_to_fixes_it() -> None:
     assert report.padded_from == (1, 3, 800, 1333) and report.input_size == (1, 3, 800, 1344)
     strides = {name: info.stride for name, info in report.output_info.items()}
     assert strides == {f"p{k}": 2**k for k in range(3, 8)}
-    assert report.fpn["lateral"] == ["fpn.fpn_inner4", "fpn.fpn_inner3", "fpn.fpn_inner2"]
-    assert report.fpn["top_down"] == ["fpn:interpolate", "fpn:add", "fpn:interpolate#1", "fpn:add#1"]
+    assert report.fpn is not None and report.fpn.lateral == ("fpn.fpn_inner4", "fpn.fpn_inner3", "fpn.fpn_inner2")
+    assert report.fpn.top_down == ("fpn:interpolate", "fpn:add", "fpn:interpolate#1", "fpn:add#1")
     # The zoo FPN upsamples to the lateral's size, so the same odd size simply works.
     assert ri.inspect("resnet50", (800, 1333), fpn="retinanet").outputs["p3"] == (1, 256, 100, 167)
 

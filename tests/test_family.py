@@ -49,8 +49,8 @@ def test_cifar_depth_is_6n_plus_2(depth: int) -> None:
     report = ri.inspect(f"cifar_resnet{depth}")
     n = (depth - 2) // 6
     assert report.input_size == (1, 3, 32, 32) and report.outputs["output"] == (1, 10)
-    assert report.depth["counted"] == 6 * n + 2 == depth
-    assert report.depth["formula"] == f"1 stem conv + {3 * n} blocks × 2 convs + 1 fc = {depth}"
+    assert report.depth.counted == 6 * n + 2 == depth
+    assert report.depth.formula == f"1 stem conv + {3 * n} blocks × 2 convs + 1 fc = {depth}"
     with torch.device("meta"):
         assert report.totals["params"] == n_params(ri.build(f"cifar_resnet{depth}"))
 
@@ -82,8 +82,8 @@ def test_option_a_shortcut_subsamples_and_zero_pads() -> None:
     # ⌊(33 − 1)/2⌋ + 1 = 17 rows, ⌊(35 − 1)/2⌋ + 1 = 18 columns, 16 + 8 + 8 = 32 channels.
     assert rec.analytic_shape == rec.output_shapes[0] == (1, 32, 17, 18) and rec.shape_ok
     assert rec.working[-1] == "C: 16 + 8 + 8 = 32"
-    row = next(r for r in report.downsample if r["stage"] == "res3")["projection"][0]
-    assert row["stride"] == 2 and "option A" in row["kind"]
+    row = next(step for step in report.downsample if step.stage == "res3").projection[0]
+    assert row.stride == 2 and row.kernel is None and "option A" in row.kind
     projected = ri.inspect("cifar_resnet20", shortcut="B")
     assert projected.totals["params"] == report.totals["params"] + (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
     # Real data through option A: the padded channels are zero, the rest is x[:, :, ::2, ::2].
@@ -102,7 +102,7 @@ def test_resnet50d_deep_stem_closed_form() -> None:
     # Receptive field: 3, then +2·2 and +2·2 at jump 2; the 3x3/2 max pool adds 2·2 and makes jump 4.
     assert report.layer("conv1.6").receptive_field == (3 + 4 + 4,) * 2 and report.layer("conv1.6").jump == (2, 2)
     assert report.layer("maxpool").receptive_field == (15, 15) and report.layer("maxpool").jump == (4, 4)
-    assert report.depth["stem"] == 3 and report.depth["counted"] == 3 + 16 * 3 + 1
+    assert report.depth.stem == 3 and report.depth.counted == 3 + 16 * 3 + 1
 
 
 def test_cifar_resnet20_closed_form() -> None:
@@ -125,11 +125,11 @@ def test_cifar_resnet20_closed_form() -> None:
 
 def test_preact_projection_reads_the_preactivated_input() -> None:
     report = ri.inspect("resnetv2_50")
-    res3 = next(r for r in report.downsample if r["stage"] == "res3")
-    projection = res3["projection"][0]
-    assert projection["input_from"] == "stages.1.blocks.0.norm1.act" and "pre-activated" in projection["note"]
-    assert [c["name"] for c in res3["carriers"]] == ["stages.1.blocks.0.conv2"]
-    assert report.depth["counted"] == 50
+    res3 = next(step for step in report.downsample if step.stage == "res3")
+    projection = res3.projection[0]
+    assert projection.input_from == "stages.1.blocks.0.norm1.act" and "pre-activated" in (projection.note or "")
+    assert [c.name for c in res3.carriers] == ["stages.1.blocks.0.conv2"]
+    assert report.depth.counted == 50
     names = set(ri.build("resnetv2_50").state_dict())
     assert {"stem.conv.weight", "stages.0.blocks.0.downsample.conv.weight", "stages.3.blocks.2.norm3.running_var",
             "norm.weight", "head.fc.weight", "head.fc.bias"} <= names
@@ -144,7 +144,7 @@ def test_se_convs_are_counted_and_their_pooling_is_shown() -> None:
     assert se.totals["macs"] - plain.totals["macs"] == extra
     squeeze = se.layer("layer1.0.se:mean")
     assert squeeze.input_shapes[0] == (1, 256, 56, 56) and squeeze.output_shapes[0] == (1, 256, 1, 1)
-    assert se.depth["counted"] == 50  # the gate is a side branch, not extra depth
+    assert se.depth.counted == 50  # the gate is a side branch, not extra depth
 
 
 def test_diff_resnet50_against_resnet50d_is_only_stem_and_shortcuts() -> None:

@@ -10,7 +10,9 @@ from torch import nn
 
 import resnet_inspect as ri
 from resnet_inspect.analysis.blocks import Structure
-from resnet_inspect.analysis.records import Report
+from resnet_inspect.analysis.records import (
+    Carrier, DepthCount, DownsampleStep, Projection, PyramidSummary, Report, StageDepth,
+)
 
 VARIANTS = ("resnet50", "resnet50d", "seresnet50", "resnetv2_50", "retinanet_r50_fpn")
 
@@ -95,9 +97,9 @@ def test_renamed_network_has_the_same_structure(name: str) -> None:
     # The views that draw on it agree too: stage labels, depth and the downsampling table.
     off = plain.structure.stem[0] - renamed.structure.stem[0]
     assert [r.stage for r in renamed.layers if r.is_leaf] == [r.stage for r in plain.layers if r.is_leaf]
-    assert renamed.depth["counted"] == plain.depth["counted"] and off == -1
-    assert [(d["stage"], d["stride"], [p["kind"] for p in d["projection"]]) for d in renamed.downsample] == \
-        [(d["stage"], d["stride"], [p["kind"] for p in d["projection"]]) for d in plain.downsample]
+    assert renamed.depth.counted == plain.depth.counted and off == -1
+    assert [(d.stage, d.stride, [p.kind for p in d.projection]) for d in renamed.downsample] == \
+        [(d.stage, d.stride, [p.kind for p in d.projection]) for d in plain.downsample]
 
 
 def test_stages_blocks_and_shortcut_kinds_of_the_named_variants() -> None:
@@ -142,7 +144,7 @@ def test_pyramid_roles() -> None:
         assert level.source == stages[level.stride].blocks[-1].members[-1]  # the stage's output
     assert [lv.merge is not None for lv in pyramid.levels] == [True, True, False, False, False]
     assert all(report.layers[lv.resize].type == "F.interpolate" for lv in pyramid.levels[:2])
-    assert report.fpn["lateral"] == ["fpn.fpn_inner4", "fpn.fpn_inner3", "fpn.fpn_inner2"]
+    assert report.fpn is not None and report.fpn.lateral == ("fpn.fpn_inner4", "fpn.fpn_inner3", "fpn.fpn_inner2")
     assert pyramid.levels[3].source == pyramid.levels[2].source  # P6 is made from the top of the trunk
 
 
@@ -175,7 +177,7 @@ def test_torchvision_style_nesting_gives_the_same_downsampling_table() -> None:
         return value
 
     assert len(nested.downsample) == 5
-    assert strip(nested.downsample) == bare.downsample
+    assert strip([step.to_dict() for step in nested.downsample]) == [step.to_dict() for step in bare.downsample]
 
 
 class _Flat(nn.Module):
@@ -243,3 +245,107 @@ def test_explain_finds_a_layers_block_in_the_structure() -> None:
     assert block_of(report, report.layer("layer2.0.conv1")) is block
     assert block_of(report, report.layer("layer2")) is None  # the stage around the block is not in it
     assert block_of(report, report.layer("fc")) is None
+
+
+# -- the typed records built from the structure (analysis/structure.py, records.py) ---------------
+
+def test_resnet50_depth_and_downsampling_are_typed_records() -> None:
+    report = ri.inspect("resnet50")
+    depth = report.depth
+    assert isinstance(depth, DepthCount)
+    assert (depth.counted, depth.name_depth, depth.stem, depth.blocks, depth.head, depth.fpn, depth.other) == \
+        (50, 50, 1, 16, 1, 0, 0)
+    assert depth.convs_per_block == ((3, 16),) and depth.notes == () and depth.other_not_counted == ()
+    assert depth.per_stage == (StageDepth("res2", 3, 9), StageDepth("res3", 4, 12), StageDepth("res4", 6, 18),
+                               StageDepth("res5", 3, 9))
+    assert len(depth.path) == 50 and depth.path[0] == "conv1" and depth.path[-1] == "fc"
+    assert depth.projections_not_counted == tuple(f"layer{k}.0.downsample.0" for k in range(1, 5))
+    assert [step.stage for step in report.downsample] == ["stem", "res2", "res3", "res4", "res5"]
+    stem, res3 = report.downsample[0], report.downsample[2]
+    assert stem.carriers == (Carrier("conv1", "Conv2d", 7, 2, "stem"), Carrier("maxpool", "MaxPool2d", 3, 2, "stem"))
+    assert (stem.stride, stem.size_before, stem.size_after, stem.projection) == (4, (224, 224), (56, 56), ())
+    assert res3 == DownsampleStep(
+        stage="res3", size_before=(56, 56), size_after=(28, 28), stride=2,
+        carriers=(Carrier("layer2.0.conv2", "Conv2d", 3, 2, "layer2.0"),),
+        projection=(Projection("layer2.0.downsample.0", "layer2.0.downsample", 1, 2, "projection Conv2d 1×1/2",
+                               "stride 2 ≠ 1 and channels change 256 → 512", "layer1.2.relu"),),
+        dilation=(), dilation_replaces_stride=False)
+    assert report.fpn is None
+
+
+def test_resnet50_to_dict_gives_the_json_the_report_has_always_written() -> None:
+    data = ri.inspect("resnet50").to_dict()
+    assert {k: v for k, v in data["depth"].items() if k != "path"} == {
+        "counted": 50, "name_depth": 50, "formula": "1 stem conv + 16 blocks × 3 convs + 1 fc = 50", "stem": 1,
+        "blocks": 16, "convs_per_block": {"3": 16}, "head": 1, "fpn": 0, "other": 0,
+        "per_stage": {"res2": {"blocks": 3, "layers": 9}, "res3": {"blocks": 4, "layers": 12},
+                      "res4": {"blocks": 6, "layers": 18}, "res5": {"blocks": 3, "layers": 9}},
+        "projections_not_counted": ["layer1.0.downsample.0", "layer2.0.downsample.0", "layer3.0.downsample.0",
+                                    "layer4.0.downsample.0"],
+        "other_not_counted": [], "notes": []}
+    assert list(data["depth"]) == ["counted", "name_depth", "formula", "stem", "blocks", "convs_per_block", "head",
+                                   "fpn", "other", "per_stage", "path", "projections_not_counted",
+                                   "other_not_counted", "notes"]
+    assert data["downsample"][2] == {
+        "stage": "res3", "size_before": [56, 56], "size_after": [28, 28], "stride": 2,
+        "carriers": [{"name": "layer2.0.conv2", "type": "Conv2d", "kernel": 3, "stride": 2, "block": "layer2.0"}],
+        "projection": [{"name": "layer2.0.downsample.0", "shortcut": "layer2.0.downsample", "kernel": 1, "stride": 2,
+                        "kind": "projection Conv2d 1×1/2", "reason": "stride 2 ≠ 1 and channels change 256 → 512",
+                        "input_from": "layer1.2.relu"}],
+        "dilation": [], "dilation_replaces_stride": False}
+    assert data["fpn"] is None
+    # A preactivated shortcut (ResNetV2) is the only one whose JSON has a "note".
+    preactivated = ri.inspect("resnetv2_50").to_dict()["downsample"][1]["projection"][0]
+    assert list(preactivated)[-1] == "note" and preactivated["note"].startswith("takes the pre-activated input")
+    assert "note" not in data["downsample"][2]["projection"][0]
+
+
+def test_cifar_option_a_depth_and_shortcut_are_typed() -> None:
+    report = ri.inspect("cifar_resnet20", shortcut="A")
+    assert (report.depth.counted, report.depth.convs_per_block, report.depth.projections_not_counted) == (20, ((2, 9),), ())
+    res3 = next(step for step in report.downsample if step.stage == "res3")
+    assert res3.carriers == (Carrier("layer2.0.conv1", "Conv2d", 3, 2, "layer2.0"),)
+    option_a = res3.projection[0]
+    assert option_a == Projection("layer2.0.downsample", "layer2.0.downsample", None, 2,
+                                  "parameter-free: subsample and zero-pad the new channels (option A)",
+                                  "stride 2 ≠ 1 and channels change 16 → 32", "layer1.2.relu")
+    assert res3.to_dict()["projection"] == [{
+        "name": "layer2.0.downsample", "shortcut": "layer2.0.downsample", "kernel": None, "stride": 2,
+        "kind": "parameter-free: subsample and zero-pad the new channels (option A)",
+        "reason": "stride 2 ≠ 1 and channels change 16 → 32", "input_from": "layer1.2.relu"}]
+
+
+def test_retinanet_pyramid_summary_is_typed_and_keeps_its_json() -> None:
+    report = ri.inspect("retinanet_r50_fpn")
+    fpn = report.fpn
+    assert isinstance(fpn, PyramidSummary)
+    assert fpn.output == ("fpn.fpn_layer4", "fpn.fpn_layer3", "fpn.fpn_layer2")
+    assert fpn.extra == ("fpn.top_blocks", "fpn.top_blocks.p6", "fpn.top_blocks:relu", "fpn.top_blocks.p7")
+    assert [(lv.name, lv.info.stride) for lv in fpn.levels] == [(f"p{k}", 2**k) for k in range(3, 8)]
+    assert fpn.levels[0].info is report.output_info["p3"]
+    assert (report.depth.counted, report.depth.head, report.depth.fpn, len(report.depth.notes)) == (49, 0, 4, 2)
+    data = report.to_dict()["fpn"]
+    assert list(data) == ["lateral", "output", "top_down", "extra", "levels"]
+    assert data["top_down"] == ["fpn:interpolate", "fpn:add", "fpn:interpolate#1", "fpn:add#1"]
+    assert data["levels"]["p6"] == {"shape": [1, 256, 4, 4], "stride": 64, "receptive_field": [611, 611],
+                                    "depth": 52, "head": False}
+
+
+def test_records_are_frozen() -> None:
+    report = ri.inspect("cifar_resnet20")
+    with pytest.raises(AttributeError):
+        report.depth.counted = 1  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        report.downsample[2].carriers[0].stride = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name,extra", [("retinanet_r50_fpn", ("fpn.top_blocks.p6", "fpn.top_blocks.p7")),
+                                        ("maskrcnn_r50_fpn", ("fpn.top_blocks",))])
+def test_explain_finds_extra_levels_in_the_pyramid_not_in_the_summary(name: str, extra: tuple[str, ...]) -> None:
+    from resnet_inspect.render.explain import downsample_lines
+
+    report = ri.inspect(name)
+    report.fpn = None  # the facts come from report.structure's levels, not from the summary's names
+    says_extra = {r.name for r in report.layers
+                  if any("extra pyramid level" in line for line in downsample_lines(report, r))}
+    assert says_extra == set(extra)

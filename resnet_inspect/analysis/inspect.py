@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -95,11 +96,8 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     n_heads = sum(1 for v in output_info.values() if v.head)
     name_depth = spec.name_depth if spec is not None else None
     depth = depth_breakdown(records, structure, main_path, name_depth, label, n_heads)
-    if spec is not None and "layers" in spec.to_options():
-        depth["notes"].append(f"Custom layer list {list(spec.layers)}: the depth is counted, not read from the name.")
-    if spec is not None and spec.stem in ("deep", "deep-wide") and depth["stem"] > 1:
-        depth["notes"].append(f"The deep stem (Bag of Tricks ResNet-C/D/S) replaces the 7×7 conv with "
-                              f"{depth['stem']} 3×3 convs; timm keeps the name of the net it modifies.")
+    if spec is not None:
+        depth = replace(depth, notes=depth.notes + _spec_notes(spec, depth.stem))
     uncalled = _uncalled(model, tracer, records)
     # Each tensor once, as model.parameters() gives them, but of what the trace saw (a lazy
     # module's weights exist only there).
@@ -126,6 +124,17 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     report.totals["flops"] = 2 * report.totals["macs"]
     report.convention = CONVENTION if counter == "analytic" else counters.CONVENTIONS[counter]
     return report
+
+
+def _spec_notes(spec: ResNetSpec, stem_convs: int) -> tuple[str, ...]:
+    """Depth notes that only the variant's spec can give: a custom layer list, a deep stem."""
+    notes = []
+    if "layers" in spec.to_options():
+        notes.append(f"Custom layer list {list(spec.layers)}: the depth is counted, not read from the name.")
+    if spec.stem in ("deep", "deep-wide") and stem_convs > 1:
+        notes.append(f"The deep stem (Bag of Tricks ResNet-C/D/S) replaces the 7×7 conv with "
+                     f"{stem_convs} 3×3 convs; timm keeps the name of the net it modifies.")
+    return tuple(notes)
 
 
 def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str = "model",

@@ -94,6 +94,152 @@ class OutputInfo:
         return data
 
 
+@dataclass(frozen=True)
+class StageDepth:
+    """One stage's share of the counted depth: its blocks and its layers on the longest path."""
+
+    stage: str  # display label (res2 ..)
+    blocks: int
+    layers: int
+
+    def to_dict(self) -> dict[str, int]:
+        """The JSON form (the stage is the key it sits under)."""
+        return {"blocks": self.blocks, "layers": self.layers}
+
+
+@dataclass(frozen=True)
+class DepthCount:
+    """Depth as He et al. 2016 count it: weighted layers (convs, linear) on the longest path."""
+
+    counted: int
+    name_depth: int | None  # the number in the variant's name (50 for resnet50), if any
+    formula: str  # "1 stem conv + 16 blocks × 3 convs + 1 fc = 50"
+    stem: int
+    blocks: int
+    convs_per_block: tuple[tuple[int, int], ...]  # (convs in a block, blocks with that many), in path order
+    head: int
+    fpn: int  # FPN convs on the longest path beyond the trunk (not in ``counted``)
+    other: int  # weighted layers outside stem, stages, head and FPN
+    per_stage: tuple[StageDepth, ...]
+    path: tuple[str, ...]  # the longest path's weighted layers, input to output
+    projections_not_counted: tuple[str, ...]  # projection shortcuts: beside the path, not on it
+    other_not_counted: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form the report has always written."""
+        return {
+            "counted": self.counted, "name_depth": self.name_depth, "formula": self.formula, "stem": self.stem,
+            "blocks": self.blocks, "convs_per_block": dict(self.convs_per_block), "head": self.head,
+            "fpn": self.fpn, "other": self.other,
+            "per_stage": {s.stage: s.to_dict() for s in self.per_stage},
+            "path": list(self.path), "projections_not_counted": list(self.projections_not_counted),
+            "other_not_counted": list(self.other_not_counted), "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class Carrier:
+    """A main-path layer whose window has stride > 1: it carries a stage's downsampling."""
+
+    name: str
+    type: str
+    kernel: int
+    stride: int
+    block: str  # the label of its block, or the stage's for a layer in no block (the stem)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {"name": self.name, "type": self.type, "kernel": self.kernel, "stride": self.stride,
+                "block": self.block}
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A shortcut branch that is not an identity: its ops, overall stride and why it exists."""
+
+    name: str  # its weighted layer, or the branch's module when it has none (option A)
+    shortcut: str  # the module call that holds the branch (``layer2.0.downsample``)
+    kernel: int | None
+    stride: int
+    kind: str  # "projection Conv2d 1×1/2", "AvgPool2d 2×2/2 then Conv2d 1×1/1", option A's words
+    reason: str  # "stride 2 ≠ 1 and channels change 256 → 512"
+    input_from: str  # the record whose output the branch reads
+    note: str | None = None  # set when the branch reads the pre-activated input (ResNetV2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``note`` only when set)."""
+        data: dict[str, Any] = {"name": self.name, "shortcut": self.shortcut, "kernel": self.kernel,
+                                "stride": self.stride, "kind": self.kind, "reason": self.reason,
+                                "input_from": self.input_from}
+        if self.note is not None:
+            data["note"] = self.note
+        return data
+
+
+@dataclass(frozen=True)
+class Dilated:
+    """A main-path window with dilation > 1 (output stride 8 or 16)."""
+
+    name: str
+    dilation: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {"name": self.name, "dilation": self.dilation}
+
+
+@dataclass(frozen=True)
+class DownsampleStep:
+    """One stage of the downsampling table: sizes, stride, its carriers and its shortcuts."""
+
+    stage: str
+    size_before: tuple[int, ...] | None  # (H, W) of the stage's input
+    size_after: tuple[int, ...] | None  # (H, W) of its last feature map
+    stride: int  # the product of the carriers' strides
+    carriers: tuple[Carrier, ...]
+    projection: tuple[Projection, ...]
+    dilation: tuple[Dilated, ...]
+    dilation_replaces_stride: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form the report has always written."""
+        return {
+            "stage": self.stage,
+            "size_before": list(self.size_before) if self.size_before is not None else None,
+            "size_after": list(self.size_after) if self.size_after is not None else None,
+            "stride": self.stride,
+            "carriers": [c.to_dict() for c in self.carriers],
+            "projection": [p.to_dict() for p in self.projection],
+            "dilation": [d.to_dict() for d in self.dilation],
+            "dilation_replaces_stride": self.dilation_replaces_stride,
+        }
+
+
+@dataclass(frozen=True)
+class LevelSummary:
+    """One output listed with the pyramid: its name and what is known of it."""
+
+    name: str
+    info: OutputInfo
+
+
+@dataclass(frozen=True)
+class PyramidSummary:
+    """The FPN's layers by role, as qualified names, and the model's outputs."""
+
+    lateral: tuple[str, ...]  # 1×1 convs reading the trunk
+    output: tuple[str, ...]  # the 3×3 convs after each merge
+    top_down: tuple[str, ...]  # the upsamplings and the adds of the top-down path
+    extra: tuple[str, ...]  # records of the levels beyond the trunk (P6, P7), containers included
+    levels: tuple[LevelSummary, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form the report has always written."""
+        return {"lateral": list(self.lateral), "output": list(self.output), "top_down": list(self.top_down),
+                "extra": list(self.extra), "levels": {lv.name: lv.info.to_dict() for lv in self.levels}}
+
+
 @dataclass
 class Report:
     """The result of :func:`resnet_inspect.inspect`."""
@@ -104,10 +250,10 @@ class Report:
     totals: dict[str, int]
     outputs: dict[str, Shape]
     output_info: dict[str, OutputInfo]
-    depth: dict[str, Any]
-    downsample: list[dict[str, Any]]
+    depth: DepthCount
+    downsample: tuple[DownsampleStep, ...]
     uncalled: list[dict[str, Any]]
-    fpn: dict[str, Any] | None = None
+    fpn: PyramidSummary | None = None
     counter: str = "analytic"
     device: str = "meta"
     options: dict[str, Any] = field(default_factory=dict)
@@ -137,10 +283,10 @@ class Report:
             "totals": self.totals,
             "outputs": self.outputs,
             "output_info": {name: info.to_dict() for name, info in self.output_info.items()},
-            "depth": self.depth,
-            "downsample": self.downsample,
+            "depth": self.depth.to_dict(),
+            "downsample": [step.to_dict() for step in self.downsample],
             "uncalled": self.uncalled,
-            "fpn": self.fpn,
+            "fpn": self.fpn.to_dict() if self.fpn is not None else None,
             "warnings": self.warnings,
         })
 

@@ -14,7 +14,10 @@ from typing import Any
 
 from .blocks import Block, Structure
 from .opdesc import WindowOp, find
-from .records import LayerRecord, OutputInfo
+from .records import (
+    Carrier, DepthCount, Dilated, DownsampleStep, LayerRecord, LevelSummary, OutputInfo, Projection, PyramidSummary,
+    StageDepth,
+)
 
 _STEM_NAMES = {"conv1", "bn1", "relu", "maxpool", "stem"}
 
@@ -104,7 +107,7 @@ def _block_labels(records: list[LayerRecord], structure: Structure) -> dict[int,
 
 
 def depth_breakdown(records: list[LayerRecord], structure: Structure, main_path: list[LayerRecord],
-                    name_depth: int | None, model: str, n_heads: int) -> dict[str, Any]:
+                    name_depth: int | None, model: str, n_heads: int) -> DepthCount:
     """Count weighted layers on the longest path, as the paper counts depth."""
     block_of = _block_labels(records, structure)
     for rec in main_path:
@@ -118,11 +121,10 @@ def depth_breakdown(records: list[LayerRecord], structure: Structure, main_path:
     for rec in in_blocks:
         blocks.setdefault(block_of.get(rec.index, ""), []).append(rec.name)
     per_block = Counter(len(v) for v in blocks.values())
-    per_stage = OrderedDict()
+    stage_blocks: OrderedDict[str, set[str]] = OrderedDict()
     for rec in in_blocks:
-        entry = per_stage.setdefault(rec.stage, {"blocks": set(), "layers": 0})
-        entry["blocks"].add(block_of.get(rec.index, ""))
-        entry["layers"] += 1
+        stage_blocks.setdefault(rec.stage, set()).add(block_of.get(rec.index, ""))
+    stage_layers = Counter(rec.stage for rec in in_blocks)
     counted = len(stem) + len(in_blocks) + len(head) + len(other)
     excluded = [r.name for r in records if r.weighted and not r.on_main_path and r.call == 0]
     in_shortcuts = {records[i].name for b in structure.blocks for i in b.shortcut.records}
@@ -157,25 +159,16 @@ def depth_breakdown(records: list[LayerRecord], structure: Structure, main_path:
     if fpn:
         notes.append(f"The longest path continues through {len(fpn)} FPN conv(s) to the deepest pyramid level "
                      f"({counted + len(fpn)} weighted layers in all); the paper's depth counts the trunk only.")
-    return {
-        "counted": counted,
-        "name_depth": name_depth,
-        "formula": formula,
-        "stem": len(stem),
-        "blocks": len(blocks),
-        "convs_per_block": dict(per_block),
-        "head": len(head),
-        "fpn": len(fpn),
-        "other": len(other),
-        "per_stage": {k: {"blocks": len(v["blocks"]), "layers": v["layers"]} for k, v in per_stage.items()},
-        "path": [r.name for r in main_path],
-        "projections_not_counted": projections,
-        "other_not_counted": [n for n in excluded if n not in projections],
-        "notes": notes,
-    }
+    return DepthCount(
+        counted=counted, name_depth=name_depth, formula=formula, stem=len(stem), blocks=len(blocks),
+        convs_per_block=tuple(per_block.items()), head=len(head), fpn=len(fpn), other=len(other),
+        per_stage=tuple(StageDepth(k, len(v), stage_layers[k]) for k, v in stage_blocks.items()),
+        path=tuple(r.name for r in main_path), projections_not_counted=tuple(projections),
+        other_not_counted=tuple(n for n in excluded if n not in projections), notes=tuple(notes),
+    )
 
 
-def downsample_table(records: list[LayerRecord], structure: Structure) -> list[dict[str, Any]]:
+def downsample_table(records: list[LayerRecord], structure: Structure) -> tuple[DownsampleStep, ...]:
     """Per stage: what carries the stride, the shortcut and why it exists, sizes before/after."""
     stages: OrderedDict[str, list[LayerRecord]] = OrderedDict()
     for rec in records:
@@ -189,32 +182,30 @@ def downsample_table(records: list[LayerRecord], structure: Structure) -> list[d
         first = next(r for r in recs if r.input_shapes)
         spatial = [r for r in recs if r.output_shapes and len(r.output_shapes[0]) == 4]
         last = max(spatial, key=lambda r: r.index, default=recs[-1])
-        carriers, dilated = [], []
+        carriers: list[Carrier] = []
+        dilated: list[Dilated] = []
         for rec in recs:
             window = find(rec.op, WindowOp)
             if rec.index in in_shortcut or window is None:
                 continue
             if max(window.stride) > 1:
-                carriers.append({"name": rec.name, "type": rec.type, "kernel": window.kernel[0],
-                                 "stride": max(window.stride), "block": block_of.get(rec.index) or stage})
+                carriers.append(Carrier(rec.name, rec.type, window.kernel[0], max(window.stride),
+                                        block_of.get(rec.index) or stage))
             if max(window.dilation) > 1:
-                dilated.append({"name": rec.name, "dilation": max(window.dilation)})
+                dilated.append(Dilated(rec.name, max(window.dilation)))
         before = first.input_shapes[0][-2:] if first.input_shapes and len(first.input_shapes[0]) == 4 else None
         after = last.output_shapes[0][-2:] if last.output_shapes else None
         factor = 1
         for c in carriers:
-            factor *= c["stride"]
-        table.append({
-            "stage": stage,
-            "size_before": list(before) if before else None,
-            "size_after": list(after) if after else None,
-            "stride": factor,
-            "carriers": carriers,
-            "projection": [_describe_shortcut(records, b) for b in blocks.get(stage, ()) if b.shortcut.records],
-            "dilation": dilated,
-            "dilation_replaces_stride": bool(dilated) and factor == 1 and stage not in ("stem", "res2"),
-        })
-    return table
+            factor *= c.stride
+        table.append(DownsampleStep(
+            stage=stage, size_before=tuple(before) if before else None, size_after=tuple(after) if after else None,
+            stride=factor, carriers=tuple(carriers),
+            projection=tuple(_describe_shortcut(records, b) for b in blocks.get(stage, ()) if b.shortcut.records),
+            dilation=tuple(dilated),
+            dilation_replaces_stride=bool(dilated) and factor == 1 and stage not in ("stem", "res2"),
+        ))
+    return tuple(table)
 
 
 def shortcut_container(records: list[LayerRecord], block: Block) -> LayerRecord:
@@ -245,7 +236,7 @@ def shortcut_leaves(records: list[LayerRecord], block: Block) -> tuple[int, ...]
     return tuple(sorted({*block.shortcut.records, *(set(block.idle) & inside)}))
 
 
-def _describe_shortcut(records: list[LayerRecord], block: Block) -> dict[str, Any]:
+def _describe_shortcut(records: list[LayerRecord], block: Block) -> Projection:
     """One shortcut branch: its ops, overall stride, why it exists and what input it reads."""
     branch = [records[i] for i in block.shortcut.records]
     holder = shortcut_container(records, block)
@@ -271,18 +262,14 @@ def _describe_shortcut(records: list[LayerRecord], block: Block) -> dict[str, An
     else:
         w = _window_of(conv)
         kind = f"projection {conv.type} {w.kernel[0]}×{w.kernel[1]}/{max(w.stride)}"
-    entry: dict[str, Any] = {
-        "name": conv.name if conv is not None else holder.name,
-        "shortcut": holder.name,
-        "kernel": _window_of(conv).kernel[0] if conv is not None else None,
-        "stride": stride,
-        "kind": kind,
-        "reason": " and ".join(reasons) or "none (an identity would do)",
-        "input_from": records[block.shortcut.reads].name,
-    }
-    if block.shortcut.preactivated:
-        entry["note"] = "takes the pre-activated input (the output of norm1's BN-ReLU), not the raw block input"
-    return entry
+    return Projection(
+        name=conv.name if conv is not None else holder.name, shortcut=holder.name,
+        kernel=_window_of(conv).kernel[0] if conv is not None else None, stride=stride, kind=kind,
+        reason=" and ".join(reasons) or "none (an identity would do)",
+        input_from=records[block.shortcut.reads].name,
+        note="takes the pre-activated input (the output of norm1's BN-ReLU), not the raw block input"
+        if block.shortcut.preactivated else None,
+    )
 
 
 def _window_of(rec: LayerRecord) -> WindowOp:
@@ -291,7 +278,7 @@ def _window_of(rec: LayerRecord) -> WindowOp:
 
 
 def fpn_summary(records: list[LayerRecord], structure: Structure,
-                output_info: dict[str, OutputInfo]) -> dict[str, Any] | None:
+                output_info: dict[str, OutputInfo]) -> PyramidSummary | None:
     """Laterals, outputs, top-down merges and extra levels of a pyramid, with each level."""
     pyramid = structure.pyramid
     if pyramid is None:
@@ -300,11 +287,11 @@ def fpn_summary(records: list[LayerRecord], structure: Structure,
     extra_leaves = {i for lv in levels if lv.extra for i in lv.records}
     extra = sorted(extra_leaves | {r.index for r in records if not r.is_leaf and (under := leaves_under(records, r))
                                    and set(under) <= extra_leaves})
-    return {
-        "lateral": [records[i].name for i in sorted(lv.lateral for lv in levels if lv.lateral is not None)],
-        "output": [records[i].name for i in sorted(lv.output for lv in levels if not lv.extra)],
-        "top_down": [records[i].name for i in sorted(i for lv in levels for i in (lv.resize, lv.merge)
-                                                     if i is not None)],
-        "extra": [records[i].name for i in extra],
-        "levels": {k: v.to_dict() for k, v in output_info.items()},
-    }
+    return PyramidSummary(
+        lateral=tuple(records[i].name for i in sorted(lv.lateral for lv in levels if lv.lateral is not None)),
+        output=tuple(records[i].name for i in sorted(lv.output for lv in levels if not lv.extra)),
+        top_down=tuple(records[i].name for i in sorted(i for lv in levels for i in (lv.resize, lv.merge)
+                                                       if i is not None)),
+        extra=tuple(records[i].name for i in extra),
+        levels=tuple(LevelSummary(k, v) for k, v in output_info.items()),
+    )

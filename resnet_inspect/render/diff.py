@@ -144,7 +144,7 @@ def diff_layers(a: Report, b: Report) -> list[LayerDiff]:
 
 
 def _depth_counted(report: Report) -> int:
-    return int(report.depth.get("counted", 0))
+    return report.depth.counted
 
 
 def totals_rows(a: Report, b: Report) -> list[tuple[str, Any, Any]]:
@@ -179,8 +179,8 @@ def carrier_rows(a: Report, b: Report) -> list[tuple[str, str, str]]:
     """Per stage, which layers carry the stride in A and in B, where that differs."""
     def carriers(report: Report) -> dict[str, str]:
         """Stage -> its stride carriers, as text."""
-        return {e["stage"]: ", ".join(f"{c['name']} (/{c['stride']})" for c in e["carriers"]) or "—"
-                for e in report.downsample}
+        return {step.stage: ", ".join(f"{c.name} (/{c.stride})" for c in step.carriers) or "—"
+                for step in report.downsample}
 
     ca, cb = carriers(a), carriers(b)
     return [(stage, ca.get(stage, "—"), cb.get(stage, "—")) for stage in dict.fromkeys([*ca, *cb])

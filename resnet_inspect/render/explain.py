@@ -18,7 +18,7 @@ from rich.text import Text
 
 from ..analysis.blocks import Block
 from ..analysis.opdesc import AdaptivePoolOp, LinearOp, MeanOp, PadOp, ResizeOp, WindowOp, find, main_op
-from ..analysis.records import LayerRecord, Report
+from ..analysis.records import Carrier, DownsampleStep, LayerRecord, Projection, Report
 from ..analysis.structure import block_label, leaves_under, shortcut_container
 from ..errors import InputError
 from ..analysis.shapes import Window, window_output
@@ -116,16 +116,16 @@ def block_of(report: Report, rec: LayerRecord) -> Block | None:
     return block if inside else None
 
 
-def _projection_of(report: Report, rec: LayerRecord, block: Block | None) -> dict[str, Any] | None:
+def _projection_of(report: Report, rec: LayerRecord, block: Block | None) -> Projection | None:
     """The downsampling table's entry for the shortcut this record is (part of), if any."""
     if block is None or not block.shortcut.records:
         return None
     holder = shortcut_container(report.layers, block)
-    entry = next((p for e in report.downsample for p in e["projection"] if p["shortcut"] == holder.name), None)
+    entry = next((p for step in report.downsample for p in step.projection if p.shortcut == holder.name), None)
     inside = rec.index in leaves_under(report.layers, holder) or (
         not rec.is_leaf and holder.index < rec.index and set(leaves_under(report.layers, rec))
         <= set(leaves_under(report.layers, holder)))
-    if entry is not None and (rec.name == entry["name"] or inside):
+    if entry is not None and (rec.name == entry.name or inside):
         return entry
     return None
 
@@ -404,8 +404,7 @@ def _window(rec: LayerRecord, index: int) -> tuple[int, int, int] | None:
 
 def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
     """Whether this layer changes the resolution, and why (or why not)."""
-    stages = {entry["stage"]: entry for entry in report.downsample}
-    entry = stages.get(rec.stage)
+    entry = next((step for step in report.downsample if step.stage == rec.stage), None)
     window, mean = find(rec.op, WindowOp), find(rec.op, MeanOp)
     adaptive = find(rec.op, AdaptivePoolOp)
     found = block_of(report, rec)
@@ -418,15 +417,14 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
     projection = _projection_of(report, rec, found)
     if projection is not None:
         p = projection
-        # "kind" spells out a shortcut of several layers (ResNet-D: an average pool, then a 1×1 conv).
-        how = p.get("kind") or f"a {p['kernel']}×{p['kernel']} conv with stride {p['stride']}"
-        part = "" if rec.name == p["name"] else "part of "
-        lines.append(f"This is {part}the projection shortcut of {block or rec.parent}: {how}; stride {p['stride']} in "
-                     f"all. It exists because {p['reason']}: the identity could not be added to the block's output. "
+        # "kind" spells out the branch's ops (ResNet-D: an average pool, then a 1×1 conv).
+        part = "" if rec.name == p.name else "part of "
+        lines.append(f"This is {part}the projection shortcut of {block or rec.parent}: {p.kind}; stride {p.stride} in "
+                     f"all. It exists because {p.reason}: the identity could not be added to the block's output. "
                      "The rule (torchvision's _make_layer): project when stride ≠ 1 or in_channels ≠ "
                      "planes × expansion.")
-        if p.get("note"):
-            lines.append(f"The shortcut {p['note']}.")
+        if p.note:
+            lines.append(f"The shortcut {p.note}.")
     if window is not None and window.transposed and rec.is_leaf:
         lines.append(f"It upsamples: a transposed conv with stride {stride} takes {shape_text(in_hw)} to "
                      f"{shape_text(out_hw)}." if stride > 1 else "It keeps the resolution: a transposed conv with "
@@ -434,7 +432,7 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
     elif window is not None and rec.is_leaf:
         if stride > 1:
             lines.append(f"It downsamples: stride {stride} takes {shape_text(in_hw)} to {shape_text(out_hw)}.")
-            if rec.name in ((report.fpn or {}).get("extra") or []):
+            if _in_extra_level(report, rec):
                 lines.append(f"It builds an extra pyramid level above the trunk's last stage, at {stride}× the "
                              "stride of the level it reads (retinanet: P6 and P7 by stride-2 convs; maskrcnn: P6 by a stride-2 "
                              "max pool).")
@@ -469,9 +467,9 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
     if found is not None:
         lines.extend(_block_stride_lines(report, rec, found, entry))
     elif rec.stage == "stem" and entry is not None:
-        carriers = ", ".join(f"{c['name']} (stride {c['stride']})" for c in entry["carriers"])
-        lines.append(f"The stem divides the resolution by {entry['stride']}: {shape_text(entry['size_before'])} → "
-                     f"{shape_text(entry['size_after'])}, through {carriers}.")
+        carriers = ", ".join(f"{c.name} (stride {c.stride})" for c in entry.carriers)
+        lines.append(f"The stem divides the resolution by {entry.stride}: {shape_text(entry.size_before)} → "
+                     f"{shape_text(entry.size_after)}, through {carriers}.")
         if window is not None and window.ceil_mode and in_hw is not None:
             # What PyTorch's usual stem pool (padding 1, floor) would give on the same input.
             k, s = window.kernel[0], window.stride[0]
@@ -482,20 +480,26 @@ def downsample_lines(report: Report, rec: LayerRecord) -> list[str]:
     return lines
 
 
-def _block_stride_lines(report: Report, rec: LayerRecord, found: Block, entry: dict | None) -> list[str]:
+def _in_extra_level(report: Report, rec: LayerRecord) -> bool:
+    """Whether a leaf belongs to a pyramid level beyond the trunk's strides (P6, P7)."""
+    pyramid = report.structure.pyramid if report.structure is not None else None
+    return pyramid is not None and any(rec.index in level.records for level in pyramid.levels if level.extra)
+
+
+def _block_stride_lines(report: Report, rec: LayerRecord, found: Block, entry: DownsampleStep | None) -> list[str]:
     """Which conv of the block carries the stride, and what the alternative placement would be."""
     lines = []
     block = block_label(report.layers, found)
     leaves = [rec.index] if rec.is_leaf else leaves_under(report.layers, rec)
     in_shortcut = bool(found.shortcut.records) and set(leaves) <= {*found.shortcut.records, *found.idle}
     first = report.structure is not None and any(s.blocks[0] is found for s in report.structure.stages)
-    carriers = [c for c in (entry or {}).get("carriers", []) if c.get("block") == block]
+    carriers = [c for c in (entry.carriers if entry is not None else ()) if c.block == block]
     members = [r for r in (report.layers[i] for i in found.main) if r.weighted and find(r.op, WindowOp) is not None]
     kernels = [_window_of(r).kernel[0] for r in members]
     bottleneck = kernels[:3] == [1, 3, 1]
     if not carriers:
         dilated = [r for r in members if max(_window_of(r).dilation) > 1]
-        if entry is not None and entry.get("dilation_replaces_stride") and first:
+        if entry is not None and entry.dilation_replaces_stride and first:
             lines.append(f"{block} would downsample, but output stride {report.options.get('output_stride')} replaces "
                          "this stage's stride with dilation, so the resolution stays.")
         elif dilated:
@@ -505,24 +509,24 @@ def _block_stride_lines(report: Report, rec: LayerRecord, found: Block, entry: d
             lines.append(f"{block} keeps the resolution: only the first block of a stage (from res3 on) is strided.")
         return lines
     carrier = carriers[0]
-    lines.append(f"In {block} the stride sits in {carrier['name']} ({carrier['kernel']}×{carrier['kernel']}, stride "
-                 f"{carrier['stride']}).")
+    lines.append(f"In {block} the stride sits in {carrier.name} ({carrier.kernel}×{carrier.kernel}, stride "
+                 f"{carrier.stride}).")
     if bottleneck and not in_shortcut:
         lines.extend(_placement_lines(members[0], carrier))
-    if rec.name != carrier["name"] and rec.is_leaf and rec.weighted and not in_shortcut:
+    if rec.name != carrier.name and rec.is_leaf and rec.weighted and not in_shortcut:
         lines.append(f"So {rec.name} runs at stride 1.")
     return lines
 
 
-def _placement_lines(conv1: LayerRecord, carrier: dict) -> list[str]:
+def _placement_lines(conv1: LayerRecord, carrier: Carrier) -> list[str]:
     """The bottleneck's two stride placements, with conv1's MACs under each (same channels, so
     its MACs scale with its output area; the 3×3's output size, hence its MACs, is the same)."""
     if not conv1.input_shapes or not conv1.output_shapes:
         return []
     in_h, in_w = conv1.input_shapes[0][-2:]
     out_h, out_w = conv1.output_shapes[0][-2:]
-    s = carrier["stride"]
-    if carrier["kernel"] == 1:
+    s = carrier.stride
+    if carrier.kernel == 1:
         small, large = conv1.output_shapes[0][-2:], (in_h, in_w)
         full = conv1.macs // (out_h * out_w) * (in_h * in_w)
         return [f"That is the MSRA/Caffe placement (stride_in_1x1=True, as in maskrcnn-benchmark): the first 1×1 reads one "

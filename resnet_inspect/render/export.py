@@ -120,17 +120,16 @@ def to_markdown(report: Report, depth: int | None = None) -> str:
     for name, info in report.output_info.items():
         lines.append(f"| {name} | {shape_text(info.shape)} | {stride_text(info.stride)} | "
                      f"{pair_text(info.receptive_field)} | {info.depth if info.traced else '—'} |")
-    lines += ["", "### Depth", "", f"{report.depth['formula']}", ""]
-    lines += [f"- {note}" for note in report.depth.get("notes", [])]
+    lines += ["", "### Depth", "", f"{report.depth.formula}", ""]
+    lines += [f"- {note}" for note in report.depth.notes]
     if report.downsample:
         lines += ["", "### Downsampling", "", "| Stage | Size | Stride | Carried by | Projection shortcut |",
                   "|---|---|---:|---|---|"]
-        for entry in report.downsample:
-            carriers = ", ".join(f"`{c['name']}`" for c in entry["carriers"]) or "—"
-            projection = "; ".join(f"`{p['name']}`: {p['reason']}{projection_note(p)}"
-                                   for p in entry["projection"]) or "—"
-            lines.append(f"| {entry['stage']} | {shape_text(entry['size_before'])} → {shape_text(entry['size_after'])} "
-                         f"| {entry['stride']} | {carriers} | {_md(projection)} |")
+        for step in report.downsample:
+            carriers = ", ".join(f"`{c.name}`" for c in step.carriers) or "—"
+            projection = "; ".join(f"`{p.name}`: {p.reason}{projection_note(p)}" for p in step.projection) or "—"
+            lines.append(f"| {step.stage} | {shape_text(step.size_before)} → {shape_text(step.size_after)} "
+                         f"| {step.stride} | {carriers} | {_md(projection)} |")
     bad = [rec for rec in report.layers if rec.shape_ok is False]
     if bad:
         lines += ["", "### Shape check: disagreements", ""]

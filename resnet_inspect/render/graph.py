@@ -163,9 +163,9 @@ def _stage_strides(report: Report) -> dict[str, int | float]:
     """Stride of each stage's output relative to the input: the product of the stage strides."""
     total: int | float = 1
     out = {}
-    for entry in report.downsample:
-        total *= entry["stride"]
-        out[entry["stage"]] = total
+    for step in report.downsample:
+        total *= step.stride
+        out[step.stage] = total
     return out
 
 
@@ -291,7 +291,7 @@ class _Diagram:
         lines = [f"<B>{_html_text(model_title(report))}</B>  input {_dims(report.input_size)}"
                  f" (batch {report.input_size[0]}) · {t['params'] / 1e6:.2f} M params"
                  f" · {t['macs'] / 1e9:.2f} GMACs",
-                 _detail(f"depth: {report.depth.get('formula', '')}")]
+                 _detail(f"depth: {report.depth.formula}")]
         return "<" + "<BR ALIGN=\"LEFT\"/>".join(lines) + "<BR ALIGN=\"LEFT\"/>>"
 
     # nodes and edges ------------------------------------------------------------------------
@@ -429,11 +429,11 @@ class _Diagram:
         lines = [rec.name, _detail(f"{rec.type} · {_channels(rec)} ch")]
         names = {r.name for r in block.leaves}
         notes = []
-        for entry in self.report.downsample:
-            for carrier in entry["carriers"]:
-                if carrier["block"] == rec.name:
-                    notes.append(f"stride {carrier['stride']} in {_short(carrier['name'], rec.name)}")
-            dilations = sorted({d["dilation"] for d in entry["dilation"] if d["name"] in names})
+        for step in self.report.downsample:
+            for carrier in step.carriers:
+                if carrier.block == rec.name:
+                    notes.append(f"stride {carrier.stride} in {_short(carrier.name, rec.name)}")
+            dilations = sorted({d.dilation for d in step.dilation if d.name in names})
             if dilations:
                 notes.append("dilation " + ", ".join(map(str, dilations)))
         if notes:

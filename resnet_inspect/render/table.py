@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from rich import box
 from rich.console import Console, RenderableType
@@ -11,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..analysis.records import LayerRecord, Report
+from ..analysis.records import LayerRecord, Projection, Report
 from ..errors import InputError
 from ..text import visible
 
@@ -275,16 +274,16 @@ def depth_text(report: Report) -> Text:
     """The depth as the paper counts it, the formula, and what was left out and why."""
     d = report.depth
     text = Text()
-    text.append(d["formula"], style="bold")
+    text.append(d.formula, style="bold")
     text.append("\nCounted: convolutions and linear layers on the longest path from input to output "
                 "(normalisation, activations and pooling carry no depth).")
-    if d.get("projections_not_counted"):
-        names = ", ".join(d["projections_not_counted"])
-        text.append(f"\nNot counted: {len(d['projections_not_counted'])} projection shortcut(s), which run beside "
+    if d.projections_not_counted:
+        names = ", ".join(d.projections_not_counted)
+        text.append(f"\nNot counted: {len(d.projections_not_counted)} projection shortcut(s), which run beside "
                     f"the main path: {names}.")
-    if d.get("other_not_counted"):
-        text.append(f"\nAlso off the longest path: {', '.join(d['other_not_counted'])}.")
-    for note in d.get("notes", []):
+    if d.other_not_counted:
+        text.append(f"\nAlso off the longest path: {', '.join(d.other_not_counted)}.")
+    for note in d.notes:
         text.append(f"\nNote: {note}")
     return text
 
@@ -294,24 +293,17 @@ def downsample_table(report: Report, console: Console) -> Table:
     table = Table(box=table_box(console), header_style="bold")
     for column in ("Stage", "Size", "Stride", "Carried by", "Projection shortcut", "Dilation"):
         table.add_column(column, justify="right" if column == "Stride" else "left")
-    for entry in report.downsample:
-        size = f"{shape_text(entry['size_before'])} → {shape_text(entry['size_after'])}"
-        carriers = ", ".join(f"{c['name']} ({c['kernel']}×{c['kernel']}/{c['stride']})"
-                             for c in entry["carriers"]) or "—"
-        projection = "; ".join(f"{p['name']} ({_shortcut_kind(p)}): {p['reason']}{projection_note(p)}"
-                               for p in entry["projection"])
+    for step in report.downsample:
+        size = f"{shape_text(step.size_before)} → {shape_text(step.size_after)}"
+        carriers = ", ".join(f"{c.name} ({c.kernel}×{c.kernel}/{c.stride})" for c in step.carriers) or "—"
+        projection = "; ".join(f"{p.name} ({p.kind}): {p.reason}{projection_note(p)}" for p in step.projection)
         if not projection:
-            projection = "—" if entry["stage"] == "stem" else "— (identity shortcuts)"
-        dilation = ", ".join(f"{d['name']} d={d['dilation']}" for d in entry["dilation"]) or "—"
-        if entry.get("dilation_replaces_stride"):
+            projection = "—" if step.stage == "stem" else "— (identity shortcuts)"
+        dilation = ", ".join(f"{d.name} d={d.dilation}" for d in step.dilation) or "—"
+        if step.dilation_replaces_stride:
             dilation += " (replaces the stride)"
-        table.add_row(entry["stage"], size, str(entry["stride"]), carriers, projection, dilation)
+        table.add_row(step.stage, size, str(step.stride), carriers, projection, dilation)
     return table
-
-
-def _shortcut_kind(p: dict) -> str:
-    """``1×1/2`` for a strided 1×1 conv; the engine's own words for a longer shortcut (ResNet-D)."""
-    return p.get("kind") or f"{p['kernel']}×{p['kernel']}/{p['stride']}"
 
 
 def model_title(report: Report) -> str:
@@ -370,6 +362,6 @@ def print_summary(report: Report, console: Console, depth: int | None = None) ->
         console.print(Text(f"Warning: {warning}", style="yellow"))
 
 
-def projection_note(projection: dict[str, Any]) -> str:
+def projection_note(projection: Projection) -> str:
     """What the shortcut reads, where that is not the raw block input (pre-activation nets)."""
-    return f"; {projection['note']}" if projection.get("note") else ""
+    return f"; {projection.note}" if projection.note else ""
