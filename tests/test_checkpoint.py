@@ -1,4 +1,5 @@
-"""Issue 7: inspecting a checkpoint you were handed. Load without running code, infer the variant."""
+"""Checkpoints (resnet_inspect.checkpoint): loading one you were handed without running its code, bounding
+what it may expand to, and inferring the variant from its keys and shapes, also from fuzzed state dicts."""
 from __future__ import annotations
 
 import re
@@ -8,11 +9,13 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 from typer.testing import CliRunner
 
 import resnet_inspect as ri
-from resnet_inspect.checkpoint import infer, load_checkpoint, load_model
+from resnet_inspect.checkpoint import Inference, infer, load_checkpoint, load_model
 from resnet_inspect.cli import app
 from tests.conftest import TORCHVISION
 
@@ -375,7 +378,7 @@ def test_state_dict_under_a_container_key_is_found_and_named(wrap: Any, containe
     assert code == 0 and f"state_dict found under '{container}'" in out and "resnet18 (exact" in out
 
 
-# -- issue 13: what a checkpoint may expand to is bounded before it is read ------------------------
+# -- what a checkpoint may expand to is bounded before it is read ----------------------------------
 
 def _deflated_checkpoint(path: Path, megabytes: int) -> Path:
     """A resnet18-shaped key holding ``megabytes`` of zeros, re-zipped with deflate (a few hundred KB)."""
@@ -443,3 +446,75 @@ def test_malformed_byte_sizes(text: str) -> None:
 def test_paths_no_file_can_have_are_input_errors(path: str) -> None:
     with pytest.raises(ri.InputError, match="Cannot read"):
         load_checkpoint(path)
+
+
+# -- any state dict is inferred or refused with InputError (fuzzed) --------------------------------
+
+block_prefix = st.one_of(
+    st.builds("layer{}.{}.".format, st.integers(0, 5), st.integers(0, 3)),
+    st.builds("stages.{}.blocks.{}.".format, st.integers(0, 4), st.integers(0, 3)))
+rests = st.sampled_from(["conv1.weight", "conv2.weight", "conv3.weight", "bn1.running_mean", "bn1.num_batches_tracked",
+                         "downsample.0.weight", "se.fc1.weight"])
+state_keys = st.one_of(
+    st.builds(str.__add__, st.sampled_from(["", "module.", "backbone.body.", "body."]),
+              st.builds(str.__add__, block_prefix, rests)),
+    st.sampled_from(["conv1.weight", "fc.weight", "fc_yaw.weight", "head.fc.weight", "fpn.fpn_inner1.weight",
+                     "fpn.top_blocks.p6.weight", "stem.conv1.weight", "bn1.num_batches_tracked"]),
+    st.text(max_size=20))
+tensor_shapes = st.lists(st.sampled_from([0, 1, 3, 4, 16, 32, 64, 128, 256, 1000]), max_size=4).map(tuple)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(state_keys, tensor_shapes, max_size=14))
+def test_any_state_dict_is_inferred_or_refused(state: dict[str, tuple[int, ...]]) -> None:
+    tensors = {k: torch.empty(shape, device="meta") for k, shape in state.items()}
+    try:
+        inference = infer(tensors, path="fuzz.pth")
+    except ri.InputError:
+        return
+    assert isinstance(inference, Inference) and inference.spec.name in ri.variants()
+
+
+conv_shapes = st.tuples(*[st.sampled_from([0, 1, 2, 3, 4, 7, 16, 48, 64, 128, 256])] * 4)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(["layer1.0.conv1.weight", "layer1.0.conv2.weight", "layer1.0.conv3.weight",
+                                        "layer2.0.conv2.weight", "conv1.weight", "fc.weight"]), conv_shapes))
+def test_first_block_shapes_are_inferred_or_refused(state: dict[str, tuple[int, ...]]) -> None:
+    """The arithmetic on the first block's tensor_shapes (groups, width, planes) meets zeros and odd sizes."""
+    try:
+        infer({k: torch.empty(shape, device="meta") for k, shape in state.items()}, path="fuzz.pth")
+    except ri.InputError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def variant_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
+    small = ["resnet18", "resnet50", "resnext50_32x4d", "hopenet", "retinanet_r50_fpn", "cifar_resnet20",
+             "resnet50d", "resnetv2_50", "seresnet50"]
+    with torch.device("meta"):
+        return {name: {k: tuple(v.shape) for k, v in ri.build(name).state_dict().items()}
+                for name in small if name in ri.variants()}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_damaged_real_state_dicts_are_inferred_or_refused(variant_shapes: dict[str, dict[str, tuple[int, ...]]],
+                                                          data: st.DataObject) -> None:
+    """Start from a real variant's state_keys and tensor_shapes, then drop state_keys, reshape tensors, add strays."""
+    name = data.draw(st.sampled_from(sorted(variant_shapes)))
+    state = dict(variant_shapes[name])
+    names = sorted(state)
+    for key in data.draw(st.lists(st.sampled_from(names), max_size=6)):
+        state.pop(key, None)
+    for key in data.draw(st.lists(st.sampled_from(names), max_size=4)):
+        state[key] = data.draw(tensor_shapes)
+    state.update(data.draw(st.dictionaries(state_keys, tensor_shapes, max_size=3)))
+    prefix = data.draw(st.sampled_from(["", "module.", "backbone.body.", "model."]))
+    tensors = {prefix + k: torch.empty(shape, device="meta") for k, shape in state.items()}
+    try:
+        inference = infer(tensors, path="fuzz.pth")
+    except ri.InputError:
+        return
+    assert inference.spec.name in ri.variants() and 0 < inference.matched <= inference.total

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import re
 import subprocess
@@ -41,15 +40,6 @@ def row(output: str, name: str, after: str = "") -> str:
         if cells and cells[0] == name:
             return line
     raise AssertionError(f"no row for {name} in:\n{output}")
-
-
-def closed_form_rf(kernels_strides: list[tuple[int, int]]) -> tuple[int, int]:
-    """Receptive field and jump of a chain of windows: r += (k − 1)·j, then j *= s."""
-    r, j = 1, 1
-    for k, s in kernels_strides:
-        r += (k - 1) * j
-        j *= s
-    return r, j
 
 
 # -- help -----------------------------------------------------------------------------------------
@@ -298,6 +288,24 @@ def test_family_flags_on_the_command_line_build_timms_resnet50d() -> None:
     assert json.loads(result.stdout)["totals"]["params"] == 25_576_264  # timm's model card for resnet50d
 
 
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_downsample_table_shows_the_projection_reads_the_preactivated_input(fmt: str) -> None:
+    """What users read, not only the report: each of resnetv2_50's four projections is marked as
+    reading norm1's output, and a post-activation net carries no such mark."""
+    from typer.testing import CliRunner
+
+    from resnet_inspect.cli import app
+
+    note = "takes the pre-activated input"
+    runner = CliRunner(env={"COLUMNS": "400"})  # no wrapping inside the phrase, whatever the terminal
+    preact = runner.invoke(app, ["summary", "resnetv2_50", "--format", fmt])
+    plain = runner.invoke(app, ["summary", "resnet50", "--format", fmt])
+    assert preact.exit_code == plain.exit_code == 0
+    downsampling = preact.output.split("Downsampling", 1)[1]
+    assert " ".join(downsampling.split()).count(note) == 4
+    assert note not in plain.output
+
+
 def test_list_names_where_each_variant_comes_from() -> None:
     result = run("list")
     assert result.exit_code == 0, result.output
@@ -389,199 +397,6 @@ def test_tree_marks_modules_that_forward_never_calls() -> None:
     assert result.exit_code == 0, result.output
     line = next(line for line in result.stdout.splitlines() if line.split()[0] == "fc_finetune")
     assert "never called" in line and f"{2051 * 3 + 3:,} params" in line
-
-
-# -- explain ----------------------------------------------------------------------------------------
-
-def _rf_before_layer2(stride_in_1x1: bool) -> tuple[int, int]:
-    """Field and jump entering layer2.0.conv2 of resnet50: stem, layer1's 3×3s, then layer2.0.conv1."""
-    chain = [(7, 2), (3, 2)] + [(3, 1)] * 3 + [(1, 2 if stride_in_1x1 else 1)]
-    return closed_form_rf(chain)
-
-
-@pytest.mark.parametrize("stride_in_1x1", [False, True])
-def test_explain_a_conv_of_layer2_0(stride_in_1x1: bool) -> None:
-    flag = ["--stride-in-1x1"] if stride_in_1x1 else []
-    result = run("explain", "resnet50", "layer2.0.conv2", *flag)
-    assert result.exit_code == 0, result.output
-    out = result.stdout
-    size_in = 28 if stride_in_1x1 else 56
-    stride = 1 if stride_in_1x1 else 2
-    size_out = (size_in - 3 + 2 * 1) // stride + 1
-    assert size_out == 28
-    assert f"H: ⌊({size_in} − 3 + 2·1)/{stride}⌋ + 1 = {size_out}" in out
-    assert f"K = 3, S = {stride}, P = 1, D = 1" in out
-    macs = (1 * 128 * 28 * 28) * 128 * 3 * 3
-    assert f"= (1×128×28×28 = {128 * 28 * 28:,}) × 128 × 3 × 3" in out and f"= {macs:,}" in out
-    r_in, j_in = _rf_before_layer2(stride_in_1x1)
-    assert f"r_out = r_in + (k_eff − 1)·j_in = {r_in} + (3 − 1)·{j_in} = {r_in + 2 * j_in}" in out
-    assert f"j_out = j_in·S = {j_in}·{stride} = {j_in * stride}" in out
-    carrier = "layer2.0.conv1 (1×1" if stride_in_1x1 else "layer2.0.conv2 (3×3"
-    assert f"In layer2.0 the stride sits in {carrier}, stride 2)" in flat(out)
-    verdict = "It does not downsample" if stride_in_1x1 else "It downsamples: stride 2 takes 56×56 to 28×28"
-    assert verdict in flat(out)
-
-
-def test_explain_the_strided_1x1_and_the_projection() -> None:
-    conv1 = run("explain", "resnet50", "layer2.0.conv1", "--stride-in-1x1")
-    assert conv1.exit_code == 0, conv1.output
-    text = flat(conv1.stdout)
-    assert f"= {(128 * 28 * 28) * 256:,}" in text
-    # The alternative placement: conv1 at full resolution costs four times as much here.
-    assert f"{(128 * 56 * 56) * 256:,} MACs instead of {(128 * 28 * 28) * 256:,}" in text
-    projection = run("explain", "resnet50", "layer2.0.downsample.0")
-    assert projection.exit_code == 0
-    assert "projection shortcut of layer2.0" in flat(projection.stdout)
-    assert "stride 2 ≠ 1 and channels change 256 → 512" in flat(projection.stdout)
-
-
-def test_explain_a_pooling_layer() -> None:
-    result = run("explain", "resnet50", "maxpool")
-    assert result.exit_code == 0, result.output
-    out = flat(result.stdout)
-    assert "H: ⌊(112 − 3 + 2·1)/2⌋ + 1 = 56" in out
-    assert f"Other ops: {64 * 56 * 56 * 9:,} = {64 * 56 * 56:,} outputs × 3·3" in out
-    r, j = closed_form_rf([(7, 2), (3, 2)])
-    assert f"= 7 + (3 − 1)·2 = {r}" in out and f"j_out = j_in·S = 2·2 = {j}" in out
-    assert "MACs = 0" in out
-    caffe = flat(run("explain", "resnet50", "maxpool", "--caffe-maxpool", "--input", "225").stdout)
-    conv1 = (225 + 2 * 3 - 7) // 2 + 1
-    assert f"H: ⌈({conv1} − 3 + 2·0)/2⌉ + 1 = {math.ceil((conv1 - 3) / 2) + 1}" in caffe
-    assert f"would give {(conv1 + 2 - 3) // 2 + 1}×{(conv1 + 2 - 3) // 2 + 1} here, a different size" in caffe
-
-
-def test_explain_picks_a_repeat_call_as_the_summary_names_it() -> None:
-    summary = run("summary", "resnet18")
-    assert "layer1.0.relu (call 2)" in summary.stdout  # torchvision's block reuses its one ReLU
-    first = run("explain", "resnet18", "layer1.0.relu")
-    second = run("explain", "resnet18", "layer1.0.relu (call 2)")
-    assert first.exit_code == second.exit_code == 0
-    assert "this is call 1" in flat(first.stdout) and "this is call 2" in flat(second.stdout)
-    # The first call follows bn1, the second the residual add: the receptive fields differ.
-    rf = [re.search(r"sees a (\d+)×\1 patch", flat(r.stdout)).group(1) for r in (first, second)]
-    assert rf[0] != rf[1]
-    third = run("explain", "resnet18", "layer1.0.relu (call 3)")
-    assert third.exit_code == 2 and "(call 1) to (call 2)" in flat(third.stderr)
-
-
-def test_explain_the_squeeze_of_a_squeeze_excitation_block() -> None:
-    result = run("explain", "seresnet50", "layer1.0.se:mean")
-    assert result.exit_code == 0, result.output
-    out = flat(result.stdout)
-    assert "input 1×256×56×56 → output 1×256×1×1" in out and "global average pool" in out
-    assert "analytic 1×256×1×1 ✓" in out and "element-wise" not in out
-    # Its input is layer1.0's output: field 7 (conv1) + 2·2 (max pool) + 2·4 (the 3×3) = 19 at
-    # jump 4; one window over the whole 56×56 map adds 55 steps of 4.
-    assert f"r_out = r_in + (k_eff − 1)·j_in = 19 + (56 − 1)·4 = {19 + 55 * 4}" in out
-    assert "only gates its channel" in out
-
-
-def test_explain_a_stride_1_option_a_shortcut_does_not_call_it_upsampling() -> None:
-    result = run("explain", "resnet50", "--shortcut", "A", "layer1.0.downsample")
-    assert result.exit_code == 0, result.output
-    out = flat(result.stdout)
-    assert "upsampl" not in out and "subsample" not in out
-    assert f"C: 64 + {(256 - 64) // 2} + {(256 - 64) // 2} = 256" in out and "only pads zero channels" in out
-
-
-def test_explain_a_same_padded_pool_credits_the_padding_not_the_corollary() -> None:
-    result = run("explain", "resnet50d", "--output-stride", "16", "layer4.0.downsample.0")
-    assert result.exit_code == 0, result.output
-    out = flat(result.stdout)
-    # A 2×2 window at stride 1 keeps 14×14 only because one pixel is padded on the right/bottom:
-    # ⌈(14 + 1 − 2)/1⌉ + 1 = 14; P = (K − 1)/2 would be 0.5, so "same" padding does not apply.
-    assert "H: 14 + 0 + 1 = 15" in out and "H: ⌈(15 − 2 + 2·0)/1⌉ + 1 = 14" in out
-    assert "explicit padding before the window" in out and "corollary" not in out
-
-
-def test_explain_knows_the_blocks_of_timms_pre_activation_naming() -> None:
-    result = run("explain", "resnetv2_50", "stages.1.blocks.0.conv2")
-    assert result.exit_code == 0, result.output
-    assert "In stages.1.blocks.0 the stride sits in stages.1.blocks.0.conv2 (3×3, stride 2)" in flat(result.stdout)
-
-
-def test_explain_unknown_layer_suggests_names() -> None:
-    result = run("explain", "resnet50", "layer2.0.cnv2")
-    assert result.exit_code == 2
-    message = flat(result.stderr)
-    assert "Did you mean" in message and "layer2.0.conv2" in message
-    fpn = run("explain", "retinanet_r50_fpn", "layer2.0.conv2", "--input", "512")
-    assert fpn.exit_code == 2 and "body.layer2.0.conv2" in flat(fpn.stderr)
-
-
-# -- diff -------------------------------------------------------------------------------------------
-
-def test_diff_stride_placement_changes_conv1_and_conv2_of_each_first_block() -> None:
-    result = run("diff", "resnet50", "resnet50", "--b-stride-in-1x1")
-    assert result.exit_code == 0, result.output
-    out = result.stdout
-    for stage in (2, 3, 4):
-        conv1 = next(line for line in out.splitlines() if f" layer{stage}.0.conv1 " in line)
-        conv2 = next(line for line in out.splitlines() if f" layer{stage}.0.conv2 " in line)
-        assert conv1.split()[0] == conv2.split()[0] == "~"
-        assert "stride: 1 → 2" in conv1 and "stride: 2 → 1" in conv2
-    assert "layer1.0.conv1" not in out, "layer1 has no stride: nothing changes there"
-    # conv1 of layer2-4 reads a 56², 28², 14² map: moving the stride divides its output by 4.
-    saved = sum(size * size * width * cin * 3 // 4
-                for size, width, cin in ((56, 128, 256), (28, 256, 512), (14, 512, 1024)))
-    assert f"-{saved:,}" in row(out, "MACs", after="\nTotals")
-    data = json.loads(run("diff", "resnet50", "resnet50", "--b-stride-in-1x1", "-f", "json").stdout)
-    macs = next(t for t in data["totals"] if t["quantity"] == "MACs")
-    assert macs["delta"] == -saved
-    assert {(d["name"], d["status"]) for d in data["layers"]} >= {(f"layer{s}.0.conv{c}", "changed")
-                                                                  for s in (2, 3, 4) for c in (1, 2)}
-
-
-def test_diff_resnet50_and_resnext50(torchvision_table) -> None:
-    result = run("diff", "resnet50", "resnext50_32x4d")
-    assert result.exit_code == 0, result.output
-    out = result.stdout
-    params_a, params_b = torchvision_table["resnet50"][0], torchvision_table["resnext50_32x4d"][0]
-    line = row(out, "Params", after="\nTotals")
-    assert f"{params_a:,}" in line and f"{params_b:,}" in line and f"{params_b - params_a:+,}" in line
-    conv2 = next(line for line in out.splitlines() if " layer1.0.conv2 " in line)
-    assert "groups: 1 → 32" in conv2
-    # ResNeXt's grouped 3×3: 128 channels in 32 groups, each output reads 4 channels.
-    assert f"{(64 * 56 * 56) * 64 * 9:,} → {(128 * 56 * 56) * 4 * 9:,}" in conv2
-
-
-def test_diff_resnet50_resnet50d_is_exactly_the_stem_and_the_shortcuts() -> None:
-    result = run("diff", "resnet50", "resnet50d", "-f", "json")
-    assert result.exit_code == 0, result.output
-    layers = json.loads(result.stdout)["layers"]
-    status = {(d["status"], d["name"]) for d in layers}
-    # ResNet-C: the 7×7 conv1 becomes three 3×3 convs with BN and ReLU (timm's conv1.0 ... conv1.6).
-    stem = {("removed", "conv1")} | {("added", f"conv1.{i}") for i in range(7)}
-    # ResNet-D: each projection gains an average pool in front (an Identity where the stride is 1),
-    # so its conv and BN move one index down (a renumbering alone is no change); the conv of
-    # layer2..4 loses its stride to the pool.
-    shortcuts = {("added", "layer1.0.downsample.0")}
-    for stage in range(2, 5):
-        prefix = f"layer{stage}.0.downsample"
-        shortcuts |= {("added", f"{prefix}.0"), ("changed", f"{prefix}.0")}
-    assert status == stem | shortcuts
-    convs = {d["name"]: d["changes"] for d in layers if d["status"] == "changed" and d["a"]["type"] == "Conv2d"}
-    assert "layer1.0.downsample.0" not in convs
-    for stage, size in ((2, 28), (3, 14), (4, 7)):
-        changes = convs[f"layer{stage}.0.downsample.0"]
-        assert changes[0] == f"now layer{stage}.0.downsample.1" and "stride: 2 → 1" in changes
-        assert any(c.startswith("input:") and c.endswith(f"×{size}×{size}") for c in changes)
-    added = {d["name"]: d["b"]["type"] for d in layers if d["status"] == "added" and "downsample" in d["name"]}
-    assert added == {"layer1.0.downsample.0": "Identity", **{f"layer{s}.0.downsample.0": "AvgPool2d" for s in (2, 3, 4)}}
-
-
-def test_diff_exit_code_flag_and_per_side_flags() -> None:
-    same = run("diff", "resnet18", "resnet18", "--exit-code")
-    assert same.exit_code == 0 and "All" in same.stdout
-    different = run("diff", "resnet18", "resnet18", "--b-input", "128", "--exit-code")
-    assert different.exit_code == 1
-    both = run("diff", "resnet50", "resnet50", "--a-norm", "frozen_bn", "-f", "json")
-    assert both.exit_code == 0
-    data = json.loads(both.stdout)
-    frozen = next(t for t in data["totals"] if t["quantity"] == "Trainable params")
-    bn_params = sum(m.weight.numel() + m.bias.numel() for m in resnet_inspect.build("resnet50").modules()
-                    if type(m).__name__ == "BatchNorm2d")
-    assert frozen["delta"] == bn_params, "frozen BN holds its scale and shift as buffers, not parameters"
 
 
 # -- error paths ------------------------------------------------------------------------------------

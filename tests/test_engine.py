@@ -1,4 +1,4 @@
-"""Issue 3: the inspection engine against published tables, closed forms and real forwards."""
+"""The inspection engine (resnet_inspect.analysis) against published tables, closed forms and real forwards."""
 from __future__ import annotations
 
 import re

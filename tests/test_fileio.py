@@ -74,3 +74,9 @@ def test_a_name_at_the_length_limit_still_gets_a_temporary_file(tmp_path: Path) 
         fileio.atomic_write(target, "{}\n")
         assert target.read_text() == "{}\n"
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_temporary_name_is_cut_on_a_character_boundary() -> None:
+    stem = fileio._temp_stem(Path("/tmp") / ("é" * 125 + ".json"))
+    assert len(f".{stem}.XXXXXXXX{fileio.TEMP_TAG}{os.getpid()}.tmp".encode()) <= 255
+    assert stem and set(stem) == {"é"}

@@ -1,4 +1,4 @@
-"""The user's model is never changed (issue 13, section 1): resnet_inspect/analysis/preserve.py.
+"""The user's model is never changed: resnet_inspect/analysis/preserve.py, through the library and the CLI.
 
 Every inspection (the meta trace, ``real=True``, the torch and fvcore counters) must leave every
 parameter and buffer the same tensor object with the same device, dtype and bits, and leave
@@ -7,8 +7,11 @@ that on every call in the suite; the tests here check it explicitly, on the mode
 """
 from __future__ import annotations
 
+import sys
+import textwrap
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +25,7 @@ from typer.testing import CliRunner
 import resnet_inspect.analysis.inspect as engine
 from resnet_inspect.cli import app
 from resnet_inspect.errors import InputError
-from tests.conftest import StateCheck, assert_unchanged, differences, fingerprint
+from tests.conftest import StateCheck, assert_unchanged, differences, fingerprint, state_checksum
 
 MODES = {"meta": {}, "real": {"real": True}, "torch": {"counter": "torch"}, "fvcore": {"counter": "fvcore"}}
 
@@ -361,6 +364,77 @@ def test_global_module_hooks_are_left_as_they_were() -> None:
         assert len(nn.modules.module._global_forward_hooks) == 1
     finally:
         handle.remove()
+
+
+# -- a module:factory model through the CLI, also when its forward raises -----------------------------------
+
+def _hooks(model: nn.Module) -> list[int]:
+    return [len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()]
+
+
+@pytest.fixture
+def user_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A module of the user's own, imported by the CLI through ``module:factory``."""
+    name = f"ri_user_models_{abs(hash(tmp_path)) % 10**8}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+
+        class Boom(nn.Module):
+            def forward(self, x):
+                raise RuntimeError("the user's forward failed")
+
+        def _prepare(model):
+            torch.manual_seed(0)
+            model.train()
+            model[2].eval()  # a mixed mode that a blanket .train()/.eval() would not restore
+            model[0].weight.requires_grad_(False)  # a frozen layer
+            model.calls = []
+            model[2].register_forward_hook(lambda m, i, o: model.calls.append(tuple(o.shape)))
+            return model
+
+        GOOD = _prepare(nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1)))
+        BROKEN = _prepare(nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), Boom()))
+
+        def good():
+            return GOOD
+
+        def broken():
+            return BROKEN
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = __import__(name)
+    yield name, module
+    sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("factory,real", [("good", False), ("good", True), ("broken", False), ("broken", True)])
+def test_cli_leaves_the_users_model_as_it_was(user_models: Any, factory: str, real: bool) -> None:
+    name, module = user_models
+    model = getattr(module, factory.upper())
+    before = (state_checksum(model), _hooks(model), [m.training for m in model.modules()],
+              [p.requires_grad for p in model.parameters()])
+    running_mean = model[1].running_mean.clone()
+    args = ["summary", f"{name}:{factory}", "--input", "16"] + (["--real"] if real else [])
+    result = CliRunner().invoke(app, args)
+    output = " ".join(result.output.split())
+    if factory == "broken":
+        assert result.exit_code == 2 and "the user's forward failed" in output
+    else:
+        assert result.exit_code == 0, output
+    after = (state_checksum(model), _hooks(model), [m.training for m in model.modules()],
+             [p.requires_grad for p in model.parameters()])
+    assert after == before
+    assert torch.equal(model[1].running_mean, running_mean)  # a train-mode BN did not update its statistics
+    assert all(not t.is_meta for t in [*model.parameters(), *model.buffers()])
+    # The user's own hook is still there and still works.
+    model.calls.clear()
+    with torch.no_grad():
+        try:
+            model(torch.zeros(1, 3, 16, 16))
+        except RuntimeError as exc:  # the broken model still fails after its hooked ReLU
+            assert "the user's forward failed" in str(exc) and factory == "broken"
+    assert model.calls == [(1, 8, 14, 14)]
 
 
 # -- the fixture that checks every model in the suite --------------------------------------------------

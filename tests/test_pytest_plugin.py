@@ -1,4 +1,4 @@
-"""The pytest plugin (issue 5): the ``shape_snapshot`` fixture and ``--shape-update``, driven by pytester.
+"""The pytest plugin (resnet_inspect.pytest_plugin): the ``shape_snapshot`` fixture and ``--shape-update``, driven by pytester.
 
 The expected shapes and MACs are worked out here in closed form; the plugin must report them in
 its diff. The last test is the project using the plugin itself (docs/ci.md points to it).
@@ -228,7 +228,7 @@ def test_checking_an_aliased_model_leaves_its_weights(project: pytest.Pytester) 
     run(project).assert_outcomes(passed=1)
 
 
-# -- issue 13: exact input shapes, and a snapshot file is never rebuilt by the plugin ------------------
+# -- exact input shapes, and a snapshot file is never rebuilt by the plugin -----------------------------
 
 def test_a_modules_exact_input_shape(project: pytest.Pytester) -> None:
     project.makepyfile(test_exact_inputs="""

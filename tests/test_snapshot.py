@@ -1,4 +1,5 @@
-"""Shape snapshots as a CI check (issue 5): ``snapshot``, ``check``, diffs, errors and atomic updates.
+"""Shape snapshots as a CI check (resnet_inspect.snapshot): ``snapshot``, ``check``, the file format,
+diffs, errors and atomic updates, and the reader fuzzed with any text, bytes or damaged document.
 
 Expected figures come from outside the code under test: closed-form shape and MAC arithmetic
 worked here, torchvision's published parameter counts (conftest), and the column sums of the file.
@@ -17,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import resnet_inspect
 from resnet_inspect import snapshot as snapshots
 from resnet_inspect.cli import app
+from tests.conftest import FUZZ
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = REPO / "shapes"
@@ -550,7 +554,7 @@ def test_ci_guide_pre_commit_hook(shapes_dir: Path) -> None:
     assert failed.exit_code == 1 and "~ layer4.1.conv2 (Conv2d)  output: 1×512×8×8 → 1×512×7×7" in failed.output
 
 
-# -- snapshots are data: a factory runs only when allowed (issue 13, section 5) ----------------------
+# -- snapshots are data: a factory runs only when allowed --------------------------------------------
 
 def marker_module(folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
     """A module whose mere import leaves a marker file (the proof that code ran), with a ``make`` factory."""
@@ -696,7 +700,7 @@ def test_a_malformed_allow_factory_pattern_is_bad_input(r18_file: Path) -> None:
         assert result.exit_code == 2 and "is not a factory pattern" in flat(result.output), pattern
 
 
-# -- a checkpoint as the snapshot's model (issue 13, section 6) ---------------------------------------
+# -- a checkpoint as the snapshot's model ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def cifar20_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -754,7 +758,7 @@ def test_a_pickled_model_snapshot_needs_trust_pickle_to_check(tmp_path: Path, mo
     assert run("--trust-pickle", "check", "whole.json").exit_code == 0
 
 
-# -- the exact input shape of a module of your own (issue 13, section 6) ------------------------------
+# -- the exact input shape of a module of your own --------------------------------------------------------
 
 def test_a_modules_input_shape_is_kept_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from torch import nn
@@ -849,3 +853,61 @@ def test_an_allowed_module_does_not_lend_its_imports(cifar20: snapshots.Snapshot
     both = run("check", path, "--allow-factory", allowed, "--allow-factory", f"{helper}:make")
     assert both.exit_code == 0, both.output
     assert marker.exists()
+
+
+# -- any text, bytes or damaged document is read or refused with InputError (fuzzed) --------------------
+
+@pytest.fixture(scope="module")
+def snapshot_document() -> dict[str, Any]:
+    return json.loads(snapshots.dumps(snapshots.take("resnet18", 32)))
+
+
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(),
+                                     st.text(max_size=8)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                   st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+                           max_leaves=12)
+
+
+def _mutate(document: Any, path: list[int], value: Any) -> Any:
+    """Replace the node that ``path`` (indices into sorted keys or list positions) leads to."""
+    if not path or not isinstance(document, (dict, list)) or not document:
+        return value
+    if isinstance(document, dict):
+        keys = sorted(document)
+        key = keys[path[0] % len(keys)]
+        return {**document, key: _mutate(document[key], path[1:], value)}
+    index = path[0] % len(document)
+    return [*document[:index], _mutate(document[index], path[1:], value), *document[index + 1:]]
+
+
+def _load_or_input_error(text: str) -> None:
+    try:
+        snap = snapshots.loads(text, "fuzz.json")
+    except resnet_inspect.InputError:
+        return
+    assert isinstance(snap, snapshots.Snapshot) and len(snap.input_size) == 4
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=200), st.text(alphabet='{}[]":,0123456789 \n-.eEtrufalsn', max_size=200)))
+def test_snapshot_text_is_parsed_or_refused(text: str) -> None:
+    _load_or_input_error(text)
+
+
+@FUZZ
+@given(path=st.lists(st.integers(0, 1000), min_size=1, max_size=4), value=json_values)
+def test_damaged_snapshot_documents_are_refused_with_input_error(snapshot_document: dict[str, Any],
+                                                                 path: list[int], value: Any) -> None:
+    _load_or_input_error(json.dumps(_mutate(snapshot_document, path, value)))
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_snapshot_bytes_are_read_or_refused(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("snap") / "fuzz.json"
+    path.write_bytes(data)
+    try:
+        snapshots.load(path)
+    except resnet_inspect.InputError:
+        pass

@@ -1,4 +1,5 @@
-"""Issue 13 §4: names from the user's files and models are shown escaped, never sent raw.
+"""Untrusted names on screen (resnet_inspect.text): names from the user's files and models are shown
+escaped, never sent raw.
 
 A module, a checkpoint key or a snapshot layer named ``conv1\\x1b[2J`` would clear the screen of
 whoever prints it. Every view must show the escape (``\\x1b``) and hold no raw control character.

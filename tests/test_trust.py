@@ -1,4 +1,5 @@
-"""Which factories a snapshot may run (issue 13): the pattern rules and how the project's pyproject.toml is found.
+"""Which factories a snapshot may run (resnet_inspect.trust): the pattern rules and how the project's
+pyproject.toml is found.
 
 The command-line behaviour (exit codes, nothing imported) is tested in tests/test_snapshot.py; these
 pin the rules docs/security.md and docs/ci.md state.
