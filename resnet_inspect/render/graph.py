@@ -178,6 +178,22 @@ def _stage_strides(report: Report) -> dict[str, int | float]:
 
 # -- text ----------------------------------------------------------------------------------------
 
+#: Long class-name endings said once in the legend instead of on every node: maskrcnn-benchmark's
+#: ``BottleneckWithFixedBatchNorm`` is drawn as "Bottleneck (FrozenBN)".
+_TYPE_SUFFIXES = {"WithFixedBatchNorm": "FrozenBN", "WithFrozenBatchNorm": "FrozenBN"}
+_TYPE_NOTES = {"WithFixedBatchNorm": "frozen BN, maskrcnn-benchmark", "WithFrozenBatchNorm": "frozen BN"}
+
+
+def _type_suffix(name: str) -> str:
+    return next((s for s in _TYPE_SUFFIXES if name.endswith(s) and name != s), "")
+
+
+def _short_type(name: str) -> str:
+    """A class name as drawn: ``BottleneckWithFixedBatchNorm`` -> ``Bottleneck (FrozenBN)``."""
+    suffix = _type_suffix(name)
+    return f"{name[:-len(suffix)]} ({_TYPE_SUFFIXES[suffix]})" if suffix else name
+
+
 def _dims(shape: Iterable[int] | None) -> str:
     """A shape without its batch dimension: ``256×56×56``, or ``1000`` for a vector."""
     if not shape:
@@ -311,6 +327,10 @@ class _Diagram:
                  _detail(f"depth: {report.depth.get('formula', '')}")]
         if self.parts.stages:
             lines.append(_detail(self._legend()))
+        shortened = sorted({r.type for r in report.layers if r.type != _short_type(r.type)})
+        if shortened:
+            lines.append(_detail("; ".join(f"{_short_type(t)}: {t} ({_TYPE_NOTES[_type_suffix(t)]})"
+                                           for t in shortened)))
         return "<" + "<BR ALIGN=\"LEFT\"/>".join(lines) + "<BR ALIGN=\"LEFT\"/>>"
 
     def _legend(self) -> str:
@@ -401,10 +421,10 @@ class _Diagram:
                     shown[-1][1].append(rec)
             last = None
             for rec, folded in shown:
-                lines = [rec.name, _detail(" · ".join(x for x in (rec.type, _window(rec),
+                lines = [rec.name, _detail(" · ".join(x for x in (_short_type(rec.type), _window(rec),
                                                                   f"{_channels(rec)} ch") if x))]
                 if folded:
-                    lines.append(_note("+ " + ", ".join(r.type for r in folded)))
+                    lines.append(_note("+ " + ", ".join(_short_type(r.type) for r in folded)))
                 shape = _out(folded[-1]) if folded else _out(rec)
                 node = self.node(cluster, _node_id(rec), _html(*lines), "stem", _FILL["stem"], shape,
                                  _tooltip(rec))
@@ -477,7 +497,7 @@ class _Diagram:
 
     def _block_lines(self, block: Block) -> list[str]:
         rec = block.record
-        lines = [rec.name, _detail(f"{rec.type} · {_channels(rec)} ch")]
+        lines = [rec.name, _detail(f"{_short_type(rec.type)} · {_channels(rec)} ch")]
         names = {r.name for r in block.leaves}
         notes = []
         for entry in self.report.downsample:
@@ -572,7 +592,7 @@ class _Diagram:
                 name = _short(rec.name, block.record.name)
                 # Inside a block the output shape is written in the node, not on the edges (a
                 # block's edges are short, and their labels collided with the identity's).
-                kind = "" if rec.type == "Conv2d" else rec.type
+                kind = "" if rec.type == "Conv2d" else _short_type(rec.type)
                 details = " · ".join(x for x in (kind, _window(rec)) if x) + f" · {_dims(_out(rec))}"
                 node = self.node(cluster, _node_id(rec), _html(name, _detail(details)), "layer", fill, _out(rec),
                                  _tooltip(rec))
@@ -680,7 +700,7 @@ class _Diagram:
                     up = self.source(rec, resize=True)
                     if up in upsamples:
                         source, up_rec = upsamples[up]
-                        self.graph.edge(source, node_id, label=f"{_fpn_detail(up_rec, 'upsample')} → "
+                        self.graph.edge(source, node_id, label=f"{_fpn_detail(up_rec, 'upsample')} · "
                                         f"{_dims(_out(up_rec))}", constraint="false",
                                         **{"class": "upsample", "id": _esc(up_rec.name)})
                     else:
