@@ -304,9 +304,10 @@ class _Diagram:
         self.per_column = blocks_per_column([len(s.blocks) for s in self.parts.stages], self._block_ranks())
         self.graph = graphviz.Digraph(name=_esc(report.model))
         self.graph.attr(rankdir="TB", fontname=_FONT, fontsize="12", labelloc="t", labeljust="l",
-                        nodesep="0.22", ranksep="0.32", newrank="true", label=self._title())
+                        nodesep="0.22" if depth <= 1 else "0.12", ranksep="0.32" if depth <= 1 else "0.16",
+                        newrank="true", label=self._title())
         self.graph.attr("node", shape="box", style="rounded,filled", fontname=_FONT, fontsize="10",
-                        margin="0.08,0.04", penwidth="0.8", color="#6b7280")
+                        margin="0.08,0.04" if depth <= 1 else "0.05,0.02", penwidth="0.8", color="#6b7280")
         self.graph.attr("edge", fontname=_FONT, fontsize="8", color="#4b5563", fontcolor="#374151",
                         arrowsize="0.6", penwidth="0.8")
 
@@ -594,8 +595,9 @@ class _Diagram:
                 # block's edges are short, and their labels collided with the identity's).
                 kind = "" if rec.type == "Conv2d" else _short_type(rec.type)
                 details = " · ".join(x for x in (kind, _window(rec)) if x) + f" · {_dims(_out(rec))}"
-                node = self.node(cluster, _node_id(rec), _html(name, _detail(details)), "layer", fill, _out(rec),
-                                 _tooltip(rec))
+                # One line per node, so a column of blocks stays short enough for a printed page.
+                label = f"<<B>{_html_text(name)}</B> {_detail(details)}>"
+                node = self.node(cluster, _node_id(rec), label, "layer", fill, _out(rec), _tooltip(rec))
                 top = top or node
                 if block.in_shortcut(rec):
                     if side is entry:
