@@ -4,12 +4,17 @@ The diagram is drawn from the engine's records, never from a second walk of the 
 
 - the stem, one cluster per stage (``res2``..``res5``, labelled with the stride of its output),
   one node per residual block, and the head; each edge carries the output shape of its tail;
-- projection shortcuts as dashed side edges labelled with the stride of the shortcut branch;
+- each shortcut inside its block: at depth 1 a block with a projection has a dashed orange border
+  naming the shortcut's ops and stride; at depth 2 and more the shortcut is the branch from a fork
+  point at the block's input to its add (identity, projection with its stride, pool + projection,
+  or option-A padding), all inside the block's cluster;
 - with an FPN, the lateral 1x1 convs, the top-down upsample-and-add, the 3x3 output convs, the extra
   levels (P6/P7 or the max pool) and one node per pyramid level with its shape and stride.
 
 ``depth`` sets how far into a block the diagram goes: 1 draws one node per block, 2 the convs
 (and the residual add) inside each block, 3 or more every leaf (norms and activations too).
+At depth 1 the stages are stacked and their blocks read left to right in rows; at depth 2 and
+more the blocks read top to bottom in columns, the columns left to right.
 
 Stages, blocks, shortcut branches, SE gates and pyramid levels come from the report's structure
 (``analysis/blocks.py``, read from the data flow), and every edge of the pyramid and the head
