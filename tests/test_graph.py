@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,18 +190,15 @@ def test_one_node_per_block_plus_stem_and_head(tmp_path: Path, name: str, suffix
 @needs_dot
 @pytest.mark.parametrize("suffix", ["svg", "dot"])
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
-def test_an_edge_for_each_projection_shortcut_with_its_stride(tmp_path: Path, name: str, suffix: str) -> None:
+def test_each_projection_is_marked_on_its_block_with_its_stride(tmp_path: Path, name: str, suffix: str) -> None:
     diagram = draw(tmp_path, name, suffix=suffix)
     expected = expected_projections(name)
-    edges = diagram.edges_of("projection")
-    assert len(edges) == len(expected)
+    # The shortcut belongs to its block: marked on the block node, never an edge from the block
+    # before (which read as a second connection between stages).
+    assert diagram.edges_of("projection") == []
+    assert diagram.named("projection") == {f"{stage}.0" for stage in expected}
     for stage, stride in expected.items():
-        (edge,) = [e for e in edges if e[1] == f"{stage}.0"]
-        assert edge[3] == f"{stage}.0.downsample.0"  # the edge's id is the projection's name
-        assert f"stride {stride}" in edge[4]
-    # The side edge starts where the main edge into the block starts: the previous block.
-    for tail, head, *_ in edges:
-        assert any(e[0] == tail and e[1] == head and not e[2] for e in diagram.edges)
+        assert f"stride {stride}" in diagram.nodes[f"{stage}.0"][1]
 
 
 @needs_dot
@@ -225,15 +223,27 @@ def test_depth_two_draws_the_convs_inside_blocks(tmp_path: Path) -> None:
     assert "layer2.0.conv1" in diagram.named("layer")
 
 
-def test_depth_two_wraps_a_deep_net_into_rows_of_blocks(tmp_path: Path) -> None:
+def test_depth_two_wraps_a_deep_net_into_columns_of_blocks(tmp_path: Path) -> None:
     out = tmp_path / "r152.dot"
     assert run("resnet152", "--depth", "2", str(out)).exit_code == 0
     text = out.read_text(encoding="utf-8")
-    # Rows of at most 6 blocks; a row of one block needs no alignment: 3 → 1 row, 8 → 2, 36 → 6, 3 → 1.
-    rows = sum(-(-n // 6) for n in get_spec("resnet152").layers)
-    assert text.count("rank=same") == rows == 10
+    # Each column is a top-level cluster ``cluster_res4_k`` holding consecutive blocks; a long
+    # stage is split into columns that differ by one block at most.
+    layers = get_spec("resnet152").layers
+    found: dict[str, list[list[int]]] = {}
+    column = None
+    for line in text.splitlines():
+        if m := re.match(r"\s*subgraph (cluster_res\d)_(\d+) \{", line):
+            column = []
+            found.setdefault(m.group(1), []).append(column)
+        elif column is not None and (m := re.match(r'\s*subgraph "?cluster_layer\d\.(\d+)"? \{', line)):
+            column.append(int(m.group(1)))
+    assert [sum(len(c) for c in found[f"cluster_res{k + 2}"]) for k in range(4)] == list(layers)
+    res4 = found["cluster_res4"]
+    assert len(res4) > 1 and max(map(len, res4)) - min(map(len, res4)) <= 1
+    assert [b for c in res4 for b in c] == list(range(layers[2]))
     diagram = parse_dot(text)
-    assert len(diagram.named("add")) == sum(get_spec("resnet152").layers)
+    assert len(diagram.named("add")) == sum(layers)
 
 
 def test_depth_two_draws_squeeze_excitation_beside_the_main_path(tmp_path: Path) -> None:
@@ -479,3 +489,166 @@ def test_module_names_dot_cannot_take_raw_are_escaped(odd_names: str, tmp_path: 
     labels = " | ".join(text for _, text in diagram.nodes.values())
     for name in _ODD_NAMES:
         assert f"body.{visible(name)}" in labels, (name, labels)
+
+
+# -- the layout, as Graphviz computed it -------------------------------------------------------
+#
+# ``dot -Tjson`` gives every node's box (``pos`` ± ``width``/``height``, in inches × 72), every
+# cluster's ``bb``, the text operations that draw edge labels, xlabels and cluster labels
+# (``_ldraw_``, ``_hldraw_``, ``_tldraw_``: an ``F`` op sets the font size, a ``T`` op writes a line
+# at a baseline point with an alignment and a width) and each edge's spline (``_draw_``).
+# Every named variant and preset is laid out at depths 1 and 2, in parallel ``dot`` processes;
+# cifar_resnet1202 (600 blocks) only at depth 1, since ``dot`` alone takes ~17 s on its depth-2 graph.
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in points, y up
+LAYOUT_DEPTHS = [(name, depth) for name in resnet_inspect.variants() for depth in (1, 2)
+                 if not (name == "cifar_resnet1202" and depth == 2)]
+
+
+@dataclass
+class Layout:
+    """What ``dot -Tjson`` placed: node boxes, cluster boxes, label boxes and edge splines."""
+
+    nodes: dict[str, Box]
+    node_class: dict[str, str]
+    clusters: dict[str, Box]
+    labels: list[tuple[str, Box]]  # (owner, box of one line of text)
+    edges: list[tuple[str, str, str, list[tuple[float, float]]]]  # tail, head, class, points
+
+
+def _text_boxes(ops: list[dict]) -> list[Box]:
+    """The box of each line a ``T`` op writes: its width from Graphviz, its height the font size
+    (the baseline sits a fifth of the size above the box's foot)."""
+    boxes, size = [], 14.0
+    for op in ops:
+        if op["op"] == "F":
+            size = float(op["size"])
+        elif op["op"] == "T" and op["text"].strip():
+            x, y = op["pt"]
+            w = float(op["width"])
+            x0 = {"l": x, "c": x - w / 2, "r": x - w}[op["align"]]
+            boxes.append((x0, y - 0.2 * size, x0 + w, y + 0.8 * size))
+    return boxes
+
+
+def parse_layout(data: dict) -> Layout:
+    objects = data.get("objects", [])
+    name_of = {o["_gvid"]: o["name"] for o in objects if "nodes" not in o and "edges" not in o or "pos" in o}
+    nodes, classes, clusters, labels = {}, {}, {}, []
+    for o in objects:
+        if "bb" in o and o["name"].startswith("cluster"):
+            x0, y0, x1, y1 = map(float, o["bb"].split(","))
+            clusters[o["name"]] = (x0, y0, x1, y1)
+            labels += [(o["name"], b) for b in _text_boxes(o.get("_ldraw_", []))]
+        elif "pos" in o:
+            x, y = map(float, o["pos"].split(","))
+            w, h = float(o["width"]) * 36, float(o["height"]) * 36
+            nodes[o["name"]] = (x - w, y - h, x + w, y + h)
+            classes[o["name"]] = o.get("class", "")
+    edges = []
+    for k, e in enumerate(data.get("edges", [])):
+        tail, head = name_of[e["tail"]], name_of[e["head"]]
+        owner = f"edge{k}:{tail}->{head}"
+        for key in ("_ldraw_", "_hldraw_", "_tldraw_"):
+            labels += [(owner, b) for b in _text_boxes(e.get(key, []))]
+        points = [tuple(p) for op in e.get("_draw_", []) if op["op"] in "bB" for p in op["points"]]
+        edges.append((tail, head, e.get("class", ""), points))
+    return Layout(nodes, classes, clusters, labels, edges)
+
+
+def _overlap(a: Box, b: Box, slack: float = 0.5) -> bool:
+    return a[0] < b[2] - slack and b[0] < a[2] - slack and a[1] < b[3] - slack and b[1] < a[3] - slack
+
+
+def _collisions(boxes: list[tuple[str, Box]]) -> list[tuple[str, str]]:
+    """Pairs of boxes of different owners that intersect (a sweep along x)."""
+    found, active = [], []
+    for owner, box in sorted(boxes, key=lambda ob: ob[1][0]):
+        active = [(o, b) for o, b in active if b[2] > box[0]]
+        found += [(o, owner) for o, b in active if o != owner and _overlap(b, box)]
+        active.append((owner, box))
+    return found
+
+
+def _lay_out(name: str, depth: int) -> tuple[resnet_inspect.Report, Layout]:
+    from resnet_inspect.render.graph import build_graph
+
+    report = resnet_inspect.inspect(name)
+    source = build_graph(report, depth=depth).source
+    done = subprocess.run(["dot", "-Tjson"], input=source.encode("utf-8"), capture_output=True, check=True)
+    import json
+
+    return report, parse_layout(json.loads(done.stdout))
+
+
+@pytest.fixture(scope="module")
+def layouts() -> dict[tuple[str, int], Future[tuple[resnet_inspect.Report, Layout]]]:
+    """Every (variant, depth) laid out once; ``dot`` runs in threads, so the processes overlap."""
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot program is not installed")
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {key: pool.submit(_lay_out, *key) for key in LAYOUT_DEPTHS}
+        return {key: f for key, f in futures.items()}  # each test takes its own result (or error)
+
+
+def _block_ids(report: resnet_inspect.Report) -> list[list[str]]:
+    """Each stage's block names as the diagram names its nodes and clusters."""
+    from resnet_inspect.render.graph import _dot_id, _node_id, anatomy
+
+    return [[_node_id(b.record) if b.record.kind == "module" else _dot_id(b.record.name) for b in s.blocks]
+            for s in anatomy(report).stages]
+
+
+@pytest.mark.parametrize("name, depth", LAYOUT_DEPTHS)
+def test_no_label_overlaps_another_label_or_a_node(layouts, name: str, depth: int) -> None:
+    _, layout = layouts[name, depth].result()
+    boxes = [(n, b) for n, b in layout.nodes.items()] + layout.labels
+    collisions = _collisions(boxes)
+    assert not collisions, f"{len(collisions)} overlapping boxes, e.g. {collisions[:3]}"
+
+
+@pytest.mark.parametrize("name, depth", LAYOUT_DEPTHS)
+def test_blocks_read_in_index_order(layouts, name: str, depth: int) -> None:
+    """Depth 1: rows of blocks read left to right, each row under the one before (like text).
+    Depth 2: columns of block clusters read top to bottom, each column right of the one before."""
+    report, layout = layouts[name, depth].result()
+    trunk = [b for stage in _block_ids(report) for b in stage]
+    assert trunk
+    if depth == 1:
+        boxes = [layout.nodes[b] for b in trunk]
+        for a, b in zip(boxes, boxes[1:]):
+            same_row = abs((a[1] + a[3]) - (b[1] + b[3])) < 2
+            assert (same_row and b[0] >= a[2]) or (not same_row and b[3] <= a[1]), (a, b)
+    else:
+        boxes = [layout.clusters[f"cluster_{b}"] for b in trunk]
+        for a, b in zip(boxes, boxes[1:]):
+            same_column = b[0] < a[2] and a[0] < b[2]
+            assert (same_column and b[3] <= a[1]) or (not same_column and b[0] >= a[2]), (a, b)
+
+
+@pytest.mark.parametrize("name, depth", LAYOUT_DEPTHS)
+def test_projection_shortcuts_stay_inside_their_block(layouts, name: str, depth: int) -> None:
+    """Depth 2: every edge of a shortcut branch (from the block's input to its add) lies inside
+    the block's cluster. Depth 1: a block with a projection is marked on the block itself, and no
+    shortcut is drawn as an edge between blocks."""
+    from resnet_inspect.render.graph import _node_id, anatomy
+
+    report, layout = layouts[name, depth].result()
+    blocks = [b for s in anatomy(report).stages for b in s.blocks]
+    projected = [b for b in blocks if b.shortcut]
+    if depth == 1:
+        assert not [e for e in layout.edges if "projection" in e[2]]
+        marked = {n for n, c in layout.node_class.items() if "projection" in c.split()}
+        assert marked == {_node_id(b.record) for b in projected}
+        return
+    checked = 0
+    for block in projected:
+        x0, y0, x1, y1 = layout.clusters[f"cluster_{_node_id(block.record).replace('@', '%40')}"]
+        branch = {_node_id(r) for r in block.leaves if block.in_shortcut(r)}
+        for tail, head, _, points in layout.edges:
+            if tail in branch or head in branch:
+                checked += 1
+                assert all(x0 <= x <= x1 and y0 <= y <= y1 for x, y in points), (block.record.name, tail, head)
+    assert checked >= 2 * len(projected)

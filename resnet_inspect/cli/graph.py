@@ -39,7 +39,7 @@ def graph(
     *,
     options: dict[str, Any],
 ) -> None:
-    """Diagram of the stem, the stages (one node per block, projection shortcuts as side edges), the
+    """Diagram of the stem, the stages (one node per block, a projection marked on its block), the
     head and, with --fpn, the pyramid with each level's shape and stride.
 
     --fpn takes maskrcnn or retinanet; `--fpn OUT` alone means the retinanet pyramid (P3-P7).

@@ -4,12 +4,17 @@ The diagram is drawn from the engine's records, never from a second walk of the 
 
 - the stem, one cluster per stage (``res2``..``res5``, labelled with the stride of its output),
   one node per residual block, and the head; each edge carries the output shape of its tail;
-- projection shortcuts as dashed side edges labelled with the stride of the shortcut branch;
+- each shortcut inside its block: at depth 1 a block with a projection has a dashed orange border
+  naming the shortcut's ops and stride; at depth 2 and more the shortcut is the branch from a fork
+  point at the block's input to its add (identity, projection with its stride, pool + projection,
+  or option-A padding), all inside the block's cluster;
 - with an FPN, the lateral 1x1 convs, the top-down upsample-and-add, the 3x3 output convs, the extra
   levels (P6/P7 or the max pool) and one node per pyramid level with its shape and stride.
 
 ``depth`` sets how far into a block the diagram goes: 1 draws one node per block, 2 the convs
 (and the residual add) inside each block, 3 or more every leaf (norms and activations too).
+At depth 1 the stages are stacked and their blocks read left to right in rows; at depth 2 and
+more the blocks read top to bottom in columns, the columns left to right.
 
 Stages, blocks, shortcut branches, SE gates and pyramid levels come from the report's structure
 (``analysis/blocks.py``, read from the data flow), and every edge of the pyramid and the head
@@ -46,6 +51,13 @@ FORMATS: dict[str, str] = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": 
 #: few convs, drawn side by side): long stages (resnet152's res4 has 36 blocks) wrap into rows, so
 #: the diagram stays roughly as wide as it is tall.
 BLOCKS_PER_ROW = 6
+
+#: At depth 2 and more the blocks stand in columns (each block a cluster of its convs, stacked top to
+#: bottom) and a long stage continues in the next column, like a newspaper's text. The column height
+#: is chosen so the page comes out about as tall as A4 (height / width = √2); a block drawn with
+#: ``n`` ranks (fork, convs, add) is about ``RANK_PER_COLUMN_WIDTH * n`` column widths tall.
+PAGE_RATIO = math.sqrt(2)
+RANK_PER_COLUMN_WIDTH = 0.27
 
 _FONT = "Helvetica,Arial,sans-serif"
 _FILL = {"stem": "#e8eef7", "res2": "#dbeafe", "res3": "#dcfce7", "res4": "#fef3c7", "res5": "#fde2e4",
@@ -171,6 +183,22 @@ def _stage_strides(report: Report) -> dict[str, int | float]:
 
 # -- text ----------------------------------------------------------------------------------------
 
+#: Long class-name endings said once in the legend instead of on every node: maskrcnn-benchmark's
+#: ``BottleneckWithFixedBatchNorm`` is drawn as "Bottleneck (FrozenBN)".
+_TYPE_SUFFIXES = {"WithFixedBatchNorm": "FrozenBN", "WithFrozenBatchNorm": "FrozenBN"}
+_TYPE_NOTES = {"WithFixedBatchNorm": "frozen BN, maskrcnn-benchmark", "WithFrozenBatchNorm": "frozen BN"}
+
+
+def _type_suffix(name: str) -> str:
+    return next((s for s in _TYPE_SUFFIXES if name.endswith(s) and name != s), "")
+
+
+def _short_type(name: str) -> str:
+    """A class name as drawn: ``BottleneckWithFixedBatchNorm`` -> ``Bottleneck (FrozenBN)``."""
+    suffix = _type_suffix(name)
+    return f"{name[:-len(suffix)]} ({_TYPE_SUFFIXES[suffix]})" if suffix else name
+
+
 def _dims(shape: Iterable[int] | None) -> str:
     """A shape without its batch dimension: ``256×56×56``, or ``1000`` for a vector."""
     if not shape:
@@ -277,13 +305,24 @@ class _Diagram:
         self.node_of: dict[int, str] = {}  # record index -> the node that stands for its output
         self.shapes: dict[str, Shape | None] = {}
         self.row_start: str | None = None  # first node of the latest row of the depth-1 grid
+        self.column_tops: list[str] = []  # depth 2+: the fork point at the head of each column
+        self.per_column = blocks_per_column([len(s.blocks) for s in self.parts.stages], self._block_ranks())
         self.graph = graphviz.Digraph(name=_esc(report.model))
         self.graph.attr(rankdir="TB", fontname=_FONT, fontsize="12", labelloc="t", labeljust="l",
-                        nodesep="0.22", ranksep="0.32", newrank="true", label=self._title())
+                        nodesep="0.22" if depth <= 1 else "0.12", ranksep="0.32" if depth <= 1 else "0.16",
+                        newrank="true", label=self._title())
         self.graph.attr("node", shape="box", style="rounded,filled", fontname=_FONT, fontsize="10",
-                        margin="0.08,0.04", penwidth="0.8", color="#6b7280")
+                        margin="0.08,0.04" if depth <= 1 else "0.05,0.02", penwidth="0.8", color="#6b7280")
         self.graph.attr("edge", fontname=_FONT, fontsize="8", color="#4b5563", fontcolor="#374151",
                         arrowsize="0.6", penwidth="0.8")
+
+    def _block_ranks(self) -> int:
+        """Ranks the tallest block takes at this depth: its fork, its main path (the weighted
+        layers at depth 2, every leaf at 3+) and its add."""
+        def main_path(block: Block) -> int:
+            path = [r for r in block.leaves if not block.in_shortcut(r) and r.index not in block.gate]
+            return len(path) if self.depth >= 3 else sum(1 for r in path if r.weighted) + 1
+        return 1 + max((main_path(b) for s in self.parts.stages for b in s.blocks), default=1)
 
     def _title(self) -> str:
         report = self.report
@@ -292,7 +331,20 @@ class _Diagram:
                  f" (batch {report.input_size[0]}) · {t['params'] / 1e6:.2f} M params"
                  f" · {t['macs'] / 1e9:.2f} GMACs",
                  _detail(f"depth: {report.depth.formula}")]
+        if self.parts.stages:
+            lines.append(_detail(self._legend()))
+        shortened = sorted({r.type for r in report.layers if r.type != _short_type(r.type)})
+        if shortened:
+            lines.append(_detail("; ".join(f"{_short_type(t)}: {t} ({_TYPE_NOTES[_type_suffix(t)]})"
+                                           for t in shortened)))
         return "<" + "<BR ALIGN=\"LEFT\"/>".join(lines) + "<BR ALIGN=\"LEFT\"/>>"
+
+    def _legend(self) -> str:
+        """What the marks mean, said once instead of on every node."""
+        if self.depth <= 1:
+            return "dashed orange border: the block's shortcut is a projection (its ops and stride inside)"
+        return ("in a block: name, kernel /stride · output C×H×W (a Conv2d unless a type is named); "
+                "dashed orange: projection shortcut; dotted: identity")
 
     # nodes and edges ------------------------------------------------------------------------
 
@@ -324,6 +376,7 @@ class _Diagram:
             outputs[stage.label] = (last, _out(stage.record))
             if last is not None:
                 self.node_of.update((r.index, last) for b in stage.blocks for r in b.leaves)
+        self.order_columns()
         self.head(last)
         self.fpn()
         return self.graph
@@ -374,10 +427,10 @@ class _Diagram:
                     shown[-1][1].append(rec)
             last = None
             for rec, folded in shown:
-                lines = [rec.name, _detail(" · ".join(x for x in (rec.type, _window(rec),
+                lines = [rec.name, _detail(" · ".join(x for x in (_short_type(rec.type), _window(rec),
                                                                   f"{_channels(rec)} ch") if x))]
                 if folded:
-                    lines.append(_note("+ " + ", ".join(r.type for r in folded)))
+                    lines.append(_note("+ " + ", ".join(_short_type(r.type) for r in folded)))
                 shape = _out(folded[-1]) if folded else _out(rec)
                 node = self.node(cluster, _node_id(rec), _html(*lines), "stem", _FILL["stem"], shape,
                                  _tooltip(rec))
@@ -387,35 +440,59 @@ class _Diagram:
         return last
 
     def stage(self, stage: Stage, last: str | None) -> str | None:
+        if self.depth >= 2:
+            return self.stage_columns(stage, last)
+        with self.graph.subgraph(name=f"cluster_{stage.label}") as cluster:
+            cluster.attr(label=_esc(self._stage_label(stage)), style="rounded", color="#9ca3af", fontsize="10")
+            for start in range(0, len(stage.blocks), BLOCKS_PER_ROW):
+                with cluster.subgraph() as row:
+                    row.attr(rank="same")
+                    for i, block in enumerate(stage.blocks[start:start + BLOCKS_PER_ROW]):
+                        last = self.block_node(row, block, stage, last, first_in_row=i == 0)
+        return last
+
+    @staticmethod
+    def _stage_label(stage: Stage) -> str:
         out = _out(stage.record)
         size = "×".join(map(str, out[2:])) if out and len(out) == 4 else ""
         stride = f"stride {stage.stride}" if stage.stride else ""
-        label = " · ".join(x for x in (stage.label, stage.record.name, stride, size) if x)
-        with self.graph.subgraph(name=f"cluster_{stage.label}") as cluster:
-            cluster.attr(label=_esc(label), style="rounded", color="#9ca3af", fontsize="10")
-            if self.depth <= 1:
-                for start in range(0, len(stage.blocks), BLOCKS_PER_ROW):
-                    with cluster.subgraph() as row:
-                        row.attr(rank="same")
-                        for i, block in enumerate(stage.blocks[start:start + BLOCKS_PER_ROW]):
-                            last = self.block_node(row, block, stage, last, first_in_row=i == 0)
-            else:
-                # Blocks side by side, BLOCKS_PER_ROW to a row, so ResNet-152 is not one
-                # column 20,000 px tall: each block's first layer shares a rank with the row's
-                # first, and the edge into it from the block before (whose add sits lower) does
-                # not constrain the layout. Graphviz lays such a row out from right to left.
-                for start in range(0, len(stage.blocks), BLOCKS_PER_ROW):
-                    tops = []
-                    for i, block in enumerate(stage.blocks[start:start + BLOCKS_PER_ROW]):
-                        last, top = self.block_cluster(cluster, block, stage, last, beside=i > 0)
-                        tops.append(top)
-                    tops = [t for t in tops if t is not None]
-                    if len(tops) > 1:
-                        with self.graph.subgraph() as row:
-                            row.attr(rank="same")
-                            for top in tops:
-                                row.node(top)
+        return " · ".join(x for x in (stage.label, stage.record.name, stride, size) if x)
+
+    def stage_columns(self, stage: Stage, last: str | None) -> str | None:
+        """Depth 2+: the stage's blocks in columns, read like a newspaper (see :func:`columns`).
+
+        Inside a column each block's convs stack top to bottom and the next block starts under
+        its add. Columns stand side by side, the tops of all columns in one rank; the edge that
+        carries the data from the foot of one column to the head of the next leaves the layout
+        free. Each column is a top-level cluster: Graphviz 2.43 keeps sibling clusters at the
+        top level in declaration order, but not clusters nested in a stage cluster."""
+        label = self._stage_label(stage)
+        split = columns(len(stage.blocks), self.per_column)
+        start = 0
+        for k, size in enumerate(split):
+            part = f" ({k + 1}/{len(split)})" if len(split) > 1 else ""
+            with self.graph.subgraph(name=f"cluster_{stage.label}_{k}") as column:
+                column.attr(label=_esc(label + part), style="rounded", color="#9ca3af", fontsize="10",
+                            **{"class": "column"})
+                for i, block in enumerate(stage.blocks[start:start + size]):
+                    wrap = i == 0 and bool(self.column_tops)
+                    last, fork = self.block_cluster(column, block, stage, last, wrap=wrap)
+                    if i == 0 and fork is not None:
+                        self.column_tops.append(fork)
+            start += size
         return last
+
+    def order_columns(self) -> None:
+        """The tops of the columns in one rank, left to right in reading order."""
+        tops = self.column_tops
+        if len(tops) < 2:
+            return
+        with self.graph.subgraph() as row:
+            row.attr(rank="same")
+            for top in tops:
+                row.node(top)
+        for left, right in zip(tops, tops[1:]):
+            self.graph.edge(left, right, style="invis")
 
     def align(self, node: str) -> None:
         """Start a new row under the previous row's start (an invisible, heavy edge), so rows
@@ -426,7 +503,7 @@ class _Diagram:
 
     def _block_lines(self, block: Block) -> list[str]:
         rec = block.record
-        lines = [rec.name, _detail(f"{rec.type} · {_channels(rec)} ch")]
+        lines = [rec.name, _detail(f"{_short_type(rec.type)} · {_channels(rec)} ch")]
         names = {r.name for r in block.leaves}
         notes = []
         for step in self.report.downsample:
@@ -443,18 +520,21 @@ class _Diagram:
     def block_node(self, where: graphviz.Digraph, block: Block, stage: Stage, last: str | None, *,
                    first_in_row: bool) -> str:
         """Depth 1: the block as one node, its projection shortcut as a dashed side edge."""
-        node = self.node(where, _node_id(block.record), _html(*self._block_lines(block)), "block",
-                         _FILL.get(stage.label, "#f3f4f6"), _out(block.record), _tooltip(block.record))
+        lines = self._block_lines(block)
+        branch = [r for r in block.leaves if block.in_shortcut(r)]
+        marked = {}
+        if branch:
+            # The projection is part of the block: marked on the block, never an edge from the block before.
+            lines.append(f'<FONT POINT-SIZE="8" COLOR="{_SHORTCUT_COLOUR}">'
+                         f"{_html_text(self._shortcut_label(branch, block))}</FONT>")
+            marked = {"color": _SHORTCUT_COLOUR, "penwidth": "1.6", "style": "rounded,filled,dashed"}
+        node = self.node(where, _node_id(block.record), _html(*lines), "block projection" if branch else "block",
+                         _FILL.get(stage.label, "#f3f4f6"), _out(block.record), _tooltip(block.record), **marked)
         # An edge that wraps to the next row must not pull the row's start to the right.
         wrap = {"weight": "0"} if first_in_row and self.row_start is not None else {}
         if first_in_row:
             self.align(node)
         self.edge(last, node, **wrap)
-        branch = [r for r in block.leaves if block.in_shortcut(r)]
-        if branch and last is not None:
-            self.graph.edge(last, node, label=_esc(self._shortcut_label(branch, block)), style="dashed",
-                            color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR,
-                            **{"class": "projection", "id": _esc(self._shortcut_id(branch))}, **wrap)
         return node
 
     def _shortcut_label(self, branch: list[LayerRecord], block: Block) -> str:
@@ -468,20 +548,25 @@ class _Diagram:
         weighted = [r for r in branch if r.weighted]
         return (weighted or branch)[0].name
 
-    def block_cluster(self, where: graphviz.Digraph, block: Block, stage: Stage, entry: str | None, *,
-                      beside: bool = False) -> tuple[str | None, str | None]:
+    def block_cluster(self, where: graphviz.Digraph, block: Block, stage: Stage, previous: str | None, *,
+                      wrap: bool = False) -> tuple[str | None, str | None]:
         """Depth 2+: the block as a cluster of its convs and residual add (every leaf at depth 3+).
 
-        A squeeze-excitation module is drawn as a side branch that gates the main path (×).
-        Returns the block's output node and its first node; with ``beside`` the edges from the
-        previous block leave the layout free, so the block can stand next to it."""
+        The block's input enters at a fork point inside the cluster, so the main path and the
+        shortcut (identity or projection) both start and end inside the block. A squeeze-excitation
+        module is drawn as a side branch that gates the main path (×). Returns the block's output
+        node and its fork point."""
         fill = _FILL.get(stage.label, "#f3f4f6")
-        free = {"constraint": "false"} if beside else {}
-        top: str | None = None
         with where.subgraph(name=f"cluster_{_dot_id(block.record.name)}") as cluster:
             lines = self._block_lines(block)
             cluster.attr(label=f"<{' · '.join([f'<B>{_html_text(lines[0])}</B>', *lines[1:]])}>",
                          style="rounded,dashed", color="#9ca3af", fontsize="9")
+            entry: str | None = None
+            if previous is not None:
+                entry = self.node(cluster, f"{_node_id(block.record)}/in", "", "fork", "#4b5563", None,
+                                  f"input of {block.record.name}", shape="point", width="0.06", height="0.06")
+                self.edge(previous, entry, arrowhead="none", **({"constraint": "false"} if wrap else {}))
+            top = entry
             main, side = entry, entry
             gate: str | None = None  # the last node of a squeeze-excitation branch
             branch_head = self._branch_head(block)
@@ -495,7 +580,7 @@ class _Diagram:
                     node = self.node(cluster, _node_id(rec), "+" if is_add else "×", "add" if is_add else "gate",
                                      "white", _out(rec), _tooltip(rec), shape="circle", width="0.3", height="0.3",
                                      fixedsize="true")
-                    self.edge(main, node, **(free if main is entry else {}))
+                    self.edge(main, node, label=False)
                     if is_gate:
                         if gate is not None:
                             self.edge(gate, node, label=False, style="dotted", xlabel="channel gate",
@@ -503,35 +588,39 @@ class _Diagram:
                         main, gate = node, None
                     elif side is entry:
                         self.edge(entry, node, label=False, style="dotted", xlabel="identity",
-                                  **{"class": "identity"}, **free)
+                                  **{"class": "identity"})
                         main = side = node
                     else:
-                        self.edge(side, node, style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR)
+                        self.edge(side, node, label=False, style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR)
                         main = side = node
                     top = top or node
                     continue
                 name = _short(rec.name, block.record.name)
-                details = " · ".join(x for x in (rec.type, _window(rec), f"{_channels(rec)} ch") if x)
-                node = self.node(cluster, _node_id(rec), _html(name, _detail(details)), "layer", fill, _out(rec),
-                                 _tooltip(rec))
+                # Inside a block the output shape is written in the node, not on the edges (a
+                # block's edges are short, and their labels collided with the identity's).
+                kind = "" if rec.type == "Conv2d" else _short_type(rec.type)
+                details = " · ".join(x for x in (kind, _window(rec)) if x) + f" · {_dims(_out(rec))}"
+                # One line per node, so a column of blocks stays short enough for a printed page.
+                label = f"<<B>{_html_text(name)}</B> {_detail(details)}>"
+                node = self.node(cluster, _node_id(rec), label, "layer", fill, _out(rec), _tooltip(rec))
                 top = top or node
                 if block.in_shortcut(rec):
                     if side is entry:
                         branch = [r for r in block.leaves if block.in_shortcut(r)]
                         self.graph.edge(entry, node, label=f"stride {_branch_stride(branch, block)}",
                                         style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR,
-                                        **{"class": "projection", "id": _esc(self._shortcut_id(branch))}, **free)
+                                        **{"class": "projection", "id": _esc(self._shortcut_id(branch))})
                     else:
-                        self.edge(side, node, style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR)
+                        self.edge(side, node, label=False, style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR)
                     side = node
                 elif rec.index in block.gate:  # squeeze-excitation: a side branch off the main path, not on it
                     if gate is None:
                         self.edge(main, node, label=False, xlabel="squeeze", **{"class": "se"})
                     else:
-                        self.edge(gate, node)
+                        self.edge(gate, node, label=False)
                     gate = node
                 else:
-                    self.edge(main, node, **(free if main is entry else {}))
+                    self.edge(main, node, label=False)
                     main = node
         return main, top
 
@@ -599,7 +688,9 @@ class _Diagram:
                     # tail and drawn backwards (dir=back), which looks the same.
                     source = self.source(rec)
                     if source is not None:
-                        self.graph.edge(node_id, source, xlabel=_dims(self.shapes.get(source)), dir="back",
+                        # No shape label: Graphviz put it on the block node; the stage's label and
+                        # the block's channels give it.
+                        self.graph.edge(node_id, source, dir="back",
                                         **{"class": "lateral"})
                         _join(rows, source, node_id)
                 elif role == "upsample":
@@ -616,7 +707,7 @@ class _Diagram:
                     up = self.source(rec, resize=True)
                     if up in upsamples:
                         source, up_rec = upsamples[up]
-                        self.graph.edge(source, node_id, label=f"{_fpn_detail(up_rec, 'upsample')} → "
+                        self.graph.edge(source, node_id, label=f"{_fpn_detail(up_rec, 'upsample')} · "
                                         f"{_dims(_out(up_rec))}", constraint="false",
                                         **{"class": "upsample", "id": _esc(up_rec.name)})
                     else:
@@ -658,6 +749,28 @@ class _Diagram:
             source = self.node_of.get(made_by[level]) if level in made_by else None
             self.edge(source, node)
             _join(rows, source, node)
+
+
+def columns(blocks: int, most: int) -> list[int]:
+    """How many blocks each column of a stage holds: at most ``most``, split evenly
+    (36 blocks at most 8 → 8, 7, 7, 7, 7)."""
+    count = max(1, -(-blocks // most))
+    return [blocks // count + (1 if k < blocks % count else 0) for k in range(count)]
+
+
+def blocks_per_column(stages: list[int], ranks: int) -> int:
+    """The column height (in blocks) that brings the depth-2 page closest to A4's height / width,
+    for stages of so many blocks, each block ``ranks`` ranks tall."""
+    if not stages:
+        return 1
+    best, best_error = 1, math.inf
+    for most in range(1, max(stages) + 1):
+        height = max(max(columns(n, most)) for n in stages) * ranks * RANK_PER_COLUMN_WIDTH
+        width = sum(len(columns(n, most)) for n in stages)
+        error = abs(math.log(height / width / PAGE_RATIO))
+        if error <= best_error:
+            best, best_error = most, error
+    return best
 
 
 def _join(rows: dict[str, list[str]], anchor: str | None, node: str | None) -> None:
