@@ -541,7 +541,11 @@ def _placement_lines(conv1: LayerRecord, carrier: dict) -> list[str]:
 
 def print_explain(report: Report, layer: str, console: Console) -> None:
     """Explain one layer in four sections: shape, MACs, receptive field, downsampling."""
-    rec = find_record(report, layer)
+    explain_record(report, find_record(report, layer), console)
+
+
+def explain_record(report: Report, rec: LayerRecord, console: Console) -> None:
+    """Explain one record (as :func:`print_explain` does for a name): used for every layer of an HTML report."""
     calls = sum(1 for r in report.layers if r.name == rec.name)
     title = Text(f"{visible(rec.name)} ", style="bold")
     title.append(f"({visible(rec.type)}) in {model_title(report)} at {shape_text(report.input_size)}, stage {rec.stage or '—'}")
