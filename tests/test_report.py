@@ -6,6 +6,7 @@ figures come from the report's records, the summary's table and ``explain`` itse
 """
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -122,6 +123,17 @@ def test_every_layer_carries_what_explain_prints(resnet50: Any, resnet50_html: s
     assert node["record"] == rec.index
     under = {r.index for r in resnet50.layers if r.name == "layer2.0" or r.name.startswith(("layer2.0.", "layer2.0:"))}
     assert set(node["rows"]) == under
+
+
+def test_the_sections_are_the_summarys(resnet50: Any, resnet50_html: str) -> None:
+    from resnet_inspect.render.table import depth_text
+
+    paragraphs = depth_text(resnet50).plain.split("\n")
+    assert len(paragraphs) > 1
+    for line in paragraphs:  # one paragraph per line of the summary's depth section
+        assert f"<p>{html.escape(line, quote=True)}</p>" in resnet50_html, line
+    carriers = [c["name"] for entry in resnet50.to_dict()["downsample"] for c in entry["carriers"]]
+    assert carriers and all(name in resnet50_html for name in carriers)
 
 
 def test_names_are_escaped_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -307,7 +319,7 @@ def test_sorting_by_macs_puts_the_largest_first(opened: Any, resnet50: Any) -> N
 def test_clicking_a_node_shows_its_explanation(opened: Any, resnet50: Any) -> None:
     from selenium.webdriver.common.by import By
 
-    assert opened.execute_script("return document.querySelector('.explain').hidden") is True
+    assert opened.execute_script("return document.querySelector('.explain-text').textContent") == ""
     node = opened.find_element(By.XPATH, "//*[local-name()='g'][contains(@class,'node')]"
                                          "[*[local-name()='title'][text()='layer2.0']]")
     opened.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))", node)

@@ -117,7 +117,9 @@ def _groups(report: Report) -> list[tuple[str, list[LayerRecord]]]:
     groups: dict[str, list[LayerRecord]] = {}
     for rec in report.layers:
         groups.setdefault(rec.stage or "other", []).append(rec)
-    return list(groups.items())
+    # A group that owns nothing (the root's own record, whose children carry the costs) has no bar.
+    return [(label, recs) for label, recs in groups.items()
+            if any(r.params or r.macs or r.output_bytes for r in recs)]
 
 
 def _block_groups(report: Report) -> list[tuple[str, list[LayerRecord]]]:
@@ -131,7 +133,7 @@ def _block_groups(report: Report) -> list[tuple[str, list[LayerRecord]]]:
             for stage in report.structure.stages for block in stage.blocks]
 
 
-_METRICS = (("params", "Parameters", lambda v: f"{count_text(v)} ({si_text(v)})"),
+_METRICS = (("params", "Parameters", count_text),
             ("macs", "MACs", lambda v: si_text(v, "MACs")),
             ("output_bytes", "Activation size (layer outputs, summed)", bytes_text))
 
@@ -164,7 +166,7 @@ def model_context(report: Report, slot: int) -> dict[str, Any]:
         "totals": table_data(totals_table(report)),
         "outputs": table_data(outputs_table(report, _plain_console())),
         "downsample": table_data(downsample_table(report, _plain_console())) if report.downsample else None,
-        "depth": visible(depth_text(report).plain).split("\n"),
+        "depth": [visible(line) for line in depth_text(report).plain.split("\n")],
         "warnings": [visible(w) for w in report.warnings],
         "data": {"explain": {str(k): v for k, v in explain_texts(report).items()}, "nodes": node_map(report)},
     }

@@ -111,7 +111,7 @@
 
   document.querySelectorAll("article.model").forEach(function (article) {
     var data = JSON.parse(article.querySelector("script.report-data").textContent);
-    var panel = article.querySelector(".explain");
+    var hint = article.querySelector(".explain-hint");
     var text = article.querySelector(".explain-text");
     function show(record, covered) {
       var wanted = {};
@@ -123,7 +123,7 @@
         if (on && !first && !r.hidden) { first = r; }
       });
       text.textContent = data.explain[String(record)] || "";
-      panel.hidden = false;
+      hint.hidden = true;
       if (first) { first.scrollIntoView({ block: "nearest" }); }
     }
     setUpDiagram(article, data, show);
