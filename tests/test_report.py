@@ -224,6 +224,19 @@ def test_an_output_that_cannot_be_written_is_bad_input(tmp_path: Path, case: str
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
+def test_report_a_b_takes_each_sides_flags(tmp_path: Path) -> None:
+    out = tmp_path / "ab.html"
+    result = runner.invoke(app, ["report", "resnet50", "resnet50", "--b-stride-in-1x1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    page = Page(out.read_text(encoding="utf-8"))
+    a, b = (resnet_inspect.inspect("resnet50"), resnet_inspect.inspect("resnet50", stride_in_1x1=True))
+    rows = page.rows()
+    assert sum(int(r["data-macs"]) for r in rows[:len(rows) // 2]) == a.totals["macs"]
+    assert sum(int(r["data-macs"]) for r in rows[len(rows) // 2:]) == b.totals["macs"] != a.totals["macs"]
+    alone = runner.invoke(app, ["report", "resnet50", "--b-stride-in-1x1"])
+    assert alone.exit_code == 2
+
+
 def test_three_models_are_bad_input() -> None:
     result = runner.invoke(app, ["report", "resnet18", "resnet34", "resnet50"])
     assert result.exit_code == 2 and "one model, or two" in result.output

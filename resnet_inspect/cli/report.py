@@ -21,7 +21,7 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite --output if i
 
 @app.command()
 @common.handle_errors
-@common.with_build_flags()
+@common.with_build_flags("a", "b")
 def report(
     models: ModelsArg,
     input: common.InputOpt = None,
@@ -30,11 +30,14 @@ def report(
     pad_to: common.PadTo = None,
     *,
     options: dict[str, Any],
+    a_options: dict[str, Any],
+    b_options: dict[str, Any],
 ) -> None:
     """One HTML file that needs no network: the diagram (zoom, pan, click a node for its layer), the
-    sortable layer table, charts per stage and block, downsampling, depth and outputs.
+    sortable layer table, charts per stage and block, downsampling, depth and outputs. With two
+    models, both side by side and their diff; --a-<flag>/--b-<flag> apply to one side, as in diff.
 
-    Example: resnet-inspect report resnet50 -o report.html
+    Example: resnet-inspect report resnet50 resnet50 --b-stride-in-1x1 -o report.html
     """
     if len(models) > 2:
         raise InputError(f"report takes one model, or two to compare, but got {len(models)}: {' '.join(models)}.")
@@ -46,7 +49,12 @@ def report(
     size = common.input_size(input)
     from ..render.report import render_html
 
-    reports = [common.inspect_model(name, size, options, pad_to=pad_to) for name in models]
+    own = (a_options, b_options) if len(models) == 2 else (a_options,)
+    if len(models) == 1 and b_options:
+        raise InputError("--b-<flag> options apply to a second model: give two, e.g. "
+                         "resnet-inspect report resnet50 resnet50 --b-stride-in-1x1.")
+    reports = [common.inspect_model(name, size, {**options, **side}, pad_to=pad_to)
+               for name, side in zip(models, own)]
     page = render_html(*reports)
     if output is None:
         sys.stdout.write(page)
