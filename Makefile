@@ -64,6 +64,7 @@ docs: setup
 	mkdir -p docs/img
 	$(BIN)/resnet-inspect graph resnet50 docs/img/resnet50.svg --force
 	$(BIN)/resnet-inspect graph resnet50 --fpn retinanet docs/img/resnet50_fpn.svg --force
+	$(BIN)/python docs/screenshot_report.py resnet50 docs/img/report.png
 	$(BIN)/python docs/generate.py docs/src/README.md.in README.md
 	$(BIN)/python docs/generate.py docs/src/user-guide.md.in docs/user-guide.md
 	$(BIN)/python docs/generate.py docs/src/reading-the-summary.md.in docs/reading-the-summary.md

@@ -188,6 +188,17 @@ def test_two_models_side_by_side_with_their_diff() -> None:
     assert 'id="diff"' in text and "Totals" in text
 
 
+def test_without_graphviz_the_page_says_so(resnet50: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import resnet_inspect.render.report as report_module
+
+    monkeypatch.setattr(report_module.shutil, "which", lambda name: None)
+    text = render_html(resnet50)
+    page = Page(text)
+    assert "Graphviz's 'dot' program was not found" in html.unescape(text)
+    assert not [attrs for tag, attrs in page.elements if tag == "svg" and attrs.get("role") != "img"]
+    assert len(page.rows()) == len(shown_rows(resnet50))
+
+
 # -- the command ----------------------------------------------------------------------------------
 
 def test_report_of_a_factory_and_a_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,6 +61,8 @@ def report(
         return
     from ..fileio import atomic_write
 
+    from ..render.table import model_title
+
     written = atomic_write(output, page, force=force)
-    common.console(stderr=True).print(f"Wrote the HTML report of {' and '.join(r.model for r in reports)} to "
+    common.console(stderr=True).print(f"Wrote the HTML report of {' and '.join(map(model_title, reports))} to "
                                       f"{written}.", markup=False, highlight=False)
