@@ -14,6 +14,7 @@ Jinja2's autoescaping; the embedded JSON goes through ``tojson``, which escapes 
 from __future__ import annotations
 
 import io
+from collections import Counter
 import re
 import shutil
 from dataclasses import dataclass
@@ -73,10 +74,11 @@ def explain_texts(report: Report) -> dict[int, str]:
     """What ``explain`` prints for every record, keyed by record index."""
     from .explain import explain_record
 
+    calls = Counter(rec.name for rec in report.layers)
     texts = {}
     for rec in report.layers:
         console = _plain_console()
-        explain_record(report, rec, console)
+        explain_record(report, rec, console, calls[rec.name])
         texts[rec.index] = "\n".join(line.rstrip() for line in console.file.getvalue().splitlines()).strip()
     return texts
 
