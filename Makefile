@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup run test bench graphviz docs clean
+.PHONY: setup run test bench graphviz chromium docs clean
 
 # torch first, pinned: the CPU build lies on this machine's disk, while an unpinned torch would
 # pull a CUDA build of several GB. The package's own range (torch>=2.1) is then already met.
@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
-setup: $(BIN)/.installed graphviz
+setup: $(BIN)/.installed graphviz chromium
 
 # Debian's graphviz provides the `dot` program that the graphviz Python package drives.
 graphviz:
@@ -26,6 +26,20 @@ graphviz:
 		echo "Graphviz's 'dot' program is missing and apt-get is not available."; \
 		echo "Install Graphviz (https://graphviz.org/download/, e.g. 'brew install graphviz' or 'dnf install graphviz');"; \
 		echo "resnet-inspect works without it, but 'graph' then writes only the .dot source."; \
+	fi
+
+# Debian's chromium and chromium-driver: the browser that tests/test_report.py drives through selenium
+# (the `test` extra). Without them those tests skip and say why.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+		echo "chromium and chromedriver are missing and apt-get is not available."; \
+		echo "Install Chromium and its matching ChromeDriver (https://www.chromium.org/getting-involved/download-chromium/,"; \
+		echo "e.g. 'brew install --cask chromium chromedriver' or 'dnf install chromium chromedriver');"; \
+		echo "without them the browser tests of the HTML report (tests/test_report.py) skip."; \
 	fi
 
 run: setup
@@ -50,6 +64,7 @@ docs: setup
 	mkdir -p docs/img
 	$(BIN)/resnet-inspect graph resnet50 docs/img/resnet50.svg --force
 	$(BIN)/resnet-inspect graph resnet50 --fpn retinanet docs/img/resnet50_fpn.svg --force
+	$(BIN)/python docs/screenshot_report.py resnet50 docs/img/report.png
 	$(BIN)/python docs/generate.py docs/src/README.md.in README.md
 	$(BIN)/python docs/generate.py docs/src/user-guide.md.in docs/user-guide.md
 	$(BIN)/python docs/generate.py docs/src/reading-the-summary.md.in docs/reading-the-summary.md

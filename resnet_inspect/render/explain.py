@@ -545,8 +545,14 @@ def _placement_lines(conv1: LayerRecord, carrier: Carrier) -> list[str]:
 
 def print_explain(report: Report, layer: str, console: Console) -> None:
     """Explain one layer in four sections: shape, MACs, receptive field, downsampling."""
-    rec = find_record(report, layer)
-    calls = sum(1 for r in report.layers if r.name == rec.name)
+    explain_record(report, find_record(report, layer), console)
+
+
+def explain_record(report: Report, rec: LayerRecord, console: Console, calls: int | None = None) -> None:
+    """Explain one record (as :func:`print_explain` does for a name): used for every layer of an HTML
+    report, which counts each name's ``calls`` once for all records."""
+    if calls is None:
+        calls = sum(1 for r in report.layers if r.name == rec.name)
     title = Text(f"{visible(rec.name)} ", style="bold")
     title.append(f"({visible(rec.type)}) in {model_title(report)} at {shape_text(report.input_size)}, stage {rec.stage or '—'}")
     console.print(title)
