@@ -289,3 +289,28 @@ def valid_or_input_error(parse: Any, value: Any) -> Any:
         return parse(value)
     except InputError:
         return None
+
+
+# -- driving the CLI in-process (typer's CliRunner) -----------------------------------------------
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> Any:
+    """``resnet-inspect ARGS`` through typer's CliRunner; the result has exit_code, stdout, output."""
+    from typer.testing import CliRunner
+
+    from resnet_inspect.cli import app
+
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def flat(text: str) -> str:
+    """Rich wraps errors at the console width: compare with whitespace collapsed."""
+    return " ".join(text.split())
+
+
+def row(output: str, name: str, after: str = "") -> str:
+    """The plain-text table row whose first cell is ``name`` (in the part after ``after``)."""
+    for line in (output.split(after, 1)[-1] if after else output).splitlines():
+        cells = line.split()
+        if cells and cells[0] == name:
+            return line
+    raise AssertionError(f"no row for {name} in:\n{output}")

@@ -19,27 +19,10 @@ from typer.testing import CliRunner
 
 import resnet_inspect
 from resnet_inspect.cli import app
+from tests.conftest import flat, row, run_cli as run
 
 runner = CliRunner()
 BOX_DRAWING = set("─│┃━┏┓┗┛┡┩╭╮╯╰├└┌┐┘┼╇╈")
-
-
-def run(*args: str, env: dict[str, str] | None = None):
-    return runner.invoke(app, list(args), env=env)
-
-
-def flat(text: str) -> str:
-    """Rich wraps errors at the console width: compare with whitespace collapsed."""
-    return " ".join(text.split())
-
-
-def row(output: str, name: str, after: str = "") -> str:
-    """The plain-text table row whose first cell is ``name`` (in the part after ``after``)."""
-    for line in (output.split(after, 1)[-1] if after else output).splitlines():
-        cells = line.split()
-        if cells and cells[0] == name:
-            return line
-    raise AssertionError(f"no row for {name} in:\n{output}")
 
 
 # -- help -----------------------------------------------------------------------------------------

@@ -4,31 +4,9 @@ from __future__ import annotations
 
 import json
 
-from typer.testing import CliRunner
-
 import resnet_inspect
 import resnet_inspect as ri
-from resnet_inspect.cli import app
-
-runner = CliRunner()
-
-
-def run(*args: str, env: dict[str, str] | None = None):
-    return runner.invoke(app, list(args), env=env)
-
-
-def flat(text: str) -> str:
-    """Rich wraps errors at the console width: compare with whitespace collapsed."""
-    return " ".join(text.split())
-
-
-def row(output: str, name: str, after: str = "") -> str:
-    """The plain-text table row whose first cell is ``name`` (in the part after ``after``)."""
-    for line in (output.split(after, 1)[-1] if after else output).splitlines():
-        cells = line.split()
-        if cells and cells[0] == name:
-            return line
-    raise AssertionError(f"no row for {name} in:\n{output}")
+from tests.conftest import flat, row, run_cli as run
 
 
 def test_diff_stride_placement_changes_conv1_and_conv2_of_each_first_block() -> None:
@@ -102,7 +80,6 @@ def test_diff_exit_code_flag_and_per_side_flags() -> None:
     bn_params = sum(m.weight.numel() + m.bias.numel() for m in resnet_inspect.build("resnet50").modules()
                     if type(m).__name__ == "BatchNorm2d")
     assert frozen["delta"] == bn_params, "frozen BN holds its scale and shift as buffers, not parameters"
-
 
 
 def test_diff_api_pairs_the_renumbered_resnet_d_shortcut_by_role() -> None:

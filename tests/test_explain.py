@@ -6,20 +6,8 @@ import math
 import re
 
 import pytest
-from typer.testing import CliRunner
 
-from resnet_inspect.cli import app
-
-runner = CliRunner()
-
-
-def run(*args: str, env: dict[str, str] | None = None):
-    return runner.invoke(app, list(args), env=env)
-
-
-def flat(text: str) -> str:
-    """Rich wraps errors at the console width: compare with whitespace collapsed."""
-    return " ".join(text.split())
+from tests.conftest import flat, run_cli as run
 
 
 def closed_form_rf(kernels_strides: list[tuple[int, int]]) -> tuple[int, int]:
