@@ -595,9 +595,9 @@ def layouts() -> dict[tuple[str, int], Future[tuple[resnet_inspect.Report, Layou
 
 def _block_ids(report: resnet_inspect.Report) -> list[list[str]]:
     """Each stage's block names as the diagram names its nodes and clusters."""
-    from resnet_inspect.render.graph import _dot_id, _node_id, anatomy
+    from resnet_inspect.render.graph import _dot_id, node_name, anatomy
 
-    return [[_node_id(b.record) if b.record.kind == "module" else _dot_id(b.record.name) for b in s.blocks]
+    return [[node_name(b.record) if b.record.kind == "module" else _dot_id(b.record.name) for b in s.blocks]
             for s in anatomy(report).stages]
 
 
@@ -633,7 +633,7 @@ def test_projection_shortcuts_stay_inside_their_block(layouts, name: str, depth:
     """Depth 2: every edge of a shortcut branch (from the block's input to its add) lies inside
     the block's cluster. Depth 1: a block with a projection is marked on the block itself, and no
     shortcut is drawn as an edge between blocks."""
-    from resnet_inspect.render.graph import _node_id, anatomy
+    from resnet_inspect.render.graph import node_name, anatomy
 
     report, layout = layouts[name, depth].result()
     blocks = [b for s in anatomy(report).stages for b in s.blocks]
@@ -641,12 +641,12 @@ def test_projection_shortcuts_stay_inside_their_block(layouts, name: str, depth:
     if depth == 1:
         assert not [e for e in layout.edges if "projection" in e[2]]
         marked = {n for n, c in layout.node_class.items() if "projection" in c.split()}
-        assert marked == {_node_id(b.record) for b in projected}
+        assert marked == {node_name(b.record) for b in projected}
         return
     checked = 0
     for block in projected:
-        x0, y0, x1, y1 = layout.clusters[f"cluster_{_node_id(block.record).replace('@', '%40')}"]
-        branch = {_node_id(r) for r in block.leaves if block.in_shortcut(r)}
+        x0, y0, x1, y1 = layout.clusters[f"cluster_{node_name(block.record).replace('@', '%40')}"]
+        branch = {node_name(r) for r in block.leaves if block.in_shortcut(r)}
         for tail, head, _, points in layout.edges:
             if tail in branch or head in branch:
                 checked += 1

@@ -286,7 +286,7 @@ def _tooltip(rec: LayerRecord) -> str:
     return " · ".join(parts)
 
 
-def _node_id(rec: LayerRecord) -> str:
+def node_name(rec: LayerRecord) -> str:
     # ':' separates a node from a port in DOT edges, so function records (``layer1.0:add``) use '/'.
     name = _dot_id(rec.name.replace(":", "/"))
     return name if rec.call == 0 else f"{name}@{rec.call}"
@@ -402,7 +402,7 @@ class _Diagram:
             if not rec.is_leaf or not rec.output_shapes:
                 continue
             details = " · ".join(x for x in (rec.type, _window(rec)) if x)
-            node = self.node(self.graph, _node_id(rec) or "model", _html(rec.name or rec.type, _detail(details)),
+            node = self.node(self.graph, node_name(rec) or "model", _html(rec.name or rec.type, _detail(details)),
                              "layer", _FILL["res2"] if rec.weighted else _FILL["stem"], _out(rec), _tooltip(rec))
             tails = [latest[name] for name in dict.fromkeys(rec.input_from) if name in latest]
             for tail in tails or [source]:
@@ -432,7 +432,7 @@ class _Diagram:
                 if folded:
                     lines.append(_note("+ " + ", ".join(_short_type(r.type) for r in folded)))
                 shape = _out(folded[-1]) if folded else _out(rec)
-                node = self.node(cluster, _node_id(rec), _html(*lines), "stem", _FILL["stem"], shape,
+                node = self.node(cluster, node_name(rec), _html(*lines), "stem", _FILL["stem"], shape,
                                  _tooltip(rec))
                 self.edge(last, node)
                 last = node
@@ -528,7 +528,7 @@ class _Diagram:
             lines.append(f'<FONT POINT-SIZE="8" COLOR="{_SHORTCUT_COLOUR}">'
                          f"{_html_text(self._shortcut_label(branch, block))}</FONT>")
             marked = {"color": _SHORTCUT_COLOUR, "penwidth": "1.6", "style": "rounded,filled,dashed"}
-        node = self.node(where, _node_id(block.record), _html(*lines), "block projection" if branch else "block",
+        node = self.node(where, node_name(block.record), _html(*lines), "block projection" if branch else "block",
                          _FILL.get(stage.label, "#f3f4f6"), _out(block.record), _tooltip(block.record), **marked)
         # An edge that wraps to the next row must not pull the row's start to the right.
         wrap = {"weight": "0"} if first_in_row and self.row_start is not None else {}
@@ -563,7 +563,7 @@ class _Diagram:
                          style="rounded,dashed", color="#9ca3af", fontsize="9")
             entry: str | None = None
             if previous is not None:
-                entry = self.node(cluster, f"{_node_id(block.record)}/in", "", "fork", "#4b5563", None,
+                entry = self.node(cluster, f"{node_name(block.record)}/in", "", "fork", "#4b5563", None,
                                   f"input of {block.record.name}", shape="point", width="0.06", height="0.06")
                 self.edge(previous, entry, arrowhead="none", **({"constraint": "false"} if wrap else {}))
             top = entry
@@ -577,7 +577,7 @@ class _Diagram:
                         or rec is branch_head):
                     continue
                 if is_add or is_gate:
-                    node = self.node(cluster, _node_id(rec), "+" if is_add else "×", "add" if is_add else "gate",
+                    node = self.node(cluster, node_name(rec), "+" if is_add else "×", "add" if is_add else "gate",
                                      "white", _out(rec), _tooltip(rec), shape="circle", width="0.3", height="0.3",
                                      fixedsize="true")
                     self.edge(main, node, label=False)
@@ -602,7 +602,7 @@ class _Diagram:
                 details = " · ".join(x for x in (kind, _window(rec)) if x) + f" · {_dims(_out(rec))}"
                 # One line per node, so a column of blocks stays short enough for a printed page.
                 label = f"<<B>{_html_text(name)}</B> {_detail(details)}>"
-                node = self.node(cluster, _node_id(rec), label, "layer", fill, _out(rec), _tooltip(rec))
+                node = self.node(cluster, node_name(rec), label, "layer", fill, _out(rec), _tooltip(rec))
                 top = top or node
                 if block.in_shortcut(rec):
                     if side is entry:
@@ -640,7 +640,7 @@ class _Diagram:
             cluster.attr(label="head", style="rounded", color="#9ca3af", fontsize="10")
             for i, rec in enumerate(self.parts.head):
                 details = " · ".join(x for x in (rec.type, _window(rec), f"{_channels(rec)} out") if x)
-                node = self.node(cluster, _node_id(rec), _html(rec.name, _detail(details)), "head", _FILL["head"],
+                node = self.node(cluster, node_name(rec), _html(rec.name, _detail(details)), "head", _FILL["head"],
                                  _out(rec), _tooltip(rec))
                 wrap = {}
                 if i == 0 and self.depth <= 1 and self.row_start is not None:
@@ -671,7 +671,7 @@ class _Diagram:
             span = f" · {levels[0]}–{levels[-1]}" if levels else ""
             cluster.attr(label=f"FPN{span}", style="rounded", color="#9ca3af", fontsize="10")
             for rec in records:
-                node_id = _node_id(rec)
+                node_id = node_name(rec)
                 self.node_of[rec.index] = node_id
                 role = _fpn_role(rec, lateral, output, extra)
                 if role == "upsample" and self.depth <= 1:

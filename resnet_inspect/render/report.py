@@ -98,11 +98,11 @@ def diagram_svg(report: Report) -> tuple[str | None, str]:
 def node_map(report: Report) -> dict[str, dict[str, Any]]:
     """Diagram node ID -> the record it stands for and the table rows it covers (its own and
     every record nested under it), so a click in the diagram can find them."""
-    from .graph import _node_id
+    from .graph import node_name
 
     nodes: dict[str, dict[str, Any]] = {}
     for rec in report.layers:
-        node = _node_id(rec)
+        node = node_name(rec)
         if node and node not in nodes:
             nodes[node] = {"record": rec.index, "rows": _covered(report.layers, rec)}
     return nodes
