@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import reading
 from .errors import InputError
 
 TEMP_TAG = ".resnet-inspect-"  # in every temporary file's name, before the writer's PID
@@ -67,14 +68,10 @@ def _resolve(path: Path) -> Path:
 def _special_kind(path: Path) -> str | None:
     """What a non-regular existing file is (``a named pipe (FIFO)``...), or None."""
     try:
-        mode = path.stat().st_mode
+        found = reading.kind(path)
     except OSError:
-        return None  # it does not exist (yet): nothing to replace
-    if stat.S_ISREG(mode):
-        return None
-    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
-    return next((label for test, label in kinds if test(mode)), "not a regular file")
+        return None  # a path the system cannot look up: the write itself will say why
+    return None if found in (None, "a regular file") else found
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, force: bool = True) -> Path:
