@@ -435,6 +435,57 @@ def test_a_batch_exits_with_its_worst_outcome(statuses: tuple[str, ...], code: i
     assert snapshots.exit_code([snapshots.CheckResult(f"f{i}", s) for i, s in enumerate(statuses)]) == code
 
 
+# -- a folder means the *.json snapshots directly in it --------------------------------------------
+
+def statuses(result: Any) -> list[tuple[str, str]]:
+    return [(entry["file"], entry["status"]) for entry in json.loads(result.stdout)["files"]]
+
+
+def test_check_takes_a_folder(cifar20: snapshots.Snapshot, tmp_path: Path) -> None:
+    """Every *.json directly in it, in code-point order ("B" before "a" in any locale), each file once;
+    hidden files, subfolders and other suffixes are not read."""
+    folder = tmp_path / "shapes"
+    snapshot_file(cifar20, folder / "a.json")
+    snapshot_file(cifar20, folder / "B.json")
+    edit_layer(folder / "a.json", "fc", macs=1)
+    for stray in (folder / ".draft.json", folder / "deeper" / "c.json", folder / "notes.txt"):
+        stray.parent.mkdir(exist_ok=True)
+        stray.write_text("{")  # would be exit code 2 if it were read
+    result = run("check", folder, folder / "a.json", "--format", "json")
+    assert result.exit_code == 1, result.output
+    assert statuses(result) == [(f"{folder}/B.json", "match"), (f"{folder}/a.json", "changed")]
+    assert run("check", f"{folder}/").exit_code == 1  # a trailing slash is the same folder
+    updated = run("check", "--update", folder, "--format", "json")
+    assert updated.exit_code == 0 and statuses(updated) == [(f"{folder}/B.json", "match"),
+                                                            (f"{folder}/a.json", "updated")]
+    assert run("check", folder).exit_code == 0
+
+
+@pytest.mark.parametrize("stranger", ['{"name": "a config file"}', "object"])
+def test_a_folders_json_that_is_not_a_checkable_snapshot_is_bad_input(cifar20: snapshots.Snapshot, tmp_path: Path,
+                                                                      stranger: str) -> None:
+    """Not skipped: a damaged snapshot must not pass unnoticed. The folder's other files are still checked."""
+    snapshot_file(cifar20, tmp_path / "b.json")
+    if stranger == "object":  # what the pytest plugin writes for a model object: only its test can check it
+        snapshot_file(cifar20, tmp_path / "a.json", built_from="object", model="Net")
+    else:
+        (tmp_path / "a.json").write_text(stranger)
+    result = run("check", tmp_path, "--format", "json")
+    assert result.exit_code == 2, result.output
+    assert statuses(result) == [(f"{tmp_path}/a.json", "error"), (f"{tmp_path}/b.json", "match")]
+
+
+def test_a_folder_with_no_snapshots_is_bad_input(r18_file: Path, tmp_path: Path) -> None:
+    """A check of nothing must not pass; the folder is named, and the other arguments are still checked."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README.md").write_text("snapshots go here\n")
+    result = run("check", empty, r18_file, "--format", "json")
+    assert result.exit_code == 2, result.output
+    assert statuses(result) == [(str(empty), "error"), (str(r18_file), "match")]
+    assert "no snapshot files (*.json)" in json.loads(result.stdout)["files"][0]["error"]["message"]
+
+
 # -- --update: rewrites only what changed, atomically ----------------------------------------------
 
 def test_update_rewrites_only_changed_files(r18_file: Path, tmp_path: Path) -> None:

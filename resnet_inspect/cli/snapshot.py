@@ -18,8 +18,9 @@ OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write
                                                    "(atomically) instead of stdout; - means stdout.", show_default=False,
                                                    dir_okay=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")]
-FilesArg = Annotated[list[str], typer.Argument(metavar="FILE", show_default=False,
-                                               help="Snapshot files written by `resnet-inspect snapshot`.")]
+FilesArg = Annotated[list[str], typer.Argument(
+    metavar="FILE", show_default=False, help="Snapshot files written by `resnet-inspect snapshot`, or folders of "
+    "them: a folder means every *.json file directly in it, in name order, each of which must be a snapshot.")]
 UpdateOpt = Annotated[bool, typer.Option("--update", help="Rewrite the files whose model changed (and only those), "
                                          "and say which; then exit 0.")]
 CheckFormatOpt = Annotated[str, typer.Option("--format", "-f", help="text, json, or github (GitHub Actions "
@@ -91,7 +92,9 @@ def check(
     --allow-factory or the project's pyproject.toml allows it. A checkpoint it names is loaded
     safely (the global --trust-pickle aside).
 
-    Example: resnet-inspect check shapes/*.json --format github --tolerance macs=0.5%
+    A folder stands for the *.json files directly in it, in name order; each must be a snapshot.
+
+    Example: resnet-inspect check shapes/ --format github --tolerance macs=0.5%
     """
     from .. import snapshot as snapshots
     from .. import trust
@@ -103,7 +106,7 @@ def check(
     patterns = [trust.check_pattern(pattern, "--allow-factory") for pattern in allow_factory or []]
     results = []
     out = common.console()
-    for file in files:  # every file is checked and reported, whatever happened to the ones before
+    for file in snapshots.snapshot_files(files):  # each is checked and reported, whatever came before
         result = _check_one(file, update, tolerances, patterns)
         results.append(result)
         if format == "github":
@@ -121,11 +124,14 @@ def check(
     raise typer.Exit(code)
 
 
-def _check_one(file: str, update: bool, tolerances: dict[str, Any], allow_factories: list[str]) -> Any:
-    """One file's outcome. An error that escapes the snapshot module is this file's outcome too:
-    bad input (exit 2) or, for anything else, a bug (exit 3), never the end of the batch."""
+def _check_one(file: Any, update: bool, tolerances: dict[str, Any], allow_factories: list[str]) -> Any:
+    """One file's outcome (``file`` is a SnapshotError for a folder with nothing to check). An error
+    that escapes the snapshot module is this file's outcome too: bad input (exit 2) or, for anything
+    else, a bug (exit 3), never the end of the batch."""
     from .. import snapshot as snapshots
 
+    if isinstance(file, snapshots.SnapshotError):
+        return snapshots.CheckResult(file.file, "error", error=file)
     try:
         return snapshots.check_file(file, update=update, tolerances=tolerances, allow_factories=allow_factories,
                                     trust_pickle=common.STATE.trust_pickle)
