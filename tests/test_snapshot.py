@@ -549,7 +549,7 @@ def test_concurrent_updates_never_corrupt(resnet18: snapshots.Snapshot, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
 
 
-# -- docs/ci.md: the GitHub Actions job and the pre-commit hook, run as documented -------------------
+# -- docs/ci.md: the GitHub Actions job, run as documented (the pre-commit hook: test_pre_commit.py) -
 
 def documented_yaml(key: str) -> Any:
     """The YAML block of docs/ci.md that has ``key`` at its top level."""
@@ -592,17 +592,6 @@ def test_ci_guide_github_job(shapes_dir: Path) -> None:
     assert "file=shapes/resnet18.json" not in result.output
     (shapes_dir / "changed.json").unlink()
     assert documented_check(command).exit_code == 0
-
-
-def test_ci_guide_pre_commit_hook(shapes_dir: Path) -> None:
-    (hook,) = documented_yaml("repos")["repos"][0]["hooks"]
-    staged = ["shapes/resnet18.json", "resnet_inspect/snapshot.py", "shapes/README.md", "shapes/changed.json"]
-    selected = [path for path in staged if re.search(hook["files"], path)]
-    assert selected == ["shapes/resnet18.json", "shapes/changed.json"]
-    assert documented_check(hook["entry"], *selected).exit_code == 0
-    edit_layer(shapes_dir / "changed.json", "layer4.1.conv2", output_shapes=[[1, 512, 8, 8]])
-    failed = documented_check(hook["entry"], *selected)
-    assert failed.exit_code == 1 and "~ layer4.1.conv2 (Conv2d)  output: 1×512×8×8 → 1×512×7×7" in failed.output
 
 
 # -- snapshots are data: a factory runs only when allowed --------------------------------------------
