@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from ..errors import InputError
 from . import app, common
+
+if TYPE_CHECKING:
+    from ..snapshot import SnapshotError
 
 FORMATS = ("text", "json", "github")
 SnapshotInputOpt = Annotated[Optional[str], typer.Option(
@@ -124,7 +127,7 @@ def check(
     raise typer.Exit(code)
 
 
-def _check_one(file: Any, update: bool, tolerances: dict[str, Any], allow_factories: list[str]) -> Any:
+def _check_one(file: str | SnapshotError, update: bool, tolerances: dict[str, Any], allow_factories: list[str]) -> Any:
     """One file's outcome (``file`` is a SnapshotError for a folder with nothing to check). An error
     that escapes the snapshot module is this file's outcome too: bad input (exit 2) or, for anything
     else, a bug (exit 3), never the end of the batch."""
