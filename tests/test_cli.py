@@ -41,6 +41,19 @@ def test_help_lists_every_command_and_each_has_an_example() -> None:
         assert f"Example: resnet-inspect {command}" in sub.stdout
 
 
+def test_help_lists_the_commands_by_use_summary_first() -> None:
+    """The order people reach for them (issue 16): look, compare, then guard in CI."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    listed = group.list_commands(typer.Context(group))
+    expected = ["summary", "tree", "explain", "graph", "report", "list", "diff", "snapshot", "check"]
+    assert listed[:len(expected)] == expected
+    help_text = run("--help").stdout.split("Commands:", 1)[1]
+    shown = [line.split()[0] for line in help_text.splitlines() if line.startswith("  ") and line.split()]
+    assert shown == listed
+
+
 def test_version_is_the_installed_distributions_and_needs_no_torch() -> None:
     from importlib.metadata import version
 
