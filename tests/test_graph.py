@@ -314,6 +314,16 @@ def test_unknown_extension_is_bad_input(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.parametrize("model", ["resnet50", "mypkg.models:build", "model.pth"])
+def test_a_model_without_out_says_out_is_missing(tmp_path: Path, model: str, monkeypatch) -> None:
+    """`graph resnet50` names the missing argument instead of guessing a format for a file called resnet50."""
+    monkeypatch.chdir(tmp_path)
+    result = run(model)
+    assert result.exit_code == 2
+    assert flat(result.output).startswith("Error: OUT is missing") and f"graph {model} " in flat(result.output)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unwritable_output_is_reported_before_any_work(tmp_path: Path) -> None:
     out = tmp_path / "missing" / "r18.svg"
     result = run("resnet18", str(out))
