@@ -26,7 +26,7 @@ from . import reading
 from .checkpoint import CHECKPOINT_SUFFIXES, MAX_CHECKPOINT_BYTES, load_model
 from .errors import InputError
 from .inputs import parse_input_size
-from .text import article
+from .text import article, sentence
 from .variants import _VARIANTS, ResNetSpec, get_spec, unknown_name_error
 
 KINDS = ("variant", "checkpoint", "factory")
@@ -204,7 +204,7 @@ def _run_users_code(call: Callable[[], Any], doing: str, failed: str) -> Any:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit, GeneratorExit...: whatever the user's code raises
-        raise InputError(f"{failed} {_raised(exc)}.") from exc
+        raise InputError(f"{failed} {sentence(_raised(exc))}") from exc
 
 
 def _raised(exc: BaseException) -> str:

@@ -281,6 +281,18 @@ def _hook_count(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
+def test_a_forward_error_that_ends_its_sentence_gets_no_second_full_stop() -> None:
+    """The message joins the model's own error to what ran: "... to True. 1 layers ran", never "True.."."""
+    class Strict(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise ValueError("set check_inputs to True.")
+
+    with pytest.raises(ForwardFailed) as info:
+        ri.inspect(nn.Sequential(nn.Conv2d(3, 4, 3), Strict()), (1, 3, 8, 8))
+    assert "set check_inputs to True. 1 layers ran before it" in str(info.value)
+    assert ".." not in str(info.value)
+
+
 @pytest.mark.parametrize("real", [False, True])
 def test_model_is_left_as_it_was_even_when_forward_raises(real: bool) -> None:
     class Boom(nn.Module):

@@ -13,6 +13,7 @@ from torch.nn.parameter import is_lazy
 from ..errors import InputError
 from ..inputs import check_elements, parse_input_size, parse_pad_to, parse_tensor_shape
 from ..models.resnet import build_model
+from ..text import sentence
 from ..variants import ResNetSpec, get_spec
 from . import counters
 from .opdesc import WindowOp, find
@@ -211,7 +212,7 @@ def _forward_failed(label: str, size: tuple[int, ...], tracer: Tracer, exc: Exce
     if failing is not None:
         reached = ", ".join("×".join(map(str, s)) for s in failing.input_shapes) or "no tensor"
         where = f"at {failing.name or 'the root module'} ({failing.type}), which received {reached}"
-    message = (f"The forward pass of {label} at input {'×'.join(map(str, size))} failed {where}: {reason}. "
+    message = (f"The forward pass of {label} at input {'×'.join(map(str, size))} failed {where}: {sentence(reason)} "
                f"{_ran(tracer)}")
     return ForwardFailed(message, tracer.records, failing)
 

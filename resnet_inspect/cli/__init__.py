@@ -131,8 +131,7 @@ def _run() -> int:
     except KeyboardInterrupt:  # a stop signal outside the command itself (parsing, or the exit)
         return 130
     except Exception as exc:  # an error outside any command's handle_errors: a bug, said in one paragraph
-        if common.STATE.debug:
-            raise
+        common.show_traceback()
         common.report_bug(exc)
         return 3
     return 0

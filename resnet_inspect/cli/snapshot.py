@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..errors import InputError
+from ..text import sentence
 from . import app, common
 
 FORMATS = ("text", "json", "github")
@@ -132,8 +133,7 @@ def _check_one(file: str, update: bool, tolerances: dict[str, Any], allow_factor
     except InputError as exc:
         return snapshots.CheckResult(file, "error", error=snapshots.SnapshotError(file, str(exc)))
     except Exception as exc:
-        if common.STATE.debug:
-            raise
+        common.show_traceback()
         return snapshots.CheckResult(file, "bug", error=snapshots.SnapshotError(
-            file, f"internal error: {type(exc).__name__}: {exc}. This is a bug in resnet-inspect; re-run with "
-            "--debug for the traceback and report it."))
+            file, f"internal error: {type(exc).__name__}: {sentence(exc)} This is a bug in resnet-inspect; re-run "
+            "with --debug for the traceback and report it."))
