@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..closed_form import Figures, figures
+from ..plan import groups_and_width
 from .table import print_table
 from ..variants import ResNetSpec, get_spec, variants
 
@@ -46,7 +47,7 @@ def variants_table(console: Console) -> Table:
     table.add_column("Source", overflow="fold")
     for spec, fig in variant_rows():
         table.add_row(spec.name, spec.block, ",".join(map(str, spec.layers)),
-                      f"{spec.groups} × {spec.width_per_group}", f"{fig.params:,}",
+                      "{} × {}".format(*groups_and_width(spec)), f"{fig.params:,}",
                       gmacs_text(fig.gmacs), str(spec.default_input), spec.source)
     return table
 
