@@ -93,7 +93,8 @@ def figures(spec_or_name: ResNetSpec | str, input_size: Any = None, **options: A
     """Params, buffers and MACs of a variant (name plus builder options, or a spec) at ``input_size``.
 
     ``input_size`` takes what ``--input`` takes (``224``, ``800x1344``, NCHW ...) and defaults to
-    the variant's own resolution (32 for the CIFAR nets, else 224); the batch multiplies the MACs.
+    the variant's own (``spec.default_input``: 224, 32 for the CIFAR nets, 512 with a pyramid); the batch
+    multiplies the MACs.
     """
     spec = spec_or_name if isinstance(spec_or_name, ResNetSpec) else get_spec(spec_or_name, **options)
     batch, channels, height, width = parse_input_size(spec.default_input if input_size is None else input_size)

@@ -273,7 +273,7 @@ def test_fpn_levels_with_their_strides(tmp_path: Path, kind: str, first: int, la
     levels = {f"p{k}" for k in range(first, last + 1)}
     assert diagram.named("level") == levels
     report = resnet_inspect.inspect("resnet50", fpn=kind)
-    side = 224
+    side = report.input_size[-1]  # the default input of a net with a pyramid, as graph used
     sides = {}
     for k in range(1, last + 1):
         side = _halve(side)

@@ -48,7 +48,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     spec: ResNetSpec | None = None
     if isinstance(model_or_name, (str, ResNetSpec)):
         spec = model_or_name if isinstance(model_or_name, ResNetSpec) else get_spec(model_or_name, **options)
-    if input_size is None:  # the variant's own resolution: 32 for the CIFAR nets, else 224
+    if input_size is None:  # the variant's own (ResNetSpec.default_input), as every command uses
         input_size = spec.default_input if spec is not None else 224
     ours = spec is not None or isinstance(getattr(model_or_name, "spec", None), ResNetSpec)
     if isinstance(input_size, (tuple, list, torch.Size)) and not ours:

@@ -23,6 +23,7 @@ from ..inputs import parse_input_size
 from ..resolve import Resolved, no_terminal, trace
 from ..resolve import resolve as _resolve
 from ..text import sentence, visible, visible_lines
+from ..variants import CIFAR_INPUT, FPN_INPUT, IMAGENET_INPUT
 
 
 @dataclass
@@ -35,12 +36,16 @@ class _State:
 STATE = _State()
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Said in every --input help, from the one place the defaults are decided (variants.py).
+DEFAULT_INPUTS = (f"{IMAGENET_INPUT}; {CIFAR_INPUT} for the CIFAR nets; {FPN_INPUT}x{FPN_INPUT} with a feature "
+                  "pyramid")
+
 # -- builder flags, declared once and used by every command that builds a model ----------------
 ModelArg = Annotated[str, typer.Argument(help="A variant name (see `list`), package.module:factory, or a checkpoint "
                                               "file (.pth/.pt/.pkl/.bin/.ckpt/.safetensors).",
                                          show_default=False)]
 InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", show_default=False,
-                     help="224, 800x1344, 3x224x224 or 2x3x224x224 (default: the variant's own, 224 or 32 for CIFAR).")]
+                     help=f"224, 800x1344, 3x224x224 or 2x3x224x224 (default: the variant's own, {DEFAULT_INPUTS}).")]
 PadTo = Annotated[Optional[int], typer.Option("--pad-to", help="Pad the input up to a multiple (maskrcnn-benchmark uses 32).",
                                               show_default=False)]
 

@@ -13,8 +13,8 @@ from . import app, common
 
 FORMATS = ("text", "json", "github")
 SnapshotInputOpt = Annotated[Optional[str], typer.Option(
-    "--input", "-i", help="224, 800x1344, 3x224x224 or 2x3x224x224. Default: the variant's own (224; 32 for the "
-    "CIFAR nets; 512x512 for the FPN presets).", show_default=False)]
+    "--input", "-i", help=f"224, 800x1344, 3x224x224 or 2x3x224x224. Default: the variant's own "
+    f"({common.DEFAULT_INPUTS}).", show_default=False)]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the snapshot to this file "
                                                    "(atomically) instead of stdout; - means stdout.", show_default=False,
                                                    dir_okay=False)]
