@@ -1,6 +1,7 @@
 """The inspection engine (resnet_inspect.analysis) against published tables, closed forms and real forwards."""
 from __future__ import annotations
 
+import json
 import re
 import resource
 from dataclasses import asdict
@@ -258,6 +259,39 @@ def test_shared_module_gets_a_record_per_call_and_tied_params_count_once() -> No
     assert report.layer("decode").shared == ["weight (shared with encode.weight, counted there)"]
     assert report.layer("encode").shared == ["weight (shared with decode.weight, counted here)"]
     assert sum(r.params for r in report.layers) == report.totals["params"]
+
+
+def test_buffers_are_told_apart_by_what_they_hold() -> None:
+    """BatchNorm2d's running statistics, a frozen norm's constants (FrozenBatchNorm2d holds its scale and
+    shift as buffers too) and any other buffer, each counted from the modules; the kinds sum to the total."""
+    from resnet_inspect.models.norm import FrozenBatchNorm2d
+    from tests.conftest import run_cli
+
+    class Anchored(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.bn = nn.BatchNorm2d(4)  # 4 + 4 running statistics and a 1-element step counter
+            self.frozen = FrozenBatchNorm2d(4)  # 4 × 4 constants
+            self.untracked = nn.BatchNorm2d(4, track_running_stats=False)  # no buffers at all
+            self.register_buffer("anchors", torch.zeros(5, 2))  # 10 others
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.untracked(self.frozen(self.bn(self.conv(x)))) + self.anchors.sum()
+
+    report = ri.inspect(Anchored(), (1, 3, 8, 8))
+    assert report.buffer_kinds == {"running_statistics": 9, "frozen_constants": 16, "other": 10}
+    assert sum(report.buffer_kinds.values()) == report.totals["buffers"] == 35
+    frozen = ri.inspect("retinanet_r50_fpn")
+    assert frozen.buffer_kinds["frozen_constants"] == frozen.totals["buffers"] > 0
+    assert frozen.buffer_kinds["running_statistics"] == 0
+    plain = ri.inspect("resnet18")
+    assert plain.buffer_kinds["running_statistics"] == plain.totals["buffers"] == 9_620
+    summary = run_cli("summary", "retinanet_r50_fpn", "-f", "json")
+    assert json.loads(summary.stdout)["buffer_kinds"] == frozen.buffer_kinds
+    line = next(l for l in run_cli("summary", "retinanet_r50_fpn", env={"COLUMNS": "250"}).stdout.splitlines()
+                if l.split()[:1] == ["Buffers"])
+    assert "frozen-norm constants" in line and "running statistics" not in line
 
 
 def test_uncalled_module_is_reported_with_its_params() -> None:

@@ -104,6 +104,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     # module's weights exist only there).
     params = list({id(p): p for named, _ in tracer.owned.values() for _, p in named}.values())
     buffers = list({id(b): b for _, owned_buffers in tracer.owned.values() for b in owned_buffers}.values())
+    buffer_kinds = count_buffer_kinds(model, tracer.owned)
     totals = {
         "params": sum(p.numel() for p in params),
         "trainable_params": sum(p.numel() for p in params if p.requires_grad),
@@ -118,7 +119,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         fpn=fpn_summary(records, structure, output_info), counter=counter, device="cpu" if real else "meta",
         options=spec.to_options() if spec is not None else {}, padded_from=padded_from,
         warnings=_degenerate_warnings(records, size) + _uncounted_warnings(records, tracer),
-        structure=structure,
+        structure=structure, buffer_kinds=buffer_kinds,
     )
     if counter != "analytic":
         counters.apply(report, counter, model, spec, size, dtype)
@@ -165,6 +166,45 @@ def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str
     except Exception as exc:  # the model's own forward failed: say where, and what did run
         raise _forward_failed(label, size, tracer, exc) from exc
     return tracer.records, out, tracer
+
+
+# What a buffer holds, told from the module that owns it (no class names read):
+# - running statistics: the mean, variance and step counter a norm updates while it trains
+#   (BatchNorm2d, InstanceNorm with track_running_stats);
+# - frozen constants: every buffer of a norm that keeps running_mean and running_var but tracks
+#   nothing, such as maskrcnn-benchmark's FrozenBatchNorm2d, whose scale, shift, mean and variance
+#   are all fixed buffers;
+# - other: anything else a model registers (anchors, position tables, masks).
+BUFFER_KINDS = ("running_statistics", "frozen_constants", "other")
+_RUNNING = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def buffer_kind(module: nn.Module, name: str) -> str:
+    """One of :data:`BUFFER_KINDS` for ``module``'s buffer ``name``."""
+    if getattr(module, "track_running_stats", False) is True and name in _RUNNING:
+        return "running_statistics"
+    buffers = module._buffers
+    if buffers.get("running_mean") is not None and buffers.get("running_var") is not None:
+        return "frozen_constants"
+    return "other"
+
+
+def count_buffer_kinds(model: nn.Module, owned: dict[str, tuple[list[Any], list[torch.Tensor]]]) -> dict[str, int]:
+    """Elements of each kind of buffer, each tensor once, as the totals count them. ``owned`` holds what
+    the trace saw (a lazy module's buffers exist only there), in the order of each module's ``_buffers``."""
+    modules = dict(model.named_modules())
+    counts = dict.fromkeys(BUFFER_KINDS, 0)
+    seen: set[int] = set()
+    for module_name, (_, buffers) in owned.items():
+        module = modules.get(module_name)
+        names = [n for n, b in module._buffers.items() if b is not None] if module is not None else []
+        for index, tensor in enumerate(buffers):
+            if id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            kind = buffer_kind(module, names[index]) if module is not None and index < len(names) else "other"
+            counts[kind] += tensor.numel()
+    return counts
 
 
 def _owned(model: nn.Module) -> dict[str, tuple[list[tuple[str, torch.Tensor]], list[torch.Tensor]]]:
