@@ -11,7 +11,7 @@ from typing import Any
 from .. import trust
 from ..errors import InputError
 from ..fileio import atomic_write
-from ..resolve import Resolved, _load_factory, resolve
+from ..resolve import Resolved, _load_factory, import_root, resolve
 from ..variants import _VARIANTS, IMAGENET_INPUT, ResNetSpec, get_spec, unknown_name_error
 from .schema import TOTAL_FIELDS, Snapshot, SnapshotError, _option_from_json, _option_to_json
 
@@ -174,7 +174,9 @@ def _rebuild(snapshot: Snapshot, folder: Path, options: dict[str, Any], trust_pi
             raise unknown_name_error(snapshot.model)
         return take(snapshot.model, snapshot.input_size, **options)
     if snapshot.built_from == "factory":
-        resolved = Resolved(snapshot.model, "factory", _load_factory(snapshot.model, options, vet=vet))
+        # Imported from the snapshot's project, so that check gives one verdict from any folder.
+        root = import_root(snapshot.model.partition(":")[0], folder)
+        resolved = Resolved(snapshot.model, "factory", _load_factory(snapshot.model, options, vet=vet, root=root))
         return take(resolved, snapshot.input_size)
     from ..checkpoint import load_model
 
