@@ -196,7 +196,7 @@ class DownsampleStep:
     stage: str
     size_before: tuple[int, ...] | None  # (H, W) of the stage's input
     size_after: tuple[int, ...] | None  # (H, W) of its last feature map
-    stride: int  # the product of the carriers' strides
+    stride: int  # the product of the carriers' strides (outside blocks: how much the effective stride grows)
     carriers: tuple[Carrier, ...]
     projection: tuple[Projection, ...]
     dilation: tuple[Dilated, ...]

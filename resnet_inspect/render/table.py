@@ -315,7 +315,7 @@ def downsample_table(report: Report, console: Console) -> Table:
         carriers = ", ".join(f"{c.name} ({c.kernel}×{c.kernel}/{c.stride})" for c in step.carriers) or "—"
         projection = "; ".join(f"{p.name} ({p.kind}): {p.reason}{projection_note(p)}" for p in step.projection)
         if not projection:
-            projection = "—" if step.stage == "stem" else "— (identity shortcuts)"
+            projection = "— (identity shortcuts)" if step.stage.startswith("res") else "—"
         dilation = ", ".join(f"{d.name} d={d.dilation}" for d in step.dilation) or "—"
         if step.dilation_replaces_stride:
             dilation += " (replaces the stride)"
