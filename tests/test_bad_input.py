@@ -944,7 +944,8 @@ def test_debug_adds_the_traceback_and_keeps_the_exit_code(bug: bool, monkeypatch
     result = CliRunner().invoke(app, ["--debug", "summary", "resnet18" if bug else "resnet5O"])
     assert result.exit_code == (3 if bug else 2), result.output
     assert "Traceback (most recent call last)" in result.stderr
-    assert ("Internal error: RuntimeError: simulated." if bug else "Unknown model 'resnet5O'") in " ".join(result.stderr.split())
+    said = " ".join(result.stderr.split())
+    assert ("Internal error: RuntimeError: simulated." if bug else "Unknown model 'resnet5O'") in said
 
 
 def test_a_255_byte_output_name_is_written(tmp_path: Path) -> None:

@@ -192,31 +192,25 @@ def _segments(records: list[LayerRecord], structure: Structure) -> list[tuple[st
     members = {i for b in structure.blocks for i in b.members}
     first, last = (min(members), max(members)) if members else (0, -1)
     pyramid = set(structure.pyramid.records) if structure.pyramid is not None else set()
-    stages: OrderedDict[str, list[LayerRecord]] = OrderedDict()
-    runs: list[list[LayerRecord]] = []
-    order: list[tuple[str, int]] = []  # ("stage", label) or ("run", index), in the order first met
-    previous_outside = False
+    segments: list[tuple[str, list[LayerRecord], bool]] = []
+    by_stage: dict[str, list[LayerRecord]] = {}
+    run: list[LayerRecord] | None = None  # the run of outside leaves being read, if any
     for rec in records:
         outside = rec.is_leaf and first < rec.index < last and rec.index not in members and rec.index not in pyramid
         if outside:
-            if not previous_outside:
-                runs.append([])
-                order.append(("run", len(runs) - 1))
-            runs[-1].append(rec)
+            if run is None:
+                run = []
+                segments.append(("", run, True))
+            run.append(rec)
         elif rec.stage == "stem" or rec.stage.startswith("res"):
-            if rec.stage not in stages:
-                order.append(("stage", rec.stage))
-            stages.setdefault(rec.stage, []).append(rec)
-        if rec.is_leaf:
-            previous_outside = outside
-    segments = []
-    for kind, key in order:
-        if kind == "stage":
-            segments.append((str(key), stages[str(key)], False))
-        else:
-            run = runs[int(key)]
-            segments.append((run[-1].stage, run, True))
-    return segments
+            if rec.stage not in by_stage:
+                by_stage[rec.stage] = []
+                segments.append((rec.stage, by_stage[rec.stage], False))
+            by_stage[rec.stage].append(rec)
+        if rec.is_leaf and not outside:
+            run = None
+    # A run is labelled as the summary labels its last layer: by the stride it leaves ("stride 8").
+    return [(recs[-1].stage if outside else label, recs, outside) for label, recs, outside in segments]
 
 
 def _step(records: list[LayerRecord], stage: str, recs: list[LayerRecord], in_shortcut: set[int],
