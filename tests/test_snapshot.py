@@ -715,6 +715,40 @@ def test_pyproject_allows_the_projects_factories(cifar20: snapshots.Snapshot, tm
     assert refused.exit_code == 2 and file_error(refused)["key"] == "model" and not marker.exists()
 
 
+def test_check_of_a_factory_snapshot_works_from_a_subfolder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`check` imports a snapshot's factory from the snapshot's project (the folder, from the snapshot's
+    upward, that holds the package), so it passes from a subfolder and still fails when the model changed."""
+    project = tmp_path / "project"
+    (project / ".git").mkdir(parents=True)
+    package = f"subnets_{uuid.uuid4().hex[:10]}"
+    (project / package).mkdir()
+    (project / package / "__init__.py").write_text("")
+    models = project / package / "models.py"
+    source = ("from torch import nn\n\ndef build():\n    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), "
+              "nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2))\n")
+    models.write_text(source)
+    (project / "pyproject.toml").write_text(f'[tool.resnet-inspect]\nallow-factories = ["{package}.*"]\n')
+    (project / "shapes").mkdir()
+    monkeypatch.setattr(sys, "path", list(sys.path))  # whatever the runs put on it is undone after the test
+    monkeypatch.chdir(project)
+    taken = run("snapshot", f"{package}.models:build", "--input", "16", "-o", "shapes/net.json")
+    assert taken.exit_code == 0, taken.output
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(project), os.getcwd())])
+    for name in [m for m in sys.modules if m == package or m.startswith(f"{package}.")]:
+        monkeypatch.delitem(sys.modules, name)  # as a fresh `resnet-inspect check` process would start
+    monkeypatch.chdir(project / "shapes")
+    result = run("check", "net.json", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert [f["status"] for f in json.loads(result.stdout)["files"]] == ["match"]
+
+    models.write_text(source.replace("nn.Conv2d(8, 8, 3, stride=2)", "nn.Conv2d(8, 16, 3, stride=2)"))
+    for name in [m for m in sys.modules if m == package or m.startswith(f"{package}.")]:
+        monkeypatch.delitem(sys.modules, name)
+    changed = run("check", "net.json", "--format", "json")
+    assert changed.exit_code == 1, changed.output
+    assert [f["status"] for f in json.loads(changed.stdout)["files"]] == ["changed"]
+
+
 @pytest.mark.parametrize("pyproject, expected", [
     ('[tool.resnet-inspect\nallow-factories = ["a.*"]\n', "is not valid TOML"),
     ('[tool.resnet-inspect]\nallow-factories = "a.*"\n', "must be a list of factory patterns"),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from ..errors import InputError
+from ..text import sentence
 from . import app, common
 
 if TYPE_CHECKING:
@@ -15,8 +16,8 @@ if TYPE_CHECKING:
 
 FORMATS = ("text", "json", "github")
 SnapshotInputOpt = Annotated[Optional[str], typer.Option(
-    "--input", "-i", help="224, 800x1344, 3x224x224 or 2x3x224x224. Default: the variant's own (224; 32 for the "
-    "CIFAR nets; 512x512 for the FPN presets).", show_default=False)]
+    "--input", "-i", help=f"224, 800x1344, 3x224x224 or 2x3x224x224. Default: the variant's own "
+    f"({common.DEFAULT_INPUTS}).", show_default=False)]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the snapshot to this file "
                                                    "(atomically) instead of stdout; - means stdout.", show_default=False,
                                                    dir_okay=False)]
@@ -141,8 +142,7 @@ def _check_one(file: str | SnapshotError, update: bool, tolerances: dict[str, An
     except InputError as exc:
         return snapshots.CheckResult(file, "error", error=snapshots.SnapshotError(file, str(exc)))
     except Exception as exc:
-        if common.STATE.debug:
-            raise
+        common.show_traceback()
         return snapshots.CheckResult(file, "bug", error=snapshots.SnapshotError(
-            file, f"internal error: {type(exc).__name__}: {exc}. This is a bug in resnet-inspect; re-run with "
-            "--debug for the traceback and report it."))
+            file, f"internal error: {type(exc).__name__}: {sentence(exc)} This is a bug in resnet-inspect; re-run "
+            "with --debug for the traceback and report it."))

@@ -247,8 +247,7 @@ def totals_table(report: Report) -> Table:
     frozen = t["params"] - t["trainable_params"]
     table.add_row("Params", count_text(t["params"]), f"trainable {count_text(t['trainable_params'])}, "
                   f"frozen {count_text(frozen)}")
-    table.add_row("Buffers", count_text(t["buffers"]),
-                  "state_dict tensors that are not parameters (norm running statistics)")
+    table.add_row("Buffers", count_text(t["buffers"]), buffers_note(report))
     table.add_row("MACs", count_text(t["macs"]), f"{si_text(t['macs'], 'MACs')} (counter: {report.counter})")
     table.add_row("FLOPs", count_text(t["flops"]), f"{si_text(t['flops'], 'FLOPs')} = 2 × MACs")
     table.add_row("Other ops", count_text(t["other_ops"]),
@@ -257,6 +256,24 @@ def totals_table(report: Report) -> Table:
                   f"bytes = {bytes_text(t['activation_bytes'])}: all layer outputs added up, batch included "
                   "(in-place ops add nothing; a sum, not the peak)")
     return table
+
+
+_BUFFER_LABELS = {
+    "running_statistics": "norm running statistics, updated while training",
+    "frozen_constants": "frozen-norm constants (scale, shift, mean, variance), never updated",
+    "other": "other buffers",
+}
+
+
+def buffers_note(report: Report) -> str:
+    """What the buffers hold, from ``report.buffer_kinds``: one kind named, several counted."""
+    kinds = [(kind, n) for kind, n in report.buffer_kinds.items() if n]
+    if len(kinds) == 1:
+        return f"state_dict tensors that are not parameters: {_BUFFER_LABELS[kinds[0][0]]}"
+    if kinds:
+        return "state_dict tensors that are not parameters: " + "; ".join(
+            f"{count_text(n)} {_BUFFER_LABELS[kind]}" for kind, n in kinds)
+    return "state_dict tensors that are not parameters"
 
 
 def outputs_table(report: Report, console: Console) -> Table:
@@ -298,7 +315,7 @@ def downsample_table(report: Report, console: Console) -> Table:
         carriers = ", ".join(f"{c.name} ({c.kernel}×{c.kernel}/{c.stride})" for c in step.carriers) or "—"
         projection = "; ".join(f"{p.name} ({p.kind}): {p.reason}{projection_note(p)}" for p in step.projection)
         if not projection:
-            projection = "—" if step.stage == "stem" else "— (identity shortcuts)"
+            projection = "— (identity shortcuts)" if step.stage.startswith("res") else "—"
         dilation = ", ".join(f"{d.name} d={d.dilation}" for d in step.dilation) or "—"
         if step.dilation_replaces_stride:
             dilation += " (replaces the stride)"

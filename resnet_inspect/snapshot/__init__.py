@@ -32,10 +32,11 @@ from .compare import (
 )
 from .folders import snapshot_files
 from .schema import (
-    BUILT_FROM, DOCUMENT_KEYS, FORMAT, FPN_INPUT, LAYER_FIELDS, MAX_INPUT_DIM, MAX_INPUT_DIMS, MAX_SNAPSHOT_BYTES,
+    BUILT_FROM, DOCUMENT_KEYS, FORMAT, LAYER_FIELDS, MAX_INPUT_DIM, MAX_INPUT_DIMS, MAX_SNAPSHOT_BYTES,
     SCHEMA_VERSION, TOLERANCE_FIELDS, TOTAL_FIELDS, Key, Snapshot, SnapshotError, layer_key, load, loads,
 )
 from .take import checkpoint_reference, default_input, dumps, from_report, rebuild, take, write
+from ..variants import FPN_INPUT  # the default input of a net with a feature pyramid, decided in one place
 
 __all__ = [
     "BUILT_FROM", "DOCUMENT_KEYS", "FORMAT", "FPN_INPUT", "LAYER_FIELDS", "MAX_INPUT_DIM", "MAX_INPUT_DIMS",
