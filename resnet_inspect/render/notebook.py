@@ -120,7 +120,7 @@ def plain_text(report: Report, view: View = View(), width: int | None = None) ->
     width = width or shutil.get_terminal_size((100, 24)).columns
     buffer = io.StringIO()
     view.print(report, Console(file=buffer, width=width, force_terminal=False, no_color=True, highlight=False,
-                               emoji=False, color_system=None))
+                               emoji=False, color_system=None, force_jupyter=False))
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
 
 
@@ -137,7 +137,7 @@ class Renderable:
         # form); coloured only when the target console is.
         inner = Console(file=buffer, width=options.max_width, force_terminal=True,
                         color_system=console.color_system, no_color=console.no_color, highlight=False,
-                        emoji=False)
+                        emoji=False, force_jupyter=False)
         self.view.print(self.report, inner)
         yield Text.from_ansi(buffer.getvalue().rstrip("\n"))
 
@@ -146,7 +146,7 @@ class Renderable:
 
 def _html_console() -> Console:
     return Console(file=io.StringIO(), width=10_000, force_terminal=False, no_color=True, highlight=False,
-                   markup=False, emoji=False)
+                   markup=False, emoji=False, force_jupyter=False)
 
 
 def layer_table_data(report: Report, view: View) -> dict[str, Any]:
