@@ -240,3 +240,16 @@ def test_torchinfos_enums_are_taken_as_their_names() -> None:
     result = summary(MLP, input_size=(1, 4), col_names=[ColumnSettings.NUM_PARAMS], mode=Mode.TRAIN,
                      row_settings=[RowSettings.VAR_NAMES], verbose=0)
     assert result.view.col_names == ("num_params",)
+
+
+def test_a_real_forward_in_train_mode_leaves_the_norm_statistics_alone() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    result = summary(model, input_size=(2, 3, 8, 8), mode="train", device="cpu", verbose=0)
+    assert result.report.device == "cpu" and result.total_params == 3 * 4 * 9 + 4 + 8
+    assert model[1].num_batches_tracked.item() == 0 and not model[1].running_mean.any()
+    assert model.training is False and model[1].training is False
+
+
+def test_train_mode_with_another_counter_is_refused() -> None:
+    with pytest.raises(ValueError, match="fvcore counter runs in eval mode"):
+        summary(MLP, input_size=(1, 4), mode="train", counter="fvcore", verbose=0)
