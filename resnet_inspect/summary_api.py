@@ -121,7 +121,8 @@ def summary(
         raise TypeError(f"summary() got unexpected keyword argument(s) {', '.join(sorted(kwargs))}: torchinfo "
                         "passes them to model.forward(), while resnet-inspect traces forward(x) with one input tensor.")
     verbose = _verbosity(verbose)
-    view = View(depth=None if verbose == 2 else _depth(depth), col_names=_columns(col_names))
+    depth = _depth(depth)
+    view = View(depth=None if verbose == 2 else depth, col_names=_columns(col_names))
     _check_unsupported(cache_forward_pass, col_width, row_settings)
     if input_size is not None and input_data is not None:
         raise ValueError("Give input_size or input_data, not both (as torchinfo).")

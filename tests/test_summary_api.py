@@ -221,6 +221,7 @@ MLP = nn.Sequential(nn.Linear(4, 2))
     ({"input_size": (1, 4), "verbose": 3}, ValueError, "verbose"),
     ({"input_size": (1, 4), "mode": "test"}, ValueError, "mode"),
     ({"input_size": (1, 4), "depth": 0}, ValueError, "depth"),
+    ({"input_size": (1, 4), "depth": 0, "verbose": 2}, ValueError, "depth"),
     ({"input_size": (1, 4), "dtypes": [torch.float32, torch.long]}, ValueError, "one input tensor"),
     ({"input_size": (1, 4), "dtypes": torch.long}, TypeError, "dtypes"),
     ({"input_data": torch.zeros(1, 4), "dtypes": [torch.float32]}, ValueError, "dtypes"),
