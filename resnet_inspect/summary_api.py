@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .analysis.records import LayerRecord, Report
-from .render.notebook import COLUMNS, Renderable, View, html, plain_text
+from .render.notebook import COLUMNS, Renderable, View, every_layer, html, plain_text
 
 #: ``row_settings`` that the table always honours: its Layer column is the qualified name
 #: (torchinfo's var_names), indented by nesting depth (its depth).
@@ -122,7 +122,7 @@ def summary(
                         "passes them to model.forward(), while resnet-inspect traces forward(x) with one input tensor.")
     verbose = _verbosity(verbose)
     depth = _depth(depth)
-    view = View(depth=None if verbose == 2 else depth, col_names=_columns(col_names))
+    columns = _columns(col_names)
     _check_unsupported(cache_forward_pass, col_width, row_settings)
     if input_size is not None and input_data is not None:
         raise ValueError("Give input_size or input_data, not both (as torchinfo).")
@@ -131,6 +131,7 @@ def summary(
     from .resolve import inspect_target
 
     report = inspect_target(model, size, real=real, dtype=dtype, mode=_mode(mode), counter=counter)
+    view = View(depth=every_layer(report) if verbose == 2 else depth, col_names=columns)
     result = ModelSummary(report, view, [tuple(report.input_size)], _input_bytes(report, dtype, model),
                           report.totals["params"] * _itemsize(_param_dtype(model)))
     if verbose:

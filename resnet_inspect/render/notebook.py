@@ -23,8 +23,8 @@ from rich.text import Text
 from ..analysis.opdesc import WindowOp
 from ..analysis.records import Report
 from ..text import visible
-from .table import (SummaryRow, count_text, model_title, pair_text, print_summary, print_table, shape_text,
-                    shapes_text, shows_row, summary_rows, table_box, totals_table)
+from .table import (SummaryRow, count_text, model_title, pair_text, print_table, shape_text, shapes_text, shows_row,
+                    summary_rows, table_box, totals_table)
 
 Cell = Callable[[SummaryRow, Report], str]
 
@@ -99,10 +99,25 @@ def print_columns(report: Report, console: Console, col_names: Iterable[str], de
     console.print(Text(f"Convention: {report.convention}", style="dim"))
 
 
+def print_summary(report: Report, console: Console, depth: int | None) -> None:
+    """What ``resnet-inspect summary`` prints, from wherever the summary's renderer lives: its own
+    module once the blocks-as-rows view (issue 16) has one, render/table.py before that."""
+    try:
+        from .summary import print_summary as printer  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        from .table import print_summary as printer
+    printer(report, console, depth)
+
+
+def every_layer(report: Report) -> int:
+    """A depth that folds nothing: the deepest record's."""
+    return max((rec.depth for rec in report.layers), default=1) or 1
+
+
 @dataclass(frozen=True)
 class View:
-    """What to show of a report: the layers down to ``depth`` (None: every layer), and either the
-    summary's own table (``col_names`` None) or torchinfo's columns."""
+    """What to show of a report: the layers down to ``depth`` (None: the summary's default rows),
+    and either the summary's own table (``col_names`` None) or torchinfo's columns."""
 
     depth: int | None = None
     col_names: tuple[str, ...] | None = None
