@@ -150,6 +150,12 @@ class Fitted:
         parts: list[RenderableType] = []
         if table.title:
             parts.append(_header_text(table.title).copy())
+        # The title cells' own headers head the records, so every header shows at every width.
+        heads = [_header_text(column.header) for column in columns[:self.title_columns] if _cell_text(column.header)]
+        if heads and table.show_header:
+            head = Text(" ").join(heads)
+            head.stylize("bold")
+            parts.append(head)
         rows = zip(*(column._cells for column in columns)) if columns else iter(())
         for cells in rows:
             title = Text(" ").join(_as_text(c) for c in cells[:self.title_columns] if _cell_text(c))
