@@ -15,7 +15,7 @@ Each decides at render time from ``options.max_width``, so they fit inside a pan
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
@@ -34,24 +34,32 @@ def _cell_range(console: Console, options: ConsoleOptions, cell: RenderableType,
     return (measured.maximum if no_wrap else measured.minimum), measured.maximum
 
 
-def column_ranges(console: Console, options: ConsoleOptions, table: Table) -> list[tuple[int, int]]:
-    """Per column, the (narrowest, natural) width of its header and cells, padding excluded."""
+def column_ranges(console: Console, options: ConsoleOptions, table: Table,
+                  wrap: Collection[str] | None = None) -> list[tuple[int, int]]:
+    """Per column, the (narrowest, natural) width of its header and cells, padding excluded.
+
+    A column that does not wrap is as wide as its widest cell. In one that does, the header may
+    wrap at words, and so may the cells, unless ``wrap`` is given and does not name the column's
+    header: then each cell stays on one line."""
     ranges = []
     for column in table.columns:
-        cells = [column.header, *column._cells] if table.show_header else list(column._cells)
-        measured = [_cell_range(console, options, cell, column.no_wrap) for cell in cells]
+        cells_wrap = not column.no_wrap and (wrap is None or str(column.header) in wrap)
+        measured = [_cell_range(console, options, cell, not cells_wrap) for cell in column._cells]
+        if table.show_header:
+            measured.append(_cell_range(console, options, column.header, column.no_wrap))
         ranges.append((max((m for m, _ in measured), default=0), max((n for _, n in measured), default=0)))
     return ranges
 
 
-def column_widths(console: Console, options: ConsoleOptions, table: Table, width: int) -> list[int] | None:
+def column_widths(console: Console, options: ConsoleOptions, table: Table, width: int,
+                  wrap: Collection[str] | None = None) -> list[int] | None:
     """Widths that fit ``table`` into ``width`` with every cell at least as wide as its longest
-    word (a column that does not wrap: its widest cell); None when no such widths exist.
+    word (a cell that may not wrap, see :func:`column_ranges`: all of it); None when no such widths exist.
 
     The space beyond the narrowest widths goes to the columns that wrap, in proportion to how much
     more each would take at its natural width.
     """
-    ranges = column_ranges(console, options, table)
+    ranges = column_ranges(console, options, table, wrap)
     natural = [n for _, n in ranges]
     overhead = Measurement.get(console, options.update_width(_UNBOUNDED), _with_widths(table, natural)).maximum \
         - sum(natural)
@@ -120,15 +128,18 @@ class Fitted:
     """A table shown as it is, with its text columns wrapped, or as stacked records, whichever fits.
 
     ``narrower`` are other layouts of the same table, tried in turn when the first does not fit
-    (the diff's, with each "A → B" on two lines). ``title_columns`` is how many leading cells make
+    (the diff's, with each "A → B" on two lines). ``wrap``, when given, names the columns whose
+    cells may wrap; the others keep each cell on one line. ``title_columns`` is how many leading cells make
     a record's title line in the stacked shape (``~ layer2.0.conv1``); every other non-empty cell
     follows on a line of its own, labelled with its column's header.
     """
 
-    def __init__(self, table: Table, title_columns: int = 1, narrower: Sequence[Table] = ()) -> None:
+    def __init__(self, table: Table, title_columns: int = 1, narrower: Sequence[Table] = (),
+                 wrap: Collection[str] | None = None) -> None:
         self.table = table
         self.title_columns = title_columns
         self.layouts = [table, *narrower]
+        self.wrap = wrap  # the headers of the columns whose cells may wrap (None: every column that may)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         natural = Measurement.get(console, options, self.table)
@@ -137,7 +148,7 @@ class Fitted:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         for layout in self.layouts:
-            widths = column_widths(console, options, layout, options.max_width)
+            widths = column_widths(console, options, layout, options.max_width, self.wrap)
             if widths is not None:
                 yield _with_widths(layout, widths)
                 return

@@ -68,7 +68,7 @@ def print_variants(console: Console) -> None:
         console.print(table)
     else:
         narrower, sources = without_column(table, "Source")
-        console.print(Fitted(narrower))
+        console.print(Fitted(narrower, wrap=()))  # headers wrap at words, cells never
         console.print(sources_text(table.columns[0]._cells, sources))
     console.print(Text(f"\n{footnote}", style="dim"))
 
