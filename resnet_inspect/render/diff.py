@@ -225,7 +225,8 @@ def _both(va: Any, vb: Any, fmt: Any = str, split: bool = False) -> Text:
     """``A → B`` where they differ (``split``: the arrow ends the first line, B is on the next)."""
     if va == vb:
         return Text(fmt(va))
-    return Text(f"{fmt(va)} →{chr(10) if split else ' '}{fmt(vb)}", style="bold")
+    after_arrow = "\n" if split else " "
+    return Text(f"{fmt(va)} →{after_arrow}{fmt(vb)}", style="bold")
 
 
 _MARKS = {"changed": "~", "added": "+", "removed": "-"}
@@ -306,6 +307,7 @@ def _fitted(console: Console, table: Table, title_columns: int = 1) -> Table | F
 
 
 def _print_fitted(console: Console, table: Table, title_columns: int = 1, narrower: list[Table] | None = None) -> None:
+    """Print ``table`` as :func:`_fitted` gives it, trying the ``narrower`` layouts before records."""
     if is_plain(console):
         print_table(console, table)
     else:
