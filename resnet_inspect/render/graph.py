@@ -65,6 +65,7 @@ _FILL = {"stem": "#e8eef7", "res2": "#dbeafe", "res3": "#dcfce7", "res4": "#fef3
 _SHORTCUT_COLOUR = "#c2410c"
 _DETAIL = '<FONT POINT-SIZE="9" COLOR="#374151">{}</FONT>'
 _NOTE = '<FONT POINT-SIZE="8" COLOR="#6b7280">{}</FONT>'
+_SMALL = '<FONT POINT-SIZE="8" COLOR="#374151">{}</FONT>'
 
 
 def format_for(path: str | Path) -> str | None:
@@ -309,10 +310,14 @@ class _Diagram:
         self.per_column = blocks_per_column([len(s.blocks) for s in self.parts.stages], self._block_ranks())
         self.graph = graphviz.Digraph(name=_esc(report.model))
         self.graph.attr(rankdir="TB", fontname=_FONT, fontsize="12", labelloc="t", labeljust="l",
-                        nodesep="0.22" if depth <= 1 else "0.12", ranksep="0.32" if depth <= 1 else "0.16",
+                        nodesep="0.22" if depth <= 1 else "0.06", ranksep="0.32" if depth <= 1 else "0.07",
                         newrank="true", label=self._title())
-        self.graph.attr("node", shape="box", style="rounded,filled", fontname=_FONT, fontsize="10",
-                        margin="0.08,0.04" if depth <= 1 else "0.05,0.02", penwidth="0.8", color="#6b7280")
+        # Depth 2+ is sized for a printed page: nodes as small as their one line of text (Graphviz's
+        # default minimum is 0.75 × 0.5 in), text no smaller than the edges' 8 pt.
+        compact = {} if depth <= 1 else {"width": "0.1", "height": "0.1"}
+        self.graph.attr("node", shape="box", style="rounded,filled", fontname=_FONT,
+                        fontsize="10" if depth <= 1 else "8", margin="0.08,0.04" if depth <= 1 else "0.04,0.015",
+                        penwidth="0.8", color="#6b7280", **compact)
         self.graph.attr("edge", fontname=_FONT, fontsize="8", color="#4b5563", fontcolor="#374151",
                         arrowsize="0.6", penwidth="0.8")
 
@@ -358,9 +363,11 @@ class _Diagram:
     def edge(self, tail: str | None, head: str, *, label: bool = True, external: bool = False,
              **attrs: str) -> None:
         """An edge labelled with the tail's output shape (as an ``xlabel`` that does not move
-        the layout when ``external``)."""
+        the layout when ``external``, always at depth 2+: a ``label`` makes Graphviz double every
+        rank of the graph, which made the columns of a deep net twice as tall)."""
         if tail is None:
             return
+        external = external or self.depth >= 2
         text = _dims(self.shapes.get(tail)) if label else ""
         self.graph.edge(tail, head, **{"xlabel" if external else "label": text}, **attrs)
 
@@ -463,24 +470,40 @@ class _Diagram:
 
         Inside a column each block's convs stack top to bottom and the next block starts under
         its add. Columns stand side by side, the tops of all columns in one rank; the edge that
-        carries the data from the foot of one column to the head of the next leaves the layout
-        free. Each column is a top-level cluster: Graphviz 2.43 keeps sibling clusters at the
-        top level in declaration order, but not clusters nested in a stage cluster."""
-        label = self._stage_label(stage)
+        carries the data from the foot of one column to the head of the next climbs the gap
+        between them (see :meth:`block_cluster`). Each column is a top-level cluster: Graphviz 2.43
+        keeps sibling clusters at the top level in declaration order, but not clusters nested in a
+        stage cluster. A block type shared by the whole stage is named once, on its columns."""
+        types = {(_short_type(b.record.type), _channels(b.record)) for b in stage.blocks}
         split = columns(len(stage.blocks), self.per_column)
         start = 0
         for k, size in enumerate(split):
-            part = f" ({k + 1}/{len(split)})" if len(split) > 1 else ""
             with self.graph.subgraph(name=f"cluster_{stage.label}_{k}") as column:
-                column.attr(label=_esc(label + part), style="rounded", color="#9ca3af", fontsize="10",
-                            **{"class": "column"})
+                column.attr(label=self._column_label(stage, types, k, len(split)), style="rounded",
+                            color="#9ca3af", fontsize="9", margin="4", **{"class": "column"})
                 for i, block in enumerate(stage.blocks[start:start + size]):
                     wrap = i == 0 and bool(self.column_tops)
-                    last, fork = self.block_cluster(column, block, stage, last, wrap=wrap)
+                    last, fork = self.block_cluster(column, block, stage, last, wrap=wrap,
+                                                    typed=len(types) != 1, group=f"{stage.label}_{k}")
                     if i == 0 and fork is not None:
                         self.column_tops.append(fork)
             start += size
         return last
+
+    def _column_label(self, stage: Stage, types: set[tuple[str, int | None]], k: int, count: int) -> str:
+        """The first column names the stage in two short lines (its label, then the block type the
+        whole stage shares); the next ones only continue it (``res4 (2/5)``), so a label is
+        never wider than the column of blocks under it."""
+        part = f" ({k + 1}/{count})" if count > 1 else ""
+        if k:
+            return _esc(f"{stage.label}{part}")
+        out = _out(stage.record)
+        size = "×".join(map(str, out[2:])) if out and len(out) == 4 else ""
+        stride = f"stride {stage.stride}" if stage.stride else ""
+        first = " · ".join(x for x in (stage.label, stage.record.name, stride) if x) + part
+        kind = [f"{t} · {c} ch" for t, c in types] if len(types) == 1 else []
+        second = " · ".join(x for x in (size, *kind) if x)
+        return _html(first, _detail(second)) if second else _esc(first)
 
     def order_columns(self) -> None:
         """The tops of the columns in one rank, left to right in reading order."""
@@ -501,9 +524,9 @@ class _Diagram:
             self.graph.edge(self.row_start, node, style="invis", weight="20")
         self.row_start = node
 
-    def _block_lines(self, block: Block) -> list[str]:
+    def _block_lines(self, block: Block, *, typed: bool = True) -> list[str]:
         rec = block.record
-        lines = [rec.name, _detail(f"{_short_type(rec.type)} · {_channels(rec)} ch")]
+        lines = [rec.name, _detail(f"{_short_type(rec.type)} · {_channels(rec)} ch")] if typed else [rec.name]
         names = {r.name for r in block.leaves}
         notes = []
         for step in self.report.downsample:
@@ -549,23 +572,33 @@ class _Diagram:
         return (weighted or branch)[0].name
 
     def block_cluster(self, where: graphviz.Digraph, block: Block, stage: Stage, previous: str | None, *,
-                      wrap: bool = False) -> tuple[str | None, str | None]:
+                      wrap: bool = False, typed: bool = True, group: str = "") -> tuple[str | None, str | None]:
         """Depth 2+: the block as a cluster of its convs and residual add (every leaf at depth 3+).
 
         The block's input enters at a fork point inside the cluster, so the main path and the
         shortcut (identity or projection) both start and end inside the block. A squeeze-excitation
         module is drawn as a side branch that gates the main path (×). Returns the block's output
-        node and its fork point."""
+        node and its fork point. ``typed``: the label names the block's type and channels (else
+        its column does). The main path's nodes (fork, convs, add) share the column's ``group``, so
+        Graphviz stacks them in one straight line down the column. The edge into the fork carries no
+        shape: the node before writes it."""
         fill = _FILL.get(stage.label, "#f3f4f6")
         with where.subgraph(name=f"cluster_{_dot_id(block.record.name)}") as cluster:
-            lines = self._block_lines(block)
+            lines = self._block_lines(block, typed=typed)
             cluster.attr(label=f"<{' · '.join([f'<B>{_html_text(lines[0])}</B>', *lines[1:]])}>",
-                         style="rounded,dashed", color="#9ca3af", fontsize="9")
+                         style="rounded,dashed", color="#9ca3af", fontsize="8", margin="4")
             entry: str | None = None
             if previous is not None:
                 entry = self.node(cluster, f"{node_name(block.record)}/in", "", "fork", "#4b5563", None,
-                                  f"input of {block.record.name}", shape="point", width="0.06", height="0.06")
-                self.edge(previous, entry, arrowhead="none", **({"constraint": "false"} if wrap else {}))
+                                  f"input of {block.record.name}", shape="point", width="0.05", height="0.05",
+                                  group=group)
+                if wrap:
+                    # From the foot of one column to the head of the next: declared head to tail
+                    # and drawn backwards, the edge is ranked like the columns (it climbs) and
+                    # Graphviz routes it through the gap between them, not across a column.
+                    self.graph.edge(entry, previous, dir="back", arrowtail="none")
+                else:
+                    self.edge(previous, entry, label=False, arrowhead="none")
             top = entry
             main, side = entry, entry
             gate: str | None = None  # the last node of a squeeze-excitation branch
@@ -578,8 +611,8 @@ class _Diagram:
                     continue
                 if is_add or is_gate:
                     node = self.node(cluster, node_name(rec), "+" if is_add else "×", "add" if is_add else "gate",
-                                     "white", _out(rec), _tooltip(rec), shape="circle", width="0.3", height="0.3",
-                                     fixedsize="true")
+                                     "white", _out(rec), _tooltip(rec), shape="circle", width="0.2", height="0.2",
+                                     fixedsize="true", group=group)
                     self.edge(main, node, label=False)
                     if is_gate:
                         if gate is not None:
@@ -587,8 +620,8 @@ class _Diagram:
                                       **{"class": "se"})
                         main, gate = node, None
                     elif side is entry:
-                        self.edge(entry, node, label=False, style="dotted", xlabel="identity",
-                                  **{"class": "identity"})
+                        # Dotted says identity (the legend): a word beside every block widened the columns.
+                        self.edge(entry, node, label=False, style="dotted", weight="0", **{"class": "identity"})
                         main = side = node
                     else:
                         self.edge(side, node, label=False, style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR)
@@ -601,13 +634,15 @@ class _Diagram:
                 kind = "" if rec.type == "Conv2d" else _short_type(rec.type)
                 details = " · ".join(x for x in (kind, _window(rec)) if x) + f" · {_dims(_out(rec))}"
                 # One line per node, so a column of blocks stays short enough for a printed page.
-                label = f"<<B>{_html_text(name)}</B> {_detail(details)}>"
-                node = self.node(cluster, node_name(rec), label, "layer", fill, _out(rec), _tooltip(rec))
+                label = f"<<B>{_html_text(name)}</B> {_SMALL.format(_html_text(details))}>"
+                aside = block.in_shortcut(rec) or rec.index in block.gate
+                node = self.node(cluster, node_name(rec), label, "layer", fill, _out(rec), _tooltip(rec),
+                                 **({} if aside else {"group": group}))
                 top = top or node
                 if block.in_shortcut(rec):
                     if side is entry:
                         branch = [r for r in block.leaves if block.in_shortcut(r)]
-                        self.graph.edge(entry, node, label=f"stride {_branch_stride(branch, block)}",
+                        self.graph.edge(entry, node, xlabel=f"stride {_branch_stride(branch, block)}",
                                         style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR,
                                         **{"class": "projection", "id": _esc(self._shortcut_id(branch))})
                     else:
@@ -637,7 +672,9 @@ class _Diagram:
         if not self.parts.head:
             return
         with self.graph.subgraph(name="cluster_head") as cluster:
-            cluster.attr(label="head", style="rounded", color="#9ca3af", fontsize="10")
+            # At depth 2+ the head sits beside the middle of the other columns, where a label row
+            # would open a gap across all of them; its nodes name themselves.
+            cluster.attr(label="head" if self.depth <= 1 else "", style="rounded", color="#9ca3af", fontsize="10")
             for i, rec in enumerate(self.parts.head):
                 details = " · ".join(x for x in (rec.type, _window(rec), f"{_channels(rec)} out") if x)
                 node = self.node(cluster, node_name(rec), _html(rec.name, _detail(details)), "head", _FILL["head"],
