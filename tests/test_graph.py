@@ -514,6 +514,9 @@ class Layout:
     clusters: dict[str, Box]
     labels: list[tuple[str, Box]]  # (owner, box of one line of text)
     edges: list[tuple[str, str, str, list[tuple[float, float]]]]  # tail, head, class, points
+    members: dict[str, set[str]] = field(default_factory=dict)  # cluster -> every node inside it
+    size: tuple[float, float] = (0.0, 0.0)  # the drawing's width and height in points
+    fonts: list[float] = field(default_factory=list)  # every font size a text operation sets
 
 
 def _text_boxes(ops: list[dict]) -> list[Box]:
@@ -531,14 +534,23 @@ def _text_boxes(ops: list[dict]) -> list[Box]:
     return boxes
 
 
+def _font_sizes(item: dict) -> list[float]:
+    return [float(op["size"]) for key, ops in item.items() if key.startswith("_") and key.endswith("draw_")
+            for op in ops if op["op"] == "F"]
+
+
 def parse_layout(data: dict) -> Layout:
     objects = data.get("objects", [])
     name_of = {o["_gvid"]: o["name"] for o in objects if "nodes" not in o and "edges" not in o or "pos" in o}
-    nodes, classes, clusters, labels = {}, {}, {}, []
+    nodes, classes, clusters, labels, members = {}, {}, {}, [], {}
+    x0, y0, x1, y1 = map(float, data["bb"].split(","))
+    fonts = _font_sizes(data) + [f for item in objects + data.get("edges", []) for f in _font_sizes(item)]
+    layout_size = (x1 - x0, y1 - y0)
     for o in objects:
         if "bb" in o and o["name"].startswith("cluster"):
             x0, y0, x1, y1 = map(float, o["bb"].split(","))
             clusters[o["name"]] = (x0, y0, x1, y1)
+            members[o["name"]] = {name_of[k] for k in o.get("nodes", [])}
             labels += [(o["name"], b) for b in _text_boxes(o.get("_ldraw_", []))]
         elif "pos" in o:
             x, y = map(float, o["pos"].split(","))
@@ -553,7 +565,7 @@ def parse_layout(data: dict) -> Layout:
             labels += [(owner, b) for b in _text_boxes(e.get(key, []))]
         points = [tuple(p) for op in e.get("_draw_", []) if op["op"] in "bB" for p in op["points"]]
         edges.append((tail, head, e.get("class", ""), points))
-    return Layout(nodes, classes, clusters, labels, edges)
+    return Layout(nodes, classes, clusters, labels, edges, members, layout_size, fonts)
 
 
 def _overlap(a: Box, b: Box, slack: float = 0.5) -> bool:
@@ -652,3 +664,56 @@ def test_projection_shortcuts_stay_inside_their_block(layouts, name: str, depth:
                 checked += 1
                 assert all(x0 <= x <= x1 and y0 <= y <= y1 for x, y in points), (block.record.name, tail, head)
     assert checked >= 2 * len(projected)
+
+
+def _curve(points: list[tuple[float, float]], steps: int = 8) -> list[tuple[float, float]]:
+    """Points along a Graphviz spline: cubic Bézier pieces sharing their ends (3n + 1 control points)."""
+    out = []
+    for k in range(0, len(points) - 3, 3):
+        p0, p1, p2, p3 = points[k:k + 4]
+        for i in range(steps + 1):
+            t = i / steps
+            a, b, c, d = (1 - t) ** 3, 3 * t * (1 - t) ** 2, 3 * t * t * (1 - t), t ** 3
+            out.append((a * p0[0] + b * p1[0] + c * p2[0] + d * p3[0], a * p0[1] + b * p1[1] + c * p2[1] + d * p3[1]))
+    return out
+
+
+@pytest.mark.parametrize("name, depth", LAYOUT_DEPTHS)
+def test_no_edge_crosses_a_cluster_it_does_not_belong_to(layouts, name: str, depth: int) -> None:
+    """An edge runs only through the clusters that hold its tail or its head: the edge from the
+    foot of one column to the head of the next does not cut through a third column or a block."""
+    _, layout = layouts[name, depth].result()
+    crossings = []
+    for tail, head, _, points in layout.edges:
+        own = {c for c, inside in layout.members.items() if tail in inside or head in inside}
+        for cluster, (x0, y0, x1, y1) in layout.clusters.items():
+            if cluster in own:
+                continue
+            if any(x0 + 1 < x < x1 - 1 and y0 + 1 < y < y1 - 1 for x, y in _curve(points)):
+                crossings.append((tail, head, cluster))
+    assert not crossings, f"{len(crossings)} edges cross a cluster, e.g. {crossings[:3]}"
+
+
+#: A4 less 10 mm margins on each side, in points (a printer's or viewer's "fit to page").
+A4_PRINTABLE = ((210 - 20) / 25.4 * 72, (297 - 20) / 25.4 * 72)
+#: The smallest text, in points, resnet152 at depth 2 prints at when fitted to that page.
+MIN_PRINTED_POINTS = 4.0
+
+
+def printed_scale(size: tuple[float, float], page: tuple[float, float] = A4_PRINTABLE) -> float:
+    """The scale a drawing of ``size`` points prints at when fitted to the page, portrait or
+    landscape, whichever is larger."""
+    (w, h), (pw, ph) = size, page
+    return max(min(pw / w, ph / h), min(ph / w, pw / h))
+
+
+def test_printed_scale_is_worked_out_from_the_page() -> None:
+    assert printed_scale(A4_PRINTABLE) == 1
+    assert printed_scale((A4_PRINTABLE[1] * 2, A4_PRINTABLE[0] * 2)) == 0.5  # landscape, twice the size
+
+
+def test_resnet152_at_depth_two_prints_legibly_on_a4(layouts) -> None:
+    _, layout = layouts["resnet152", 2].result()
+    smallest = min(layout.fonts)
+    assert smallest >= 8
+    assert smallest * printed_scale(layout.size) >= MIN_PRINTED_POINTS, (layout.size, smallest)

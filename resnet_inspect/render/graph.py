@@ -307,6 +307,8 @@ class _Diagram:
         self.shapes: dict[str, Shape | None] = {}
         self.row_start: str | None = None  # first node of the latest row of the depth-1 grid
         self.column_tops: list[str] = []  # depth 2+: the fork point at the head of each column
+        self.stage_output: dict[str, Stage] = {}  # the node that hands on a stage's output -> the stage
+        self._laterals: frozenset[int] = frozenset()  # the pyramid's lateral convs (record indices)
         self.per_column = blocks_per_column([len(s.blocks) for s in self.parts.stages], self._block_ranks())
         self.graph = graphviz.Digraph(name=_esc(report.model))
         self.graph.attr(rankdir="TB", fontname=_FONT, fontsize="12", labelloc="t", labeljust="l",
@@ -348,8 +350,10 @@ class _Diagram:
         """What the marks mean, said once instead of on every node."""
         if self.depth <= 1:
             return "dashed orange border: the block's shortcut is a projection (its ops and stride inside)"
+        gates = any(b.gate for s in self.parts.stages for b in s.blocks)
         return ("in a block: name, kernel /stride · output C×H×W (a Conv2d unless a type is named); "
-                "dashed orange: projection shortcut; dotted: identity")
+                "dashed orange: projection shortcut; dotted: identity"
+                + ("; ×: squeeze-excitation gate (dotted: the channel weights)" if gates else ""))
 
     # nodes and edges ------------------------------------------------------------------------
 
@@ -360,16 +364,18 @@ class _Diagram:
         self.shapes[node_id] = out
         return node_id
 
-    def edge(self, tail: str | None, head: str, *, label: bool = True, external: bool = False,
+    def edge(self, tail: str | None, head: str, *, label: bool = True, external: bool | None = None,
              **attrs: str) -> None:
         """An edge labelled with the tail's output shape (as an ``xlabel`` that does not move
         the layout when ``external``, always at depth 2+: a ``label`` makes Graphviz double every
-        rank of the graph, which made the columns of a deep net twice as tall)."""
+        rank of the graph, which made the columns of a deep net twice as tall; the pyramid keeps
+        its labels, where xlabels found no free place)."""
         if tail is None:
             return
-        external = external or self.depth >= 2
+        if external is None:
+            external = self.depth >= 2
         text = _dims(self.shapes.get(tail)) if label else ""
-        self.graph.edge(tail, head, **{"xlabel" if external else "label": text}, **attrs)
+        self.graph.edge(tail, head, **{"xlabel" if external else "label": text, **attrs})
 
     # parts ------------------------------------------------------------------------------------
 
@@ -377,15 +383,14 @@ class _Diagram:
         if not self.parts.stages and not self.parts.fpn:
             return self.layers()
         last = self.stem()
-        outputs: dict[str, tuple[str, Shape | None]] = {}
         for stage in self.parts.stages:
             last = self.stage(stage, last)
-            outputs[stage.label] = (last, _out(stage.record))
             if last is not None:
+                self.stage_output[last] = stage
                 self.node_of.update((r.index, last) for b in stage.blocks for r in b.leaves)
-        self.order_columns()
         self.head(last)
         self.fpn()
+        self.order_columns()
         return self.graph
 
     def source(self, rec: LayerRecord, *, resize: bool | None = None) -> str | None:
@@ -434,14 +439,15 @@ class _Diagram:
                     shown[-1][1].append(rec)
             last = None
             for rec, folded in shown:
-                lines = [rec.name, _detail(" · ".join(x for x in (_short_type(rec.type), _window(rec),
-                                                                  f"{_channels(rec)} ch") if x))]
+                shape = _out(folded[-1]) if folded else _out(rec)
+                # At depth 2+ the output shape is written in the node, as in the blocks below.
+                size = f"{_channels(rec)} ch" if self.depth <= 1 else _dims(shape)
+                lines = [rec.name, _detail(" · ".join(x for x in (_short_type(rec.type), _window(rec), size) if x))]
                 if folded:
                     lines.append(_note("+ " + ", ".join(_short_type(r.type) for r in folded)))
-                shape = _out(folded[-1]) if folded else _out(rec)
                 node = self.node(cluster, node_name(rec), _html(*lines), "stem", _FILL["stem"], shape,
                                  _tooltip(rec))
-                self.edge(last, node)
+                self.edge(last, node, label=self.depth <= 1)
                 last = node
         self.row_start = last
         return last
@@ -616,8 +622,7 @@ class _Diagram:
                     self.edge(main, node, label=False)
                     if is_gate:
                         if gate is not None:
-                            self.edge(gate, node, label=False, style="dotted", xlabel="channel gate",
-                                      **{"class": "se"})
+                            self.edge(gate, node, label=False, style="dotted", **{"class": "se"})
                         main, gate = node, None
                     elif side is entry:
                         # Dotted says identity (the legend): a word beside every block widened the columns.
@@ -650,7 +655,7 @@ class _Diagram:
                     side = node
                 elif rec.index in block.gate:  # squeeze-excitation: a side branch off the main path, not on it
                     if gate is None:
-                        self.edge(main, node, label=False, xlabel="squeeze", **{"class": "se"})
+                        self.edge(main, node, label=False, **{"class": "se"})
                     else:
                         self.edge(gate, node, label=False)
                     gate = node
@@ -683,7 +688,7 @@ class _Diagram:
                 if i == 0 and self.depth <= 1 and self.row_start is not None:
                     wrap = {"weight": "0"}
                     self.align(node)
-                self.edge(self.source(rec) or last, node, **wrap)
+                self.edge(self.source(rec) or last, node, label=self.depth <= 1, **wrap)
                 self.node_of[rec.index] = node
 
     def fpn(self) -> None:
@@ -699,6 +704,10 @@ class _Diagram:
         pyramid = self.report.structure.pyramid if self.report.structure is not None else None
         levels_ = pyramid.levels if pyramid is not None else ()
         lateral = {lv.lateral for lv in levels_ if lv.lateral is not None}
+        self._laterals = frozenset(lateral)
+        # Depth 1: shapes on the edges (labels: xlabels found no free place beside the rows). Depth
+        # 2+: in the nodes, as in the blocks, and the pyramid reads top down as a column of its own.
+        self._fpn_label: dict[str, bool] = {"external": False} if self.depth <= 1 else {"label": False}
         output = {lv.output for lv in levels_ if not lv.extra}
         extra = {i for lv in levels_ if lv.extra for i in lv.records}
         rows: dict[str, list[str]] = {}  # node -> the row (rank) it is drawn in, shared by reference
@@ -717,14 +726,27 @@ class _Diagram:
                     self.node(cluster, node_id, "+", "add", "white", _out(rec), _tooltip(rec), shape="circle",
                               width="0.3", height="0.3", fixedsize="true")
                 else:
-                    self.node(cluster, node_id, _html(_short(rec.name, "fpn"), _detail(_fpn_detail(rec, role))),
-                              f"fpn {role}", _FILL["fpn"], _out(rec), _tooltip(rec))
-                if role == "lateral":
+                    detail = _fpn_detail(rec, role, shape=self.depth >= 2)
+                    lines = [_short(rec.name, "fpn"), _detail(detail)]
+                    far = self._far_stage(rec) if role == "lateral" else None
+                    if far is not None:
+                        lines.append(_note(f"from {far.label} · {far.record.name}"))
+                    self.node(cluster, node_id, _html(*lines), f"fpn {role}", _FILL["fpn"], _out(rec), _tooltip(rec))
+                if role == "lateral" and self._far_stage(rec) is not None:
+                    rows[node_id] = [node_id]  # its input is named on it: no edge across the columns
+                    if not any(self._far_stage(r) for r in records[:records.index(rec)]):
+                        self.column_tops.append(node_id)  # the pyramid is the last column
+                elif role == "lateral":
                     # The lateral shares its stage's row. Graphviz 2.43 draws a same-rank edge from
                     # a cluster row into another cluster twice, but not when it is declared head to
                     # tail and drawn backwards (dir=back), which looks the same.
+                    # At depth 2+ the stages stand in columns: the pyramid's rows lie below them,
+                    # coarsest first, and each lateral comes down from the foot of its stage.
                     source = self.source(rec)
-                    if source is not None:
+                    if source is not None and self.depth >= 2:
+                        self.edge(source, node_id, label=False, **{"class": "lateral"})
+                        rows[node_id] = [node_id]
+                    elif source is not None:
                         # No shape label: Graphviz put it on the block node; the stage's label and
                         # the block's channels give it.
                         self.graph.edge(node_id, source, dir="back",
@@ -736,11 +758,11 @@ class _Diagram:
                         # At block level the upsample is the edge that climbs to the finer row's add.
                         upsamples[node_id] = (source, rec)
                     else:
-                        self.edge(source, node_id)
+                        self.edge(source, node_id, **self._fpn_label)
                         _join(rows, source, node_id)
                 elif role == "add":
                     side = self.source(rec, resize=False)
-                    self.edge(side, node_id)
+                    self.edge(side, node_id, **self._fpn_label)
                     up = self.source(rec, resize=True)
                     if up in upsamples:
                         source, up_rec = upsamples[up]
@@ -748,25 +770,41 @@ class _Diagram:
                                         f"{_dims(_out(up_rec))}", constraint="false",
                                         **{"class": "upsample", "id": _esc(up_rec.name)})
                     else:
-                        self.edge(up, node_id, constraint="false")
+                        self.edge(up, node_id, **self._fpn_label, **({"constraint": "false"} if self.depth <= 1 else {}))
                     _join(rows, side, node_id)
                 elif role == "output":
                     source = self.source(rec)
-                    self.edge(source, node_id)
+                    self.edge(source, node_id, **self._fpn_label)
                     _join(rows, source, node_id)
                 else:  # extra levels read P5 (or C5) and each other
-                    self.edge(self.source(rec), node_id)
+                    self.edge(self.source(rec), node_id, **self._fpn_label)
                     rows[node_id] = [node_id]
             self.levels(cluster, rows)
+        if self.depth <= 1:
+            # At depth 2+ the pyramid has no rows: Graphviz 2.43 fails to rank them beside the
+            # columns ("trouble in init_rank"), and its column reads top down without them.
+            self.rows(self.graph, rows)
+
+    @staticmethod
+    def rows(where: graphviz.Digraph, rows: dict[str, list[str]]) -> None:
+        """Each row (of two nodes or more) drawn in one rank."""
         seen: set[int] = set()
         for row in rows.values():
             if id(row) in seen or len(row) < 2:
                 continue
             seen.add(id(row))
-            with self.graph.subgraph() as same:
+            with where.subgraph() as same:
                 same.attr(rank="same")
                 for node in row:
                     same.node(node)
+
+    def _far_stage(self, rec: LayerRecord) -> Stage | None:
+        """At depth 2+, the stage a lateral reads: the pyramid is drawn as one more column, right of
+        the stages' columns, and an edge from a column's foot to it would cross the columns between,
+        so the lateral names the stage it reads instead."""
+        source = self.source(rec)
+        stage = self.stage_output.get(source) if source is not None else None
+        return stage if self.depth >= 2 and rec.index in self._laterals else None
 
     def levels(self, cluster: graphviz.Digraph, rows: dict[str, list[str]]) -> None:
         """One node per pyramid level (the report's outputs), beside the conv or pool that makes it."""
@@ -784,7 +822,7 @@ class _Diagram:
             node = self.node(cluster, level, _html(*lines), "level", _FILL["level"], tuple(entry.shape),
                              f"{level}: {_dims(entry.shape)}, stride {stride}", style="filled", penwidth="1.2")
             source = self.node_of.get(made_by[level]) if level in made_by else None
-            self.edge(source, node)
+            self.edge(source, node, **self._fpn_label)
             _join(rows, source, node)
 
 
@@ -851,14 +889,17 @@ def _branch_stride(branch: list[LayerRecord], block: Block) -> int | float:
     return 1
 
 
-def _fpn_detail(rec: LayerRecord, role: str) -> str:
+def _fpn_detail(rec: LayerRecord, role: str, *, shape: bool = False) -> str:
+    """``lateral · 1×1 · 256 ch``; with ``shape`` the output shape instead of the channels."""
     if role == "upsample" and rec.input_shapes and rec.output_shapes:
         factor = rec.output_shapes[0][-1] / rec.input_shapes[0][-1]
         scale = f"×{factor:g}" if factor == int(factor) else f"to {_dims(rec.output_shapes[0])}"
         return f"upsample {scale}"
     words = {"lateral": "lateral", "output": "output"}.get(role, rec.type)
     parts = [words, _window(rec)]
-    if rec.weighted:
+    if shape:
+        parts.append(_dims(_out(rec)))
+    elif rec.weighted:
         parts.append(f"{_channels(rec)} ch")
     return " · ".join(p for p in parts if p)
 
