@@ -312,7 +312,7 @@ class _Diagram:
         self.per_column = blocks_per_column([len(s.blocks) for s in self.parts.stages], self._block_ranks())
         self.graph = graphviz.Digraph(name=_esc(report.model))
         self.graph.attr(rankdir="TB", fontname=_FONT, fontsize="12", labelloc="t", labeljust="l",
-                        nodesep="0.22" if depth <= 1 else "0.06", ranksep="0.32" if depth <= 1 else "0.07",
+                        nodesep="0.22" if depth <= 1 else "0.06", ranksep="0.32" if depth <= 1 else "0.1",
                         newrank="true", label=self._title())
         # Depth 2+ is sized for a printed page: nodes as small as their one line of text (Graphviz's
         # default minimum is 0.75 × 0.5 in), text no smaller than the edges' 8 pt.
@@ -591,12 +591,15 @@ class _Diagram:
         fill = _FILL.get(stage.label, "#f3f4f6")
         with where.subgraph(name=f"cluster_{_dot_id(block.record.name)}") as cluster:
             lines = self._block_lines(block, typed=typed)
-            cluster.attr(label=f"<{' · '.join([f'<B>{_html_text(lines[0])}</B>', *lines[1:]])}>",
-                         style="rounded,dashed", color="#9ca3af", fontsize="8", margin="4")
+            label = f"<{' · '.join([f'<B>{_html_text(lines[0])}</B>', *lines[1:]])}>"
+            # The block's name is written at its input, where the main path and the shortcut part:
+            # a cluster label would take a row of its own in every column.
+            cluster.attr(label=label if previous is None else "", style="rounded,dashed", color="#9ca3af",
+                         fontsize="8", margin="3")
             entry: str | None = None
             if previous is not None:
-                entry = self.node(cluster, f"{node_name(block.record)}/in", "", "fork", "#4b5563", None,
-                                  f"input of {block.record.name}", shape="point", width="0.05", height="0.05",
+                entry = self.node(cluster, f"{node_name(block.record)}/in", label, "fork", "white", None,
+                                  f"input of {block.record.name}", shape="plaintext", margin="0.02,0",
                                   group=group)
                 if wrap:
                     # From the foot of one column to the head of the next: declared head to tail
