@@ -591,6 +591,10 @@ class _Diagram:
         fill = _FILL.get(stage.label, "#f3f4f6")
         with where.subgraph(name=f"cluster_{_dot_id(block.record.name)}") as cluster:
             lines = self._block_lines(block, typed=typed)
+            branch = [r for r in block.leaves if block.in_shortcut(r)]
+            if branch:
+                lines.append(f'<FONT POINT-SIZE="8" COLOR="{_SHORTCUT_COLOUR}">'
+                             f"shortcut stride {_html_text(str(_branch_stride(branch, block)))}</FONT>")
             label = f"<{' · '.join([f'<B>{_html_text(lines[0])}</B>', *lines[1:]])}>"
             # The block's name is written at its input, where the main path and the shortcut part:
             # a cluster label would take a row of its own in every column.
@@ -650,7 +654,9 @@ class _Diagram:
                 if block.in_shortcut(rec):
                     if side is entry:
                         branch = [r for r in block.leaves if block.in_shortcut(r)]
-                        self.graph.edge(entry, node, xlabel=f"stride {_branch_stride(branch, block)}",
+                        # Its stride is written in the block's label: an xlabel here found no free
+                        # place beside the block's name.
+                        self.graph.edge(entry, node, tooltip=_esc(self._shortcut_label(branch, block)),
                                         style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR,
                                         **{"class": "projection", "id": _esc(self._shortcut_id(branch))})
                     else:
