@@ -497,12 +497,11 @@ def test_module_names_dot_cannot_take_raw_are_escaped(odd_names: str, tmp_path: 
 # cluster's ``bb``, the text operations that draw edge labels, xlabels and cluster labels
 # (``_ldraw_``, ``_hldraw_``, ``_tldraw_``: an ``F`` op sets the font size, a ``T`` op writes a line
 # at a baseline point with an alignment and a width) and each edge's spline (``_draw_``).
-# Every named variant and preset is laid out at depths 1 and 2, in parallel ``dot`` processes;
-# cifar_resnet1202 (600 blocks) only at depth 1, since ``dot`` alone takes ~17 s on its depth-2 graph.
+# Every named variant and preset is laid out at depths 1 and 2, in parallel ``dot`` processes
+# (cifar_resnet1202 at depth 2 too: its runs of identical blocks are folded, see below).
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in points, y up
-LAYOUT_DEPTHS = [(name, depth) for name in resnet_inspect.variants() for depth in (1, 2)
-                 if not (name == "cifar_resnet1202" and depth == 2)]
+LAYOUT_DEPTHS = [(name, depth) for name in resnet_inspect.variants() for depth in (1, 2)]
 
 
 @dataclass
@@ -634,7 +633,14 @@ def test_blocks_read_in_index_order(layouts, name: str, depth: int) -> None:
             same_row = abs((a[1] + a[3]) - (b[1] + b[3])) < 2
             assert (same_row and b[0] >= a[2]) or (not same_row and b[3] <= a[1]), (a, b)
     else:
-        boxes = [layout.clusters[f"cluster_{b}"] for b in trunk]
+        # A block folded into a run (cifar_resnet1202) is read where its run's node stands.
+        runs = {}
+        for node, classes in layout.node_class.items():
+            if "run" in classes.split():
+                first, last = node.split("..")
+                runs.update((b, node) for b in trunk[trunk.index(first):trunk.index(last) + 1])
+        drawn = list(dict.fromkeys(runs.get(b, f"cluster_{b}") for b in trunk))
+        boxes = [layout.clusters[d] if d.startswith("cluster_") else layout.nodes[d] for d in drawn]
         for a, b in zip(boxes, boxes[1:]):
             same_column = b[0] < a[2] and a[0] < b[2]
             assert (same_column and b[3] <= a[1]) or (not same_column and b[0] >= a[2]), (a, b)
@@ -717,3 +723,46 @@ def test_resnet152_at_depth_two_prints_legibly_on_a4(layouts) -> None:
     smallest = min(layout.fonts)
     assert smallest >= 8
     assert smallest * printed_scale(layout.size) >= MIN_PRINTED_POINTS, (layout.size, smallest)
+
+
+def test_fold_spans_keeps_the_first_and_last_of_a_long_run() -> None:
+    from resnet_inspect.render.graph import fold_spans
+
+    assert fold_spans(list("abbbbbc")) == [(0, 1), (1, 2), (2, 5), (5, 6), (6, 7)]
+    assert fold_spans(list("abbbc")) == [(k, k + 1) for k in range(5)]  # three alike: all drawn
+    assert fold_spans(list("aaaa")) == [(0, 1), (1, 3), (3, 4)]
+    assert fold_spans([]) == []
+
+
+def _leaf_facts(report: resnet_inspect.Report, block) -> list[tuple]:
+    """A block's leaves as the report has them, names relative to the block."""
+    prefix = len(block.record.name)
+    return [(r.name[prefix:], r.type, r.output_shapes, r.params, r.macs) for r in block.leaves]
+
+
+def test_deep_cifar_stages_fold_their_identical_blocks_at_depth_two() -> None:
+    """cifar_resnet1202 (He et al. 2016, section 4.2: 200 blocks per stage): each stage is its first
+    blocks, one node for the identical run and the last block; every block folded into a run has
+    the same ops, shapes, parameters and MACs as the block it is said to repeat."""
+    from resnet_inspect.render.graph import anatomy, build_graph
+
+    report = resnet_inspect.inspect("cifar_resnet1202")
+    diagram = parse_dot(build_graph(report, depth=2).source)
+    runs = sorted(diagram.named("run"))
+    stages = anatomy(report).stages
+    assert len(runs) == len(stages) == 3
+    by_name = {b.record.name: b for s in stages for b in s.blocks}
+    folded = 0
+    for run in runs:
+        first, last = run.split("..")
+        stage = next(s for s in stages if any(b.record.name == first for b in s.blocks))
+        names = [b.record.name for b in stage.blocks]
+        members = names[names.index(first):names.index(last) + 1]
+        like = re.search(r"identical to (\S+)", diagram.nodes[run][1]).group(1)
+        assert names.index(like) == names.index(first) - 1 and last == names[-2]
+        assert f"{len(members)} blocks" in diagram.nodes[run][1]
+        assert all(_leaf_facts(report, by_name[m]) == _leaf_facts(report, by_name[like]) for m in members)
+        folded += len(members)
+    # Every other block is drawn in full, as a cluster of its convs.
+    drawn = {n.rsplit("/", 1)[0] for n in diagram.named("add")}
+    assert len(drawn) + folded == sum(get_spec("cifar_resnet1202").layers)

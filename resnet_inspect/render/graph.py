@@ -59,6 +59,11 @@ BLOCKS_PER_ROW = 6
 PAGE_RATIO = math.sqrt(2)
 RANK_PER_COLUMN_WIDTH = 0.27
 
+#: At depth 2 and more, a stage of more blocks than this (cifar_resnet1202 has 200 per stage; the
+#: longest ImageNet stage, resnet152's res4, has 36 and is drawn in full) has each run of identical
+#: blocks drawn as its first block, one node that stands for the run's middle, and its last block.
+MAX_DRAWN_BLOCKS = 48
+
 _FONT = "Helvetica,Arial,sans-serif"
 _FILL = {"stem": "#e8eef7", "res2": "#dbeafe", "res3": "#dcfce7", "res4": "#fef3c7", "res5": "#fde2e4",
          "head": "#ede9fe", "fpn": "#e0f2f1", "level": "#ccfbf1"}
@@ -107,6 +112,51 @@ class Stage:
     record: LayerRecord
     blocks: list[Block]
     stride: int | float
+
+
+@dataclass(frozen=True)
+class Run:
+    """Consecutive blocks identical to the block before them (same ops, kernels, strides, output
+    shapes and parameter counts, and the same shortcut), drawn as one node."""
+
+    blocks: tuple[Block, ...]
+    like: Block  # the block drawn in full just before the run, which each of them repeats
+
+
+def signature(block: Block) -> tuple:
+    """What makes two blocks identical: each leaf's name inside the block, type, window (kernel,
+    stride, dilation, groups), output shape and parameter count, and which leaves are the
+    shortcut and the gate."""
+    prefix = block.record.name
+    return tuple((_short(r.name, prefix), r.type, _window(r), _out(r), r.params, block.in_shortcut(r),
+                  r.index in block.gate) for r in block.leaves)
+
+
+def fold_spans(signatures: list) -> list[tuple[int, int]]:
+    """Spans ``[start, stop)`` of a stage's blocks as drawn: one block each, except that a run of
+    more than three equal signatures keeps its first and last block and folds the middle into one
+    span (``[a, a, a, a, a]`` -> ``(0, 1), (1, 4), (4, 5)``)."""
+    spans, start = [], 0
+    while start < len(signatures):
+        stop = start + 1
+        while stop < len(signatures) and signatures[stop] == signatures[start]:
+            stop += 1
+        if stop - start > 3:
+            spans += [(start, start + 1), (start + 1, stop - 1), (stop - 1, stop)]
+        else:
+            spans += [(k, k + 1) for k in range(start, stop)]
+        start = stop
+    return spans
+
+
+def drawn_blocks(stage: Stage, depth: int) -> list[Block | Run]:
+    """A stage's blocks as drawn at ``depth``: all of them, or for a stage longer than
+    :data:`MAX_DRAWN_BLOCKS` at depth 2+, its runs of identical blocks folded."""
+    if depth <= 1 or len(stage.blocks) <= MAX_DRAWN_BLOCKS:
+        return list(stage.blocks)
+    spans = fold_spans([signature(b) for b in stage.blocks])
+    return [stage.blocks[a] if b == a + 1 else Run(tuple(stage.blocks[a:b]), stage.blocks[a - 1])
+            for a, b in spans]
 
 
 @dataclass
@@ -309,7 +359,8 @@ class _Diagram:
         self.column_tops: list[str] = []  # depth 2+: the fork point at the head of each column
         self.stage_output: dict[str, Stage] = {}  # the node that hands on a stage's output -> the stage
         self._laterals: frozenset[int] = frozenset()  # the pyramid's lateral convs (record indices)
-        self.per_column = blocks_per_column([len(s.blocks) for s in self.parts.stages], self._block_ranks())
+        self.drawn = {id(s): drawn_blocks(s, depth) for s in self.parts.stages}
+        self.per_column = blocks_per_column([len(self.drawn[id(s)]) for s in self.parts.stages], self._block_ranks())
         self.graph = graphviz.Digraph(name=_esc(report.model))
         self.graph.attr(rankdir="TB", fontname=_FONT, fontsize="12", labelloc="t", labeljust="l",
                         nodesep="0.22" if depth <= 1 else "0.06", ranksep="0.32" if depth <= 1 else "0.1",
@@ -481,20 +532,45 @@ class _Diagram:
         keeps sibling clusters at the top level in declaration order, but not clusters nested in a
         stage cluster. A block type shared by the whole stage is named once, on its columns."""
         types = {(_short_type(b.record.type), _channels(b.record)) for b in stage.blocks}
-        split = columns(len(stage.blocks), self.per_column)
+        drawn = self.drawn[id(stage)]
+        split = columns(len(drawn), self.per_column)
         start = 0
         for k, size in enumerate(split):
             with self.graph.subgraph(name=f"cluster_{stage.label}_{k}") as column:
                 column.attr(label=self._column_label(stage, types, k, len(split)), style="rounded",
                             color="#9ca3af", fontsize="9", margin="4", **{"class": "column"})
-                for i, block in enumerate(stage.blocks[start:start + size]):
+                for i, block in enumerate(drawn[start:start + size]):
                     wrap = i == 0 and bool(self.column_tops)
+                    if isinstance(block, Run):
+                        last = fork = self.run_node(column, block, stage, last, wrap=wrap,
+                                                    group=f"{stage.label}_{k}")
+                        if i == 0:
+                            self.column_tops.append(fork)
+                        continue
                     last, fork = self.block_cluster(column, block, stage, last, wrap=wrap,
                                                     typed=len(types) != 1, group=f"{stage.label}_{k}")
                     if i == 0 and fork is not None:
                         self.column_tops.append(fork)
             start += size
         return last
+
+    def run_node(self, where: graphviz.Digraph, run: Run, stage: Stage, previous: str | None, *, wrap: bool,
+                 group: str) -> str:
+        """Depth 2+: a run of identical blocks as one node that names its first and last block,
+        how many it stands for and the block each of them repeats."""
+        first, last = run.blocks[0].record, run.blocks[-1].record
+        node = self.node(where, f"{node_name(first)}..{node_name(last)}",
+                         _html(f"{first.name} … {last.name}",
+                               _detail(f"{len(run.blocks)} blocks, each identical to {run.like.record.name}")),
+                         "run", _FILL.get(stage.label, "#f3f4f6"), _out(last),
+                         f"{len(run.blocks)} identical blocks: same ops, kernels, strides, output shapes "
+                         f"and parameter counts as {run.like.record.name}", style="rounded,filled,dashed",
+                         group=group)
+        if wrap and previous is not None:
+            self.graph.edge(node, previous, dir="back")  # climbs between the columns (see block_cluster)
+        else:
+            self.edge(previous, node, label=False)
+        return node
 
     def _column_label(self, stage: Stage, types: set[tuple[str, int | None]], k: int, count: int) -> str:
         """The first column names the stage in two short lines (its label, then the block type the
