@@ -499,6 +499,8 @@ class _Diagram:
                 node = self.node(cluster, node_name(rec), _html(*lines), "stem", _FILL["stem"], shape,
                                  _tooltip(rec))
                 self.edge(last, node, label=self.depth <= 1)
+                if last is None and self.depth >= 2:
+                    self.column_tops.append(node)  # the stem is the first column, beside the stages
                 last = node
         self.row_start = last
         return last
@@ -721,9 +723,10 @@ class _Diagram:
                 # block's edges are short, and their labels collided with the identity's).
                 kind = "" if rec.type == "Conv2d" else _short_type(rec.type)
                 details = " · ".join(x for x in (kind, _window(rec)) if x) + f" · {_dims(_out(rec))}"
-                # One line per node, so a column of blocks stays short enough for a printed page.
-                label = f"<<B>{_html_text(name)}</B> {_SMALL.format(_html_text(details))}>"
+                # One line per node on the main path, so a column of blocks stays short enough for a
+                # printed page; two beside it (the shortcut, the SE branch), so the column stays narrow.
                 aside = block.in_shortcut(rec) or rec.index in block.gate
+                label = f"<<B>{_html_text(name)}</B>{'<BR/>' if aside else ' '}{_SMALL.format(_html_text(details))}>"
                 node = self.node(cluster, node_name(rec), label, "layer", fill, _out(rec), _tooltip(rec),
                                  **({} if aside else {"group": group}))
                 top = top or node
