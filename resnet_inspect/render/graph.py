@@ -14,7 +14,10 @@ The diagram is drawn from the engine's records, never from a second walk of the 
 ``depth`` sets how far into a block the diagram goes: 1 draws one node per block, 2 the convs
 (and the residual add) inside each block, 3 or more every leaf (norms and activations too).
 At depth 1 the stages are stacked and their blocks read left to right in rows; at depth 2 and
-more the blocks read top to bottom in columns, the columns left to right.
+more the blocks read top to bottom in columns, the columns left to right (the stem first, the
+pyramid last), sized for a printed page: one line per node, the output shape inside it, and the
+edge from the foot of one column to the head of the next climbing the gap between them. A stage
+longer than :data:`MAX_DRAWN_BLOCKS` folds each run of identical blocks into one node.
 
 Stages, blocks, shortcut branches, SE gates and pyramid levels come from the report's structure
 (``analysis/blocks.py``, read from the data flow), and every edge of the pyramid and the head
@@ -767,11 +770,15 @@ class _Diagram:
         with self.graph.subgraph(name="cluster_head") as cluster:
             # At depth 2+ the head sits beside the middle of the other columns, where a label row
             # would open a gap across all of them; its nodes name themselves.
-            cluster.attr(label="head" if self.depth <= 1 else "", style="rounded", color="#9ca3af", fontsize="10")
+            cluster.attr(label="head" if self.depth <= 1 else "", style="rounded", color="#9ca3af", fontsize="10",
+                         **({} if self.depth <= 1 else {"margin": "4"}))
             for i, rec in enumerate(self.parts.head):
                 details = " · ".join(x for x in (rec.type, _window(rec), f"{_channels(rec)} out") if x)
-                node = self.node(cluster, node_name(rec), _html(rec.name, _detail(details)), "head", _FILL["head"],
-                                 _out(rec), _tooltip(rec))
+                # At depth 2+ one line, as the convs beside it: a taller node would widen its rank
+                # in every column.
+                label = (_html(rec.name, _detail(details)) if self.depth <= 1 else
+                         f"<<B>{_html_text(rec.name)}</B> {_SMALL.format(_html_text(details))}>")
+                node = self.node(cluster, node_name(rec), label, "head", _FILL["head"], _out(rec), _tooltip(rec))
                 wrap = {}
                 if i == 0 and self.depth <= 1 and self.row_start is not None:
                     wrap = {"weight": "0"}
