@@ -132,9 +132,14 @@ def _projection_of(report: Report, rec: LayerRecord, block: Block | None) -> Pro
 
 def _subtree(report: Report, rec: LayerRecord) -> list[LayerRecord]:
     """Every record nested in a module: its own, its children's and its direct function calls."""
+    from .nesting import name_index
+
     prefix = rec.name
-    return [r for r in report.layers if r.name.startswith(prefix + ".") or r.name.startswith(prefix + ":")
-            or (r.name == prefix and r.call == rec.call)] if prefix else list(report.layers)
+    if not prefix:
+        return list(report.layers)
+    index = name_index(report.layers)
+    own = [i for i in index.named(prefix) if report.layers[i].call == rec.call]
+    return [report.layers[i] for i in sorted({*own, *index.nested(prefix)})]
 
 
 def _mark(ok: bool | None) -> str:
