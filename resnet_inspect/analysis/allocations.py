@@ -71,8 +71,9 @@ class Allocations(TorchDispatchMode):
     ``where`` is a callable naming the layer (or step) running now; ``phase`` is set by the
     caller (forward, backward, optimizer)."""
 
-    def __init__(self, where: Callable[[], str]) -> None:
+    def __init__(self, where: Callable[[], str], scratch: Callable[[Any, tuple[Any, ...]], int] | None = None) -> None:
         super().__init__()
+        self.scratch = scratch  # op, args -> bytes of a buffer the kernel allocates and frees inside
         self.ledger = Ledger()
         self.where = where
         self.phase = "forward"
@@ -88,7 +89,21 @@ class Allocations(TorchDispatchMode):
                    and (s := _storage(t)) is not None}
             for t in outs:
                 self._allocated(t, ins, func)
+        if self.scratch is not None and (nbytes := self.scratch(func, args)):
+            self._transient(nbytes, func)
         return out
+
+    def _transient(self, nbytes: int, func: Any) -> None:
+        """A buffer the kernel allocates and frees before it returns (after its outputs)."""
+        serial = self._next
+        self._next += 1
+        ledger = self.ledger
+        ledger.blocks[serial] = Block(serial, nbytes, self.where(), self.phase, f"{func.__name__} scratch", ())
+        ledger.events.append((serial, 1))
+        if ledger.current + nbytes > ledger.peak:
+            ledger.peak, ledger.peak_event = ledger.current + nbytes, len(ledger.events) - 1
+            ledger.peak_where, ledger.peak_phase = ledger.blocks[serial].where, self.phase
+        ledger.events.append((serial, -1))
 
     def _allocated(self, t: torch.Tensor, ins: set[int], func: Any) -> None:
         storage = _storage(t)

@@ -39,6 +39,7 @@ from .preserve import guarded
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+DEVICES = ("cuda", "cpu")
 _STATEFUL = frozenset({"momentum", "adam", "adamw"})
 _LARGEST = 5  # live tensors listed at a peak
 
@@ -53,7 +54,13 @@ class MemoryOptions:
     optimizer: str = "sgd"
     frozen_bn: bool = False  # batch norms in eval mode with their affine parameters frozen
     freeze: tuple[str, ...] = ()  # module-name prefixes whose parameters are frozen ("stem", "layer1")
-    foreach: bool = False  # torch.optim's foreach kernels (its default on CUDA; for-loop on CPU)
+    device: str = "cuda"  # whose kernels: cuda, or cpu (oneDNN's weight reorder per convolution)
+    foreach: bool | None = None  # torch.optim's foreach kernels; None: torch's default for the device
+
+    @property
+    def uses_foreach(self) -> bool:
+        """torch.optim picks foreach by default on CUDA and the for-loop on CPU."""
+        return self.device == "cuda" if self.foreach is None else self.foreach
 
     def check(self) -> None:
         """Refuse options that cannot be run, in one sentence each."""
@@ -65,6 +72,8 @@ class MemoryOptions:
             raise InputError(f"Unknown autocast dtype '{self.amp}': use one of {', '.join(AMP_DTYPES)}.")
         if self.amp is not None and self.dtype != "float32":
             raise InputError("--amp keeps float32 master weights: use it with --dtype float32.")
+        if self.device not in DEVICES:
+            raise InputError(f"Unknown device '{self.device}': use one of {', '.join(DEVICES)}.")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"Unknown optimizer '{self.optimizer}': use one of {', '.join(OPTIMIZERS)}.")
 
@@ -217,6 +226,18 @@ def _prepare(model: nn.Module, opts: MemoryOptions, train: bool) -> None:
                 p.requires_grad_(False)
 
 
+def _cpu_scratch(func: Any, args: tuple[Any, ...]) -> int:
+    """oneDNN (CPU) reorders a convolution's weight into its blocked layout in a buffer of the
+    weight's size, on every call, and frees it before returning; its backward computes the weight's
+    gradient in a float32 buffer of the weight's shape (both seen in torch.profiler's memory events
+    inside aten::mkldnn_convolution and aten::convolution_backward). CUDA kernels have neither."""
+    if func is torch.ops.aten.convolution.default and len(args) > 1 and isinstance(args[1], torch.Tensor):
+        return args[1].numel() * args[1].element_size()
+    if func is torch.ops.aten.convolution_backward.default and len(args) > 2 and args[-1][1]:
+        return args[2].numel() * 4
+    return 0
+
+
 def _loss(out: Any) -> torch.Tensor | None:
     parts = [t.sum() for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.requires_grad]
     return sum(parts[1:], parts[0]) if parts else None
@@ -228,9 +249,9 @@ def _optimizer(model: nn.Module, opts: MemoryOptions) -> torch.optim.Optimizer |
         return None
     if opts.optimizer in ("sgd", "momentum"):
         return torch.optim.SGD(params, lr=0.01, momentum=0.9 if opts.optimizer == "momentum" else 0.0,
-                               foreach=opts.foreach)
+                               foreach=opts.uses_foreach)
     cls = torch.optim.Adam if opts.optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=1e-3, foreach=opts.foreach)
+    return cls(params, lr=1e-3, foreach=opts.uses_foreach)
 
 
 @dataclass
@@ -262,7 +283,7 @@ def _run(model: nn.Module, size: tuple[int, ...], opts: MemoryOptions, train: bo
         _prepare(model, opts, train)
         weights = weights_bytes(model)
         where = _Where(model)
-        mode = Allocations(where)
+        mode = Allocations(where, _cpu_scratch if opts.device == "cpu" else None)
         dtype = DTYPES[opts.dtype]
         with where.hooks(model), mode:
             x = torch.empty(size, dtype=dtype, device="meta")
@@ -298,6 +319,7 @@ def _train(model: nn.Module, x: torch.Tensor, opts: MemoryOptions, where: _Where
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             with autocast:
                 out = model(x)
+            del autocast  # torch.autocast drops its cache of weight casts on exit
             loss = _loss(out)
         if loss is None:
             raise InputError("Nothing in the model's output requires grad: there is no training step to measure "
