@@ -6,6 +6,8 @@ before the run starts.
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -14,6 +16,7 @@ from resnet_inspect.analysis.memory import MemoryOptions, analyze_memory, fit_ba
 from resnet_inspect.analysis.memory_measure import measured_peak
 from resnet_inspect.api import build
 from resnet_inspect.errors import InputError
+from tests.conftest import run_cli
 
 
 def _tiny() -> nn.Module:
@@ -140,3 +143,45 @@ def test_the_model_keeps_its_mode_dtype_and_frozen_flags() -> None:
     assert not model.training
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert [n for n, p in model.named_parameters() if not p.requires_grad] == ["conv1.weight"]
+
+
+# -- the command line ------------------------------------------------------------------------------
+def _json(*args: str) -> dict:
+    result = run_cli("memory", *args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_memory_command_json_gives_each_peak_and_part_in_bytes() -> None:
+    data = _json("resnet50", "--batch", "8", "--train", "--optimizer", "adamw")
+    assert data["input_shape"] == [8, 3, 224, 224] and data["options"]["optimizer"] == "adamw"
+    training = data["training"]
+    assert set(training["breakdown_bytes"]) == {"weights", "gradients", "optimizer_state", "saved_activations",
+                                                "input", "transient"}
+    assert sum(training["breakdown_bytes"].values()) == training["total_bytes"]
+    assert training["phase"] in ("forward", "backward", "optimizer") and training["where"]
+    assert data["inference"]["total_bytes"] < training["total_bytes"]
+    # torchvision's resnet50: 25,557,032 parameters and 53,120 float buffers (running statistics) plus 53
+    # int64 step counters, all in float32.
+    assert data["weights_bytes"] == (25_557_032 + 53_120) * 4 + 53 * 8
+    # Same figures as the engine gives for the same model and options.
+    expected = analyze_memory(build("resnet50"), (3, 224, 224), MemoryOptions(batch=8, optimizer="adamw"))
+    assert training["total_bytes"] == expected.training.total_bytes  # type: ignore[union-attr]
+    assert data["saved_for_backward_bytes"]["conv1"] > 0
+
+
+def test_memory_command_fit_answers_a_batch_that_fits_and_one_more_that_does_not() -> None:
+    data = _json("cifar_resnet20", "--train", "--optimizer", "momentum", "--fit", "20MiB")
+    fit = data["fit"]
+    assert fit["budget_bytes"] == 20 * 2**20 and fit["train"] is True
+    model = build("cifar_resnet20")
+    at = peak_of(model, (fit["batch"], 3, 32, 32), MemoryOptions(batch=fit["batch"], optimizer="momentum"), train=True)
+    above = peak_of(model, (fit["batch"] + 1, 3, 32, 32), MemoryOptions(batch=fit["batch"] + 1, optimizer="momentum"),
+                    train=True)
+    assert at.total_bytes == fit["peak_bytes"] <= fit["budget_bytes"] < above.total_bytes
+
+
+def test_memory_command_table_exits_0() -> None:
+    result = run_cli("memory", "cifar_resnet20", "--train", "--frozen-bn", "--amp", "bf16")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
