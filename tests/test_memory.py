@@ -6,6 +6,8 @@ before the run starts.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -185,3 +187,35 @@ def test_memory_command_table_exits_0() -> None:
     result = run_cli("memory", "cifar_resnet20", "--train", "--frozen-bn", "--amp", "bf16")
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
+
+
+# -- summary --memory ------------------------------------------------------------------------------
+def test_summary_memory_json_and_csv_carry_saved_for_backward_per_layer() -> None:
+    result = run_cli("summary", "cifar_resnet20", "--memory", "--format", "json")
+    assert result.exit_code == 0, result.output
+    memory = json.loads(result.stdout)["memory"]
+    expected = analyze_memory(build("cifar_resnet20"), (3, 32, 32), MemoryOptions(batch=1))
+    assert memory["inference_peak_bytes"] == expected.inference.total_bytes
+    assert memory["training_step_sgd_peak_bytes"] == expected.training.total_bytes  # type: ignore[union-attr]
+    assert memory["saved_for_backward_bytes"] == expected.saved_for_backward_bytes
+    # The input (1x3x32x32 float32) is what the first conv saves.
+    assert memory["saved_for_backward_bytes"]["conv1"] == 3 * 32 * 32 * 4
+    result = run_cli("summary", "cifar_resnet20", "--memory", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert sum(int(r["saved_for_backward_bytes"]) for r in rows) == sum(memory["saved_for_backward_bytes"].values())
+    folded = list(csv.DictReader(io.StringIO(run_cli("summary", "cifar_resnet20", "--memory", "--format", "csv",
+                                                     "--depth", "1").stdout)))
+    assert sum(int(r["saved_for_backward_bytes"]) for r in folded) == sum(memory["saved_for_backward_bytes"].values())
+
+
+def test_summary_without_memory_is_unchanged() -> None:
+    result = run_cli("summary", "cifar_resnet20", "--format", "json")
+    assert "memory" not in json.loads(result.stdout)
+    header = run_cli("summary", "cifar_resnet20", "--format", "csv").stdout.splitlines()[0]
+    assert "saved_for_backward_bytes" not in header
+
+
+def test_summary_memory_table_exits_0() -> None:
+    result = run_cli("summary", "cifar_resnet20", "--memory")
+    assert result.exit_code == 0 and "Traceback" not in result.output

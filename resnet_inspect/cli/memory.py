@@ -125,3 +125,12 @@ def _check_freeze(net: Any, prefixes: tuple[str, ...]) -> None:
     if unknown:
         raise InputError(f"--freeze {unknown[0]}: the model has no module of that name (the names are those of "
                          "`resnet-inspect tree`, e.g. layer1 or stem).")
+
+
+def summary_memory(target: str, size: tuple[int, ...] | None, options: dict[str, Any]) -> Any:
+    """``summary --memory``: inference and an SGD training step at the input's batch, with what each
+    layer saves for the backward."""
+    from ..analysis.memory import MemoryOptions, analyze_memory
+
+    net, shape, label = _model(target, size, options)
+    return analyze_memory(net, shape, MemoryOptions(batch=size[0] if size else 1), label=label)

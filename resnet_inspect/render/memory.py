@@ -81,3 +81,52 @@ def memory_section(console: Console, inference: Peak, training: Peak | None, bat
     if training is not None:
         lines.append(f"Training step with SGD at batch {batch}: {peak_line(training)}")
     print_section(console, "Memory", Text("\n".join(lines)))
+
+
+def saved_by_row(saved: dict[str, int], name: str) -> int:
+    """Bytes saved for the backward by a layer and the modules inside it (a folded row's share)."""
+    return sum(v for k, v in saved.items() if k == name or k.startswith(name + ".") or k.startswith(name + ":"))
+
+
+def summary_memory_dict(report: MemoryReport) -> dict[str, Any]:
+    """The Memory part of ``summary --memory --format json``: each peak in bytes, and per layer the
+    bytes autograd saves for the backward."""
+    assert report.training is not None
+    return {"batch": report.options.batch, "weights_bytes": report.weights_bytes,
+            "inference_peak_bytes": report.inference.total_bytes,
+            "training_step_sgd_peak_bytes": report.training.total_bytes,
+            "saved_for_backward_bytes": report.saved_for_backward_bytes}
+
+
+def with_memory(text: str, fmt: str, report: MemoryReport) -> str:
+    """A rendered summary (json, csv, markdown or plain table) with the memory analysis added:
+    a ``memory`` key in JSON, a ``saved_for_backward_bytes`` column in CSV, lines otherwise."""
+    import csv
+    import io
+    import json
+
+    if fmt == "json":
+        data = json.loads(text)
+        data["memory"] = summary_memory_dict(report)
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+        fields = [*(rows[0].keys() if rows else []), "saved_for_backward_bytes"]
+        saved, seen = report.saved_for_backward_bytes, set()
+        for row in rows:
+            # A folded row carries its subtree; otherwise a layer's own, on its first call's row only,
+            # so that the column sums to the total saved.
+            name, folded = row["name"], row.get("folded") not in ("", "0", None)
+            first = name not in seen and row.get("kind") != "uncalled"
+            seen.add(name)
+            row["saved_for_backward_bytes"] = (saved_by_row(saved, name) if folded else saved.get(name, 0)) \
+                if first else 0
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue()
+    assert report.training is not None
+    lines = ["", "Memory", f"Inference at batch {report.options.batch}: {peak_line(report.inference)}",
+             f"Training step with SGD at batch {report.options.batch}: {peak_line(report.training)}"]
+    return text.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
