@@ -27,7 +27,7 @@ def peak_line(peak: Peak) -> str:
 
 
 def peak_table(peak: Peak) -> Table:
-    """The breakdown of a peak, then its largest live tensors."""
+    """The breakdown of a peak."""
     table = Table(show_header=True, box=None, pad_edge=False)
     table.add_column("part")
     table.add_column("bytes", justify="right")
@@ -35,10 +35,14 @@ def peak_table(peak: Peak) -> Table:
     for key, value in peak.breakdown_bytes.items():
         table.add_row(_PARTS.get(key, key), f"{value:,}", bytes_text(value))
     table.add_row("total", f"{peak.total_bytes:,}", bytes_text(peak.total_bytes), style="bold")
-    for t in peak.largest:
-        table.add_row(Text(f"  live: {t.made_by} {t.op} {_shape(t.shape)} ({_PARTS.get(t.kind, t.kind)})",
-                           style="dim"), f"{t.bytes:,}", bytes_text(t.bytes))
     return table
+
+
+def largest_text(peak: Peak) -> Text:
+    """The largest tensors live at a peak, one line each."""
+    lines = [f"  {bytes_text(t.bytes):>10}  {_shape(t.shape)} from {t.made_by} ({t.op}; {_PARTS.get(t.kind, t.kind)})"
+             for t in peak.largest]
+    return Text("Largest live tensors:\n" + "\n".join(lines), style="dim")
 
 
 def _settings(report: MemoryReport) -> str:
@@ -60,10 +64,12 @@ def print_memory(report: MemoryReport, console: Console, fit: dict[str, Any] | N
     console.print(f"Weights and buffers: {bytes_text(report.weights_bytes)} ({report.weights_bytes:,} B)",
                   markup=False, highlight=False)
     print_section(console, escape(f"Inference peak (no_grad): {peak_line(report.inference)}"), peak_table(report.inference))
+    console.print(largest_text(report.inference))
     if report.training is not None:
         title = (f"Training step peak ({report.options.optimizer}"
                  f"{', foreach' if report.options.uses_foreach else ''}): {peak_line(report.training)}")
         print_section(console, escape(title), peak_table(report.training))
+        console.print(largest_text(report.training))
     if fit is not None:
         what = "training step" if fit["train"] else "inference"
         line = (f"Largest batch for the {what} within {bytes_text(fit['budget_bytes'])}: {fit['batch']} "
