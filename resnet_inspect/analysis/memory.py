@@ -243,10 +243,33 @@ def _loss(out: Any) -> torch.Tensor | None:
     return sum(parts[1:], parts[0]) if parts else None
 
 
-def _optimizer(model: nn.Module, opts: MemoryOptions) -> torch.optim.Optimizer | None:
+class _PlainSGD:
+    """SGD without momentum, as torch.optim.SGD runs it (``param.add_(grad, alpha=-lr)`` in its
+    for-loop, ``torch._foreach_add_`` in its foreach form): in place, so its step allocates
+    nothing. Used on the meta device only, where torch.optim's first use would import torch._dynamo
+    (its methods carry dynamo's disable decorator), seconds for a step that allocates nothing."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float = 0.01) -> None:
+        self.params, self.lr = params, lr
+        self.state: dict[Any, dict[str, Any]] = {}
+
+    def step(self) -> None:
+        with torch.no_grad():
+            for p in self.params:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-self.lr)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+
+def _optimizer(model: nn.Module, opts: MemoryOptions, meta: bool = False) -> Any:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         return None
+    if opts.optimizer == "sgd" and meta:
+        return _PlainSGD(params)
     if opts.optimizer in ("sgd", "momentum"):
         return torch.optim.SGD(params, lr=0.01, momentum=0.9 if opts.optimizer == "momentum" else 0.0,
                                foreach=opts.uses_foreach)
@@ -301,7 +324,7 @@ def _run(model: nn.Module, size: tuple[int, ...], opts: MemoryOptions, train: bo
 
 def _train(model: nn.Module, x: torch.Tensor, opts: MemoryOptions, where: _Where, mode: Allocations,
            kinds: _Kinds) -> None:
-    optimizer = _optimizer(model, opts)
+    optimizer = _optimizer(model, opts, meta=True)
     first = True
 
     def pack(t: torch.Tensor) -> torch.Tensor:
