@@ -17,6 +17,7 @@ finishes, so an interrupted run keeps what it measured; ``--table`` renders the 
 
 Usage: python benchmarks/memory.py [--rows benchmarks/memory-rows.jsonl] [--cases resnet18@224x1 ...]
        python benchmarks/memory.py --table [--output benchmarks/results.md]
+       python benchmarks/memory.py --repredict   (predictions again, measurements kept)
 """
 from __future__ import annotations
 
@@ -80,11 +81,9 @@ def cuda_peak(model: Any, shape: tuple[int, ...], train: bool) -> int | None:
     return peak
 
 
-def run_case(model_name: str, size: int, batch: int, freeze: tuple[str, ...]) -> dict[str, Any]:
+def _model(model_name: str, freeze: tuple[str, ...]) -> Any:
     import torch
 
-    from resnet_inspect.analysis.memory import MemoryOptions, peak_of
-    from resnet_inspect.analysis.memory_measure import measured_peak
     from resnet_inspect.api import build
 
     torch.manual_seed(0)
@@ -92,20 +91,48 @@ def run_case(model_name: str, size: int, batch: int, freeze: tuple[str, ...]) ->
     for name, p in model.named_parameters():  # the benchmark's own model: freezing it is fine here
         if any(name.startswith(f + ".") for f in freeze):
             p.requires_grad_(False)
-    shape = (batch, 3, size, size)
-    row: dict[str, Any] = {"case": label(model_name, size, batch), "frozen": list(freeze)}
-    row["torchinfo"] = torchinfo_estimate(model, shape)
+    return model
+
+
+def predict(row: dict[str, Any], model: Any, shape: tuple[int, ...]) -> None:
+    """The predicted columns of a row (CPU kernels and CUDA kernels), with the time they took."""
+    from resnet_inspect.analysis.memory import MemoryOptions, peak_of
+
     for train in (False, True):
         kind = "training" if train else "inference"
         start = time.perf_counter()
-        row[f"{kind}_predicted_cpu"] = peak_of(model, shape, MemoryOptions(batch, device="cpu"),
+        row[f"{kind}_predicted_cpu"] = peak_of(model, shape, MemoryOptions(shape[0], device="cpu"),
                                                train=train).total_bytes
         row[f"{kind}_predicted_seconds"] = round(time.perf_counter() - start, 2)
-        row[f"{kind}_predicted_cuda"] = peak_of(model, shape, MemoryOptions(batch, device="cuda"),
+        row[f"{kind}_predicted_cuda"] = peak_of(model, shape, MemoryOptions(shape[0], device="cuda"),
                                                 train=train).total_bytes
+
+
+def run_case(model_name: str, size: int, batch: int, freeze: tuple[str, ...]) -> dict[str, Any]:
+    from resnet_inspect.analysis.memory import MemoryOptions
+    from resnet_inspect.analysis.memory_measure import measured_peak
+
+    model = _model(model_name, freeze)
+    shape = (batch, 3, size, size)
+    row: dict[str, Any] = {"case": label(model_name, size, batch), "frozen": list(freeze)}
+    row["torchinfo"] = torchinfo_estimate(model, shape)
+    predict(row, model, shape)
+    for train in (False, True):
+        kind = "training" if train else "inference"
         row[f"{kind}_measured_cpu"] = measured_peak(model, shape, MemoryOptions(batch, device="cpu"), train=train)
         row[f"{kind}_measured_cuda"] = cuda_peak(model, shape, train)
     return row
+
+
+def repredict(rows_path: Path) -> None:
+    """Recompute the predicted columns of measured rows with the code as it is now (cheap: no real
+    run), so that a change to the predictor does not need the measurements again."""
+    rows = [json.loads(line) for line in rows_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    cases = {label(m, s, b): (m, s, b, f) for m, s, b, f in CASES}
+    for row in rows:
+        model_name, size, batch, freeze = cases[row["case"]]
+        predict(row, _model(model_name, freeze), (batch, 3, size, size))
+    rows_path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
 
 def _err(predicted: int | None, measured: int | None) -> str:
@@ -176,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="*", help="only these cases, e.g. resnet18@224x1")
     parser.add_argument("--table", action="store_true", help="render the rows measured so far into --output")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results.md")
+    parser.add_argument("--repredict", action="store_true", help="recompute the predictions of the rows measured")
     args = parser.parse_args(argv)
+    if args.repredict:
+        repredict(args.rows)
+        return 0
     if args.table:
         rows = [json.loads(line) for line in args.rows.read_text(encoding="utf-8").splitlines() if line.strip()]
         from resnet_inspect.fileio import atomic_write
