@@ -24,7 +24,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves, tree_map
 
 from ..errors import InputError
-from .allocations import Allocations, Block, Ledger
+from .allocations import Allocations, Ledger
 from .preserve import guarded
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -432,9 +432,7 @@ def fit_batch(model: nn.Module, size: tuple[int, ...], budget: int, opts: Memory
     it predicts is checked by a run, then moved one at a time until batch fits and batch + 1
     does not. Returns (0, peak at batch 1) when even batch 1 does not fit."""
     def peak(batch: int) -> int:
-        return peak_of(model, (batch, *size[-3:]), MemoryOptions(**{**asdict(opts), "batch": batch,
-                                                                     "freeze": opts.freeze}),
-                       train=train).total_bytes
+        return peak_of(model, (batch, *size[-3:]), replace(opts, batch=batch), train=train).total_bytes
 
     opts.check()
     one = peak(1)
