@@ -429,8 +429,8 @@ def fit_batch(model: nn.Module, size: tuple[int, ...], budget: int, opts: Memory
     """The largest batch whose peak fits ``budget`` bytes, and the peak there.
 
     Memory is nearly affine in the batch: two runs (batch 1 and 2) give the line, and the batch
-    it predicts is checked by a run, then moved one at a time until batch fits and batch + 1
-    does not. Returns (0, peak at batch 1) when even batch 1 does not fit."""
+    it predicts is checked by a run, refined by secant steps, then moved one at a time until
+    batch fits and batch + 1 does not. Returns (0, peak at batch 1) when even batch 1 does not fit."""
     def peak(batch: int) -> int:
         return peak_of(model, (batch, *size[-3:]), replace(opts, batch=batch), train=train).total_bytes
 
@@ -448,6 +448,14 @@ def fit_batch(model: nn.Module, size: tuple[int, ...], budget: int, opts: Memory
             known[b] = peak(b)
         return known[b]
 
+    for _ in range(3):  # refine the line through batch 1 and the latest guess (secant steps)
+        if at(batch) <= budget < at(batch + 1) or batch == 1:
+            break
+        slope = max((at(batch) - one) / (batch - 1), 1)
+        guess = max(1, math.floor((budget - one) / slope) + 1)
+        if guess == batch:
+            break
+        batch = guess
     while at(batch) > budget and batch > 1:
         batch -= 1
     while at(batch + 1) <= budget:
