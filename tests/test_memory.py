@@ -145,6 +145,9 @@ def test_the_model_keeps_its_mode_dtype_and_frozen_flags() -> None:
     assert not model.training
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert [n for n, p in model.named_parameters() if not p.requires_grad] == ["conv1.weight"]
+    assert all(p.grad is None for p in model.parameters())
+    measured_peak(model, (2, 3, 32, 32), MemoryOptions(batch=2, optimizer="adam"), train=True)
+    assert not model.training and all(p.grad is None for p in model.parameters())
 
 
 # -- the command line ------------------------------------------------------------------------------
