@@ -236,8 +236,12 @@ def _outputs(model: nn.Module, out: Any) -> tuple[dict[str, tuple[int, ...]], di
         entry = OutputInfo(outputs[name])
         if ti is not None:
             jump = tuple(int(j) if float(j).is_integer() else j for j in ti.jump)
-            entry = OutputInfo(outputs[name], stride=jump[0] if jump[0] == jump[1] else (jump[0], jump[1]),
-                               receptive_field=(int(ti.rf[0]), int(ti.rf[1])), depth=ti.depth, head=t.dim() == 2)
+            stride = jump[0] if jump[0] == jump[1] else (jump[0], jump[1])
+            # After attention a token sequence has no grid: an output stride means something only
+            # for a feature map (N, C, H, W).
+            entry = OutputInfo(outputs[name], stride=None if ti.global_field and t.dim() != 4 else stride,
+                               receptive_field=(int(ti.rf[0]), int(ti.rf[1])), depth=ti.depth, head=t.dim() == 2,
+                               global_field=ti.global_field)
             if ti.depth > best:
                 deepest, best = ti.path, ti.depth
         info[name] = entry
@@ -257,7 +261,7 @@ def _uncalled(model: nn.Module, tracer: Tracer, records: list[LayerRecord]) -> l
     called = {r.name for r in records if r.kind == "module"}
     result = []
     for name, module in model.named_modules():
-        if name in called:
+        if name in called or name in tracer.used_modules:
             continue
         params, buffers = tracer.owned.get(name, ([], []))
         fresh = [p for _, p in params if id(p) not in tracer.claimed]

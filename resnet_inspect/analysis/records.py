@@ -47,6 +47,7 @@ class LayerRecord:
     receptive_field: tuple[int, int] | None = None
     jump: tuple[float, float] | None = None
     start: tuple[float, float] | None = None
+    global_field: bool = False  # attention ran on the way: the field is the whole input, not receptive_field
     stage: str = ""
     weighted: bool = False  # a conv or linear layer: what the paper's depth counts
     on_main_path: bool = False
@@ -78,6 +79,7 @@ class OutputInfo:
     receptive_field: tuple[int, int] | None = None
     depth: int | None = None  # weighted layers on its deepest path
     head: bool = False  # a 2-D (N, features) output: a classifier or regression head
+    global_field: bool = False  # attention ran on the way: every position sees the whole input
 
     @property
     def traced(self) -> bool:
@@ -91,6 +93,8 @@ class OutputInfo:
             stride = list(self.stride) if isinstance(self.stride, tuple) else self.stride
             data.update(stride=stride, receptive_field=list(self.receptive_field or ()), depth=self.depth,
                         head=self.head)
+            if self.global_field:
+                data["global_field"] = True
         return data
 
 

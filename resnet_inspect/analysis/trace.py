@@ -140,6 +140,7 @@ class TensorInfo:
     depth: int = 0
     path: PathNode | None = None
     producer: int | None = None  # index of the record that produced the tensor
+    global_field: bool = False  # attention ran on the way: every position sees the whole input
 
 
 class InputTooSmall(InputError):
@@ -200,7 +201,8 @@ def _combine(pairs: list[tuple[torch.Tensor, TensorInfo]]) -> TensorInfo:
     # The sum lives on the finest grid among its operands: an FPN level has its lateral's stride
     # even where the upsampled top-down path could not be measured (1×1 maps at a tiny input).
     jump = (min(i.jump[0] for i in infos), min(i.jump[1] for i in infos))
-    return TensorInfo(widest.rf, jump, widest.start, deepest.depth, deepest.path, deepest.producer)
+    return TensorInfo(widest.rf, jump, widest.start, deepest.depth, deepest.path, deepest.producer,
+                      any(i.global_field for i in infos))
 
 
 def _propagate(info: TensorInfo, stats: OpStats, record_index: int) -> TensorInfo:
@@ -216,7 +218,8 @@ def _propagate(info: TensorInfo, stats: OpStats, record_index: int) -> TensorInf
     depth, path = info.depth, info.path
     if stats.weighted:
         depth, path = depth + 1, PathNode(record_index, path)
-    return TensorInfo((rf[0], rf[1]), (jump[0], jump[1]), (start[0], start[1]), depth, path, record_index)
+    return TensorInfo((rf[0], rf[1]), (jump[0], jump[1]), (start[0], start[1]), depth, path, record_index,
+                      info.global_field or stats.global_field)
 
 
 def _qualified(module: str, parameter: str) -> str:
@@ -253,6 +256,10 @@ class Tracer(TorchFunctionMode):
         self.first_claims: dict[int, tuple[LayerRecord, str]] = {}  # id(parameter) -> (record, its name there)
         self.running: LayerRecord | None = None
         self.counted: set[int] = set()  # records that an operator with a counting rule reached
+        # Modules never called whose weights an operator used directly (nn.MultiheadAttention
+        # passes out_proj.weight to F.multi_head_attention_forward): they ran, inside their parent.
+        self.used_modules: set[str] = set()
+        self._param_owner: dict[int, tuple[str, str]] | None = None
 
     # -- hooks ---------------------------------------------------------------------------------
     @contextmanager
@@ -313,6 +320,24 @@ class Tracer(TorchFunctionMode):
                 self.claimed_buffers.add(id(b))
                 rec.buffers += b.numel()
 
+    def _claim_operands(self, rec: LayerRecord, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Count, at the operator's record, the weights of a module that is not called but whose
+        parameters the operator takes (an attention's out_proj), and note that module as used."""
+        if self._param_owner is None:
+            self._param_owner = {id(p): (name, pname) for name, (params, _) in self.owned.items()
+                                 for pname, p in params}
+        for t in _tensors((args, kwargs)):
+            owner = self._param_owner.get(id(t))
+            if owner is None or id(t) in self.claimed:
+                continue
+            module, pname = owner
+            self.claimed[id(t)] = rec.name
+            self.first_claims[id(t)] = (rec, _qualified(module, pname))
+            rec.params += t.numel()
+            rec.trainable_params += t.numel() if t.requires_grad else 0
+            if self.calls.get(module, 0) == 0:
+                self.used_modules.add(module)
+
     def _post_hook(self, module: nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
         if not self.stack or self.stack[-1].module is not module:
             return
@@ -339,6 +364,7 @@ class Tracer(TorchFunctionMode):
             rec.jump = info.jump
             rec.start = info.start
             rec.path_depth = info.depth
+            rec.global_field = info.global_field
 
     # -- operators -----------------------------------------------------------------------------
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
@@ -358,6 +384,7 @@ class Tracer(TorchFunctionMode):
             bound = rule.bind(args, kwargs)
             rec = self._owner(name, [t for t, _ in infos])
             self.counted.add(rec.index)
+            self._claim_operands(rec, args, kwargs)
             before = rule.count(bound, None)
         except Exception as exc:
             raise TraceBug(f"resnet-inspect failed to count {name}: {exc!r}") from exc

@@ -326,6 +326,9 @@ def receptive_field_lines(report: Report, rec: LayerRecord) -> list[str]:
     """The field r and jump j of the output, and how they follow from the input's."""
     if rec.receptive_field is None or rec.jump is None:
         return ["No receptive field: this output does not come from the image through this layer."]
+    if rec.global_field:
+        return ["Global: attention ran on the way to this output (every query attends to every key), so each "
+                "position depends on the whole input. A window's receptive field and jump do not apply."]
     lines = []
     window_op = find(rec.op, WindowOp)
     dims = ("H", "W") if rec.receptive_field[0] != rec.receptive_field[1] or rec.jump[0] != rec.jump[1] else ("H=W",)
