@@ -8,6 +8,8 @@ into matmuls that FlopCounterMode counts; on CPU it counts the fused kernels as 
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -131,3 +133,93 @@ def test_explain_says_an_attention_field_is_global() -> None:
     report = inspect(SDPABlock(False), (BATCH, TOKENS, EMBED))
     lines = receptive_field_lines(report, report.layer(":scaled_dot_product_attention"))
     assert lines[0].startswith("Global")
+
+
+# -- concatenation: a DenseNet (Huang et al. 2017, torchvision's layout) -----------------------
+
+class DenseLayer(nn.Module):
+    """BN-ReLU-1×1 conv (bn_size × growth channels), BN-ReLU-3×3 conv (growth channels), on the
+    concatenation of every earlier feature map of the block."""
+
+    def __init__(self, channels: int, growth: int, bn_size: int) -> None:
+        super().__init__()
+        self.norm1, self.relu1 = nn.BatchNorm2d(channels), nn.ReLU()
+        self.conv1 = nn.Conv2d(channels, bn_size * growth, 1, bias=False)
+        self.norm2, self.relu2 = nn.BatchNorm2d(bn_size * growth), nn.ReLU()
+        self.conv2 = nn.Conv2d(bn_size * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = torch.cat(features, 1)
+        return self.conv2(self.relu2(self.norm2(self.conv1(self.relu1(self.norm1(x))))))
+
+
+class DenseBlock(nn.ModuleDict):
+    def __init__(self, layers: int, channels: int, growth: int, bn_size: int) -> None:
+        super().__init__({f"denselayer{i + 1}": DenseLayer(channels + i * growth, growth, bn_size)
+                          for i in range(layers)})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for layer in self.values():
+            features.append(layer(features))
+        return torch.cat(features, 1)
+
+
+class DenseNet(nn.Module):
+    """torchvision's DenseNet layout: a 7×7/2 conv and 3×3/2 max pool, dense blocks joined by
+    transitions (BN-ReLU-1×1 conv halving the channels, 2×2/2 average pool), a classifier."""
+
+    def __init__(self, blocks: tuple[int, ...], growth: int, init: int, bn_size: int = 4, classes: int = 10) -> None:
+        super().__init__()
+        stages: list[tuple[str, nn.Module]] = [
+            ("conv0", nn.Conv2d(3, init, 7, 2, 3, bias=False)), ("norm0", nn.BatchNorm2d(init)),
+            ("relu0", nn.ReLU()), ("pool0", nn.MaxPool2d(3, 2, 1))]
+        channels = init
+        for i, layers in enumerate(blocks):
+            stages.append((f"denseblock{i + 1}", DenseBlock(layers, channels, growth, bn_size)))
+            channels += layers * growth
+            if i + 1 < len(blocks):
+                stages.append((f"transition{i + 1}", nn.Sequential(
+                    nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, channels // 2, 1, bias=False),
+                    nn.AvgPool2d(2, 2))))
+                channels //= 2
+        stages.append(("norm5", nn.BatchNorm2d(channels)))
+        self.features = nn.Sequential(OrderedDict(stages))
+        self.classifier = nn.Linear(channels, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.adaptive_avg_pool2d(F.relu(self.features(x)), 1)
+        return self.classifier(torch.flatten(x, 1))
+
+
+def test_concatenation_follows_every_operand_for_field_and_depth() -> None:
+    """Two dense blocks of two layers, at 32×32. Field r and jump j, by hand:
+    conv0 7×7/2: r 7, j 2; pool0 3×3/2: r 7 + 2·2 = 11, j 4.
+    Block 1, each 3×3 adds 2·4: denselayer1 r 19, denselayer2 r 27; the block's cat takes the
+    widest, 27 (before: the widest *largest* operand, the block input, r 11).
+    transition1: 1×1, then 2×2/2 pool: r 27 + 1·4 = 31, j 8.
+    Block 2, each 3×3 adds 2·8: r 47, then 63. Global pool over 4×4: r 63 + 3·8 = 87.
+    Depth on the longest path: conv0, 2 × 2 convs, transition conv, 2 × 2 convs, fc = 11."""
+    report = inspect(DenseNet((2, 2), growth=4, init=8), (1, 3, 32, 32))
+    field = {name: report.layer(name).receptive_field for name in (
+        "features.denseblock1.denselayer1.conv2", "features.denseblock1.denselayer2.conv2",
+        "features.transition1.3", "features.denseblock2.denselayer2.conv2")}
+    assert field == {"features.denseblock1.denselayer1.conv2": (19, 19),
+                     "features.denseblock1.denselayer2.conv2": (27, 27),
+                     "features.transition1.3": (31, 31),
+                     "features.denseblock2.denselayer2.conv2": (63, 63)}
+    assert report.output_info["output"].receptive_field == (87, 87)
+    assert report.output_info["output"].depth == 11
+    assert report.depth.counted == 11
+
+
+def test_densenet121_is_121_layers_deep() -> None:
+    """Huang et al. 2017's DenseNet-121: 1 stem conv + (6 + 12 + 24 + 16) layers × 2 convs
+    + 3 transition convs = 120 convs, + 1 fc = 121, all on the longest path."""
+    with torch.device("meta"):
+        model = DenseNet((6, 12, 24, 16), growth=32, init=64, classes=1000)
+    report = inspect(model, (1, 3, 224, 224))
+    assert report.depth.counted == 121
+    path = [report.layer(name) for name in report.depth.path]
+    assert sum(1 for r in path if r.type == "Conv2d") == 120
+    assert sum(1 for r in path if r.type == "Linear") == 1

@@ -185,17 +185,24 @@ def _info(t: torch.Tensor) -> TensorInfo | None:
     return t.__dict__.get(_INFO) if hasattr(t, "__dict__") else None
 
 
-def _combine(pairs: list[tuple[torch.Tensor, TensorInfo]]) -> TensorInfo:
-    """Several inputs (a residual add, an FPN sum): the widest field and the longest path win.
+_JOINS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack", "column_stack"})
 
-    Only full-size operands compete. A broadcast operand, such as a squeeze-and-excitation gate
-    of shape (N, C, 1, 1), rescales channels: it is a side branch that neither moves the window
-    nor adds to the depth (SE-ResNet-50 is still 50 layers deep).
+
+def _combine(pairs: list[tuple[torch.Tensor, TensorInfo]], join: bool = False) -> TensorInfo:
+    """Several inputs (a residual add, an FPN sum, a concatenation): the widest field and the
+    longest path win.
+
+    Every operand of a concatenation (``join``) competes, whatever its size: a DenseNet layer's
+    32 new channels are deeper than the block input they are joined to (Huang et al. 2017 count
+    DenseNet-121's depth along them). Of an element-wise op only full-size operands compete. A
+    broadcast operand, such as a squeeze-and-excitation gate of shape (N, C, 1, 1), rescales
+    channels: it is a side branch that neither moves the window nor adds to the depth
+    (SE-ResNet-50 is still 50 layers deep).
     """
     if len(pairs) == 1:
         return pairs[0][1]
     largest = max(t.numel() for t, _ in pairs)
-    infos = [i for t, i in pairs if t.numel() == largest]
+    infos = [i for t, i in pairs if join or t.numel() == largest]
     widest = max(infos, key=lambda i: i.rf[0] * i.rf[1])
     deepest = max(infos, key=lambda i: i.depth)
     # The sum lives on the finest grid among its operands: an FPN level has its lateral's stride
@@ -376,7 +383,7 @@ class Tracer(TorchFunctionMode):
         rule = RULES.get(name)
         if rule is None:  # shape plumbing (view, flatten, cat ...): carry the field forward, count nothing
             out = func(*args, **kwargs)
-            combined = _combine(infos)
+            combined = _combine(infos, join=name in _JOINS)
             for t in _tensors(out):
                 t.__dict__[_INFO] = combined
             return out
