@@ -223,3 +223,62 @@ def test_densenet121_is_121_layers_deep() -> None:
     path = [report.layer(name) for name in report.depth.path]
     assert sum(1 for r in path if r.type == "Conv2d") == 120
     assert sum(1 for r in path if r.type == "Linear") == 1
+
+
+# -- the shape check applies where its formula does ---------------------------------------------
+
+class FilterResponseNorm(nn.Module):
+    """Singh & Krishnan 2020 (timm's FilterResponseNorm): x / sqrt(mean over H, W of x² + ε),
+    scaled, shifted and thresholded. The mean is a reduction inside the layer, not its output."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.tau = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.eps = nn.Parameter(torch.full((1,), 1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nu2 = x.pow(2).mean(dim=(2, 3), keepdim=True)
+        x = x * torch.rsqrt(nu2 + self.eps.abs())
+        return torch.maximum(x * self.weight + self.bias, self.tau)
+
+
+class LastLevelMaxPool(nn.Module):
+    """torchvision's FPN extra block: appends a 1×1/2 max pool of the last level to the list."""
+
+    def forward(self, x: list[torch.Tensor], y: list[torch.Tensor],
+                names: list[str]) -> tuple[list[torch.Tensor], list[str]]:
+        names.append("pool")
+        x.append(F.max_pool2d(x[-1], 1, 2, 0))
+        return x, names
+
+
+class TwoLevels(nn.Module):
+    """conv → FRN (P2), a stride-2 conv (P3), and LastLevelMaxPool on P3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.frn = FilterResponseNorm(8)
+        self.down = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.extra = LastLevelMaxPool()
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        p2 = self.frn(self.conv(x))
+        p3 = self.down(p2)
+        levels, names = self.extra([p2, p3], [p2, p3], ["p2", "p3"])
+        return dict(zip(names, levels))
+
+
+def test_shape_check_applies_to_the_op_that_defines_the_output() -> None:
+    """No false ✗: the FRN's mean is not checked against the layer's output, and the extra block
+    is checked against the level it pools (⌊(8 − 1)/2⌋ + 1 = 4), not against P2. The FRN keeps
+    the conv's field (3), and the pooled level P3's (3 + 2·1 = 5) with stride 2 · 2 = 4."""
+    report = inspect(TwoLevels(), (1, 3, 16, 16))
+    assert [r.name for r in report.layers if r.shape_ok is False] == []
+    assert report.layer("frn").analytic_shape is None
+    assert report.layer("extra").analytic_shape == (1, 8, 4, 4) and report.layer("extra").shape_ok is True
+    assert report.layer("frn").receptive_field == (3, 3)
+    pool = report.output_info["pool"]
+    assert (pool.shape, pool.stride, pool.receptive_field) == ((1, 8, 4, 4), 4, (5, 5))

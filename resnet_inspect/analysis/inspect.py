@@ -86,7 +86,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     records, out, tracer = run_trace(model, size, real=real, label=label, dtype=dtype,
                                      guard=model is model_or_name)
     for rec in records:
-        if rec.analytic_shape is not None and rec.output_shapes:
+        if rec.analytic_shape is not None and rec.output_shapes and rec.shape_ok is None:
             rec.shape_ok = tuple(rec.analytic_shape) == tuple(rec.output_shapes[0])
 
     outputs, output_info, main_path_end = _outputs(model, out)

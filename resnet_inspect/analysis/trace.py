@@ -23,7 +23,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import InputError
-from .opdesc import chain
+from .opdesc import MeanOp, chain
 from .ops import RULES, OpStats, adaptive_size, interpolate_size, op_name
 from .records import LayerRecord
 
@@ -243,6 +243,9 @@ class _Frame:
     record: LayerRecord
     leaf: bool
     op_counts: dict[str, int]
+    # The tensors of the last operator with an analytic shape, and whether it was a reduction:
+    # the shape check applies to the output that operator defines (see Tracer._check_target).
+    shaped: tuple[list[torch.Tensor], bool] | None = None
 
 
 class Tracer(TorchFunctionMode):
@@ -362,7 +365,27 @@ class Tracer(TorchFunctionMode):
                 info = _info(t)
                 if info is not None and info.producer != rec.index and not any(t is i for i in ins):
                     t.__dict__[_INFO] = replace(info, producer=rec.index)
+        self._check_target(frame, outs)
         self._set_rf(rec, outs)
+
+    @staticmethod
+    def _check_target(frame: _Frame, outs: list[torch.Tensor]) -> None:
+        """Apply a leaf's shape check to the output its shaped operator defines.
+
+        torchvision's LastLevelMaxPool returns every level with its pooled one last: that one is
+        checked. A reduction inside a normalisation (a filter response norm's mean of x² over H
+        and W) defines no output of the layer: no check. Otherwise (a conv followed by an
+        activation) the first output is checked, as before.
+        """
+        if frame.shaped is None or frame.record.analytic_shape is None:
+            return
+        produced, reduction = frame.shaped
+        rec = frame.record
+        target = next((o for o in outs if any(o is p for p in produced)), None)
+        if target is not None:
+            rec.shape_ok = tuple(rec.analytic_shape) == tuple(int(d) for d in target.shape)
+        elif reduction:
+            rec.analytic_shape, rec.working = None, []
 
     def _set_rf(self, rec: LayerRecord, outs: list[torch.Tensor]) -> None:
         info = next((i for i in map(_info, outs) if i is not None), None)
@@ -435,6 +458,8 @@ class Tracer(TorchFunctionMode):
             # against the last one; the working of each is kept.
             rec.analytic_shape = tuple(int(d) for d in stats.analytic_shape)
             rec.working = rec.working + stats.working if rec.kind == "module" else stats.working
+            if rec.kind == "module" and self.stack and self.stack[-1].record is rec:
+                self.stack[-1].shaped = (list(_tensors(out)), isinstance(stats.op, MeanOp))
         for _, info in infos:
             if info.producer is not None and info.producer != rec.index and info.producer not in rec.read_from:
                 rec.read_from.append(info.producer)
