@@ -282,3 +282,41 @@ def test_shape_check_applies_to_the_op_that_defines_the_output() -> None:
     assert report.layer("frn").receptive_field == (3, 3)
     pool = report.output_info["pool"]
     assert (pool.shape, pool.stride, pool.receptive_field) == ((1, 8, 4, 4), 4, (5, 5))
+
+
+# -- compiled helpers ----------------------------------------------------------------------------
+
+def swish(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(x)
+
+
+class GatedNet(nn.Module):
+    """A conv, a gate computed by a helper function (compiled or not), a pooled linear head."""
+
+    def __init__(self, gate: object) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.fc = nn.Linear(8, 2)
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.gate(self.conv(x)).mean((2, 3)))
+
+
+def _facts(report: object) -> list[tuple[object, ...]]:
+    return [(r.name, r.type, r.macs, r.other_ops, r.output_shapes, r.receptive_field, r.path_depth)
+            for r in report.layers]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("real", [False, True], ids=["meta", "real"])
+def test_a_compiled_helper_is_traced_like_a_plain_one(real: bool) -> None:
+    """Dynamo must not trace into the tracer's hooks: the compiled helper runs eagerly during the
+    trace, so the records equal those of the same model with the plain function."""
+    compiled = torch.compile(swish, backend="eager")
+    plain = inspect(GatedNet(swish), (1, 3, 8, 8), real=real)
+    traced = inspect(GatedNet(compiled), (1, 3, 8, 8), real=real)
+    assert _facts(traced) == _facts(plain)
+    assert traced.layer(":mul").other_ops == 8 * 6 * 6  # the gate's product was seen
+    from torch._dynamo import eval_frame
+    assert eval_frame._stance.stance == "default"  # the compile stance is put back
+    assert torch.equal(compiled(torch.ones(2)), swish(torch.ones(2)))  # and the helper still works

@@ -1,6 +1,7 @@
 """``inspect()``: build (or take) a model, trace it once, and assemble the report."""
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -153,7 +154,7 @@ def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str
             # Counted from what the forward sees: the stand-ins, which a lazy module can materialize.
             tracer.owned = _owned(model)
             model.eval()
-            with tracer:
+            with _compiled_code_runs_eagerly(), tracer:
                 out = model(x)
         refuse_uninferred(tracer.owned, label)
     except InputTooSmall as exc:
@@ -164,6 +165,22 @@ def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str
     except Exception as exc:  # the model's own forward failed: say where, and what did run
         raise _forward_failed(label, size, tracer, exc) from exc
     return tracer.records, out, tracer
+
+
+@contextmanager
+def _compiled_code_runs_eagerly() -> Iterator[None]:
+    """Run any ``torch.compile``d function the model calls as plain Python for this forward.
+
+    Dynamo would otherwise trace into resnet-inspect's own hooks and function mode (and fail on
+    them); run eagerly, a compiled helper's operators reach the tracer like any others, as
+    torchinfo and FlopCounterMode see them. ``set_stance`` is scoped: the stance is put back on
+    exit. Without torch._dynamo imported nothing can be compiled, and importing it costs ~1 s.
+    """
+    if "torch._dynamo" not in sys.modules:
+        yield
+        return
+    with torch.compiler.set_stance("force_eager"):
+        yield
 
 
 def _owned(model: nn.Module) -> dict[str, tuple[list[tuple[str, torch.Tensor]], list[torch.Tensor]]]:
