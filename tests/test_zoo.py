@@ -320,3 +320,134 @@ def test_a_compiled_helper_is_traced_like_a_plain_one(real: bool) -> None:
     from torch._dynamo import eval_frame
     assert eval_frame._stance.stance == "default"  # the compile stance is put back
     assert torch.equal(compiled(torch.ones(2)), swish(torch.ones(2)))  # and the helper still works
+
+
+# -- detectors: a list of images, a data-dependent op after the heads -----------------------------
+
+class TinyDetector(nn.Module):
+    """torchvision's detector layout in miniature: a list of 3-D images padded into one batch, a
+    two-level backbone with an FPN (1×1 laterals, a nearest upsample-and-add, 3×3 outputs), a
+    shared 3×3 classification head, and box decoding that keeps the positions over a threshold
+    with ``nonzero``, whose output size depends on the values."""
+
+    def __init__(self, decode: bool = True) -> None:
+        super().__init__()
+        self.c3 = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.c4 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.lateral3, self.lateral4 = nn.Conv2d(8, 8, 1), nn.Conv2d(16, 8, 1)
+        self.out3, self.out4 = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 2, 3, padding=1)
+        self.decode = decode
+
+    def forward(self, images: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        height = max(int(i.shape[-2]) for i in images)
+        width = max(int(i.shape[-1]) for i in images)
+        x = torch.stack([F.pad(i, (0, width - i.shape[-1], 0, height - i.shape[-2])) for i in images])
+        c3 = self.c3(x)
+        c4 = self.c4(c3)
+        p4 = self.out4(self.lateral4(c4))
+        p3 = self.out3(self.lateral3(c3) + F.interpolate(self.lateral4(c4), size=c3.shape[-2:]))
+        logits = [self.head(p) for p in (p3, p4)]
+        if not self.decode:
+            return {"p3": logits[0], "p4": logits[1]}
+        scores = torch.cat([l.flatten(1) for l in logits], 1).sigmoid()
+        keep = torch.nonzero(scores > 0.5)
+        return {"boxes": keep, "scores": scores[keep[:, 0], keep[:, 1]]}
+
+
+def _detector_macs(sizes: list[tuple[int, int]]) -> int:
+    """By hand, for a batch of len(sizes) images padded to the largest: per image, C_out·H·W
+    output elements × C_in·k·k each. The second lateral runs twice (once for P4, once for P3)."""
+    n, h, w = len(sizes), max(s[0] for s in sizes), max(s[1] for s in sizes)
+    h3, w3 = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    h4, w4 = (h3 - 1) // 2 + 1, (w3 - 1) // 2 + 1
+    at3, at4 = h3 * w3, h4 * w4
+    per_image = (8 * at3 * 3 * 9 + 16 * at4 * 8 * 9 + 2 * 8 * at4 * 16 + 8 * at3 * 8
+                 + 8 * at4 * 8 * 9 + 8 * at3 * 8 * 9 + 2 * at3 * 8 * 9 + 2 * at4 * 8 * 9)
+    return n * per_image
+
+
+IMAGES = [(32, 48), (40, 24)]  # H, W: padded to 40×48
+
+
+def test_a_list_of_images_is_traced_on_meta() -> None:
+    images = [torch.randn(3, h, w) for h, w in IMAGES]
+    report = inspect(TinyDetector(decode=False), input_data=[images])
+    assert report.stopped is None
+    assert report.totals["macs"] == _detector_macs(IMAGES)
+    assert report.outputs == {"p3": (2, 2, 20, 24), "p4": (2, 2, 10, 12)}
+    assert report.input_size == (3, 32, 48)
+    # P4: c3 (3) + c4 3×3 at jump 2 (7) + out4 3×3 at jump 4 (15) + head at jump 4 (23).
+    assert report.output_info["p4"].receptive_field == (23, 23) and report.output_info["p4"].stride == 4
+
+
+def test_a_data_dependent_op_stops_the_meta_trace_after_the_heads() -> None:
+    """Everything before nonzero is reported (backbone, FPN, heads); the stop names the op and
+    the layer; a real forward runs it all and counts the same MACs."""
+    images = [torch.randn(3, h, w) for h, w in IMAGES]
+    model = TinyDetector()
+    report = inspect(model, input_data=[images])
+    assert report.stopped is not None
+    assert (report.stopped.op, report.stopped.layer, report.stopped.layer_type) == ("nonzero", "", "TinyDetector")
+    assert report.totals["macs"] == _detector_macs(IMAGES)
+    assert {"c3", "c4", "lateral3", "lateral4", "out3", "out4", "head"} <= {r.name for r in report.layers}
+    # What reached nonzero stands for the outputs: scores > 0.5, 2 × (20·24 + 10·12) · 2 classes,
+    # deepest through P3: c3, c4, lateral4, out3, head = 5 weighted layers.
+    assert report.outputs == {"output": (2, 1200)}
+    assert report.output_info["output"].depth == 5
+    assert report.to_dict()["stopped"]["op"] == "nonzero"
+    real = inspect(model, input_data=[images], real=True)
+    assert real.stopped is None and real.totals["macs"] == report.totals["macs"]
+    assert set(real.outputs) == {"boxes", "scores"}
+    assert all(i.shape == (3, h, w) for i, (h, w) in zip(images, IMAGES))  # the caller's images untouched
+
+
+def test_input_data_as_a_dict_of_keyword_tensors() -> None:
+    class Masked(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self.conv(x) * mask
+
+    report = inspect(Masked(), input_data={"x": torch.zeros(1, 3, 8, 8), "mask": torch.ones(1, 1, 8, 8)})
+    assert report.totals["macs"] == 4 * 8 * 8 * 3 * 9
+    assert report.outputs == {"output": (1, 4, 8, 8)}
+
+
+def test_cli_takes_a_list_of_images_and_stops_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--input "[3x32x48, 3x40x24]"`` is a list of images; the meta trace stops at nonzero
+    with exit code 0 and says where in the JSON; --real traces the rest."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from conftest import run_cli
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.setitem(sys.modules, "zoo_models", sys.modules[__name__])
+    meta = run_cli("summary", "zoo_models:TinyDetector", "--input", "[3x32x48, 3x40x24]", "--format", "json")
+    assert meta.exit_code == 0, meta.output
+    data = json.loads(meta.stdout)
+    assert data["stopped"]["op"] == "nonzero" and data["totals"]["macs"] == _detector_macs(IMAGES)
+    real = run_cli("summary", "zoo_models:TinyDetector", "--input", "[3x32x48, 3x40x24]", "--real", "--format", "json")
+    assert real.exit_code == 0, real.output
+    assert "stopped" not in json.loads(real.stdout) and set(json.loads(real.stdout)["outputs"]) == {"boxes", "scores"}
+
+
+def test_input_shapes_parse_to_a_list_of_images_or_keyword_tensors() -> None:
+    from resnet_inspect.inputs import InputData, parse_input_data
+
+    assert parse_input_data("[3x32x48, 3×40×24]") == InputData(images=((3, 32, 48), (3, 40, 24)))
+    assert parse_input_data("{x: 1x3x8x8, mask: 1x1x8x8}") == InputData(named=(("x", (1, 3, 8, 8)),
+                                                                               ("mask", (1, 1, 8, 8))))
+
+
+@pytest.mark.parametrize("text", ["[3x32x48", "[]", "[3xx4]", "{x 1x3}", "{x: 1x3, x: 1x3}", "[0x3x4]", "{1: 3}"])
+def test_malformed_input_shapes_are_input_errors(text: str) -> None:
+    from resnet_inspect.errors import InputError
+    from resnet_inspect.inputs import parse_input_data
+
+    with pytest.raises(InputError):
+        parse_input_data(text)

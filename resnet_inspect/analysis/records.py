@@ -244,6 +244,20 @@ class PyramidSummary:
                 "extra": list(self.extra), "levels": {lv.name: lv.info.to_dict() for lv in self.levels}}
 
 
+@dataclass(frozen=True)
+class TraceStop:
+    """Where a meta trace stopped: an operator whose output size depends on values (a detector's
+    ``nonzero`` in box decoding). Every layer before it is reported; a real forward runs the rest."""
+
+    op: str
+    layer: str  # the innermost module running it ("" for the root module)
+    layer_type: str
+    reason: str  # torch's own words
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "layer": self.layer, "layer_type": self.layer_type, "reason": self.reason}
+
+
 @dataclass
 class Report:
     """The result of :func:`resnet_inspect.inspect`."""
@@ -265,6 +279,7 @@ class Report:
     padded_from: Shape | None = None
     convention: str = CONVENTION
     structure: Structure | None = None  # stages, blocks, pyramid: read from the data flow (blocks.py)
+    stopped: TraceStop | None = None  # the meta trace stopped at a data-dependent operator
 
     def layer(self, name: str) -> LayerRecord:
         """The first record with this qualified name."""
@@ -292,6 +307,7 @@ class Report:
             "uncalled": self.uncalled,
             "fpn": self.fpn.to_dict() if self.fpn is not None else None,
             "warnings": self.warnings,
+            **({"stopped": self.stopped.to_dict()} if self.stopped is not None else {}),
         })
 
 

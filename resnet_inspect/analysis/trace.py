@@ -151,6 +151,32 @@ class InputTooSmall(InputError):
         self.record = record
 
 
+# Operators whose output size depends on the values (torch raises on meta tensors): the meta trace
+# stops at the first one (a detector's box decoding, torchvision's batched NMS).
+_DATA_DEPENDENT = frozenset({"nonzero", "argwhere", "masked_select", "unique", "unique_consecutive",
+                             "repeat_interleave", "bincount", "item", "tolist", "bool", "int", "float", "index",
+                             "where", "getitem", "setitem", "masked_scatter", "histc", "multinomial"})
+
+
+class DataDependentStop(Exception):
+    """The meta trace reached an operator whose output size depends on values."""
+
+    def __init__(self, op: str, record: LayerRecord | None, reason: str, reached: list[torch.Tensor]) -> None:
+        super().__init__(f"{op} at {record.name if record else 'the root module'}: {reason}")
+        self.op, self.record, self.reason = op, record, reason
+        self.reached = reached  # the traced tensors the operator was given
+
+
+def _is_data_dependent(name: str, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether an operator failed on meta tensors because its output needs the values."""
+    if not any(t.is_meta for t in _tensors((args, kwargs))):
+        return False
+    text = str(exc)
+    return name in _DATA_DEPENDENT and (
+        isinstance(exc, NotImplementedError) or "meta" in text.lower() or "data-dependent" in text
+        or "cannot be converted to Scalar" in text)
+
+
 class TraceBug(RuntimeError):
     """A bug in resnet-inspect's own bookkeeping, never blamed on the user's model."""
 
@@ -269,6 +295,7 @@ class Tracer(TorchFunctionMode):
         # Modules never called whose weights an operator used directly (nn.MultiheadAttention
         # passes out_proj.weight to F.multi_head_attention_forward): they ran, inside their parent.
         self.used_modules: set[str] = set()
+        self.stop: Any = None  # a records.TraceStop when the meta trace ended at a data-dependent operator
         self._param_owner: dict[int, tuple[str, str]] | None = None
 
     # -- hooks ---------------------------------------------------------------------------------
@@ -401,11 +428,11 @@ class Tracer(TorchFunctionMode):
         kwargs = kwargs or {}
         infos = [(t, i) for t in _tensors((args, kwargs)) if (i := _info(t)) is not None]
         if not infos:
-            return func(*args, **kwargs)
+            return self._run(func, args, kwargs)
         name = op_name(func)
         rule = RULES.get(name)
         if rule is None:  # shape plumbing (view, flatten, cat ...): carry the field forward, count nothing
-            out = func(*args, **kwargs)
+            out = self._run(func, args, kwargs, name)
             combined = _combine(infos, join=name in _JOINS)
             for t in _tensors(out):
                 t.__dict__[_INFO] = combined
@@ -424,13 +451,26 @@ class Tracer(TorchFunctionMode):
         if isinstance(x, torch.Tensor) and x.is_meta and name in _META_SHORTCUTS:
             out = _meta_shortcut(name, func, bound, args, kwargs)
         else:
-            out = func(*args, **kwargs)
+            out = self._run(func, args, kwargs, name)
         self.running = None
         try:
             self._account(rec, rule.count(bound, out), infos, args, out)
         except Exception as exc:
             raise TraceBug(f"resnet-inspect failed to count {name}: {exc!r}") from exc
         return out
+
+    def _run(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], name: str | None = None) -> Any:
+        """Run the operator; on meta tensors, one whose output size needs the values stops the trace."""
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            name = name or op_name(func)
+            if _is_data_dependent(name, exc, args, kwargs):
+                layer = self.stack[-1].record if self.stack else None
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                reached = [t for t in _tensors((args, kwargs)) if _info(t) is not None]
+                raise DataDependentStop(name, layer, reason, reached) from exc
+            raise
 
     def _owner(self, name: str, activations: list[torch.Tensor]) -> LayerRecord:
         """The record an operator's cost goes to: its leaf module, or a new function record whose

@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from .. import process, reading
 from ..errors import InputError
-from ..inputs import parse_input_size
+from ..inputs import parse_input_data, parse_input_size
 from ..resolve import Resolved, no_terminal, trace
 from ..resolve import resolve as _resolve
 from ..text import visible, visible_lines
@@ -188,8 +188,11 @@ def describe_inference(inference: Any) -> list[str]:
     return lines
 
 
-def input_size(text: str | None) -> tuple[int, int, int, int] | None:
-    """The parsed ``--input``, or None for the variant's own size."""
+def input_size(text: str | None) -> Any:
+    """The parsed ``--input``, or None for the variant's own size; a bracketed list of shapes or a
+    braced dict of them is :class:`~resnet_inspect.inputs.InputData` (a detector's images)."""
+    if text is not None and text.strip()[:1] in ("[", "{"):
+        return parse_input_data(text)
     return None if text is None else parse_input_size(text)
 
 
