@@ -451,3 +451,77 @@ def test_malformed_input_shapes_are_input_errors(text: str) -> None:
 
     with pytest.raises(InputError):
         parse_input_data(text)
+
+
+# -- torchvision's FPN extra block, drawn from P5 -------------------------------------------------
+
+class ListLastLevelMaxPool(nn.Module):
+    """torchvision.ops.feature_pyramid_network.LastLevelMaxPool: takes the list of levels and
+    appends a 1×1/2 max pool of the last one (P5)."""
+
+    def forward(self, x: list[torch.Tensor], y: list[torch.Tensor],
+                names: list[str]) -> tuple[list[torch.Tensor], list[str]]:
+        names.append("pool")
+        x.append(F.max_pool2d(x[-1], 1, 2, 0))
+        return x, names
+
+
+class ListFPN(nn.Module):
+    """torchvision's FeaturePyramidNetwork layout: inner (lateral) and layer (output) blocks, a
+    nearest upsample-and-add top-down, then extra_blocks on the list of results."""
+
+    def __init__(self, channels: list[int], out: int) -> None:
+        super().__init__()
+        self.inner_blocks = nn.ModuleList(nn.Conv2d(c, out, 1) for c in channels)
+        self.layer_blocks = nn.ModuleList(nn.Conv2d(out, out, 3, padding=1) for _ in channels)
+        self.extra_blocks = ListLastLevelMaxPool()
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        names, x = list(features), list(features.values())
+        last = self.inner_blocks[-1](x[-1])
+        results = [self.layer_blocks[-1](last)]
+        for idx in range(len(x) - 2, -1, -1):
+            lateral = self.inner_blocks[idx](x[idx])
+            last = lateral + F.interpolate(last, size=lateral.shape[-2:], mode="nearest")
+            results.insert(0, self.layer_blocks[idx](last))
+        results, names = self.extra_blocks(results, x, names)
+        return OrderedDict(zip(names, results))
+
+
+class ResNetFPN(nn.Module):
+    """Our resnet18 trunk with a torchvision-style FPN on its four stages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from resnet_inspect.models.resnet import build_model
+        from resnet_inspect.variants import get_spec
+
+        self.body = build_model(get_spec("resnet18"))
+        self.fpn = ListFPN([64, 128, 256, 512], 16)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        b = self.body
+        x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
+        features = OrderedDict()
+        for i, stage in enumerate((b.layer1, b.layer2, b.layer3, b.layer4)):
+            x = stage(x)
+            features[str(i)] = x
+        return self.fpn(features)
+
+
+def test_fpn_extra_block_is_fed_from_p5_and_drawn_so() -> None:
+    """At 64×64 the levels have strides 4 … 32 (16×16 … 2×2); the extra block's own output is
+    the pooled P5, 1×1 at stride 64, and the diagram feeds it from P5's output conv."""
+    from resnet_inspect.render.graph import build_graph
+
+    report = inspect(ResNetFPN(), (1, 3, 64, 64))
+    extra = report.layer("fpn.extra_blocks")
+    assert extra.output_shapes[0] == (1, 16, 1, 1) and extra.jump == (64, 64)
+    assert report.output_info["pool"].stride == 64
+    levels = {lv.name: lv.stride for lv in report.structure.pyramid.levels}
+    assert levels == {"0": 4, "1": 8, "2": 16, "3": 32, "pool": 64}
+    edges = [line.split("[")[0].strip() for line in build_graph(report).source.splitlines() if "->" in line]
+    into = [e.split("->")[0].strip().strip('"') for e in edges if e.endswith('"fpn.extra_blocks"')]
+    assert into == ["fpn.layer_blocks.3"]
+    assert any(line.startswith('"fpn.extra_blocks" -> pool') and 'label="16×1×1"' in line
+               for line in (l.strip() for l in build_graph(report).source.splitlines()))

@@ -272,6 +272,7 @@ class _Frame:
     # The tensors of the last operator with an analytic shape, and whether it was a reduction:
     # the shape check applies to the output that operator defines (see Tracer._check_target).
     shaped: tuple[list[torch.Tensor], bool] | None = None
+    given: tuple[torch.Tensor, ...] = ()  # a leaf's input tensors as its call began
 
 
 class Tracer(TorchFunctionMode):
@@ -333,7 +334,8 @@ class Tracer(TorchFunctionMode):
         self.calls[name] += 1
         if rec.call == 0:
             self._claim(rec, name)
-        self.stack.append(_Frame(module, rec, leaf, defaultdict(int)))
+        given = tuple(_tensors((args, kwargs))) if leaf else ()
+        self.stack.append(_Frame(module, rec, leaf, defaultdict(int), given=given))
 
     def _claim(self, rec: LayerRecord, name: str) -> None:
         """Count a module's own parameters at its first call; tied ones only where first seen."""
@@ -383,6 +385,14 @@ class Tracer(TorchFunctionMode):
         rec.output_shapes = _shapes(output)
         outs = list(_tensors(output))
         ins = list(_tensors((args, kwargs)))
+        new = [o for o in outs if not any(o is g for g in frame.given)]
+        if frame.leaf and new and len(new) < len(outs):
+            # It returns some of its inputs unchanged beside new tensors: torchvision's
+            # LastLevelMaxPool appends P6 to the list of levels it was given. Its own output is
+            # the new one (P6, read from P5): its shape comes first, its field is the record's.
+            rec.output_shapes = _shapes(new) + [s for o, s in zip(outs, rec.output_shapes)
+                                                if not any(o is n for n in new)]
+            outs, ins = new, [i for i in ins if not any(i is n for n in new)]
         rec.inplace = bool(outs) and any(o is i for o in outs for i in ins)
         if frame.leaf and not rec.inplace:
             rec.output_bytes = sum(o.numel() * o.element_size() for o in outs)
