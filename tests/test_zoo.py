@@ -525,3 +525,21 @@ def test_fpn_extra_block_is_fed_from_p5_and_drawn_so() -> None:
     assert into == ["fpn.layer_blocks.3"]
     assert any(line.startswith('"fpn.extra_blocks" -> pool') and 'label="16×1×1"' in line
                for line in (l.strip() for l in build_graph(report).source.splitlines()))
+
+
+def test_weights_used_functionally_by_a_parent_are_not_never_called() -> None:
+    """A parent that runs a child's weights itself (timm attention's F.linear on qkv.weight, as
+    nn.MultiheadAttention does with out_proj): the child is not listed as never called, and its
+    parameters are counted at the operator that used them."""
+    class FunctionalProj(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(EMBED, EMBED)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.linear(x, self.proj.weight, self.proj.bias)
+
+    report = inspect(FunctionalProj(), (BATCH, TOKENS, EMBED))
+    assert report.uncalled == []
+    assert report.layer(":linear").params == EMBED * EMBED + EMBED
+    assert report.layer(":linear").macs == BATCH * TOKENS * EMBED * EMBED
