@@ -39,7 +39,8 @@ ModelArg = Annotated[str, typer.Argument(help="A variant name (see `list`), pack
                                               "file (.pth/.pt/.pkl/.bin/.ckpt/.safetensors).",
                                          show_default=False)]
 InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", show_default=False,
-                     help="224, 800x1344, 3x224x224 or 2x3x224x224 (default: the variant's own, 224 or 32 for CIFAR).")]
+                     help="224, 800x1344, 3x224x224 or 2x3x224x224 (default: the variant's own, 224 or 32 for CIFAR); "
+                          "\"[3x800x1333, 3x600x800]\" is a list of images (a detector's input), \"{x: 1x3x64x64}\" keyword tensors.")]
 PadTo = Annotated[Optional[int], typer.Option("--pad-to", help="Pad the input up to a multiple (maskrcnn-benchmark uses 32).",
                                               show_default=False)]
 
