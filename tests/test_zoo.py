@@ -543,3 +543,42 @@ def test_weights_used_functionally_by_a_parent_are_not_never_called() -> None:
     assert report.uncalled == []
     assert report.layer(":linear").params == EMBED * EMBED + EMBED
     assert report.layer(":linear").macs == BATCH * TOKENS * EMBED * EMBED
+
+
+class TinyViT(nn.Module):
+    """A 4×4/4 patch embedding, two pre-norm encoder blocks (attention, a 2-layer MLP), a mean
+    over the tokens and a linear classifier."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(EMBED), nn.LayerNorm(EMBED)
+            self.attn = nn.MultiheadAttention(EMBED, HEADS, batch_first=True)
+            self.mlp = nn.Sequential(nn.Linear(EMBED, 2 * EMBED), nn.GELU(), nn.Linear(2 * EMBED, EMBED))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.ln1(x)
+            x = x + self.attn(y, y, y, need_weights=False)[0]
+            return x + self.mlp(self.ln2(x))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv2d(3, EMBED, 4, 4)
+        self.blocks = nn.Sequential(self.Block(), self.Block())
+        self.head = nn.Linear(EMBED, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.patch(x).flatten(2).transpose(1, 2))
+        return self.head(x.mean(1))
+
+
+def test_vit_depth_reads_attention_and_fc_once_each() -> None:
+    """Longest path: the patch conv, per block the attention and the MLP's two linears, the
+    classifier: 1 + 2 · (1 + 2) + 1 = 8, written as one term per kind. The field before the
+    first attention is the patch (4); from it on it is global."""
+    report = inspect(TinyViT(), (1, 3, 16, 16))
+    assert report.depth.counted == 8
+    assert report.depth.formula == "1 conv + 2 attention + 5 fc = 8"
+    assert report.layer("blocks.0.ln1").global_field is False
+    assert report.layer("blocks.0.mlp.0").global_field is True
+    assert report.output_info["output"].global_field and report.output_info["output"].stride is None
