@@ -582,3 +582,13 @@ def test_vit_depth_reads_attention_and_fc_once_each() -> None:
     assert report.layer("blocks.0.ln1").global_field is False
     assert report.layer("blocks.0.mlp.0").global_field is True
     assert report.output_info["output"].global_field and report.output_info["output"].stride is None
+
+
+def test_explain_describes_attention_shapes() -> None:
+    from resnet_inspect.render.explain import shape_lines
+    report = inspect(SDPABlock(True), (BATCH, TOKENS, EMBED))
+    lines = shape_lines(report, report.layer(":scaled_dot_product_attention"))
+    assert not any("element-wise" in line for line in lines)
+    assert report.layer(":scaled_dot_product_attention").op.to_dict() == {
+        "heads": HEADS, "queries": TOKENS, "keys": TOKENS, "head_dim": EMBED // HEADS, "value_dim": EMBED // HEADS,
+        "causal": True, "projections": False}
