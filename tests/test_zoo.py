@@ -592,3 +592,18 @@ def test_explain_describes_attention_shapes() -> None:
     assert report.layer(":scaled_dot_product_attention").op.to_dict() == {
         "heads": HEADS, "queries": TOKENS, "keys": TOKENS, "head_dim": EMBED // HEADS, "value_dim": EMBED // HEADS,
         "causal": True, "projections": False}
+
+
+@pytest.mark.parametrize("bad", [{"x": 3}, [1, 2], {1: torch.zeros(1)}, "image"])
+def test_input_data_without_tensors_is_an_input_error(bad: object) -> None:
+    from resnet_inspect.errors import InputError
+
+    with pytest.raises(InputError, match="tensor"):
+        inspect(TinyDetector(), input_data=bad)
+
+
+def test_input_data_with_another_counter_is_an_input_error() -> None:
+    from resnet_inspect.errors import InputError
+
+    with pytest.raises(InputError, match="analytic"):
+        inspect(TinyDetector(decode=False), input_data=[[torch.zeros(3, 8, 8)]], counter="torch")

@@ -64,6 +64,9 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     if input_data is not None:
         if not isinstance(model_or_name, nn.Module):
             raise InputError("input_data is for a model you pass in; a variant takes an input size.")
+        if counter != "analytic":
+            raise InputError(f"--counter {counter} runs the model on one input tensor; with input_data (a list of "
+                             "images or keyword tensors) use the analytic counter, the default.")
         input_data = _as_arguments(input_data)
         input_size = _first_shape(input_data)
     if input_size is None:  # the variant's own resolution: 32 for the CIFAR nets, else 224
