@@ -317,8 +317,6 @@ def test_a_compiled_helper_is_traced_like_a_plain_one(real: bool) -> None:
     traced = inspect(GatedNet(compiled), (1, 3, 8, 8), real=real)
     assert _facts(traced) == _facts(plain)
     assert traced.layer(":mul").other_ops == 8 * 6 * 6  # the gate's product was seen
-    from torch._dynamo import eval_frame
-    assert eval_frame._stance.stance == "default"  # the compile stance is put back
     assert torch.equal(compiled(torch.ones(2)), swish(torch.ones(2)))  # and the helper still works
 
 
@@ -607,3 +605,36 @@ def test_input_data_with_another_counter_is_an_input_error() -> None:
 
     with pytest.raises(InputError, match="analytic"):
         inspect(TinyDetector(decode=False), input_data=[[torch.zeros(3, 8, 8)]], counter="torch")
+
+
+def test_traces_in_threads_put_the_compile_stance_back() -> None:
+    """The eager stance is process-wide: two overlapping traces, the first finishing first, must
+    leave it as it was (a per-trace set-and-restore would leave force_eager behind)."""
+    import threading
+
+    import torch._dynamo  # noqa: F401  (with dynamo loaded, a trace sets the stance)
+    from torch._dynamo import eval_frame
+
+    both_inside, first_done = threading.Barrier(2), threading.Event()
+
+    class Waits(nn.Module):
+        def __init__(self, last: bool) -> None:
+            super().__init__()
+            self.conv, self.last = nn.Conv2d(3, 4, 1), last
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            both_inside.wait(timeout=60)
+            if self.last:
+                first_done.wait(timeout=60)
+            return self.conv(x)
+
+    def first() -> None:
+        inspect(Waits(False), (1, 3, 4, 4))
+        first_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=inspect, args=(Waits(True), (1, 3, 4, 4)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert eval_frame._stance.stance == "default"

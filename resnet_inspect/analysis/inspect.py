@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -201,20 +202,37 @@ def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str
     return tracer.records, out, tracer
 
 
+_EAGER_LOCK = threading.Lock()
+_eager: dict[str, Any] = {"traces": 0, "stance": None}  # traces running; the set_stance that put back the stance
+
+
 @contextmanager
 def _compiled_code_runs_eagerly() -> Iterator[None]:
-    """Run any ``torch.compile``d function the model calls as plain Python for this forward.
+    """Run any ``torch.compile``d function the model calls as plain Python during the trace.
 
     Dynamo would otherwise trace into resnet-inspect's own hooks and function mode (and fail on
     them); run eagerly, a compiled helper's operators reach the tracer like any others, as
-    torchinfo and FlopCounterMode see them. ``set_stance`` is scoped: the stance is put back on
-    exit. Without torch._dynamo imported nothing can be compiled, and importing it costs ~1 s.
+    torchinfo and FlopCounterMode see them. (``torch.compiler.disable`` does not reach a compiled
+    function called inside: it re-enables itself.) The compile stance is process-wide, so traces
+    in several threads share one ``force_eager`` period: the first sets it, the last puts back
+    what it was. Without torch._dynamo imported nothing can be compiled, and importing it costs
+    about a second.
     """
     if "torch._dynamo" not in sys.modules:
         yield
         return
-    with torch.compiler.set_stance("force_eager"):
+    with _EAGER_LOCK:
+        if _eager["traces"] == 0:
+            _eager["stance"] = torch.compiler.set_stance("force_eager")
+        _eager["traces"] += 1
+    try:
         yield
+    finally:
+        with _EAGER_LOCK:
+            _eager["traces"] -= 1
+            if _eager["traces"] == 0:
+                _eager["stance"].__exit__(None, None, None)  # back to the stance before the first trace
+                _eager["stance"] = None
 
 
 def _trace_stop(stop: DataDependentStop) -> TraceStop:
