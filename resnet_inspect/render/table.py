@@ -64,6 +64,11 @@ def pair_text(pair: tuple[float, float] | list[float] | None) -> str:
     return number_text(first) if first == second else f"{number_text(first)}×{number_text(second)}"
 
 
+def field_text(pair: tuple[float, float] | list[float] | None, global_field: bool = False) -> str:
+    """A receptive field: ``global`` after attention, where every position sees the whole input."""
+    return "global" if global_field else pair_text(pair)
+
+
 def table_box(console: Console) -> box.Box | None:
     """Box lines on a terminal, none when piped."""
     return box.SIMPLE_HEAD if console.is_terminal else None
@@ -225,7 +230,7 @@ def layer_table(report: Report, console: Console, depth: int | None = None, *, c
         cells: list[RenderableType] = [
             _row_name(row), rec.type, _shape_cell(rec, drop_batch=compact and report.input_size[0] == 1),
             _cost_cell(row.params, row, count_text(row.params)),
-            _cost_cell(row.macs, row, macs), share, pair_text(rec.receptive_field), _check_cell(rec),
+            _cost_cell(row.macs, row, macs), share, field_text(rec.receptive_field, rec.global_field), _check_cell(rec),
         ]
         if compact:
             cells.pop(1)
@@ -283,7 +288,7 @@ def outputs_table(report: Report, console: Console) -> Table:
         table.add_column(column, justify="left" if column in ("Output", "Shape") else "right", no_wrap=True)
     for name, info in report.output_info.items():
         table.add_row(name, shape_text(info.shape), stride_text(info.stride),
-                      pair_text(info.receptive_field), str(info.depth if info.traced else "—"))
+                      field_text(info.receptive_field, info.global_field), str(info.depth if info.traced else "—"))
     return table
 
 
