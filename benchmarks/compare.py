@@ -1,19 +1,30 @@
-"""resnet-inspect side by side with torchinfo, fvcore and torch.utils.flop_counter.
+"""resnet-inspect side by side with torchinfo, fvcore, ptflops, thop, torchview and FlopCounterMode.
 
-Every command runs as a whole process (interpreter start, imports, model building, output), the
-way a user runs it, several times with the commands interleaved so that the machine's drift hits
-them all alike. For each command the medians of wall time and of peak RSS are reported, with
-their ratios to ``python -c "import torch"`` measured in the same run, and each target of issue 6
-is checked.
+Every command, resnet-inspect's included, runs as a whole process (interpreter start, imports,
+model building, output, exit), the way a user runs it. Each run of a command is paired with a run
+of the floor just before it, ``python -c "import torch, os; os._exit(0)"``: the CLI ends with
+``os._exit`` once its output is flushed (``resnet_inspect.cli.main``), so the floor skips the
+interpreter's teardown too, and the two end the same way. A command's ratio to the floor is the
+median of its paired ratios, so drift on a shared machine hits both halves of a pair alike.
 
-Peak RSS comes from ``os.wait4``, which returns the resource usage of exactly the child it reaps
-(``getrusage(RUSAGE_CHILDREN)`` would only give the maximum over all children so far).
+For each command the median, min and max of wall time, CPU time (user + system) and peak RSS
+are reported. Wall samples that fall into two separate clusters are flagged as bimodal instead of
+being folded into one median. A command that runs past ``--timeout`` is reported as timed out,
+with its timeout, never as a ratio.
 
-The peers need a model: torchvision is not installed, so each peer builds the same network with
-``resnet_inspect.build(name)`` on the CPU, random initialisation included. resnet-inspect builds
-it on the meta device. Building is part of everybody's cost.
+Like with like: resnet-inspect's table (every module, at full depth) is set against the peers
+that print a table (torchinfo, fvcore, ptflops, FlopCounterMode), each at full depth; its JSON
+against the peers that print no table (thop's totals, torchview's graph).
 
-Usage: python benchmarks/compare.py [--runs 3] [--timeout 60] [--output benchmarks/results.md]
+CPU time and peak RSS come from ``os.wait4``, which returns the resource usage of exactly the
+child it reaps (``getrusage(RUSAGE_CHILDREN)`` would only give the maximum over all children).
+
+The real-forward peers need a model: torchvision is not installed, so each peer builds the same
+network with ``resnet_inspect.build(name)`` on the CPU, random initialisation included; torchview
+and FlopCounterMode build it on the meta device, as resnet-inspect does. Building is part of
+everybody's cost.
+
+Usage: python benchmarks/compare.py [--runs 5] [--timeout 120] [--output benchmarks/results.md]
 """
 from __future__ import annotations
 
@@ -40,90 +51,136 @@ CLI = str(BIN / "resnet-inspect") if (BIN / "resnet-inspect").exists() else "res
 PY = sys.executable
 
 # The peer scripts take: variant name, height, width. Each prints its report to stdout (/dev/null).
-TORCHINFO = """
-import sys
-from torchinfo import summary
-from resnet_inspect import build
-name, h, w = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-model = build(name).eval()
-print(summary(model, input_size=(1, 3, h, w), device="cpu", verbose=0,
-              col_names=("output_size", "num_params", "mult_adds")))
-"""
-FVCORE = """
+_CPU_MODEL = """
 import sys
 import torch
-from fvcore.nn import FlopCountAnalysis, flop_count_table
 from resnet_inspect import build
 name, h, w = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 model = build(name).eval()
+"""
+_META_MODEL = """
+import sys
+import torch
+from resnet_inspect import build
+name, h, w = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with torch.device("meta"):
+    model = build(name).eval()
+"""
+TORCHINFO = _CPU_MODEL + """
+from torchinfo import summary
+print(summary(model, input_size=(1, 3, h, w), device="cpu", verbose=0, depth=100,
+              col_names=("output_size", "num_params", "mult_adds")))
+"""
+FVCORE = _CPU_MODEL + """
+from fvcore.nn import FlopCountAnalysis, flop_count_table
 with torch.no_grad():
     analysis = FlopCountAnalysis(model, torch.zeros(1, 3, h, w))
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
-    print(flop_count_table(analysis))
+    print(flop_count_table(analysis, max_depth=100))
 """
-FLOP_COUNTER = """
-import sys
-import torch
+PTFLOPS = _CPU_MODEL + """
+from ptflops import get_model_complexity_info
+with torch.no_grad():
+    macs, params = get_model_complexity_info(model, (3, h, w), print_per_layer_stat=True, as_strings=True,
+                                             backend="pytorch", ost=sys.stdout)
+print(macs, params)
+"""
+THOP = _CPU_MODEL + """
+from thop import profile
+with torch.no_grad():
+    macs, params = profile(model, inputs=(torch.zeros(1, 3, h, w),), verbose=False)
+print(int(macs), "MACs", int(params), "params")
+"""
+TORCHVIEW = _META_MODEL + """
+from torchview import draw_graph
+graph = draw_graph(model, input_size=(1, 3, h, w), device="meta", depth=100)
+print(graph.visual_graph.source)
+"""
+FLOP_COUNTER = _META_MODEL + """
 from torch.utils.flop_counter import FlopCounterMode
-from resnet_inspect import build
-name, h, w = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-model = build(name).eval()
-counter = FlopCounterMode(display=False)
+counter = FlopCounterMode(display=False, depth=100)
 with torch.no_grad(), counter:
-    model(torch.zeros(1, 3, h, w))
-print(counter.get_total_flops() // 2, "MACs")
+    model(torch.zeros(1, 3, h, w, device="meta"))
+print(counter.get_table(depth=100))
 """
 
-# Where resnet-inspect's time goes, phase by phase, in one fresh process (public API only). The
-# first inspect() pays the lazy imports of the meta trace; the second, warm one does not.
+
+@dataclass(frozen=True)
+class Peer:
+    """A peer: its name, what it prints (``table`` or ``json``-like totals), and its script."""
+
+    tool: str
+    label: str
+    output: str
+    script: str
+
+
+PEERS = (
+    Peer("torchinfo", "torchinfo summary(depth=100), CPU forward", "table", TORCHINFO),
+    Peer("fvcore", "fvcore flop_count_table(max_depth=100), CPU forward", "table", FVCORE),
+    Peer("ptflops", "ptflops per-layer stats, CPU forward", "table", PTFLOPS),
+    Peer("flop_counter", "torch FlopCounterMode table(depth=100), meta", "table", FLOP_COUNTER),
+    Peer("thop", "thop profile() totals, CPU forward", "json", THOP),
+    Peer("torchview", "torchview draw_graph(depth=100), meta", "json", TORCHVIEW),
+)
+PEER_PACKAGES = {"torchinfo": "torchinfo", "fvcore": "fvcore", "ptflops": "ptflops", "thop": "thop",
+                 "torchview": "torchview"}
+
+# Where resnet-inspect's time goes, phase by phase, in one fresh process (the CLI's own code paths).
 PHASES = """
-import importlib.util, json, sys, time
+import io, json, sys, time
 name, h, w = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-phases, heavy = [], ("sympy", "torch._dynamo", "torch._inductor", "fvcore", "pydantic")
+phases = []
 last = time.perf_counter()
 def phase(label):
     global last
     now = time.perf_counter()
     phases.append((label, now - last))
     last = now
-import resnet_inspect.cli
-phase("import the CLI (typer, rich)")
-if importlib.util.find_spec("typer._adapters") is not None:
-    import typer._adapters
-    phase("import typer._adapters: typer >= 0.29 parses every option with pydantic")
 import torch
 phase("import torch")
+import resnet_inspect.cli
+from resnet_inspect.cli import common
+from resnet_inspect.cli.summary import render_text
 import resnet_inspect.analysis.inspect
-phase("import the engine")
-before = {m for m in heavy if m in sys.modules}
-report = resnet_inspect.inspect(name, (1, 3, h, w))
-phase("first inspect(): build on meta, trace, report")
-lazy = sorted(m for m in heavy if m in sys.modules and m not in before)
-resnet_inspect.inspect(name, (1, 3, h, w))
-phase("second inspect(), warm")
-text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
-phase("to_dict() and json.dumps(indent=2)")
-print(json.dumps({"phases": phases, "lazy": lazy}))
+phase("CLI import (typer, rich, the engine)")
+report = common.inspect_model(name, (1, 3, h, w), {}, real=False, counter="analytic", pad_to=None)
+phase("build on meta + trace + report")
+text = render_text(report, "json", None)
+phase("JSON render")
+text = render_text(report, "table", None)
+phase("table render")
+print(json.dumps({"phases": phases}))
 """
 
-# (variant, height, width): the cases of issue 6.
-CASES = [("resnet50", 224, 224), ("resnet152", 800, 1344), ("retinanet_r50_fpn", 800, 1344), ("resnet50", 4096, 4096)]
-TOOLS = ("resnet-inspect", "torchinfo", "fvcore", "flop_counter")
-FLOOR = "import torch"
+# (variant, height, width, extra summary options, label).
+CASES = [
+    ("resnet50", 224, 224, (), "resnet50@224"),
+    ("resnet152", 800, 1344, (), "resnet152@800x1344"),
+    ("retinanet_r50_fpn", 800, 1344, (), "retinanet_r50_fpn@800x1344"),
+    ("resnet50", 4096, 4096, (), "resnet50@4096"),
+    ("resnet50", 224, 224, ("--layers", "50,200,500,50"), "800 blocks@224"),
+]
+PEER_CASES = ("resnet50@224", "resnet152@800x1344", "retinanet_r50_fpn@800x1344", "resnet50@4096")
+FLOOR_LABEL = 'python -c "import torch, os; os._exit(0)"'
+FLOOR_ARGV = [PY, "-c", "import torch, os; os._exit(0)"]
 
 
 @dataclass
 class Command:
-    """One command line, and the samples of its runs."""
+    """One command line, and the samples of its runs (each paired with a floor run)."""
 
     key: str
     label: str
     argv: list[str]
     case: str = ""
     tool: str = ""
+    output: str = ""  # "table" or "json": which of our outputs a peer is set against
     walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)  # bytes
+    ratios: list[float] = field(default_factory=list)  # wall / the paired floor's wall
     failure: str | None = None  # "timed out ...", or why it failed
     timed_out: bool = False
 
@@ -132,42 +189,42 @@ class Command:
         return statistics.median(self.walls) if self.walls else None
 
     @property
+    def ratio(self) -> float | None:
+        return statistics.median(self.ratios) if self.ratios else None
+
+    @property
     def peak(self) -> int | None:
         return int(statistics.median(self.rss)) if self.rss else None
 
 
-def case_label(name: str, height: int, width: int) -> str:
-    return f"{name}@{height}" if height == width else f"{name}@{height}x{width}"
+def ours(key: str, label: str, args: list[str], case: str = "", output: str = "") -> Command:
+    return Command(key, f"resnet-inspect {label}", [CLI, *args], case, "resnet-inspect", output)
 
 
-def build_commands(cases: list[tuple[str, int, int]], workdir: Path, peers: bool) -> list[Command]:
-    commands = [Command(FLOOR, 'python -c "import torch"', [PY, "-c", "import torch"])]
-    for name, height, width in cases:
-        label = case_label(name, height, width)
-        size = [name, str(height), str(width)]
-        commands.append(Command(f"{label} resnet-inspect", f"resnet-inspect summary {name} --input {height}x{width} "
-                                "--format json", [CLI, "summary", name, "--input", f"{height}x{width}", "--format",
-                                                  "json"], label, "resnet-inspect"))
-        if peers:
-            commands += [
-                Command(f"{label} torchinfo", "torchinfo summary()", [PY, "-c", TORCHINFO, *size], label, "torchinfo"),
-                Command(f"{label} fvcore", "fvcore FlopCountAnalysis + flop_count_table", [PY, "-c", FVCORE, *size],
-                        label, "fvcore"),
-                Command(f"{label} flop_counter", "torch.utils.flop_counter, real forward",
-                        [PY, "-c", FLOP_COUNTER, *size], label, "flop_counter"),
-            ]
-    commands += [
-        Command("help", "resnet-inspect --help", [CLI, "--help"]),
-        Command("list", "resnet-inspect list", [CLI, "list"]),
-    ]
+def build_commands(cases: list[tuple[str, int, int, tuple[str, ...], str]], workdir: Path, peers: bool,
+                   peer_cases: tuple[str, ...]) -> list[Command]:
+    commands = []
+    for name, height, width, extra, label in cases:
+        base = ["summary", name, *extra, "--input", f"{height}x{width}"]
+        shown = " ".join(base)
+        commands.append(ours(f"{label} json", f"{shown} --format json", [*base, "--format", "json"], label, "json"))
+        commands.append(ours(f"{label} table", f"{shown} (table)", base, label, "table"))
+        if peers and label in peer_cases:
+            size = [name, str(height), str(width)]
+            commands += [Command(f"{label} {p.tool}", p.label, [PY, "-c", p.script, *size], label, p.tool, p.output)
+                         for p in PEERS]
+    snapshots = sorted(str(p) for p in (REPO / "shapes").glob("*.json"))
+    if snapshots:
+        commands.append(ours("check", f"check shapes/*.json ({len(snapshots)} snapshots)", ["check", *snapshots]))
+    commands += [ours("help", "--help", ["--help"]), ours("list", "list", ["list"])]
     if graph_available():
-        commands.append(Command("graph", "resnet-inspect graph resnet152 out.svg",
-                                [CLI, "graph", "resnet152", str(workdir / "out.svg"), "--force"]))
+        commands.append(ours("graph", "graph resnet152 out.svg", ["graph", "resnet152", str(workdir / "out.svg"),
+                                                                   "--force"]))
     return commands
 
 
 def graph_available() -> bool:
-    """The graph command is there (it is being written alongside this benchmark)."""
+    """The graph command is there, and Graphviz's ``dot`` with it."""
     try:
         probe = subprocess.run([CLI, "graph", "--help"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
@@ -177,9 +234,10 @@ def graph_available() -> bool:
 
 @dataclass
 class Outcome:
-    """One run: wall seconds, peak RSS in bytes, and why it was stopped, if it was."""
+    """One run: wall and CPU seconds, peak RSS in bytes, and why it was stopped, if it was."""
 
     wall: float
+    cpu: float
     peak: int
     stopped: str | None = None
 
@@ -215,7 +273,7 @@ def run_once(argv: list[str], timeout: float, memory_limit: int, cwd: Path) -> O
         reaper.start()
         stopped = None
         while reaper.is_alive():
-            reaper.join(0.1)
+            reaper.join(0.05)
             if not reaper.is_alive():
                 break
             if time.perf_counter() - start > timeout:
@@ -226,51 +284,87 @@ def run_once(argv: list[str], timeout: float, memory_limit: int, cwd: Path) -> O
                 os.killpg(proc.pid, signal.SIGKILL)
                 reaper.join()
         proc.returncode = -1  # reaped by os.wait4 above: Popen must not wait for it again
+        usage = reaped["usage"]
         # ru_maxrss is in KiB on Linux, in bytes on macOS.
-        peak = reaped["usage"].ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-        outcome = Outcome(reaped["end"] - start, peak, stopped)
+        peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+        outcome = Outcome(reaped["end"] - start, usage.ru_utime + usage.ru_stime, peak, stopped)
         status = os.waitstatus_to_exitcode(reaped["status"])
-        if stopped is None and status != 0:
+        if stopped is None and status not in (0, 1):  # check exits 1 when a snapshot differs: still a run
             err.seek(0)
             tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
             outcome.stopped = f"failed (exit {status}: {' / '.join(tail)})"
         return outcome
 
 
-def measure(commands: list[Command], runs: int, timeout: float, memory_limit: int, workdir: Path) -> None:
-    """Run every command ``runs`` times, interleaved; one that was stopped or failed is not run again."""
-    for run in range(1, runs + 1):
+@dataclass
+class Floor:
+    """The floor's samples, from the runs paired with every command."""
+
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+    rss: list[int] = field(default_factory=list)
+
+
+def measure(commands: list[Command], floor: Floor, runs: int, timeout: float, memory_limit: int,
+            workdir: Path) -> None:
+    """Run every command ``runs`` times, each run right after a run of the floor, the commands interleaved.
+
+    One run of each command is made first as a warm-up (page cache, bytecode), and not counted. A
+    command that was stopped or failed is not run again.
+    """
+    for run in range(0, runs + 1):
         for cmd in commands:
             if cmd.failure:
                 continue
-            print(f"[run {run}/{runs}] {cmd.key:<40}", end=" ", flush=True)
+            base = run_once(FLOOR_ARGV, timeout, memory_limit, workdir)
             outcome = run_once(cmd.argv, timeout, memory_limit, workdir)
+            tag = "warm-up" if run == 0 else f"run {run}/{runs}"
+            print(f"[{tag}] {cmd.key:<34} floor {base.wall:5.2f} s  {outcome.wall:7.2f} s "
+                  f"{outcome.peak / 2**20:6.0f} MiB", end="", flush=True)
             if outcome.stopped:
                 cmd.failure = outcome.stopped
                 cmd.timed_out = outcome.stopped.startswith("timed out")
-                if not cmd.walls:
-                    cmd.rss.append(outcome.peak)
-                print(f"{cmd.failure}, {outcome.peak / 2**20:.0f} MiB peak")
+                cmd.rss.append(outcome.peak)
+                print(f"  {cmd.failure}")
                 continue
+            print()
+            if run == 0 or base.stopped:
+                continue
+            floor.walls.append(base.wall)
+            floor.cpus.append(base.cpu)
+            floor.rss.append(base.peak)
             cmd.walls.append(outcome.wall)
+            cmd.cpus.append(outcome.cpu)
             cmd.rss.append(outcome.peak)
-            print(f"{outcome.wall:7.2f} s {outcome.peak / 2**20:8.0f} MiB")
+            cmd.ratios.append(outcome.wall / base.wall)
 
 
-def profile_phases(cases: list[tuple[str, int, int]], cwd: Path) -> list[str]:
-    """A table of where the time of one summary goes, per case (one run each: a profile, not a timing)."""
-    lines = ["| case | phase | seconds |", "|---|---|---:|"]
+def bimodal(samples: list[float]) -> bool:
+    """Two clusters: the widest gap between sorted samples exceeds a quarter of the median, with at
+    least two samples on either side of it."""
+    if len(samples) < 4:
+        return False
+    ordered = sorted(samples)
+    gaps = [(b - a, i) for i, (a, b) in enumerate(zip(ordered, ordered[1:]), 1)]
+    gap, split = max(gaps)
+    return gap > 0.25 * statistics.median(ordered) and 2 <= split <= len(ordered) - 2
+
+
+def profile_phases(cases: list[tuple[str, int, int]], cwd: Path, runs: int = 3) -> list[str]:
+    """Where the time of one summary goes, per case: the median of ``runs`` fresh processes per phase."""
+    lines = ["| case | phase | seconds (median of %d) |" % runs, "|---|---|---:|"]
     for name, height, width in cases:
-        label = case_label(name, height, width)
-        result = subprocess.run([PY, "-c", PHASES, name, str(height), str(width)], capture_output=True, text=True,
-                                cwd=cwd, timeout=600)
-        if result.returncode != 0:
-            lines.append(f"| {label} | failed: {result.stderr.strip().splitlines()[-1:]} | |")
-            continue
-        data = json.loads(result.stdout.strip().splitlines()[-1])
-        for phase, seconds in data["phases"]:
-            lines.append(f"| {label} | {phase} | {seconds:.3f} |")
-        lines.append(f"| {label} | imported lazily by the first trace | {', '.join(data['lazy']) or 'nothing heavy'} |")
+        label = f"{name}@{height}x{width}"
+        samples: dict[str, list[float]] = {}
+        for _ in range(runs):
+            result = subprocess.run([PY, "-c", PHASES, name, str(height), str(width)], capture_output=True,
+                                    text=True, cwd=cwd, timeout=600)
+            if result.returncode != 0:
+                lines.append(f"| {label} | failed: {result.stderr.strip().splitlines()[-1:]} | |")
+                break
+            for phase, seconds in json.loads(result.stdout.strip().splitlines()[-1])["phases"]:
+                samples.setdefault(phase, []).append(seconds)
+        lines += [f"| {label} | {phase} | {statistics.median(values):.3f} |" for phase, values in samples.items()]
     return lines
 
 
@@ -283,96 +377,91 @@ class Target:
     ok: bool | None  # None: could not be measured
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
+def _spread(values: list[float], fmt: str) -> str:
+    """Median (min–max) of some samples."""
+    if not values:
+        return "—"
+    return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}–{format(max(values), fmt)})"
 
 
-def _fmt_ratio(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}×"
+def _ratio_target(by_key: dict[str, Command], key: str, text: str, limit: float) -> Target | None:
+    cmd = by_key.get(key)
+    if cmd is None:
+        return None
+    if cmd.ratio is None:
+        return Target(text, cmd.failure or "—", False)
+    return Target(text, f"{cmd.ratio:.2f}× (pairs {min(cmd.ratios):.2f}–{max(cmd.ratios):.2f}×)", cmd.ratio <= limit)
 
 
-def targets(by_key: dict[str, Command], timeout: float) -> list[Target]:
-    floor = by_key[FLOOR]
-    result = []
-    ours = by_key.get("resnet152@800x1344 resnet-inspect")
-    if ours is not None and ours.wall is not None:
-        wall_ratio = _ratio(ours.wall, floor.wall)
-        result.append(Target("summary resnet152@800×1344: wall ≤ 1.3 × import torch",
-                             f"{ours.wall:.2f} s / {floor.wall:.2f} s = {_fmt_ratio(wall_ratio)}",
-                             wall_ratio is not None and wall_ratio <= 1.3))
-        peer = by_key.get("resnet152@800x1344 torchinfo")
-        if peer is not None:
-            if peer.wall is not None:
-                speedup = peer.wall / ours.wall
-                result.append(Target("summary resnet152@800×1344: ≥ 3× faster than torchinfo",
-                                     f"{peer.wall:.2f} s / {ours.wall:.2f} s = {speedup:.2f}×", speedup >= 3))
-            elif peer.timed_out:
-                result.append(Target("summary resnet152@800×1344: ≥ 3× faster than torchinfo",
-                                     f"torchinfo {peer.failure}, ours {ours.wall:.2f} s", timeout / ours.wall >= 3))
-        rss_ratio = _ratio(ours.peak, floor.peak)
-        result.append(Target("summary resnet152@800×1344: peak RSS ≤ 1.3 × import torch",
-                             f"{ours.peak / 2**20:.0f} MiB / {floor.peak / 2**20:.0f} MiB = {_fmt_ratio(rss_ratio)}",
-                             rss_ratio is not None and rss_ratio <= 1.3))
-    small, big = by_key.get("resnet50@224 resnet-inspect"), by_key.get("resnet50@4096 resnet-inspect")
-    if small is not None and big is not None and small.wall and big.wall:
-        ratio = big.wall / small.wall
-        result.append(Target("summary resnet50@4096×4096 wall ≤ 1.1 × resnet50@224",
-                             f"{big.wall:.2f} s / {small.wall:.2f} s = {ratio:.2f}×", ratio <= 1.1))
-        rss = big.peak / small.peak
-        result.append(Target("summary resnet50@4096×4096 peak RSS ≤ 1.1 × resnet50@224",
-                             f"{big.peak / 2**20:.0f} MiB / {small.peak / 2**20:.0f} MiB = {rss:.2f}×", rss <= 1.1))
-    for key, text in (("help", "resnet-inspect --help ≤ 0.35 s"), ("list", "resnet-inspect list ≤ 0.35 s")):
-        cmd = by_key[key]
-        result.append(Target(text, f"{cmd.wall:.2f} s" if cmd.wall is not None else cmd.failure or "—",
-                             cmd.wall is not None and cmd.wall <= 0.35))
-    graph = by_key.get("graph")
-    if graph is None:
-        result.append(Target("graph resnet152 out.svg ≤ 2 × import torch",
-                             "not measured: the graph command is not in this checkout yet", None))
-    else:
-        ratio = _ratio(graph.wall, floor.wall)
-        result.append(Target("graph resnet152 out.svg ≤ 2 × import torch",
-                             f"{graph.wall:.2f} s / {floor.wall:.2f} s = {_fmt_ratio(ratio)}" if graph.wall
-                             else graph.failure or "—", ratio is not None and ratio <= 2))
+def targets(by_key: dict[str, Command], floor: Floor) -> list[Target]:
+    """The targets of issue 19 (ratios to the floor that also skips teardown) and those kept from issue 6."""
+    result = [t for t in (
+        _ratio_target(by_key, "resnet152@800x1344 json", "summary resnet152@800×1344 --format json ≤ 1.15× floor", 1.15),
+        _ratio_target(by_key, "resnet152@800x1344 table", "summary resnet152@800×1344, full table ≤ 1.25× floor", 1.25),
+        _ratio_target(by_key, "800 blocks@224 json", "summary of the 800-block net (--layers 50,200,500,50) ≤ 1.6× "
+                      "floor", 1.6),
+        _ratio_target(by_key, "check", "check of all shapes/ snapshots ≤ 1.5× floor", 1.5),
+        _ratio_target(by_key, "graph", "graph resnet152 out.svg ≤ 2× floor", 2.0),
+    ) if t is not None]
+    ours_json = by_key.get("resnet152@800x1344 json")
+    if ours_json is not None and ours_json.peak and floor.rss:
+        rss = ours_json.peak / statistics.median(floor.rss)
+        result.append(Target("summary resnet152@800×1344: peak RSS ≤ 1.3× floor",
+                             f"{ours_json.peak / 2**20:.0f} MiB / {statistics.median(floor.rss) / 2**20:.0f} MiB = "
+                             f"{rss:.2f}×", rss <= 1.3))
+    small, big = by_key.get("resnet50@224 json"), by_key.get("resnet50@4096 json")
+    if small is not None and big is not None and small.ratio and big.ratio:
+        ratio = big.ratio / small.ratio
+        result.append(Target("summary resnet50@4096×4096 ≤ 1.1× resnet50@224 (wall, floor-normalised)",
+                             f"{big.ratio:.2f}× / {small.ratio:.2f}× = {ratio:.2f}×", ratio <= 1.1))
+    for key in ("help", "list"):
+        cmd = by_key.get(key)
+        if cmd is not None:
+            result.append(Target(f"resnet-inspect {'--help' if key == 'help' else key} ≤ 0.35 s",
+                                 f"{cmd.wall:.2f} s" if cmd.wall is not None else cmd.failure or "—",
+                                 cmd.wall is not None and cmd.wall <= 0.35))
     return result
 
 
-def _cell_wall(cmd: Command) -> str:
-    return f"{cmd.wall:.2f}" if cmd.wall is not None else (cmd.failure or "—")
-
-
-def _cell_rss(cmd: Command) -> str:
-    if cmd.peak is None:
+def _versus(cmd: Command, by_key: dict[str, Command]) -> str:
+    """A peer's wall against resnet-inspect's like-for-like output in the same case, with its spread."""
+    if cmd.tool == "resnet-inspect":
+        return ""
+    ours_cmd = by_key.get(f"{cmd.case} {cmd.output}")
+    if ours_cmd is None or not ours_cmd.ratios:
         return "—"
-    return f"{cmd.peak / 2**20:.0f}" + (" when killed" if cmd.failure and not cmd.walls else "")
+    if cmd.timed_out:
+        return "timed out"
+    if not cmd.ratios:
+        return "—"
+    mid = cmd.ratio / ours_cmd.ratio
+    low, high = min(cmd.ratios) / max(ours_cmd.ratios), max(cmd.ratios) / min(ours_cmd.ratios)
+    return f"{mid:.1f}× ({low:.1f}–{high:.1f}×) vs our {cmd.output}"
 
 
-def tables(commands: list[Command], cases: list[tuple[str, int, int]], timeout: float) -> list[str]:
+def _row(cmd: Command, by_key: dict[str, Command]) -> str:
+    if cmd.timed_out:
+        wall = f"timed out at {cmd.failure.split('> ')[-1].rstrip(')')}"
+        ratio = "— (timed out)"
+    elif cmd.failure and not cmd.walls:
+        wall, ratio = cmd.failure, "—"
+    else:
+        wall, ratio = _spread(cmd.walls, ".2f"), _spread(cmd.ratios, ".2f")
+    note = "bimodal" if bimodal(cmd.walls) else ""
+    rss = _spread([r / 2**20 for r in cmd.rss], ".0f") + (" when killed" if cmd.failure and not cmd.walls else "")
+    return (f"| {cmd.case or '—'} | {cmd.label} | {wall} | {ratio} | {_spread(cmd.cpus, '.2f')} | {rss} | "
+            f"{_versus(cmd, by_key)} | {note} |")
+
+
+def tables(commands: list[Command], floor: Floor) -> list[str]:
     by_key = {c.key: c for c in commands}
-    floor = by_key[FLOOR]
-    lines = ["| case | command | wall (s) | × floor | peak RSS (MiB) | × floor | resnet-inspect faster by |",
-             "|---|---|---:|---:|---:|---:|---:|",
-             f"| — | {floor.label} (the floor) | {_cell_wall(floor)} | 1.00× | {_cell_rss(floor)} | 1.00× | |"]
-    for name, height, width in cases:
-        label = case_label(name, height, width)
-        ours = by_key.get(f"{label} resnet-inspect")
-        for tool in TOOLS:
-            cmd = by_key.get(f"{label} {tool}")
-            if cmd is None:
-                continue
-            faster = ""
-            if tool != "resnet-inspect" and ours is not None and ours.wall:
-                if cmd.wall:
-                    faster = f"{cmd.wall / ours.wall:.1f}×"
-                elif cmd.timed_out:
-                    faster = f"> {timeout / ours.wall:.0f}×"
-            lines.append(f"| {label} | {cmd.label} | {_cell_wall(cmd)} | {_fmt_ratio(_ratio(cmd.wall, floor.wall))} | "
-                         f"{_cell_rss(cmd)} | {_fmt_ratio(_ratio(cmd.peak, floor.peak))} | {faster} |")
-    for key in ("help", "list", "graph"):
-        cmd = by_key.get(key)
-        if cmd is not None:
-            lines.append(f"| — | {cmd.label} | {_cell_wall(cmd)} | {_fmt_ratio(_ratio(cmd.wall, floor.wall))} | "
-                         f"{_cell_rss(cmd)} | {_fmt_ratio(_ratio(cmd.peak, floor.peak))} | |")
+    lines = ["| case | command | wall s: median (min–max) | × floor, paired | CPU s | peak RSS MiB | "
+             "peer's time vs resnet-inspect | note |",
+             "|---|---|---:|---:|---:|---:|---:|---|",
+             f"| — | {FLOOR_LABEL} (the floor, {len(floor.walls)} runs) | {_spread(floor.walls, '.2f')} | 1.00× | "
+             f"{_spread(floor.cpus, '.2f')} | {_spread([r / 2**20 for r in floor.rss], '.0f')} | | "
+             f"{'bimodal' if bimodal(floor.walls) else ''} |"]
+    lines += [_row(cmd, by_key) for cmd in commands]
     return lines
 
 
@@ -400,38 +489,41 @@ def _load() -> str:
         return "unknown"
 
 
-def report(commands: list[Command], cases: list[tuple[str, int, int]], runs: int, timeout: float,
-           graph_note: str, loads: tuple[str, str], phases: list[str]) -> str:
+def report(commands: list[Command], floor: Floor, runs: int, timeout: float, loads: tuple[str, str],
+           phases: list[str], scope: str) -> str:
     by_key = {c.key: c for c in commands}
-    checks = targets(by_key, timeout)
+    checks = targets(by_key, floor)
+    versions = ", ".join(f"{p} {_version(p)}" for p in ("torch", "typer", "rich", *PEER_PACKAGES.values()))
     lines = [
         "# resnet-inspect side by side with its peers",
         "",
         "Written by `make bench` (`benchmarks/compare.py`); do not edit by hand.",
         "",
         f"- When: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; machine: {_cpu()}, "
-        f"{os.cpu_count()} cores; Python {platform.python_version()}; torch {_version('torch')}, "
-        f"torchinfo {_version('torchinfo')}, fvcore {_version('fvcore')}, typer {_version('typer')}. "
-        f"Load average (1/5/15 min) {loads[0]} before and {loads[1]} after: other work on the machine slows "
-        "every command alike, which the ratios absorb better than the seconds.",
-        f"- Each command ran {runs} times as a whole process, the commands interleaved; the figures are medians. "
-        "Ratios compare medians of the same run, so the machine's noise cancels out of them.",
-        "- Wall time is from spawning the process to reaping it. Peak RSS is the child's own `ru_maxrss`, "
-        "returned by `os.wait4` for that child alone.",
-        "- resnet-inspect writes its JSON report (every layer's shapes, params, MACs, receptive field) to "
-        "/dev/null; so do the peers with their tables.",
-        "- torchvision is not installed, so the peers build the same network with `resnet_inspect.build(name)` "
-        "on the CPU, random initialisation included, and run a real forward pass; resnet-inspect builds it on "
-        "the meta device and traces it there. Building is part of everybody's cost.",
-        f"- A command that runs longer than {timeout:g} s is killed and reported as timed out (its RSS is what it "
-        "had reached by then).",
-        f"- {graph_note}",
+        f"{os.cpu_count()} cores; Python {platform.python_version()}; {versions}. Load average (1/5/15 min) "
+        f"{loads[0]} before and {loads[1]} after.",
+        f"- Scope: {scope}.",
+        f"- Each command ran {runs} times (after one uncounted warm-up) as a whole process, each run right after a "
+        f"run of the floor, `{FLOOR_LABEL}`: resnet-inspect ends with `os._exit` once its output is flushed, so "
+        "the floor skips the interpreter's teardown too. '× floor' is the median (min–max) of the paired ratios.",
+        "- Wall time is from spawning the process to reaping it; CPU time is user + system; peak RSS is the "
+        "child's own `ru_maxrss`, all from `os.wait4` for that child alone. 'bimodal' marks wall times that fall "
+        "in two clusters (widest gap > ¼ of the median, ≥ 2 runs on either side): read its min and max, not its "
+        "median.",
+        "- Like with like: peers that print a table are set against resnet-inspect's table, at full depth on both "
+        "sides; thop (totals) and torchview (a graph) against its JSON. The spread of that ratio is peer min / our "
+        "max to peer max / our min. Everything is written to /dev/null.",
+        "- torchvision is not installed: the CPU peers build the same network with `resnet_inspect.build(name)`, "
+        "random initialisation included, and run a real forward; torchview and FlopCounterMode build it inside "
+        "`torch.device('meta')` and run on meta, as resnet-inspect does. Building is part of everybody's cost.",
+        f"- A command that runs longer than {timeout:g} s is killed and reported as timed out, with that timeout "
+        "(its RSS is what it had reached by then), and no ratio.",
         "",
-        "## Medians",
+        "## Runs",
         "",
-        *tables(commands, cases, timeout),
+        *tables(commands, floor),
         "",
-        "## Targets (issue 6)",
+        "## Targets (issue 19, and those kept from issue 6)",
         "",
         "| target | measured | result |",
         "|---|---|---|",
@@ -440,10 +532,8 @@ def report(commands: list[Command], cases: list[tuple[str, int, int]], runs: int
         "",
         "## Where the time goes",
         "",
-        "One extra process per case, timing the phases of a summary with the public API (the profile "
-        "behind the targets, not a timing of its own). The difference between the first and the warm "
-        "`inspect()` is what the first meta-device trace pays once: lazy imports (listed) and first-call "
-        "set-up of torch's Python meta kernels.",
+        "The phases of one `summary`, timed in fresh processes along the CLI's own code paths (a profile, not a "
+        "target).",
         "",
         *phases,
         "",
@@ -453,38 +543,40 @@ def report(commands: list[Command], cases: list[tuple[str, int, int]], runs: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs per command (default 3)")
-    parser.add_argument("--timeout", type=float, default=60, help="seconds before a command is killed (default 60)")
+    parser.add_argument("--runs", type=int, default=5, help="counted runs per command (default 5, at least 5 for "
+                        "the published table)")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds before a command is killed (default 120)")
     parser.add_argument("--memory-limit", type=float, default=16, help="GiB of RSS before a command is killed "
                         "(default 16)")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results.md", help="the Markdown report")
     parser.add_argument("--cases", nargs="*", help="only these cases, e.g. resnet50@224 resnet152@800x1344")
+    parser.add_argument("--peer-cases", nargs="*", default=list(PEER_CASES), help="the cases the peers run on")
     parser.add_argument("--no-peers", action="store_true", help="measure resnet-inspect and the floor only")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory table (benchmarks/memory.py)")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    cases = [c for c in CASES if not args.cases or case_label(*c) in args.cases]
+    cases = [c for c in CASES if not args.cases or c[4] in args.cases]
     if args.cases and len(cases) != len(args.cases):
-        parser.error(f"unknown case in {args.cases}; known: {', '.join(case_label(*c) for c in CASES)}")
+        parser.error(f"unknown case in {args.cases}; known: {', '.join(c[4] for c in CASES)}")
     if not args.no_peers:
-        missing = [p for p in ("torchinfo", "fvcore") if _version(p) == "not installed"]
+        missing = [p for p in PEER_PACKAGES.values() if _version(p) == "not installed"]
         if missing:
             parser.error(f"{', '.join(missing)} missing: install the bench extra (pip install -e '.[bench]', "
                          "or run `make bench`), or pass --no-peers")
+    peer_cases = () if args.no_peers else tuple(args.peer_cases)
+    scope = (f"cases {', '.join(c[4] for c in cases)}; peers on "
+             f"{', '.join(p for p in peer_cases if any(c[4] == p for c in cases)) or 'none'}")
     with tempfile.TemporaryDirectory(prefix="resnet-inspect-bench-") as tmp:
         workdir = Path(tmp)
-        commands = build_commands(cases, workdir, peers=not args.no_peers)
-        graph_note = ("`graph resnet152 out.svg` renders the block diagram with Graphviz's `dot`."
-                      if any(c.key == "graph" for c in commands) else
-                      "`graph resnet152 out.svg` was not measured: this checkout has no graph command (with "
-                      "--force) yet.")
+        commands = build_commands(cases, workdir, peers=not args.no_peers, peer_cases=peer_cases)
+        floor = Floor()
         load_before = _load()
-        measure(commands, args.runs, args.timeout, int(args.memory_limit * 2**30), workdir)
+        measure(commands, floor, args.runs, args.timeout, int(args.memory_limit * 2**30), workdir)
         load_after = _load()
-        print("Profiling the phases of one summary per case ...", flush=True)
-        phases = profile_phases(cases, workdir)
-    text = report(commands, cases, args.runs, args.timeout, graph_note, (load_before, load_after), phases)
+        print("Profiling the phases of one summary ...", flush=True)
+        phases = profile_phases([("resnet152", 800, 1344)], workdir)
+    text = report(commands, floor, args.runs, args.timeout, (load_before, load_after), phases, scope)
     sys.path.insert(0, str(REPO))
     from resnet_inspect.fileio import atomic_write  # pure Python: no torch in this process
 
