@@ -593,3 +593,21 @@ def test_resnet_d_dilated_shortcut_uses_a_same_padded_average(output_stride: int
     # 97x131 at output stride 16 ends at ⌈97/16⌉ × ⌈131/16⌉ = 7 × 9; at 8, 13 × 17.
     c5 = report.layer("layer4").output_shapes[0]
     assert c5 == (1, 2048, -(-97 // output_stride), -(-131 // output_stride))
+
+
+def test_meta_init_skipped_leaves_cpu_initialisation_and_torch_nn_init_as_they_were() -> None:
+    from torch.nn import init
+
+    from resnet_inspect.models.meta import RANDOM_INITS, meta_init_skipped
+
+    before = {name: getattr(init, name) for name in RANDOM_INITS}
+    torch.manual_seed(0)
+    plain = torch.nn.Conv2d(3, 4, 3).weight.detach().clone()
+    torch.manual_seed(0)
+    with meta_init_skipped():
+        with torch.device("meta"):
+            on_meta = torch.nn.Conv2d(3, 4, 3)
+        on_cpu = torch.nn.Conv2d(3, 4, 3).weight.detach().clone()  # the same random stream as without it
+    assert on_meta.weight.is_meta
+    assert torch.equal(on_cpu, plain)
+    assert {name: getattr(init, name) for name in RANDOM_INITS} == before

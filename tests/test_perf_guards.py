@@ -1,15 +1,19 @@
-"""What keeps the quick commands quick: which heavy modules a command imports (never how long it takes).
+"""What keeps the quick commands quick: which heavy modules a command imports, and what a trace costs per
+block in function calls (never how long anything takes).
 
-Each check runs in a fresh interpreter, because this test process has long imported torch. The
+The import checks run in a fresh interpreter, because this test process has long imported torch. The
 child runs the CLI's entry point in-process and then reports which of the heavy packages ended
 up in ``sys.modules``.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -83,3 +87,72 @@ def test_counter_fvcore_does_import_fvcore() -> None:
 def test_frozen_bn_trace_does_not_import_dynamo() -> None:
     imported = heavy_imports(["summary", "retinanet_r50_fpn", "--input", "64", "--format", "json"])
     assert "torch._dynamo" not in imported
+
+
+# -- the trace's cost per block (issue 19): counted in function calls, never timed -------------------------
+
+def _profiled(layers: str, watch: Callable[[Any, str, Any], None]) -> None:
+    """One inspect() of a bottleneck ResNet with ``layers`` blocks per stage, under ``sys.setprofile(watch)``
+    (after a first, unwatched one, which pays the lazy imports and first-call caches)."""
+    import resnet_inspect
+
+    resnet_inspect.inspect("resnet50", (1, 3, 64, 64), layers=layers)
+    sys.setprofile(watch)
+    try:
+        resnet_inspect.inspect("resnet50", (1, 3, 64, 64), layers=layers)
+    finally:
+        sys.setprofile(None)
+
+
+def _calls(layers: str) -> int:
+    """Python and C function calls made by one inspect() (see :func:`_profiled`)."""
+    count = 0
+
+    def watch(frame: Any, event: str, arg: Any) -> None:
+        nonlocal count
+        if event in ("call", "c_call"):
+            count += 1
+
+    _profiled(layers, watch)
+    return count
+
+
+def test_the_trace_costs_the_same_calls_for_every_added_block() -> None:
+    # 4, 8 and 16 bottleneck blocks: each added block costs the same number of calls (linear, not
+    # worse), and few of them (about 6,750 on torch 2.13, build included; 9,500 before the
+    # operand walks and the meta init were cut).
+    small, middle, large = (_calls(layers) for layers in ("1,1,1,1", "2,2,2,2", "4,4,4,4"))
+    first, second = (middle - small) / 4, (large - middle) / 8
+    assert abs(second - first) <= 0.02 * first, (first, second)
+    assert second <= 8000, second
+
+
+def test_the_meta_build_skips_the_decomposed_random_init() -> None:
+    # uniform_ and normal_ on a meta tensor run torch's Python decompositions (torch/_decomp): the
+    # build on meta has no values to initialise, so it must not call them.
+    decomposed: list[str] = []
+
+    def watch(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and f"{os.sep}_decomp{os.sep}" in frame.f_code.co_filename:
+            decomposed.append(frame.f_code.co_name)
+
+    _profiled("1,1,1,1", watch)
+    assert decomposed == []
+
+
+def test_the_trace_runs_with_the_garbage_collector_paused() -> None:
+    import resnet_inspect
+
+    collections: list[int] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(seen)
+    try:
+        resnet_inspect.inspect("resnet50", (1, 3, 64, 64), layers="2,2,2,2")
+    finally:
+        gc.callbacks.remove(seen)
+    assert collections == []
+    assert gc.isenabled()  # resumed afterwards

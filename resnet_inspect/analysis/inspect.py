@@ -1,12 +1,14 @@
 """``inspect()``: build (or take) a model, trace it once, and assemble the report."""
 from __future__ import annotations
 
+import functools
+import gc
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -14,6 +16,7 @@ from torch.nn.parameter import is_lazy
 
 from ..errors import InputError
 from ..inputs import InputData, check_elements, parse_input_size, parse_pad_to, parse_tensor_shape
+from ..models.meta import meta_init_skipped
 from ..models.resnet import build_model
 from ..text import sentence
 from ..variants import ResNetSpec, get_spec
@@ -31,8 +34,30 @@ COUNTERS = ("analytic", "fvcore", "torch")
 # The training mode the forward runs in: eval (the default, as torchinfo's), train, or the modes the
 # model's modules already have. Whichever it is, every module's own mode is put back afterwards.
 MODES = ("eval", "train", "same")
+T = TypeVar("T")
 
 
+def gc_paused(func: Callable[..., T]) -> Callable[..., T]:
+    """Run ``func`` with Python's cyclic garbage collector paused (and resumed after, if it ran).
+
+    A trace allocates many small objects and frees them by reference counting; the collector's
+    passes over a model of 800 blocks added about 40% to its time, for nothing to collect.
+    """
+
+    @functools.wraps(func)
+    def paused(*args: Any, **kwargs: Any) -> T:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    return paused
+
+
+@gc_paused
 def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None, *, input_data: Any = None,
             real: bool = False, counter: str = "analytic", pad_to: int | None = None, label: str | None = None,
             dtype: torch.dtype | None = None, mode: str = "eval", **options: Any) -> Report:
@@ -101,7 +126,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
             padded_from, size = size, padded
     if spec is not None and input_data is None:
         check_fpn_alignment(spec, size)
-        with torch.device("cpu" if real else "meta"):
+        with torch.device("cpu" if real else "meta"), (nullcontext() if real else meta_init_skipped()):
             model = build_model(spec)
         default_label = spec.name
     elif isinstance(model_or_name, nn.Module):

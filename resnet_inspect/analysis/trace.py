@@ -169,7 +169,7 @@ class DataDependentStop(Exception):
 
 def _is_data_dependent(name: str, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """Whether an operator failed on meta tensors because its output needs the values."""
-    if not any(t.is_meta for t in _tensors((args, kwargs))):
+    if not any(t.is_meta for t in _operands(args, kwargs)):
         return False
     text = str(exc)
     return name in _DATA_DEPENDENT and (
@@ -191,20 +191,52 @@ class ForwardFailed(InputError):
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
-    """The tensors in a (nested) argument structure, in order. Runs for every operator, so it is
-    a loop over an explicit stack rather than a recursive generator."""
-    if isinstance(value, torch.Tensor):
+    """The tensors in a (nested) argument structure, in order.
+
+    Runs several times for every operator, so the common cases (a tensor; a tuple or dict of
+    tensors and plain numbers) take one pass without a stack, and plain numbers, strings and
+    None are passed over by their exact type before any isinstance check.
+    """
+    if isinstance(value, _TENSOR):
         return [value]
-    found, stack = [], [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, torch.Tensor):
-            found.append(item)
-        elif isinstance(item, (list, tuple)):
-            stack.extend(reversed(item))
-        elif isinstance(item, dict):
-            stack.extend(reversed(list(item.values())))
+    found: list[torch.Tensor] = []
+    _collect(value, found)
     return found
+
+
+_TENSOR = torch.Tensor
+_ATOMS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device, torch.Size})
+
+
+def _operands(args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> list[torch.Tensor]:
+    """The tensors among an operator's (or a module's) arguments, positional first."""
+    found: list[torch.Tensor] = []
+    _collect(args, found)
+    if kwargs:
+        _collect(kwargs, found)
+    return found
+
+
+def _collect(value: Any, found: list[torch.Tensor]) -> None:
+    """Append the tensors in ``value`` (a list, tuple or dict, nested to any depth) to ``found``."""
+    kind = type(value)
+    if kind is tuple or kind is list:
+        items = value
+    elif kind is dict:
+        items = value.values()
+    elif isinstance(value, (list, tuple)):
+        items = value
+    elif isinstance(value, dict):
+        items = value.values()
+    else:
+        return
+    for item in items:
+        if type(item) in _ATOMS:
+            continue
+        if isinstance(item, _TENSOR):
+            found.append(item)
+        else:
+            _collect(item, found)
 
 
 def _info(t: torch.Tensor) -> TensorInfo | None:
@@ -334,7 +366,7 @@ class Tracer(TorchFunctionMode):
         self.calls[name] += 1
         if rec.call == 0:
             self._claim(rec, name)
-        given = tuple(_tensors((args, kwargs))) if leaf else ()
+        given = tuple(_operands(args, kwargs)) if leaf else ()
         self.stack.append(_Frame(module, rec, leaf, defaultdict(int), given=given))
 
     def _claim(self, rec: LayerRecord, name: str) -> None:
@@ -365,7 +397,7 @@ class Tracer(TorchFunctionMode):
         if self._param_owner is None:
             self._param_owner = {id(p): (name, pname) for name, (params, _) in self.owned.items()
                                  for pname, p in params}
-        for t in _tensors((args, kwargs)):
+        for t in _operands(args, kwargs):
             owner = self._param_owner.get(id(t))
             if owner is None or id(t) in self.claimed:
                 continue
@@ -384,7 +416,7 @@ class Tracer(TorchFunctionMode):
         rec = frame.record
         rec.output_shapes = _shapes(output)
         outs = list(_tensors(output))
-        ins = list(_tensors((args, kwargs)))
+        ins = list(_operands(args, kwargs))
         new = [o for o in outs if not any(o is g for g in frame.given)]
         if frame.leaf and new and len(new) < len(outs):
             # It returns some of its inputs unchanged beside new tensors: torchvision's
@@ -436,7 +468,7 @@ class Tracer(TorchFunctionMode):
     # -- operators -----------------------------------------------------------------------------
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        infos = [(t, i) for t in _tensors((args, kwargs)) if (i := _info(t)) is not None]
+        infos = [(t, i) for t in _operands(args, kwargs) if (i := _info(t)) is not None]
         if not infos:
             return self._run(func, args, kwargs)
         name = op_name(func)
@@ -478,7 +510,7 @@ class Tracer(TorchFunctionMode):
             if _is_data_dependent(name, exc, args, kwargs):
                 layer = self.stack[-1].record if self.stack else None
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                reached = [t for t in _tensors((args, kwargs)) if _info(t) is not None]
+                reached = [t for t in _operands(args, kwargs) if _info(t) is not None]
                 raise DataDependentStop(name, layer, reason, reached) from exc
             raise
 
