@@ -377,11 +377,12 @@ class Target:
     ok: bool | None  # None: could not be measured
 
 
-def _spread(values: list[float], fmt: str) -> str:
+def _spread(values: list[float], fmt: str, unit: str = "") -> str:
     """Median (min–max) of some samples."""
     if not values:
         return "—"
-    return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}–{format(max(values), fmt)})"
+    mid, low, high = (format(v, fmt) + unit for v in (statistics.median(values), min(values), max(values)))
+    return f"{mid} ({low}–{high})"
 
 
 def _ratio_target(by_key: dict[str, Command], key: str, text: str, limit: float) -> Target | None:
@@ -446,7 +447,7 @@ def _row(cmd: Command, by_key: dict[str, Command]) -> str:
     elif cmd.failure and not cmd.walls:
         wall, ratio = cmd.failure, "—"
     else:
-        wall, ratio = _spread(cmd.walls, ".2f"), _spread(cmd.ratios, ".2f")
+        wall, ratio = _spread(cmd.walls, ".2f"), _spread(cmd.ratios, ".2f", "×")
     note = "bimodal" if bimodal(cmd.walls) else ""
     rss = _spread([r / 2**20 for r in cmd.rss], ".0f") + (" when killed" if cmd.failure and not cmd.walls else "")
     return (f"| {cmd.case or '—'} | {cmd.label} | {wall} | {ratio} | {_spread(cmd.cpus, '.2f')} | {rss} | "
