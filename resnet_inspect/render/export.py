@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import Any
 
 from ..analysis.records import Report
@@ -29,8 +28,10 @@ CSV_COLUMNS = (
 
 
 def to_json(report: Report) -> str:
-    """Exactly ``report.to_dict()``, serialised."""
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    """Exactly ``report.to_dict()``, serialised (as ``json.dumps(indent=2, ensure_ascii=False)`` writes it)."""
+    from .jsontext import dumps
+
+    return dumps(report.to_dict()) + "\n"
 
 
 def _dims(shape: Any) -> str:
