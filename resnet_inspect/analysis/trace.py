@@ -338,12 +338,23 @@ class Tracer(TorchFunctionMode):
         handles = []
         try:
             for module in self.names:
-                handles.append(module.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
-                handles.append(module.register_forward_hook(self._post_hook, with_kwargs=True))
+                handles.append(module.register_forward_pre_hook(self._untraced_pre_hook, with_kwargs=True))
+                handles.append(module.register_forward_hook(self._untraced_post_hook, with_kwargs=True))
             yield
         finally:
             for handle in handles:
                 handle.remove()
+
+    # The hooks only read shapes, sizes and flags of the tensors they are given: that needs no
+    # torch-function dispatch, which would call this mode's __torch_function__ for every
+    # ``t.shape`` and ``p.numel()`` (three quarters of its calls).
+    def _untraced_pre_hook(self, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
+        with torch._C.DisableTorchFunction():
+            self._pre_hook(module, args, kwargs)
+
+    def _untraced_post_hook(self, module: nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+        with torch._C.DisableTorchFunction():
+            self._post_hook(module, args, kwargs, output)
 
     def _new_record(self, name: str, type_: str, kind: str, leaf: bool, inputs: Any) -> LayerRecord:
         parent = self.stack[-1].record.name if self.stack else None
