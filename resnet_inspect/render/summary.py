@@ -277,6 +277,6 @@ def _checks(report: Report, console: Console) -> None:
             lines.append("\n")
         section(console, f"Shape check: {len(bad)} of {len(checked)} layers DISAGREE", lines)
     else:
-        console.print(f"Shape check: all {len(checked)} formula shapes match the traced forward pass.")
+        console.print(f"\nShape check: all {len(checked)} formula shapes match the traced forward pass.")
     for warning in report.warnings:
         console.print(Text(f"Warning: {warning}", style="yellow"))

@@ -196,15 +196,13 @@ def layer_table(report: Report, console: Console, depth: int | None = None, *, r
     ``rows`` replaces the rows of ``depth`` (the summary's blocks as rows); ``units`` is the number
     style (render/numbers.py); ``hide`` leaves out columns by header, for a narrow terminal, and
     ``fold_names`` lets a long name wrap onto a second line instead of widening the table;
-    ``tight`` puts one space between columns instead of two.
+    ``tight`` puts one space between columns instead of two (and draws no box).
     """
-    title = None
-    if not is_plain(console):  # piped, the header line above the table already says it
-        title = f"{model_title(report)} @ {shape_text(report.input_size)}"
-    caption = None
+    caption = None  # no title: the summary's header line above the table names the model and input
     if depth is not None and rows is None:
         caption = f"--depth {depth}: \"+N\" after a name means N deeper records are folded into its row."
-    table = Table(title=title, caption=caption, box=table_box(console), header_style="bold",
+    # Tight: no box either, whose column dividers would take a further space each.
+    table = Table(caption=caption, box=None if tight else table_box(console), header_style="bold", show_edge=False,
                   collapse_padding=tight, pad_edge=not tight)
     shown = [(header, justify) for header, justify in LAYER_COLUMNS if header not in hide]
     for header, justify in shown:
@@ -257,7 +255,7 @@ def totals_table(report: Report, units: Units = "exact", conventions: bool = Tru
 
 def outputs_table(report: Report, console: Console) -> Table:
     """Every output (each FPN level) with its shape, stride, receptive field and weighted depth."""
-    table = Table(box=table_box(console), header_style="bold")
+    table = Table(box=table_box(console), header_style="bold", show_edge=False)
     for column in ("Output", "Shape", "Stride", "Receptive field", "Weighted depth"):
         table.add_column(column, justify="left" if column in ("Output", "Shape") else "right", no_wrap=True)
     for name, info in report.output_info.items():
