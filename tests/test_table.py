@@ -127,6 +127,23 @@ def test_resnet50_defaults_to_a_row_per_block_with_the_stem_and_head() -> None:
     assert any("--depth all" in line for line in after), after
 
 
+@pytest.mark.parametrize("name", ["resnetv2_50", "seresnet50", "hopenet", "maskrcnn_r50_fpn", "cifar_resnet20"])
+def test_block_rows_keep_every_sum(name: str) -> None:
+    from resnet_inspect.render.summary import block_rows
+
+    report = resnet_inspect.inspect(name)
+    rows = block_rows(report)
+    assert rows is not None and report.structure is not None
+    uncalled = {key: sum(u[key] for u in report.uncalled) for key in ("params", "buffers")}
+    assert sum(r.params for r in rows) + uncalled["params"] == report.totals["params"]
+    assert sum(r.buffers for r in rows) + uncalled["buffers"] == report.totals["buffers"]
+    assert sum(r.macs for r in rows) == report.totals["macs"]
+    assert sum(r.other_ops for r in rows) == report.totals["other_ops"]
+    assert sum(r.output_bytes for r in rows) == report.totals["activation_bytes"]
+    levels = len(report.structure.pyramid.levels) if report.structure.pyramid else 0
+    assert sum(r.label is not None and r.kind is not None for r in rows) == len(report.structure.blocks) + levels
+
+
 def test_a_failed_check_inside_a_block_marks_its_row(monkeypatch) -> None:
     report = resnet_inspect.inspect("resnet18", 64)
     rec = report.layer("layer3.1.conv2")

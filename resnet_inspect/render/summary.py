@@ -87,7 +87,7 @@ def groups(report: Report, structure: Structure) -> list[Group]:
 def block_rows(report: Report) -> list[SummaryRow] | None:
     """One row per block and per pyramid level; every other leaf (stem, head) is a row of its own.
 
-    A group row sums its leaves' costs, shows its output record's shape and receptive field, and
+    A group row sums its records' costs, shows its output record's shape and receptive field, and
     carries its leaves' formula checks, so every column still sums to the report's total. None when
     the data flow shows no residual block.
     """
@@ -101,9 +101,9 @@ def block_rows(report: Report) -> list[SummaryRow] | None:
     rows: list[SummaryRow] = []
     made: dict[int, SummaryRow] = {}
     for rec in report.layers:
-        if not rec.is_leaf:  # only leaves carry costs; their containers' rows would be empty
+        if not rec.is_leaf and not _owns(rec):  # a container whose costs all sit on its children
             continue
-        group = owner.get(rec.index)
+        group = _group_of(report.layers, rec, owner)
         if group is None:  # a stem or head layer: its own row, not indented (no module rows above it)
             label = (rec.name or "(root)") + (f" (call {rec.call + 1})" if rec.call else "")
             rows.append(SummaryRow(rec, rec.params, rec.trainable_params, rec.buffers, rec.macs, rec.other_ops,
@@ -124,6 +124,25 @@ def block_rows(report: Report) -> list[SummaryRow] | None:
         row.output_bytes += rec.output_bytes
         row.folded += 1
     return rows
+
+
+def _owns(rec: LayerRecord) -> bool:
+    """Whether a record carries costs of its own (every leaf; a module with parameters and children,
+    such as timm's BatchNormAct2d, too)."""
+    return bool(rec.params or rec.buffers or rec.macs or rec.other_ops or rec.output_bytes)
+
+
+def _group_of(layers: list[LayerRecord], rec: LayerRecord, owner: dict[int, Group]) -> Group | None:
+    """The group a record's costs go to: its own, or for a module with children, its first
+    descendant's that has one."""
+    if rec.index in owner or rec.is_leaf:
+        return owner.get(rec.index)
+    index = rec.index + 1
+    while index < len(layers) and layers[index].depth > rec.depth:
+        if index in owner:
+            return owner[index]
+        index += 1
+    return None
 
 
 @dataclass(frozen=True)
