@@ -289,3 +289,15 @@ def test_a_terminal_of_80_columns_gets_panels_that_fit() -> None:
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "…" not in text
     assert "stride 2 ≠ 1 and channels change 1024 → 2048" in flat(re.sub(r"[│╭╮╰╯─]", " ", text))
+
+
+@pytest.mark.parametrize("columns", [40, 60])
+def test_below_80_columns_nothing_is_cut(columns: int) -> None:
+    out = summary("retinanet_r50_fpn", columns=columns)
+    assert "…" not in out
+    if columns == 60:  # long names fold onto a second line; at 40 the table keeps its natural width
+        assert max(len(line) for line in out.splitlines()) <= columns
+    report = resnet_inspect.inspect("retinanet_r50_fpn")
+    text = flat(out)
+    for name, info in report.output_info.items():
+        assert f"{name} {'×'.join(map(str, info.shape))}" in text

@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..text import visible
 from .numbers import Units, count
 from .table import (
-    SummaryRow, count_text, depth_text, downsample_table, is_plain, layer_table, outputs_table, print_table,
+    LAYER_COLUMNS, SummaryRow, count_text, depth_text, downsample_table, is_plain, layer_table, outputs_table, print_table,
     projection_note, shape_mismatches, shape_text, shapes_text, summary_rows, totals_table,
 )
 from .table import _header as header_line
@@ -35,6 +35,8 @@ Depth = Union[int, str, None]  # None: blocks as rows; "all": every module; N: f
 FALLBACK_DEPTH = 2  # a model with no residual block the data flow can see is shown to this depth
 # Columns left out, in this order, when the layer table is wider than the terminal.
 DROP_ORDER = ("Type", "% MACs", "RF")
+HEADERS = tuple(header for header, _ in LAYER_COLUMNS)
+MIN_NAME_WIDTH = 10  # narrower, a folded name takes more lines than it is worth
 CONVENTIONS_DOC = "docs/conventions.md"
 
 
@@ -180,7 +182,8 @@ def natural_width(console: Console, renderable: RenderableType) -> int:
 
 def fitted_layer_table(report: Report, console: Console, rows: list[SummaryRow], depth: Depth,
                        units: Units) -> tuple[Table, tuple[str, ...]]:
-    """The layer table with the fewest columns left out that fits; as a last resort the names wrap.
+    """The layer table with the fewest columns left out that fits; then long names fold onto a
+    second line; below that (under about 60 columns) the table keeps its natural width.
 
     The headers never change; numbers are never cut (their columns never wrap)."""
     fold = depth if isinstance(depth, int) else None
@@ -188,17 +191,30 @@ def fitted_layer_table(report: Report, console: Console, rows: list[SummaryRow],
     tries = [((), False), *(((DROP_ORDER[:k]), True) for k in range(len(DROP_ORDER) + 1))]
     for hide, tight in tries:
         table = layer_table(report, console, fold, rows=rows, units=units, hide=hide, tight=tight)
-        if natural_width(console, table) <= console.width:
+        width = natural_width(console, table)
+        if width <= console.width:
             return table, hide
-    return layer_table(report, console, fold, rows=rows, units=units, hide=hide, fold_names=True, tight=True), hide
+    names = natural_width(console, layer_table(report, console, fold, rows=rows, units=units,
+                                               hide=tuple(h for h in HEADERS if h != "Layer"), tight=True))
+    room = names - (width - console.width)
+    if room >= MIN_NAME_WIDTH:
+        return layer_table(report, console, fold, rows=rows, units=units, hide=hide, name_width=room, tight=True), hide
+    return table, hide
 
 
 def print_fitted(console: Console, renderable: RenderableType) -> None:
     """Print within ``console.width``: a table that fits as :func:`print_table` does, anything else
-    wrapped at the width, with the trailing blanks rich pads rows with removed when piped."""
-    if isinstance(renderable, Table) and natural_width(console, renderable) <= console.width:
-        print_table(console, renderable)
-        return
+    wrapped at the width, with the trailing blanks rich pads rows with removed when piped. A table
+    whose cells cannot wrap to the width keeps its natural width: wider than the terminal, never cut."""
+    if isinstance(renderable, Table):
+        measured = Measurement.get(console, console.options.update_width(100_000), renderable)
+        cramped = measured.minimum >= console.width  # rich cuts a cell when the minimum only just fits
+        if measured.maximum <= console.width or (cramped and is_plain(console)):
+            print_table(console, renderable)
+            return
+        if cramped:
+            console.print(renderable, width=measured.maximum, crop=False)
+            return
     if not is_plain(console):
         console.print(renderable)
         return

@@ -188,14 +188,14 @@ LAYER_COLUMNS = (("Layer", "left"), ("Type", "left"), ("Output shape", "left"), 
 
 
 def layer_table(report: Report, console: Console, depth: int | None = None, *, rows: list[SummaryRow] | None = None,
-                units: Units = "exact", hide: tuple[str, ...] = (), fold_names: bool = False,
+                units: Units = "exact", hide: tuple[str, ...] = (), name_width: int | None = None,
                 tight: bool = False) -> Table:
     """The per-layer table: name indented by nesting, type, output shape, params, MACs, share,
     receptive field and the formula check.
 
     ``rows`` replaces the rows of ``depth`` (the summary's blocks as rows); ``units`` is the number
     style (render/numbers.py); ``hide`` leaves out columns by header, for a narrow terminal, and
-    ``fold_names`` lets a long name wrap onto a second line instead of widening the table;
+    ``name_width`` fixes the Layer column's width, a longer name folding onto a second line;
     ``tight`` puts one space between columns instead of two (and draws no box).
     """
     caption = None  # no title: the summary's header line above the table names the model and input
@@ -206,9 +206,9 @@ def layer_table(report: Report, console: Console, depth: int | None = None, *, r
                   collapse_padding=tight, pad_edge=not tight)
     shown = [(header, justify) for header, justify in LAYER_COLUMNS if header not in hide]
     for header, justify in shown:
-        wrap = fold_names and header == "Layer"
+        wrap = name_width is not None and header == "Layer"
         table.add_column(header, justify=justify, no_wrap=not wrap,  # type: ignore[arg-type]
-                         overflow="fold" if wrap else "ellipsis")
+                         overflow="fold" if wrap else "ellipsis", width=name_width if wrap else None)
     total = report.totals["macs"]
     for row in summary_rows(report, depth) if rows is None else rows:
         if not shows_row(row):
@@ -257,7 +257,9 @@ def outputs_table(report: Report, console: Console) -> Table:
     """Every output (each FPN level) with its shape, stride, receptive field and weighted depth."""
     table = Table(box=table_box(console), header_style="bold", show_edge=False)
     for column in ("Output", "Shape", "Stride", "Receptive field", "Weighted depth"):
-        table.add_column(column, justify="left" if column in ("Output", "Shape") else "right", no_wrap=True)
+        # Cells may wrap between words only: on a narrow terminal "Receptive field" takes two
+        # lines, while a shape or a number, one word, stays whole.
+        table.add_column(column, justify="left" if column in ("Output", "Shape") else "right", no_wrap=False)
     for name, info in report.output_info.items():
         table.add_row(name, shape_text(info.shape), stride_text(info.stride),
                       pair_text(info.receptive_field), str(info.depth if info.traced else "—"))
