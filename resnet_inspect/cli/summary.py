@@ -31,7 +31,7 @@ DepthOpt = Annotated[Optional[str], typer.Option(
          "are folded into their ancestor (1 = top-level modules). JSON and CSV keep every layer whatever the depth.")]
 UnitsOpt = Annotated[Optional[str], typer.Option(
     "--units", "-u", metavar="exact|auto|K|M|G", show_default=False,
-    help="How counts are written: exact comma-grouped integers (the default), auto (k, M, G or T chosen per "
+    help="How counts are written: exact comma-grouped integers (the default), auto (K, M, G or T chosen per "
          "figure: 118.0M), or K, M or G for every figure. A short form always ends with its unit.")]
 ConventionsOpt = Annotated[bool, typer.Option(
     "--conventions", help="Print the counting convention (MACs vs FLOPs, other ops, depth) in full, as "

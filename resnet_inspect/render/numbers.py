@@ -1,7 +1,7 @@
 """How every view writes a number: exact integers by default, short forms that name their unit on request.
 
 One style across views: a count is ``118,013,952`` (exact, comma-grouped) unless the user asks for
-``--units``, which gives ``118.0M`` (``auto``: the largest of k, M, G, T that keeps the value at 1
+``--units``, which gives ``118.0M`` (``auto``: the largest of K, M, G, T that keeps the value at 1
 or more) or fixes the prefix for every figure (``K``, ``M``, ``G``). A short form always ends with its
 prefix, so it is never mistaken for an exact count. Bytes are always given in binary units as well.
 """
@@ -24,7 +24,7 @@ def parse_units(text: str | None) -> Units:
         if text.strip().lower() == name.lower():
             return name  # type: ignore[return-value]
     raise InputError(f"Unknown --units '{text}': use exact (comma-grouped integers, the default), auto "
-                     "(k, M, G or T per figure), K, M or G.")
+                     "(K, M, G or T per figure), K, M or G.")
 
 
 def exact(value: int) -> str:
@@ -41,11 +41,15 @@ def _decimals(scaled: float) -> int:
 def short(value: float, prefix: str | None = None, unit: str = "") -> str:
     """``value`` scaled to a prefix (``prefix`` None picks it) and followed by it: ``4.089G``.
 
-    With a fixed ``prefix`` every figure uses it (``0.118G``); without one, values under 1,000 are
-    written whole. ``unit`` follows the prefix (``4.089 GMACs``, with a space before the number's unit).
+    With a fixed ``prefix`` every figure uses it (``0.118G``), except one too small to show in it
+    (under 0.0005 of it), which takes its own; without one, the prefix keeps the figure at 1 or more
+    once rounded, and values under 1,000 are written whole. ``unit`` follows the prefix
+    (``4.089 GMACs``, with a space before the number's unit).
     """
+    if prefix is not None and value and abs(value) < 0.0005 * _SCALES[prefix.upper()]:
+        prefix = None
     if prefix is None:
-        prefix = next((p for p, scale in _SCALES.items() if abs(value) >= scale), "")
+        prefix = next((p for p, scale in _SCALES.items() if round(abs(value) / scale, 3) >= 1), "")
     if not prefix:
         whole = f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
         return f"{whole} {unit}".rstrip()

@@ -24,7 +24,7 @@ from ..analysis.blocks import Block, Structure
 from ..analysis.records import LayerRecord, Report
 from ..errors import InputError
 from ..text import visible
-from .numbers import Units, count
+from .numbers import Units
 from .table import (
     LAYER_COLUMNS, SummaryRow, count_text, depth_text, downsample_table, is_plain, layer_table, outputs_table, print_table,
     projection_note, shape_mismatches, shape_text, shapes_text, summary_rows, totals_table,
