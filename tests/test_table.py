@@ -9,6 +9,7 @@ import json
 import re
 
 import pytest
+import torch
 from rich.console import Console
 
 import resnet_inspect
@@ -109,7 +110,8 @@ def test_resnet50_defaults_to_a_row_per_block_with_the_stem_and_head() -> None:
     report = resnet_inspect.inspect("resnet50")
     assert sum(integer(r["Params"]) for r in rows) == report.totals["params"]
     assert sum(integer(r["MACs"]) for r in rows) == report.totals["macs"]
-    model = resnet_inspect.build("resnet50")
+    with torch.device("meta"):  # parameter counts only: no memory, no initialisation
+        model = resnet_inspect.build("resnet50")
     by_name = {r["Layer"]: r for r in rows}
     for name in ("layer1.0", "layer2.0", "layer4.2"):
         stage, block = name.replace("layer", "").split(".")
@@ -179,9 +181,9 @@ def test_a_model_without_blocks_falls_back_to_depth_2_and_says_so(user_net: str)
 
 
 def test_depth_all_and_depth_n_give_the_module_views() -> None:
-    every = [r["Layer"] for r in parse_table(summary("resnet18", "--depth", "all"))[1]]
+    every = [r["Layer"] for r in parse_table(summary("resnet18", "--input", "64", "--depth", "all"))[1]]
     assert "layer1.0.conv1" in every and "layer1" in every
-    one = [r["Layer"].split()[0] for r in parse_table(summary("resnet18", "--depth", "1"))[1]]
+    one = [r["Layer"].split()[0] for r in parse_table(summary("resnet18", "--input", "64", "--depth", "1"))[1]]
     assert one == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "fc"]
     for bad in ("0", "deep", "-1"):
         result = run("summary", "resnet18", "--depth", bad)
@@ -196,20 +198,20 @@ def test_make_run_fits_a_screen_and_says_how_to_see_every_layer() -> None:
 
 
 def test_json_and_csv_keep_every_layer_whatever_the_depth() -> None:
-    report = resnet_inspect.inspect("resnet18")
-    for depth in ([], ["--depth", "1"], ["--depth", "all"]):
-        rows = list(csv.DictReader(io.StringIO(summary("resnet18", "--format", "csv", *depth))))
+    report = resnet_inspect.inspect("resnet18", 32)
+    for depth in ([], ["--depth", "1"]):
+        rows = list(csv.DictReader(io.StringIO(summary("resnet18", "--input", "32", "--format", "csv", *depth))))
         assert [r["name"] for r in rows] == [rec.name for rec in report.layers], depth
         assert all(r["folded"] == "0" for r in rows)
-        data = json.loads(summary("resnet18", "--format", "json", *depth))
+        data = json.loads(summary("resnet18", "--input", "32", "--format", "json", *depth))
         assert len(data["layers"]) == len(report.layers), depth
 
 
 # -- conventions and numbers ------------------------------------------------------------------------
 
 def test_the_convention_paragraph_is_behind_a_flag() -> None:
-    report = resnet_inspect.inspect("resnet18")
-    default, full = summary("resnet18"), summary("resnet18", "--conventions")
+    report = resnet_inspect.inspect("resnet18", 32)
+    default, full = summary("resnet18", "--input", "32"), summary("resnet18", "--input", "32", "--conventions")
     assert report.convention not in flat(default) and "docs/conventions.md" in default
     assert report.convention in flat(full)
     assert "Counted: convolutions and linear layers" in flat(full)
@@ -295,11 +297,11 @@ def test_a_terminal_of_80_columns_gets_panels_that_fit() -> None:
 
 @pytest.mark.parametrize("columns", [40, 60])
 def test_below_80_columns_nothing_is_cut(columns: int) -> None:
-    out = summary("retinanet_r50_fpn", columns=columns)
+    out = summary("retinanet_r50_fpn", "--input", "128", columns=columns)
     assert "…" not in out
     if columns == 60:  # long names fold onto a second line; at 40 the table keeps its natural width
         assert max(len(line) for line in out.splitlines()) <= columns
-    report = resnet_inspect.inspect("retinanet_r50_fpn")
+    report = resnet_inspect.inspect("retinanet_r50_fpn", 128)
     text = flat(out)
     for name, info in report.output_info.items():
         assert f"{name} {'×'.join(map(str, info.shape))}" in text
