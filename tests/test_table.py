@@ -250,6 +250,8 @@ def test_units_give_short_forms_that_name_their_unit(units: str, pattern: str) -
     assert abs(total - report.totals["macs"]) / report.totals["macs"] < 1e-3
     macs = next(line for line in out.splitlines() if line.startswith("MACs"))
     assert macs.split()[1] == count(report.totals["macs"], units)  # type: ignore[arg-type]
+    if units == "auto":  # the sections follow the same style: Hopenet's uncalled Linear(2048 + 3, 3)
+        assert "fc_finetune (Linear): 6.156K params" in summary("hopenet", "--units", units)
     bad = run("summary", "resnet18", "--units", "furlongs")
     assert bad.exit_code == 2 and "Unknown --units" in flat(bad.stderr)
 

@@ -24,9 +24,9 @@ from ..analysis.blocks import Block, Structure
 from ..analysis.records import LayerRecord, Report
 from ..errors import InputError
 from ..text import visible
-from .numbers import Units
+from .numbers import Units, count
 from .table import (
-    LAYER_COLUMNS, SummaryRow, count_text, depth_text, downsample_table, is_plain, layer_table, outputs_table, print_table,
+    LAYER_COLUMNS, SummaryRow, depth_text, downsample_table, is_plain, layer_table, outputs_table, print_table,
     projection_note, shape_mismatches, shape_text, shapes_text, summary_rows, totals_table,
 )
 from .table import _header as header_line
@@ -287,14 +287,14 @@ def print_summary(report: Report, console: Console, depth: Depth = None, *, unit
     section(console, "Depth", depth_text(report, conventions))
     if report.downsample:
         section(console, "Downsampling", _downsampling(report, console))
-    _checks(report, console)
+    _checks(report, console, units)
 
 
-def _checks(report: Report, console: Console) -> None:
+def _checks(report: Report, console: Console, units: Units) -> None:
     """Uncalled modules, shared parameters, the formula check and the warnings."""
     if report.uncalled:
         section(console, "Uncalled modules", _lines(
-            f"{visible(u['name'])} ({visible(u['type'])}): {count_text(u['params'])} params, never called by forward()"
+            f"{visible(u['name'])} ({visible(u['type'])}): {count(u['params'], units)} params, never called by forward()"
             for u in report.uncalled))
     shared = [f"{visible(rec.name)}.{entry}" for rec in report.layers for entry in rec.shared
               if entry.endswith("counted there)")]
