@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup run test bench graphviz chromium docs clean
+.PHONY: setup run test wheel bench graphviz chromium docs clean
 
 # torch first, pinned: the CPU build lies on this machine's disk, while an unpinned torch would
 # pull a CUDA build of several GB. The package's own range (torch>=2.1) is then already met.
@@ -47,8 +47,16 @@ run: setup
 
 # The project's own shape snapshots first, so that pytest's summary is the run's closing line.
 test: setup
-	$(BIN)/resnet-inspect check shapes/*.json
+	$(BIN)/resnet-inspect check shapes/
 	$(BIN)/python -m pytest -q
+
+# The sdist and wheel that `pip install .` would build, into dist/, checked as PyPI would read them
+# (tests/test_packaging.py installs such a wheel in a fresh venv). Built in the venv, without a
+# download: setuptools comes from the test extra.
+wheel: setup
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
 
 # The peers of issue 6 (torchinfo; fvcore is already a dependency), then the side-by-side timing.
 $(BIN)/.bench-installed: $(BIN)/.installed
@@ -70,4 +78,4 @@ docs: setup
 	$(BIN)/python docs/generate.py docs/src/reading-the-summary.md.in docs/reading-the-summary.md
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -28,7 +28,7 @@ def inspect(model_or_name: Any, input_size: Any = None, **options: Any) -> Any:
     """Trace a model, a variant name, ``package.module:factory`` or a checkpoint file and return a
     :class:`~resnet_inspect.analysis.records.Report`.
 
-    ``input_size`` defaults to the variant's own resolution (224, or 32 for the CIFAR nets). The
+    ``input_size`` defaults to the variant's own (224; 32 for the CIFAR nets; 512 with a pyramid). The
     keywords are builder options, the engine's (``real``, ``counter``, ``pad_to``, ``label``,
     ``dtype``) and, for a checkpoint, ``trust_pickle`` and ``max_bytes`` (see :mod:`resnet_inspect.resolve`).
     """

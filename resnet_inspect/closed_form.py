@@ -25,7 +25,7 @@ from typing import Any
 from .analysis.shapes import Window, window_output
 from .errors import InputError
 from .inputs import parse_input_size
-from .plan import BlockPlan, stage_plan
+from .plan import BlockPlan, inner_width, stage_plan
 from .variants import ResNetSpec, get_spec
 
 SE_REDUCTION = 16
@@ -93,7 +93,8 @@ def figures(spec_or_name: ResNetSpec | str, input_size: Any = None, **options: A
     """Params, buffers and MACs of a variant (name plus builder options, or a spec) at ``input_size``.
 
     ``input_size`` takes what ``--input`` takes (``224``, ``800x1344``, NCHW ...) and defaults to
-    the variant's own resolution (32 for the CIFAR nets, else 224); the batch multiplies the MACs.
+    the variant's own (``spec.default_input``: 224, 32 for the CIFAR nets, 512 with a pyramid); the batch
+    multiplies the MACs.
     """
     spec = spec_or_name if isinstance(spec_or_name, ResNetSpec) else get_spec(spec_or_name, **options)
     batch, channels, height, width = parse_input_size(spec.default_input if input_size is None else input_size)
@@ -159,7 +160,7 @@ def _block(spec: ResNetSpec, tally: _Tally, size: Size, plan: BlockPlan) -> Size
         # 1x1 reduce, grouped 3x3, 1x1 expand. The stride sits in the first 1x1 (MSRA/Caffe) or in
         # the 3x3 (torchvision, and the pre-activation net); in a stage's first block the 3x3 keeps
         # the previous stage's dilation.
-        width = planes * spec.width_per_group // 64 * spec.groups
+        width = inner_width(spec, planes)
         stride_1x1, stride_3x3 = (stride, 1) if spec.stride_in_1x1 and not spec.preact else (1, stride)
         mid = tally.conv(size, inplanes, width, 1, stride=stride_1x1, where=f"{where}.conv1")
         tally.norm(width)

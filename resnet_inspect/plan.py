@@ -23,6 +23,20 @@ def needs_projection(stride: int, in_channels: int, out_channels: int) -> bool:
     return stride != 1 or in_channels != out_channels
 
 
+def inner_width(spec: ResNetSpec, planes: int) -> int:
+    """Channels of a block's 3x3 conv: ``planes`` for a basic block; torchvision's
+    ``int(planes * width_per_group / 64) * groups`` for a bottleneck (ResNeXt, Wide ResNet)."""
+    if spec.block == "basic":
+        return planes
+    return int(planes * spec.width_per_group / 64) * spec.groups
+
+
+def groups_and_width(spec: ResNetSpec) -> tuple[int, int]:
+    """The ``32 × 4`` of resnext50_32x4d: the groups of the first stage's 3x3 conv and the channels of each
+    group (16 for the CIFAR nets, whose first stage is 16 channels wide; 64 for ResNet-50)."""
+    return spec.groups, inner_width(spec, spec.stage_channels[0]) // spec.groups
+
+
 @dataclass(frozen=True)
 class BlockPlan:
     """One residual block: what it reads and makes, where its stride sits, and its shortcut."""

@@ -8,7 +8,8 @@ here prints. The CLI reports a checkpoint's inference on stderr (``cli/common.de
 - A checkpoint file (:data:`~resnet_inspect.checkpoint.CHECKPOINT_SUFFIXES`) is loaded with the
   restricted unpickler (``trust_pickle`` lifts it) and its ResNet inferred from names and shapes.
 - ``package.module:factory`` imports the module (the current directory first on ``sys.path``) and
-  calls the factory: the caller has decided that this code may run.
+  calls the factory: the caller has decided that this code may run. A snapshot's factory is
+  imported from the snapshot's own project (:func:`import_root`), wherever ``check`` runs.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from . import reading
 from .checkpoint import CHECKPOINT_SUFFIXES, MAX_CHECKPOINT_BYTES, load_model
 from .errors import InputError
 from .inputs import parse_input_size
-from .text import article
+from .text import article, sentence
 from .variants import _VARIANTS, ResNetSpec, get_spec, unknown_name_error
 
 KINDS = ("variant", "checkpoint", "factory")
@@ -121,15 +122,38 @@ def inspect_target(target: Any, input_size: Any = None, *, trust_pickle: bool = 
     return trace(target, input_size, **engine)
 
 
-def _load_factory(target: str, options: dict[str, Any], *, vet: Callable[[Any], None] | None = None) -> Any:
-    """Import ``package.module`` and call ``factory()``; ``vet`` may refuse the callable before it is called."""
+def import_root(module_name: str, start: Path) -> Path | None:
+    """The folder ``module_name`` imports from for a file in folder ``start`` (a snapshot's): from
+    ``start`` upward, the first folder that holds its top-level package or module (``pkg/``,
+    ``pkg.py``, or ``src/pkg`` in the src layout), as ``python -m`` run from the project root would
+    find it. The search stops at the repository root (``.git`` or ``.hg``), where the trust rules'
+    search for pyproject.toml stops too (:mod:`resnet_inspect.trust`); None when nothing is found."""
+    from .trust import REPOSITORY_MARKERS
+
+    top = module_name.split(".")[0]
+    folder = Path(start).absolute()
+    for candidate in (folder, *folder.parents):
+        for base in (candidate, candidate / "src"):
+            if os.path.isdir(base / top) or os.path.isfile(base / f"{top}.py"):
+                return base
+        if any(os.path.lexists(candidate / marker) for marker in REPOSITORY_MARKERS):
+            return None
+    return None
+
+
+def _load_factory(target: str, options: dict[str, Any], *, vet: Callable[[Any], None] | None = None,
+                  root: Path | None = None) -> Any:
+    """Import ``package.module`` and call ``factory()``; ``vet`` may refuse the callable before it is called.
+    ``root`` (a snapshot's project, :func:`import_root`) goes first on ``sys.path``, before the current
+    directory."""
     module_name, _, attr = target.partition(":")
     if not module_name.strip() or not attr.strip():
         raise InputError(f"'{target}' is not a factory: give package.module:function, e.g. mymodels:build.")
     if options:
         raise InputError(f"Builder flags ({', '.join(sorted(options))}) apply to variant names, not to {target}.")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    for folder in (os.getcwd(), *([str(root)] if root is not None else [])):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     # Whatever the user's code does while it is imported or called (an exception of any kind, a
     # syntax error, sys.exit, a debugger or a prompt) is bad input, reported as such; never a crash,
     # a silent exit or a wait for a keystroke.
@@ -204,7 +228,7 @@ def _run_users_code(call: Callable[[], Any], doing: str, failed: str) -> Any:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - SystemExit, GeneratorExit...: whatever the user's code raises
-        raise InputError(f"{failed} {_raised(exc)}.") from exc
+        raise InputError(f"{failed} {sentence(_raised(exc))}") from exc
 
 
 def _raised(exc: BaseException) -> str:

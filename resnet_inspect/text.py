@@ -48,3 +48,10 @@ def clip(text: object, limit: int = 120) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit // 2]}…{text[-(limit // 3):]} ({len(text):,} characters)"
+
+
+def sentence(text: object) -> str:
+    """``text`` ending in exactly one full stop: a message that already ends its sentence (an
+    exception's own "... set it to True.") gets none added, so no message reads "True.."."""
+    text = str(text).rstrip()
+    return text if text.endswith((".", "!", "?", "…")) else f"{text}."

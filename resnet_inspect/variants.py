@@ -20,6 +20,11 @@ BLOCK_EXPANSION = {"basic": 1, "bottleneck": 4}
 NORMS = ("bn", "frozen_bn")
 FPN_KINDS = ("maskrcnn", "retinanet")
 OUTPUT_STRIDES = (32, 16, 8)
+# The input each command uses when none is given (ResNetSpec.default_input, the one place it is
+# decided): ImageNet's 224×224 for a classifier (He et al. 2016); 32×32 for the CIFAR nets (He et
+# al. 2015, §4.2); and for a net with a feature pyramid a square multiple of 32, as its top-down
+# path needs (maskrcnn-benchmark pads to SIZE_DIVISIBILITY 32), small enough to trace at once.
+IMAGENET_INPUT, CIFAR_INPUT, FPN_INPUT = 224, 32, 512
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,8 @@ class FPNSpec:
 
 @dataclass(frozen=True)
 class ResNetSpec:
-    """Everything that decides a ResNet's modules: a handful of numbers and switches."""
+    """Everything that decides a ResNet's modules: a handful of numbers and switches, and the input
+    every command traces it at when none is given (``default_input``)."""
 
     name: str
     block: str
@@ -72,7 +78,7 @@ class ResNetSpec:
     preact: bool = False  # BN-ReLU before each conv (He et al. 2016)
     se: bool = False  # squeeze-and-excitation, reduction 16
     stage_channels: tuple[int, ...] = (64, 128, 256, 512)
-    default_input: int = 224
+    default_input: int = IMAGENET_INPUT
     source: str = "torchvision"
     options: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
 
@@ -133,15 +139,15 @@ _VARIANTS: dict[str, dict[str, Any]] = {
                            source="MSRA Caffe release"),
     "retinanet_r50_fpn": _zoo(
         "bottleneck", _R50, stride_in_1x1=True, norm="frozen_bn", head="none", layout="maskrcnn",
-        fpn=FPNSpec("retinanet", upsample="scale"), source="maskrcnn-benchmark"),
+        fpn=FPNSpec("retinanet", upsample="scale"), default_input=FPN_INPUT, source="maskrcnn-benchmark"),
     "maskrcnn_r50_fpn": _zoo(
         "bottleneck", _R50, stride_in_1x1=True, norm="frozen_bn", head="none", layout="maskrcnn",
-        fpn=FPNSpec("maskrcnn", upsample="scale"), source="maskrcnn-benchmark"),
+        fpn=FPNSpec("maskrcnn", upsample="scale"), default_input=FPN_INPUT, source="maskrcnn-benchmark"),
     "resnet": _zoo("basic", (1, 1, 1, 1), source="custom (--block, --layers)"),
     # He et al. 2015, section 4.2: 6n+2 layers on 32x32 CIFAR-10 images, option A shortcuts.
     **{f"cifar_resnet{6 * n + 2}": _zoo(
         "basic", (n, n, n), stage_channels=(16, 32, 64), stem="cifar", shortcut="A", num_classes=10,
-        default_input=32, source="paper (He et al. 2015, §4.2)") for n in (3, 5, 7, 9, 18, 200)},
+        default_input=CIFAR_INPUT, source="paper (He et al. 2015, §4.2)") for n in (3, 5, 7, 9, 18, 200)},
     # Bag of Tricks (He et al. 2019) tweaks, with timm's parameter names.
     "resnet18d": _zoo("basic", (2, 2, 2, 2), stem="deep", avg_down=True, source=_TRICKS),
     "resnet26d": _zoo("bottleneck", (2, 2, 2, 2), stem="deep", avg_down=True, source=_TRICKS),
@@ -199,6 +205,10 @@ def get_spec(name: str, **options: Any) -> ResNetSpec:
         fields["fpn"] = _fpn_option(given["fpn"], base.get("fpn"))
         if fields["fpn"] is not None and "head" not in base:
             fields["head"] = "none"
+        if fields["fpn"] is not None:  # a pyramid added or kept: the detection input
+            fields["default_input"] = FPN_INPUT
+        elif base.get("fpn") is not None:  # a preset's pyramid taken off (--fpn none): the trunk's own
+            fields["default_input"] = IMAGENET_INPUT
     if "layers" in given:
         fields["layers"] = parse_layers(given["layers"], len(fields.get("stage_channels", (64, 128, 256, 512))))
     spec = ResNetSpec(name=name, options=tuple(sorted(given.items(), key=lambda kv: kv[0])), **fields)

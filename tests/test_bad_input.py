@@ -931,6 +931,23 @@ def test_a_factory_that_waits_for_a_terminal_does_not_hang(body: str, tmp_path: 
     assert b"breakpoint()" in err or b"read from standard input" in err
 
 
+@pytest.mark.parametrize("bug", [False, True], ids=["bad input", "bug"])
+def test_debug_adds_the_traceback_and_keeps_the_exit_code(bug: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--debug shows the traceback; the verdict stays 2 for bad input and 3 for a bug (it used to become 1)."""
+    from resnet_inspect.analysis import inspect as engine
+
+    if bug:
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("simulated")
+
+        monkeypatch.setattr(engine, "inspect", broken)
+    result = CliRunner().invoke(app, ["--debug", "summary", "resnet18" if bug else "resnet5O"])
+    assert result.exit_code == (3 if bug else 2), result.output
+    assert "Traceback (most recent call last)" in result.stderr
+    said = " ".join(result.stderr.split())
+    assert ("Internal error: RuntimeError: simulated." if bug else "Unknown model 'resnet5O'") in said
+
+
 def test_a_255_byte_output_name_is_written(tmp_path: Path) -> None:
     """The longest legal name: the temporary file beside it gets a shortened name, so it fits too."""
     name = "s" * 250 + ".json"

@@ -41,6 +41,19 @@ def test_help_lists_every_command_and_each_has_an_example() -> None:
         assert f"Example: resnet-inspect {command}" in sub.stdout
 
 
+def test_help_lists_the_commands_by_use_summary_first() -> None:
+    """The order people reach for them (issue 16): look, compare, then guard in CI."""
+    import typer.main
+
+    group = typer.main.get_command(app)
+    listed = group.list_commands(typer.Context(group))
+    expected = ["summary", "tree", "explain", "graph", "report", "list", "diff", "snapshot", "check"]
+    assert listed[:len(expected)] == expected
+    help_text = run("--help").stdout.split("Commands:", 1)[1]
+    shown = [line.split()[0] for line in help_text.splitlines() if line.startswith("  ") and line.split()]
+    assert shown == listed
+
+
 def test_version_is_the_installed_distributions_and_needs_no_torch() -> None:
     from importlib.metadata import version
 
@@ -297,7 +310,7 @@ def test_list_names_where_each_variant_comes_from() -> None:
                 "retinanet_r50_fpn": "maskrcnn-benchmark", "cifar_resnet20": "He et al. 2015", "resnet50d": "Bag of Tricks",
                 "resnetv2_50": "Identity Mappings", "seresnet50": "SENet"}
     for name, source in expected.items():
-        assert source in re.search(r"\s(?:224|32) (.*)$", rows[name]).group(1), rows[name]
+        assert source in re.search(r"\s(?:224|32|512) (.*)$", rows[name]).group(1), rows[name]
 
 
 def test_summary_real_forward_gives_the_same_records() -> None:
@@ -322,6 +335,48 @@ def test_summary_fpn_lists_every_level_with_its_stride() -> None:
         for _ in range(level):
             h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1  # each stride-2 window: ⌊(I − 1)/2⌋ + 1
         assert cells[1:3] == [f"1×256×{h}×{w}", str(2 ** level)]
+
+
+@pytest.mark.parametrize("model", [["retinanet_r50_fpn"], ["maskrcnn_r50_fpn"], ["resnet50", "--fpn", "maskrcnn"]],
+                         ids=lambda m: " ".join(m))
+def test_every_command_traces_a_pyramid_at_one_default_input(model: list[str], tmp_path, monkeypatch) -> None:
+    """One default per preset, from the spec, whatever the command (issue 16: summary, graph and list
+    said 224 where snapshot said 512)."""
+    from resnet_inspect.analysis import inspect as engine
+    from resnet_inspect.render.variants_table import variant_rows
+
+    spec = resnet_inspect.get_spec(model[0], **({"fpn": model[2]} if len(model) > 1 else {}))
+    side = spec.default_input
+    expected = [1, 3, side, side]
+    traced = []
+    real_inspect = engine.inspect
+
+    def spy(*args, **kwargs):
+        report = real_inspect(*args, **kwargs)
+        traced.append(list(report.input_size))
+        return report
+
+    monkeypatch.setattr(engine, "inspect", spy)
+    monkeypatch.chdir(tmp_path)
+    summary = run("summary", *model, "-f", "json")
+    assert summary.exit_code == 0, summary.output
+    assert json.loads(summary.stdout)["input_size"] == expected
+    diff = run("diff", *model[:1], *model[:1], "-f", "json", *(["--a-fpn", model[2], "--b-fpn", model[2]]
+                                                                   if len(model) > 1 else []))
+    assert diff.exit_code == 0, diff.output
+    snap = run("snapshot", *model, "-o", "snap.json")
+    assert snap.exit_code == 0, snap.output
+    assert json.loads((tmp_path / "snap.json").read_text())["input_size"] == expected
+    traced.clear()
+    conv = next(r["name"] for r in json.loads(summary.stdout)["layers"] if r["type"] == "Conv2d")
+    for command in (["tree", *model], ["explain", *model, conv], ["graph", *model, "g.dot"],
+                    ["report", *model, "-o", "r.html"]):
+        result = run(*command)
+        assert result.exit_code == 0, (command, result.output)
+    assert traced and all(size == expected for size in traced), traced
+    listed = {row_spec.name: row_spec.default_input for row_spec, _ in variant_rows()}
+    if len(model) == 1:  # list shows each preset at the input every other command uses
+        assert listed[model[0]] == side == 512
 
 
 def test_summary_builder_flags_reach_the_model() -> None:

@@ -1,6 +1,7 @@
 """The inspection engine (resnet_inspect.analysis) against published tables, closed forms and real forwards."""
 from __future__ import annotations
 
+import json
 import re
 import resource
 from dataclasses import asdict
@@ -260,6 +261,39 @@ def test_shared_module_gets_a_record_per_call_and_tied_params_count_once() -> No
     assert sum(r.params for r in report.layers) == report.totals["params"]
 
 
+def test_buffers_are_told_apart_by_what_they_hold() -> None:
+    """BatchNorm2d's running statistics, a frozen norm's constants (FrozenBatchNorm2d holds its scale and
+    shift as buffers too) and any other buffer, each counted from the modules; the kinds sum to the total."""
+    from resnet_inspect.models.norm import FrozenBatchNorm2d
+    from tests.conftest import run_cli
+
+    class Anchored(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.bn = nn.BatchNorm2d(4)  # 4 + 4 running statistics and a 1-element step counter
+            self.frozen = FrozenBatchNorm2d(4)  # 4 × 4 constants
+            self.untracked = nn.BatchNorm2d(4, track_running_stats=False)  # no buffers at all
+            self.register_buffer("anchors", torch.zeros(5, 2))  # 10 others
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.untracked(self.frozen(self.bn(self.conv(x)))) + self.anchors.sum()
+
+    report = ri.inspect(Anchored(), (1, 3, 8, 8))
+    assert report.buffer_kinds == {"running_statistics": 9, "frozen_constants": 16, "other": 10}
+    assert sum(report.buffer_kinds.values()) == report.totals["buffers"] == 35
+    frozen = ri.inspect("retinanet_r50_fpn")
+    assert frozen.buffer_kinds["frozen_constants"] == frozen.totals["buffers"] > 0
+    assert frozen.buffer_kinds["running_statistics"] == 0
+    plain = ri.inspect("resnet18")
+    assert plain.buffer_kinds["running_statistics"] == plain.totals["buffers"] == 9_620
+    summary = run_cli("summary", "retinanet_r50_fpn", "-f", "json")
+    assert json.loads(summary.stdout)["buffer_kinds"] == frozen.buffer_kinds
+    line = next(l for l in run_cli("summary", "retinanet_r50_fpn", env={"COLUMNS": "250"}).stdout.splitlines()
+                if l.split()[:1] == ["Buffers"])
+    assert "frozen-norm constants" in line and "running statistics" not in line
+
+
 def test_uncalled_module_is_reported_with_its_params() -> None:
     report = ri.inspect("hopenet")
     assert report.uncalled == [{"name": "fc_finetune", "type": "Linear", "params": (2048 + 3) * 3 + 3,
@@ -279,6 +313,18 @@ def test_input_shapes_are_read_before_in_place_ops() -> None:
 
 def _hook_count(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_a_forward_error_that_ends_its_sentence_gets_no_second_full_stop() -> None:
+    """The message joins the model's own error to what ran: "... to True. 1 layers ran", never "True.."."""
+    class Strict(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise ValueError("set check_inputs to True.")
+
+    with pytest.raises(ForwardFailed) as info:
+        ri.inspect(nn.Sequential(nn.Conv2d(3, 4, 3), Strict()), (1, 3, 8, 8))
+    assert "set check_inputs to True. 1 layers ran before it" in str(info.value)
+    assert ".." not in str(info.value)
 
 
 @pytest.mark.parametrize("real", [False, True])

@@ -273,7 +273,7 @@ def test_fpn_levels_with_their_strides(tmp_path: Path, kind: str, first: int, la
     levels = {f"p{k}" for k in range(first, last + 1)}
     assert diagram.named("level") == levels
     report = resnet_inspect.inspect("resnet50", fpn=kind)
-    side = 224
+    side = report.input_size[-1]  # the default input of a net with a pyramid, as graph used
     sides = {}
     for k in range(1, last + 1):
         side = _halve(side)
@@ -312,6 +312,16 @@ def test_unknown_extension_is_bad_input(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert ".svg, .png, .pdf or .dot" in flat(result.output)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("model", ["resnet50", "mypkg.models:build", "model.pth"])
+def test_a_model_without_out_says_out_is_missing(tmp_path: Path, model: str, monkeypatch) -> None:
+    """`graph resnet50` names the missing argument instead of guessing a format for a file called resnet50."""
+    monkeypatch.chdir(tmp_path)
+    result = run(model)
+    assert result.exit_code == 2
+    assert flat(result.output).startswith("Error: OUT is missing") and f"graph {model} " in flat(result.output)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unwritable_output_is_reported_before_any_work(tmp_path: Path) -> None:

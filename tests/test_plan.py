@@ -9,7 +9,7 @@ from torch import nn
 
 from resnet_inspect import get_spec
 from resnet_inspect.models.resnet import build_model
-from resnet_inspect.plan import BlockPlan, needs_projection, stage_plan
+from resnet_inspect.plan import BlockPlan, groups_and_width, needs_projection, stage_plan
 
 
 def _blocks(name: str, **options: Any) -> dict[str, BlockPlan]:
@@ -81,3 +81,23 @@ def test_the_built_model_follows_the_plan(name: str, options: dict[str, Any]) ->
             convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
             assert convs[0].in_channels == block.in_channels, block.name
             assert max(m.out_channels for m in convs) == block.out_channels, block.name
+
+
+@pytest.mark.parametrize("name", ["cifar_resnet20", "cifar_resnet110", "resnet18", "resnet50", "resnext50_32x4d",
+                                  "resnext101_64x4d", "wide_resnet50_2", "resnetv2_50", "retinanet_r50_fpn"])
+def test_groups_and_width_are_those_of_the_built_first_stages_3x3(name: str) -> None:
+    """`list`'s "Groups × width": the built model's first-stage 3x3 conv, not the spec's width_per_group
+    (the CIFAR nets are 16 wide, not 64)."""
+    from tests.conftest import row, run_cli
+
+    spec = get_spec(name)
+    with torch.device("meta"):
+        model = build_model(spec)
+    first_block = _stage_modules(model)[0][0]
+    conv = next(m for m in first_block.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3))
+    groups, width = groups_and_width(spec)
+    assert (groups, width) == (conv.groups, conv.out_channels // conv.groups)
+    if spec.stem == "cifar":  # He et al. 2015, §4.2: the 3x3 stem conv makes the first stage's 16 maps
+        assert width == model.conv1.out_channels == 16
+    listed = run_cli("list", env={"COLUMNS": "250"})
+    assert f"{groups} × {width}" in row(listed.stdout, name)

@@ -105,3 +105,18 @@ def test_a_resolved_variant_carries_its_validated_spec() -> None:
     assert resolved.kind == "variant" and resolved.spec == ri.get_spec("resnet50", output_stride=16)
     assert resolved.label is None and resolved.default_input is None
     assert snapshots.take(resolved).options == {"output_stride": 16}
+
+
+def test_a_snapshots_factory_is_imported_from_its_project_within_the_repository(tmp_path: Path) -> None:
+    """import_root: the nearest folder holding the package (or src/ layout), never past the repository root."""
+    from resnet_inspect.resolve import import_root
+
+    repo = tmp_path / "outer" / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "shapes" / "deep").mkdir(parents=True)
+    (tmp_path / "outer" / "mypkg").mkdir()  # outside the repository: never used
+    assert import_root("mypkg.models", repo / "shapes" / "deep") is None
+    (repo / "src" / "mypkg").mkdir(parents=True)
+    assert import_root("mypkg.models", repo / "shapes" / "deep") == repo / "src"
+    (repo / "shapes" / "mypkg.py").write_text("")
+    assert import_root("mypkg.models", repo / "shapes" / "deep") == repo / "shapes"

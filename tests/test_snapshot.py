@@ -435,6 +435,57 @@ def test_a_batch_exits_with_its_worst_outcome(statuses: tuple[str, ...], code: i
     assert snapshots.exit_code([snapshots.CheckResult(f"f{i}", s) for i, s in enumerate(statuses)]) == code
 
 
+# -- a folder means the *.json snapshots directly in it --------------------------------------------
+
+def statuses(result: Any) -> list[tuple[str, str]]:
+    return [(entry["file"], entry["status"]) for entry in json.loads(result.stdout)["files"]]
+
+
+def test_check_takes_a_folder(cifar20: snapshots.Snapshot, tmp_path: Path) -> None:
+    """Every *.json directly in it, in code-point order ("B" before "a" in any locale), each file once;
+    hidden files, subfolders and other suffixes are not read."""
+    folder = tmp_path / "shapes"
+    snapshot_file(cifar20, folder / "a.json")
+    snapshot_file(cifar20, folder / "B.json")
+    edit_layer(folder / "a.json", "fc", macs=1)
+    for stray in (folder / ".draft.json", folder / "deeper" / "c.json", folder / "notes.txt"):
+        stray.parent.mkdir(exist_ok=True)
+        stray.write_text("{")  # would be exit code 2 if it were read
+    result = run("check", folder, folder / "a.json", "--format", "json")
+    assert result.exit_code == 1, result.output
+    assert statuses(result) == [(f"{folder}/B.json", "match"), (f"{folder}/a.json", "changed")]
+    assert run("check", f"{folder}/").exit_code == 1  # a trailing slash is the same folder
+    updated = run("check", "--update", folder, "--format", "json")
+    assert updated.exit_code == 0 and statuses(updated) == [(f"{folder}/B.json", "match"),
+                                                            (f"{folder}/a.json", "updated")]
+    assert run("check", folder).exit_code == 0
+
+
+@pytest.mark.parametrize("stranger", ['{"name": "a config file"}', "object"])
+def test_a_folders_json_that_is_not_a_checkable_snapshot_is_bad_input(cifar20: snapshots.Snapshot, tmp_path: Path,
+                                                                      stranger: str) -> None:
+    """Not skipped: a damaged snapshot must not pass unnoticed. The folder's other files are still checked."""
+    snapshot_file(cifar20, tmp_path / "b.json")
+    if stranger == "object":  # what the pytest plugin writes for a model object: only its test can check it
+        snapshot_file(cifar20, tmp_path / "a.json", built_from="object", model="Net")
+    else:
+        (tmp_path / "a.json").write_text(stranger)
+    result = run("check", tmp_path, "--format", "json")
+    assert result.exit_code == 2, result.output
+    assert statuses(result) == [(f"{tmp_path}/a.json", "error"), (f"{tmp_path}/b.json", "match")]
+
+
+def test_a_folder_with_no_snapshots_is_bad_input(r18_file: Path, tmp_path: Path) -> None:
+    """A check of nothing must not pass; the folder is named, and the other arguments are still checked."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README.md").write_text("snapshots go here\n")
+    result = run("check", empty, r18_file, "--format", "json")
+    assert result.exit_code == 2, result.output
+    assert statuses(result) == [(str(empty), "error"), (str(r18_file), "match")]
+    assert "no snapshot files (*.json)" in json.loads(result.stdout)["files"][0]["error"]["message"]
+
+
 # -- --update: rewrites only what changed, atomically ----------------------------------------------
 
 def test_update_rewrites_only_changed_files(r18_file: Path, tmp_path: Path) -> None:
@@ -498,7 +549,7 @@ def test_concurrent_updates_never_corrupt(resnet18: snapshots.Snapshot, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
 
 
-# -- docs/ci.md: the GitHub Actions job and the pre-commit hook, run as documented -------------------
+# -- docs/ci.md: the GitHub Actions job, run as documented (the pre-commit hook: test_pre_commit.py) -
 
 def documented_yaml(key: str) -> Any:
     """The YAML block of docs/ci.md that has ``key`` at its top level."""
@@ -541,17 +592,6 @@ def test_ci_guide_github_job(shapes_dir: Path) -> None:
     assert "file=shapes/resnet18.json" not in result.output
     (shapes_dir / "changed.json").unlink()
     assert documented_check(command).exit_code == 0
-
-
-def test_ci_guide_pre_commit_hook(shapes_dir: Path) -> None:
-    (hook,) = documented_yaml("repos")["repos"][0]["hooks"]
-    staged = ["shapes/resnet18.json", "resnet_inspect/snapshot.py", "shapes/README.md", "shapes/changed.json"]
-    selected = [path for path in staged if re.search(hook["files"], path)]
-    assert selected == ["shapes/resnet18.json", "shapes/changed.json"]
-    assert documented_check(hook["entry"], *selected).exit_code == 0
-    edit_layer(shapes_dir / "changed.json", "layer4.1.conv2", output_shapes=[[1, 512, 8, 8]])
-    failed = documented_check(hook["entry"], *selected)
-    assert failed.exit_code == 1 and "~ layer4.1.conv2 (Conv2d)  output: 1×512×8×8 → 1×512×7×7" in failed.output
 
 
 # -- snapshots are data: a factory runs only when allowed --------------------------------------------
@@ -673,6 +713,40 @@ def test_pyproject_allows_the_projects_factories(cifar20: snapshots.Snapshot, tm
     monkeypatch.chdir(outer)  # the current directory's pyproject.toml plays no part either
     refused = run("check", stranger, "--format", "json")
     assert refused.exit_code == 2 and file_error(refused)["key"] == "model" and not marker.exists()
+
+
+def test_check_of_a_factory_snapshot_works_from_a_subfolder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`check` imports a snapshot's factory from the snapshot's project (the folder, from the snapshot's
+    upward, that holds the package), so it passes from a subfolder and still fails when the model changed."""
+    project = tmp_path / "project"
+    (project / ".git").mkdir(parents=True)
+    package = f"subnets_{uuid.uuid4().hex[:10]}"
+    (project / package).mkdir()
+    (project / package / "__init__.py").write_text("")
+    models = project / package / "models.py"
+    source = ("from torch import nn\n\ndef build():\n    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), "
+              "nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2))\n")
+    models.write_text(source)
+    (project / "pyproject.toml").write_text(f'[tool.resnet-inspect]\nallow-factories = ["{package}.*"]\n')
+    (project / "shapes").mkdir()
+    monkeypatch.setattr(sys, "path", list(sys.path))  # whatever the runs put on it is undone after the test
+    monkeypatch.chdir(project)
+    taken = run("snapshot", f"{package}.models:build", "--input", "16", "-o", "shapes/net.json")
+    assert taken.exit_code == 0, taken.output
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(project), os.getcwd())])
+    for name in [m for m in sys.modules if m == package or m.startswith(f"{package}.")]:
+        monkeypatch.delitem(sys.modules, name)  # as a fresh `resnet-inspect check` process would start
+    monkeypatch.chdir(project / "shapes")
+    result = run("check", "net.json", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert [f["status"] for f in json.loads(result.stdout)["files"]] == ["match"]
+
+    models.write_text(source.replace("nn.Conv2d(8, 8, 3, stride=2)", "nn.Conv2d(8, 16, 3, stride=2)"))
+    for name in [m for m in sys.modules if m == package or m.startswith(f"{package}.")]:
+        monkeypatch.delitem(sys.modules, name)
+    changed = run("check", "net.json", "--format", "json")
+    assert changed.exit_code == 1, changed.output
+    assert [f["status"] for f in json.loads(changed.stdout)["files"]] == ["changed"]
 
 
 @pytest.mark.parametrize("pyproject, expected", [

@@ -2,6 +2,7 @@
 SE gates and FPN roles do not depend on module names."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -210,6 +211,68 @@ def test_blocks_without_a_module_of_their_own_and_one_layer_skips() -> None:
     assert one.structure.stages == () and one.structure.pyramid is None
 
 
+class _Basic(nn.Module):
+    """A user's own basic block: two 3x3 convs, a strided 1x1 projection when the shape changes."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.project = nn.Conv2d(c_in, c_out, 1, stride, bias=False) if stride != 1 or c_in != c_out else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.project is None else self.project(x)
+        return torch.relu(self.conv2(torch.relu(self.conv1(x))) + shortcut)
+
+
+class _OneConvUnit(nn.Module):
+    """A strided residual unit with one conv on each side: He et al. 2016 count no block here."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, 2, 1)
+        self.skip = nn.Conv2d(c_in, c_out, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x) + self.skip(x))
+
+
+def _own_nets() -> dict[str, nn.Module]:
+    head = (nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    return {
+        # a strided conv and a max pool between the stages, outside every block
+        "transition layers": nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), _Basic(16, 16), nn.Conv2d(16, 32, 3, 2, 1),
+                                           _Basic(32, 32), nn.MaxPool2d(2), _Basic(32, 32), *head),
+        # a strided one-conv residual unit between two blocks
+        "one-conv unit": nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), _Basic(16, 16), _OneConvUnit(16, 32),
+                                       _Basic(32, 32), *head),
+        # strided blocks where a zoo net has none: the first block, and the middle of a run
+        "strides in odd places": nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), _Basic(16, 16, 2), _Basic(16, 16),
+                                               _Basic(16, 16, 2), _Basic(16, 32), _Basic(32, 32, 2), *head),
+    }
+
+
+@pytest.mark.parametrize("name", list(_own_nets()))
+def test_the_downsampling_table_of_a_users_model_has_every_place_the_map_shrinks(name: str) -> None:
+    """Issue 16: a strided layer that no recognised block holds used to be left out of the table."""
+    report = ri.inspect(_own_nets()[name], (1, 3, 64, 64))
+    # From the trace alone: every leaf whose output map is smaller than its input (the head's global pool aside).
+    shrinks = {rec.name for rec in report.layers
+               if rec.is_leaf and rec.type != "AdaptiveAvgPool2d" and len(rec.input_shapes[0]) == 4
+               and len(rec.output_shapes[0]) == 4 and rec.output_shapes[0][-2:] < rec.input_shapes[0][-2:]}
+    steps = report.downsample
+    listed = {c.name for step in steps for c in step.carriers} | {
+        p.name for step in steps for p in step.projection if p.stride > 1}
+    assert listed == shrinks
+    # The steps chain from the input to the last feature map, and their strides multiply to its stride.
+    assert steps[0].size_before == (64, 64)
+    assert all(a.size_after == b.size_before for a, b in zip(steps, steps[1:])), steps
+    last_map = max((r for r in report.layers if r.is_leaf and len(r.output_shapes[0]) == 4
+                    and r.type != "AdaptiveAvgPool2d"), key=lambda r: r.index)
+    assert steps[-1].size_after == last_map.output_shapes[0][-2:]
+    assert math.prod(step.stride for step in steps) == 64 // last_map.output_shapes[0][-1]
+
+
 def test_a_module_that_takes_an_input_it_does_not_use() -> None:
     # maskrcnn-benchmark's LastLevelMaxPool takes C5 and P5 and pools P5 only: P6 is made from P5.
     report = ri.inspect("maskrcnn_r50_fpn")
@@ -316,7 +379,7 @@ def test_cifar_option_a_depth_and_shortcut_are_typed() -> None:
 
 
 def test_retinanet_pyramid_summary_is_typed_and_keeps_its_json() -> None:
-    report = ri.inspect("retinanet_r50_fpn")
+    report = ri.inspect("retinanet_r50_fpn", 224)
     fpn = report.fpn
     assert isinstance(fpn, PyramidSummary)
     assert fpn.output == ("fpn.fpn_layer4", "fpn.fpn_layer3", "fpn.fpn_layer2")

@@ -13,6 +13,7 @@ from torch.nn.parameter import is_lazy
 from ..errors import InputError
 from ..inputs import check_elements, parse_input_size, parse_pad_to, parse_tensor_shape
 from ..models.resnet import build_model
+from ..text import sentence
 from ..variants import ResNetSpec, get_spec
 from . import counters
 from .opdesc import WindowOp, find
@@ -47,7 +48,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     spec: ResNetSpec | None = None
     if isinstance(model_or_name, (str, ResNetSpec)):
         spec = model_or_name if isinstance(model_or_name, ResNetSpec) else get_spec(model_or_name, **options)
-    if input_size is None:  # the variant's own resolution: 32 for the CIFAR nets, else 224
+    if input_size is None:  # the variant's own (ResNetSpec.default_input), as every command uses
         input_size = spec.default_input if spec is not None else 224
     ours = spec is not None or isinstance(getattr(model_or_name, "spec", None), ResNetSpec)
     if isinstance(input_size, (tuple, list, torch.Size)) and not ours:
@@ -103,6 +104,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     # module's weights exist only there).
     params = list({id(p): p for named, _ in tracer.owned.values() for _, p in named}.values())
     buffers = list({id(b): b for _, owned_buffers in tracer.owned.values() for b in owned_buffers}.values())
+    buffer_kinds = count_buffer_kinds(model, tracer.owned)
     totals = {
         "params": sum(p.numel() for p in params),
         "trainable_params": sum(p.numel() for p in params if p.requires_grad),
@@ -117,7 +119,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         fpn=fpn_summary(records, structure, output_info), counter=counter, device="cpu" if real else "meta",
         options=spec.to_options() if spec is not None else {}, padded_from=padded_from,
         warnings=_degenerate_warnings(records, size) + _uncounted_warnings(records, tracer),
-        structure=structure,
+        structure=structure, buffer_kinds=buffer_kinds,
     )
     if counter != "analytic":
         counters.apply(report, counter, model, spec, size, dtype)
@@ -166,6 +168,45 @@ def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str
     return tracer.records, out, tracer
 
 
+# What a buffer holds, told from the module that owns it (no class names read):
+# - running statistics: the mean, variance and step counter a norm updates while it trains
+#   (BatchNorm2d, InstanceNorm with track_running_stats);
+# - frozen constants: every buffer of a norm that keeps running_mean and running_var but tracks
+#   nothing, such as maskrcnn-benchmark's FrozenBatchNorm2d, whose scale, shift, mean and variance
+#   are all fixed buffers;
+# - other: anything else a model registers (anchors, position tables, masks).
+BUFFER_KINDS = ("running_statistics", "frozen_constants", "other")
+_RUNNING = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def buffer_kind(module: nn.Module, name: str) -> str:
+    """One of :data:`BUFFER_KINDS` for ``module``'s buffer ``name``."""
+    if getattr(module, "track_running_stats", False) is True and name in _RUNNING:
+        return "running_statistics"
+    buffers = module._buffers
+    if buffers.get("running_mean") is not None and buffers.get("running_var") is not None:
+        return "frozen_constants"
+    return "other"
+
+
+def count_buffer_kinds(model: nn.Module, owned: dict[str, tuple[list[Any], list[torch.Tensor]]]) -> dict[str, int]:
+    """Elements of each kind of buffer, each tensor once, as the totals count them. ``owned`` holds what
+    the trace saw (a lazy module's buffers exist only there), in the order of each module's ``_buffers``."""
+    modules = dict(model.named_modules())
+    counts = dict.fromkeys(BUFFER_KINDS, 0)
+    seen: set[int] = set()
+    for module_name, (_, buffers) in owned.items():
+        module = modules.get(module_name)
+        names = [n for n, b in module._buffers.items() if b is not None] if module is not None else []
+        for index, tensor in enumerate(buffers):
+            if id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            kind = buffer_kind(module, names[index]) if module is not None and index < len(names) else "other"
+            counts[kind] += tensor.numel()
+    return counts
+
+
 def _owned(model: nn.Module) -> dict[str, tuple[list[tuple[str, torch.Tensor]], list[torch.Tensor]]]:
     """Module name -> (its own named parameters, its own buffers)."""
     return {name: ([(pn, p) for pn, p in m._parameters.items() if p is not None],
@@ -211,7 +252,7 @@ def _forward_failed(label: str, size: tuple[int, ...], tracer: Tracer, exc: Exce
     if failing is not None:
         reached = ", ".join("×".join(map(str, s)) for s in failing.input_shapes) or "no tensor"
         where = f"at {failing.name or 'the root module'} ({failing.type}), which received {reached}"
-    message = (f"The forward pass of {label} at input {'×'.join(map(str, size))} failed {where}: {reason}. "
+    message = (f"The forward pass of {label} at input {'×'.join(map(str, size))} failed {where}: {sentence(reason)} "
                f"{_ran(tracer)}")
     return ForwardFailed(message, tracer.records, failing)
 

@@ -196,7 +196,7 @@ class DownsampleStep:
     stage: str
     size_before: tuple[int, ...] | None  # (H, W) of the stage's input
     size_after: tuple[int, ...] | None  # (H, W) of its last feature map
-    stride: int  # the product of the carriers' strides
+    stride: int  # the product of the carriers' strides (outside blocks: how much the effective stride grows)
     carriers: tuple[Carrier, ...]
     projection: tuple[Projection, ...]
     dilation: tuple[Dilated, ...]
@@ -261,6 +261,8 @@ class Report:
     padded_from: Shape | None = None
     convention: str = CONVENTION
     structure: Structure | None = None  # stages, blocks, pyramid: read from the data flow (blocks.py)
+    # Buffer elements by what they hold: running_statistics, frozen_constants, other (inspect.buffer_kind).
+    buffer_kinds: dict[str, int] = field(default_factory=dict)
 
     def layer(self, name: str) -> LayerRecord:
         """The first record with this qualified name."""
@@ -281,6 +283,7 @@ class Report:
             "convention": self.convention,
             "layers": [r.to_dict() for r in self.layers],
             "totals": self.totals,
+            "buffer_kinds": self.buffer_kinds,
             "outputs": self.outputs,
             "output_info": {name: info.to_dict() for name, info in self.output_info.items()},
             "depth": self.depth.to_dict(),

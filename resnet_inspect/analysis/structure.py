@@ -169,43 +169,91 @@ def depth_breakdown(records: list[LayerRecord], structure: Structure, main_path:
 
 
 def downsample_table(records: list[LayerRecord], structure: Structure) -> tuple[DownsampleStep, ...]:
-    """Per stage: what carries the stride, the shortcut and why it exists, sizes before/after."""
-    stages: OrderedDict[str, list[LayerRecord]] = OrderedDict()
-    for rec in records:
-        if rec.stage == "stem" or rec.stage.startswith("res"):
-            stages.setdefault(rec.stage, []).append(rec)
+    """Per stage: what carries the stride, the shortcut and why it exists, sizes before/after.
+
+    Layers of the trunk that no block holds (a strided conv or pool between two stages, or a
+    residual unit with a single weighted layer, which He et al. 2016 do not count as a block) get
+    a step of their own where they change the size, labelled as the summary labels them
+    ("stride 8"), so that every place the trunk shrinks is in the table."""
     in_shortcut = {i for b in structure.blocks for i in b.shortcut.records}
     block_of = _block_labels(records, structure)
     blocks = {s.label: s.blocks for s in structure.stages}
     table = []
-    for stage, recs in stages.items():
-        first = next(r for r in recs if r.input_shapes)
-        spatial = [r for r in recs if r.output_shapes and len(r.output_shapes[0]) == 4]
-        last = max(spatial, key=lambda r: r.index, default=recs[-1])
-        carriers: list[Carrier] = []
-        dilated: list[Dilated] = []
-        for rec in recs:
-            window = find(rec.op, WindowOp)
-            if rec.index in in_shortcut or window is None:
-                continue
-            if max(window.stride) > 1:
-                carriers.append(Carrier(rec.name, rec.type, window.kernel[0], max(window.stride),
-                                        block_of.get(rec.index) or stage))
-            if max(window.dilation) > 1:
-                dilated.append(Dilated(rec.name, max(window.dilation)))
-        before = first.input_shapes[0][-2:] if first.input_shapes and len(first.input_shapes[0]) == 4 else None
-        after = last.output_shapes[0][-2:] if last.output_shapes else None
-        factor = 1
-        for c in carriers:
-            factor *= c.stride
-        table.append(DownsampleStep(
-            stage=stage, size_before=tuple(before) if before else None, size_after=tuple(after) if after else None,
-            stride=factor, carriers=tuple(carriers),
-            projection=tuple(_describe_shortcut(records, b) for b in blocks.get(stage, ()) if b.shortcut.records),
-            dilation=tuple(dilated),
-            dilation_replaces_stride=bool(dilated) and factor == 1 and stage not in ("stem", "res2"),
-        ))
+    for stage, recs, outside in _segments(records, structure):
+        step = _step(records, stage, recs, in_shortcut, block_of, blocks.get(stage, ()), outside)
+        if not outside or step.size_before != step.size_after:
+            table.append(step)
     return tuple(table)
+
+
+def _segments(records: list[LayerRecord], structure: Structure) -> list[tuple[str, list[LayerRecord], bool]]:
+    """The trunk in call order, cut into its stem and stages (by their labels) and the runs of
+    leaves between blocks that no block holds: (label, records, whether it is such a run)."""
+    members = {i for b in structure.blocks for i in b.members}
+    first, last = (min(members), max(members)) if members else (0, -1)
+    pyramid = set(structure.pyramid.records) if structure.pyramid is not None else set()
+    segments: list[tuple[str, list[LayerRecord], bool]] = []
+    by_stage: dict[str, list[LayerRecord]] = {}
+    run: list[LayerRecord] | None = None  # the run of outside leaves being read, if any
+    for rec in records:
+        outside = rec.is_leaf and first < rec.index < last and rec.index not in members and rec.index not in pyramid
+        if outside:
+            if run is None:
+                run = []
+                segments.append(("", run, True))
+            run.append(rec)
+        elif rec.stage == "stem" or rec.stage.startswith("res"):
+            if rec.stage not in by_stage:
+                by_stage[rec.stage] = []
+                segments.append((rec.stage, by_stage[rec.stage], False))
+            by_stage[rec.stage].append(rec)
+        if rec.is_leaf and not outside:
+            run = None
+    # A run is labelled as the summary labels its last layer: by the stride it leaves ("stride 8").
+    return [(recs[-1].stage if outside else label, recs, outside) for label, recs, outside in segments]
+
+
+def _step(records: list[LayerRecord], stage: str, recs: list[LayerRecord], in_shortcut: set[int],
+          block_of: dict[int, str], blocks: tuple[Block, ...], outside: bool) -> DownsampleStep:
+    """One row of the downsampling table."""
+    first = next((r for r in recs if r.input_shapes), recs[0])
+    spatial = [r for r in recs if r.output_shapes and len(r.output_shapes[0]) == 4]
+    last = max(spatial, key=lambda r: r.index, default=recs[-1])
+    carriers: list[Carrier] = []
+    dilated: list[Dilated] = []
+    for rec in recs:
+        window = find(rec.op, WindowOp)
+        if rec.index in in_shortcut or window is None:
+            continue
+        if max(window.stride) > 1:
+            carriers.append(Carrier(rec.name, rec.type, window.kernel[0], max(window.stride),
+                                    block_of.get(rec.index) or stage))
+        if max(window.dilation) > 1:
+            dilated.append(Dilated(rec.name, max(window.dilation)))
+    before = first.input_shapes[0][-2:] if first.input_shapes and len(first.input_shapes[0]) == 4 else None
+    after = last.output_shapes[0][-2:] if last.output_shapes else None
+    factor = 1
+    for c in carriers:
+        factor *= c.stride
+    if outside:  # parallel strided branches (a one-conv residual unit) shrink the map once, not twice
+        factor = _added_stride(records, first, last) or factor
+    return DownsampleStep(
+        stage=stage, size_before=tuple(before) if before else None, size_after=tuple(after) if after else None,
+        stride=factor, carriers=tuple(carriers),
+        projection=tuple(_describe_shortcut(records, b) for b in blocks if b.shortcut.records),
+        dilation=tuple(dilated),
+        dilation_replaces_stride=bool(dilated) and factor == 1 and stage not in ("stem", "res2"),
+    )
+
+
+def _added_stride(records: list[LayerRecord], first: LayerRecord, last: LayerRecord) -> int | None:
+    """How much a run of layers multiplies the effective stride: its last output's over the output
+    of the leaf before it; None when the trace has no stride for either."""
+    before = next((r for r in reversed(records[:first.index]) if r.is_leaf and r.jump is not None), None)
+    if before is None or last.jump is None:
+        return None
+    ratio = last.jump[0] / before.jump[0]
+    return int(ratio) if float(ratio).is_integer() else None
 
 
 def shortcut_container(records: list[LayerRecord], block: Block) -> LayerRecord:

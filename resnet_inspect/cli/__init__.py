@@ -29,8 +29,23 @@ def _isatty(stream: object) -> bool:
 if not (_isatty(sys.stdout) and _isatty(sys.stderr)):
     typer.core.HAS_RICH = False
 
+#: The commands in the order people reach for them: look at a model, then compare, then guard it in CI.
+#: A command not listed here follows, in the order it was registered.
+COMMAND_ORDER = ("summary", "tree", "explain", "graph", "report", "list", "diff", "snapshot", "check")
+
+
+class _ByUse(typer.core.TyperGroup):
+    """The command group, listing its commands (in --help) by :data:`COMMAND_ORDER`."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda name: COMMAND_ORDER.index(name) if name in COMMAND_ORDER
+                      else len(COMMAND_ORDER))
+
+
 app = typer.Typer(
     name="resnet-inspect",
+    cls=_ByUse,
     help="Build any ResNet (or ResNet+FPN) and see exactly what happens inside: shapes derived by "
          "formula and checked by a traced forward pass, params, MACs, receptive field, depth and "
          "downsampling.\n\n"
@@ -38,11 +53,11 @@ app = typer.Typer(
          "\b\nExamples, one per command:\n"
          "  resnet-inspect summary resnet50 --input 800x1344\n"
          "  resnet-inspect tree resnet50 --depth 2\n"
-         "  resnet-inspect graph resnet50 --fpn retinanet out.svg\n"
          "  resnet-inspect explain resnet50 layer2.0.conv2\n"
-         "  resnet-inspect diff resnet50 resnet50 --b-stride-in-1x1\n"
+         "  resnet-inspect graph resnet50 --fpn retinanet out.svg\n"
          "  resnet-inspect report resnet50 -o report.html\n"
          "  resnet-inspect list\n"
+         "  resnet-inspect diff resnet50 resnet50 --b-stride-in-1x1\n"
          "  resnet-inspect snapshot resnet50 -o shapes/resnet50.json\n"
          "  resnet-inspect check shapes/*.json",
     no_args_is_help=True,
@@ -116,8 +131,7 @@ def _run() -> int:
     except KeyboardInterrupt:  # a stop signal outside the command itself (parsing, or the exit)
         return 130
     except Exception as exc:  # an error outside any command's handle_errors: a bug, said in one paragraph
-        if common.STATE.debug:
-            raise
+        common.show_traceback()
         common.report_bug(exc)
         return 3
     return 0

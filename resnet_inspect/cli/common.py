@@ -7,6 +7,7 @@ import functools
 import inspect
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from ..errors import InputError
 from ..inputs import parse_input_size
 from ..resolve import Resolved, no_terminal, trace
 from ..resolve import resolve as _resolve
-from ..text import visible, visible_lines
+from ..text import sentence, visible, visible_lines
+from ..variants import CIFAR_INPUT, FPN_INPUT, IMAGENET_INPUT
 
 
 @dataclass
@@ -34,12 +36,16 @@ class _State:
 STATE = _State()
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Said in every --input help, from the one place the defaults are decided (variants.py).
+DEFAULT_INPUTS = (f"{IMAGENET_INPUT}; {CIFAR_INPUT} for the CIFAR nets; {FPN_INPUT}x{FPN_INPUT} with a feature "
+                  "pyramid")
+
 # -- builder flags, declared once and used by every command that builds a model ----------------
 ModelArg = Annotated[str, typer.Argument(help="A variant name (see `list`), package.module:factory, or a checkpoint "
                                               "file (.pth/.pt/.pkl/.bin/.ckpt/.safetensors).",
                                          show_default=False)]
 InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", show_default=False,
-                     help="224, 800x1344, 3x224x224 or 2x3x224x224 (default: the variant's own, 224 or 32 for CIFAR).")]
+                     help=f"224, 800x1344, 3x224x224 or 2x3x224x224 (default: the variant's own, {DEFAULT_INPUTS}).")]
 PadTo = Annotated[Optional[int], typer.Option("--pad-to", help="Pad the input up to a multiple (maskrcnn-benchmark uses 32).",
                                               show_default=False)]
 
@@ -279,7 +285,7 @@ def console(stderr: bool = False) -> Console:
 def report_bug(exc: BaseException) -> None:
     """The one paragraph for an exception that is a bug in resnet-inspect (exit code 3)."""
     console(stderr=True).print(
-        f"[bold red]Internal error:[/] {type(exc).__name__}: {escape(str(exc))}. This is a bug in resnet-inspect; "
+        f"[bold red]Internal error:[/] {type(exc).__name__}: {escape(sentence(exc))} This is a bug in resnet-inspect; "
         "re-run with --debug for the traceback and report it.", markup=True, highlight=False)
 
 
@@ -311,8 +317,15 @@ def _exit_message(exc: SystemExit) -> str:
             "the call from the model (its forward, a hook, or a property the trace reads).")
 
 
+def show_traceback() -> None:
+    """With --debug, the traceback of the exception being handled, on stderr. The exit code stays
+    the verdict (2 bad input, 3 a bug): --debug adds detail, it never changes the outcome."""
+    if STATE.debug:
+        traceback.print_exc(file=sys.stderr)
+
+
 def handle_errors(func: F) -> F:
-    """Bad input becomes one paragraph on stderr and exit code 2 (a traceback only with --debug).
+    """Bad input becomes one paragraph on stderr and exit code 2 (a traceback before it with --debug).
 
     A closed pipe, a full disk behind stdout or an odd encoding never get here: the process's
     streams absorb them (resnet_inspect.process), so they cannot change the exit code."""
@@ -325,14 +338,12 @@ def handle_errors(func: F) -> F:
             with no_terminal():
                 return func(*args, **kwargs)
         except SystemExit as exc:  # the CLI itself ends commands with typer.Exit: this is the user's code
-            if STATE.debug:
-                raise
+            show_traceback()
             console(stderr=True).print(f"[bold red]Error:[/] {escape(_exit_message(exc))}", markup=True,
                                        highlight=False)
             raise typer.Exit(2) from None
         except InputError as exc:
-            if STATE.debug:
-                raise
+            show_traceback()
             # One paragraph: a newline or escape sequence inside a user's name is shown, not obeyed.
             console(stderr=True).print(f"[bold red]Error:[/] {escape(visible(str(exc)))}", markup=True,
                                        highlight=False)
@@ -340,8 +351,7 @@ def handle_errors(func: F) -> F:
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:
-            if STATE.debug:
-                raise
+            show_traceback()
             bad = _bad_input(exc)
             if bad is not None:
                 console(stderr=True).print(f"[bold red]Error:[/] {escape(bad)}", markup=True, highlight=False)

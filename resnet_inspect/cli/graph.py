@@ -81,6 +81,10 @@ def split_paths(paths: list[str], fpn: str | None) -> tuple[str, Path, str | Non
     an optional value, so --fpn took the file name; it means the default (retinanet) pyramid."""
     if fpn is not None and fpn not in FPN_KINDS and Path(fpn).suffix and len(paths) < 2:
         paths, fpn = [*paths, fpn], DEFAULT_FPN
+    if len(paths) == 1 and names_a_model(paths[0]):
+        raise InputError(f"OUT is missing: graph takes [MODEL] OUT, and '{paths[0]}' is read as the model (OUT's "
+                         "extension names the format: .svg, .png, .pdf or .dot). Give the file to write after it, "
+                         f"e.g. resnet-inspect graph {paths[0]} {Path(paths[0]).stem or 'out'}.svg.")
     if len(paths) == 1:
         return DEFAULT_MODEL, Path(paths[0]), fpn
     if len(paths) == 2:
@@ -90,6 +94,16 @@ def split_paths(paths: list[str], fpn: str | None) -> tuple[str, Path, str | Non
                          "resnet-inspect graph resnet50 resnet50.svg.")
     raise InputError(f"graph takes at most two arguments, [MODEL] OUT, but got {len(paths)}: "
                      f"{' '.join(paths)}.")
+
+
+def names_a_model(argument: str) -> bool:
+    """Whether a lone argument is a model rather than OUT: a variant name, ``package.module:factory``, a
+    checkpoint file, or anything without an extension (OUT's extension names the format)."""
+    from ..checkpoint.loading import CHECKPOINT_SUFFIXES
+    from ..variants import variants
+
+    suffix = Path(argument).suffix.lower()
+    return argument in variants() or ":" in argument or not suffix or suffix in CHECKPOINT_SUFFIXES
 
 
 def output_format(out: Path) -> str:

@@ -11,7 +11,7 @@ from . import app, common
 @app.command("list")
 @common.handle_errors
 def list_variants() -> None:
-    """The variants, their structure, params and GMACs@224, and where each comes from.
+    """The variants, their structure, params and GMACs at their default input, and where each comes from.
 
     Example: resnet-inspect list
     """

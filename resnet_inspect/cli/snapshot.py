@@ -3,23 +3,28 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from ..errors import InputError
+from ..text import sentence
 from . import app, common
+
+if TYPE_CHECKING:
+    from ..snapshot import SnapshotError
 
 FORMATS = ("text", "json", "github")
 SnapshotInputOpt = Annotated[Optional[str], typer.Option(
-    "--input", "-i", help="224, 800x1344, 3x224x224 or 2x3x224x224. Default: the variant's own (224; 32 for the "
-    "CIFAR nets; 512x512 for the FPN presets).", show_default=False)]
+    "--input", "-i", help=f"224, 800x1344, 3x224x224 or 2x3x224x224. Default: the variant's own "
+    f"({common.DEFAULT_INPUTS}).", show_default=False)]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the snapshot to this file "
                                                    "(atomically) instead of stdout; - means stdout.", show_default=False,
                                                    dir_okay=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")]
-FilesArg = Annotated[list[str], typer.Argument(metavar="FILE", show_default=False,
-                                               help="Snapshot files written by `resnet-inspect snapshot`.")]
+FilesArg = Annotated[list[str], typer.Argument(
+    metavar="FILE", show_default=False, help="Snapshot files written by `resnet-inspect snapshot`, or folders of "
+    "them: a folder means every *.json file directly in it, in name order, each of which must be a snapshot.")]
 UpdateOpt = Annotated[bool, typer.Option("--update", help="Rewrite the files whose model changed (and only those), "
                                          "and say which; then exit 0.")]
 CheckFormatOpt = Annotated[str, typer.Option("--format", "-f", help="text, json, or github (GitHub Actions "
@@ -91,7 +96,9 @@ def check(
     --allow-factory or the project's pyproject.toml allows it. A checkpoint it names is loaded
     safely (the global --trust-pickle aside).
 
-    Example: resnet-inspect check shapes/*.json --format github --tolerance macs=0.5%
+    A folder stands for the *.json files directly in it, in name order; each must be a snapshot.
+
+    Example: resnet-inspect check shapes/ --format github --tolerance macs=0.5%
     """
     from .. import snapshot as snapshots
     from .. import trust
@@ -103,7 +110,7 @@ def check(
     patterns = [trust.check_pattern(pattern, "--allow-factory") for pattern in allow_factory or []]
     results = []
     out = common.console()
-    for file in files:  # every file is checked and reported, whatever happened to the ones before
+    for file in snapshots.snapshot_files(files):  # each is checked and reported, whatever came before
         result = _check_one(file, update, tolerances, patterns)
         results.append(result)
         if format == "github":
@@ -121,19 +128,21 @@ def check(
     raise typer.Exit(code)
 
 
-def _check_one(file: str, update: bool, tolerances: dict[str, Any], allow_factories: list[str]) -> Any:
-    """One file's outcome. An error that escapes the snapshot module is this file's outcome too:
-    bad input (exit 2) or, for anything else, a bug (exit 3), never the end of the batch."""
+def _check_one(file: str | SnapshotError, update: bool, tolerances: dict[str, Any], allow_factories: list[str]) -> Any:
+    """One file's outcome (``file`` is a SnapshotError for a folder with nothing to check). An error
+    that escapes the snapshot module is this file's outcome too: bad input (exit 2) or, for anything
+    else, a bug (exit 3), never the end of the batch."""
     from .. import snapshot as snapshots
 
+    if isinstance(file, snapshots.SnapshotError):
+        return snapshots.CheckResult(file.file, "error", error=file)
     try:
         return snapshots.check_file(file, update=update, tolerances=tolerances, allow_factories=allow_factories,
                                     trust_pickle=common.STATE.trust_pickle)
     except InputError as exc:
         return snapshots.CheckResult(file, "error", error=snapshots.SnapshotError(file, str(exc)))
     except Exception as exc:
-        if common.STATE.debug:
-            raise
+        common.show_traceback()
         return snapshots.CheckResult(file, "bug", error=snapshots.SnapshotError(
-            file, f"internal error: {type(exc).__name__}: {exc}. This is a bug in resnet-inspect; re-run with "
-            "--debug for the traceback and report it."))
+            file, f"internal error: {type(exc).__name__}: {sentence(exc)} This is a bug in resnet-inspect; re-run "
+            "with --debug for the traceback and report it."))

@@ -240,8 +240,7 @@ def totals_table(report: Report, units: Units = "exact", conventions: bool = Tru
 
     table.add_row("Params", count(t["params"], units), f"trainable {count(t['trainable_params'], units)}, "
                   f"frozen {count(frozen, units)}")
-    table.add_row("Buffers", count(t["buffers"], units),
-                  "state_dict tensors that are not parameters (norm running statistics)")
+    table.add_row("Buffers", count(t["buffers"], units), buffers_note(report, units))
     table.add_row("MACs", count(t["macs"], units), f"{also(t['macs'], 'MACs')}(counter: {report.counter})")
     table.add_row("FLOPs", count(t["flops"], units), f"{also(t['flops'], 'FLOPs')}= 2 × MACs")
     table.add_row("Other ops", count(t["other_ops"], units), "norm, activation, pooling, add, upsample, bias"
@@ -251,6 +250,24 @@ def totals_table(report: Report, units: Units = "exact", conventions: bool = Tru
         ": all layer outputs added up, batch included (in-place ops add nothing; a sum, not the peak)"
         if conventions else ", all outputs summed (not the peak)"))
     return table
+
+
+_BUFFER_LABELS = {
+    "running_statistics": "norm running statistics, updated while training",
+    "frozen_constants": "frozen-norm constants (scale, shift, mean, variance), never updated",
+    "other": "other buffers",
+}
+
+
+def buffers_note(report: Report, units: Units = "exact") -> str:
+    """What the buffers hold, from ``report.buffer_kinds``: one kind named, several counted."""
+    kinds = [(kind, n) for kind, n in report.buffer_kinds.items() if n]
+    if len(kinds) == 1:
+        return f"state_dict tensors that are not parameters: {_BUFFER_LABELS[kinds[0][0]]}"
+    if kinds:
+        return "state_dict tensors that are not parameters: " + "; ".join(
+            f"{count(n, units)} {_BUFFER_LABELS[kind]}" for kind, n in kinds)
+    return "state_dict tensors that are not parameters"
 
 
 def outputs_table(report: Report, console: Console) -> Table:
@@ -300,7 +317,7 @@ def downsample_table(report: Report, console: Console) -> Table:
         carriers = ", ".join(f"{c.name} ({c.kernel}×{c.kernel}/{c.stride})" for c in step.carriers) or "—"
         projection = "; ".join(f"{p.name} ({p.kind}): {p.reason}{projection_note(p)}" for p in step.projection)
         if not projection:
-            projection = "—" if step.stage == "stem" else "— (identity shortcuts)"
+            projection = "— (identity shortcuts)" if step.stage.startswith("res") else "—"
         dilation = ", ".join(f"{d.name} d={d.dilation}" for d in step.dilation) or "—"
         if step.dilation_replaces_stride:
             dilation += " (replaces the stride)"

@@ -9,12 +9,13 @@ from rich.console import Console
 from rich.table import Table
 
 from ..closed_form import Figures, figures
+from ..plan import groups_and_width
 from .table import print_table
 from ..variants import ResNetSpec, get_spec, variants
 
 def variant_rows() -> list[tuple[ResNetSpec, Figures]]:
-    """Each named variant's default spec with its params and MACs at its own input size (224×224,
-    or 32×32 for the CIFAR nets), batch 1."""
+    """Each named variant's default spec with its params and MACs at its own input size
+    (``ResNetSpec.default_input``, the size every command uses when none is given), batch 1."""
     return [(spec, figures(spec, spec.default_input)) for spec in map(get_spec, variants())]
 
 
@@ -29,9 +30,9 @@ def variants_table(console: Console) -> Table:
     table = Table(
         title=None if plain else "Variants",
         caption=("Params: every nn.Parameter (frozen norms hold buffers, not parameters). GMACs: multiply-"
-                 "accumulates of convolutions and linear layers at the input shown (3×224×224 except the CIFAR "
-                 "nets' 3×32×32), batch 1, worked out in closed form: torchvision's 'GFLOPS' column; FLOPs = "
-                 "2 × MACs."),
+                 "accumulates of convolutions and linear layers at the Input shown (3×Input×Input, each variant's "
+                 "default in every command), batch 1, worked out in closed form: torchvision's 'GFLOPS' column; "
+                 "FLOPs = 2 × MACs."),
         box=None if plain else box.SIMPLE_HEAD, header_style="bold", caption_justify="left",
         collapse_padding=True, pad_edge=False,
     )
@@ -46,7 +47,7 @@ def variants_table(console: Console) -> Table:
     table.add_column("Source", overflow="fold")
     for spec, fig in variant_rows():
         table.add_row(spec.name, spec.block, ",".join(map(str, spec.layers)),
-                      f"{spec.groups} × {spec.width_per_group}", f"{fig.params:,}",
+                      "{} × {}".format(*groups_and_width(spec)), f"{fig.params:,}",
                       gmacs_text(fig.gmacs), str(spec.default_input), spec.source)
     return table
 

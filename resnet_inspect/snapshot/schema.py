@@ -32,9 +32,6 @@ LAYER_FIELDS = ("call", "macs", "name", "output_shapes", "params", "type")
 TOTAL_FIELDS = ("buffers", "macs", "params", "trainable_params")
 # Fields a tolerance may apply to: counts. Shapes, types and names must match exactly.
 TOLERANCE_FIELDS = ("buffers", "macs", "params", "trainable_params")
-# Input used when none is given: the variant's own (224, or 32 for the CIFAR nets); a
-# detection backbone gets a square multiple of 32, small enough to keep CI fast.
-FPN_INPUT = 512
 # A model of your own takes any input shape (an MLP's (8, 16), a Conv1d's (2, 4, 100)); at most this many dims.
 MAX_INPUT_DIMS, MAX_INPUT_DIM = 8, 1_000_000  # as resnet_inspect.inputs bounds a size given on the command line
 

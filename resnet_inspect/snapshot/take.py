@@ -11,25 +11,20 @@ from typing import Any
 from .. import trust
 from ..errors import InputError
 from ..fileio import atomic_write
-from ..resolve import Resolved, _load_factory, resolve
-from ..variants import _VARIANTS, ResNetSpec, get_spec, unknown_name_error
-from .schema import (
-    FPN_INPUT, TOTAL_FIELDS, Snapshot, SnapshotError, _option_from_json, _option_to_json,
-)
+from ..resolve import Resolved, _load_factory, import_root, resolve
+from ..variants import _VARIANTS, IMAGENET_INPUT, ResNetSpec, get_spec, unknown_name_error
+from .schema import TOTAL_FIELDS, Snapshot, SnapshotError, _option_from_json, _option_to_json
 
 # -- taking a snapshot ---------------------------------------------------------------------------
 
 def default_input(model: str | ResNetSpec) -> tuple[int, int, int, int]:
-    """The input a snapshot of a variant (or a spec) uses when none is given (224 for anything else).
-
-    A name is read from the variant table as it stands, without its builder options."""
-    if isinstance(model, ResNetSpec):
-        fpn, side = model.fpn, model.default_input
-    elif model in _VARIANTS:
-        fpn, side = _VARIANTS[model].get("fpn"), _VARIANTS[model].get("default_input", 224)
-    else:
-        return 1, 3, 224, 224
-    return 1, 3, FPN_INPUT if fpn is not None else side, FPN_INPUT if fpn is not None else side
+    """The input a snapshot of a variant (or a spec) uses when none is given: the spec's own
+    (``ResNetSpec.default_input``, as every command uses), or 224 for anything else."""
+    if isinstance(model, str):
+        if model not in _VARIANTS:
+            return 1, 3, IMAGENET_INPUT, IMAGENET_INPUT
+        model = get_spec(model)
+    return 1, 3, model.default_input, model.default_input
 
 
 def take(model: Any, input_size: Any = None, *, pad_to: int | None = None,
@@ -51,7 +46,7 @@ def take(model: Any, input_size: Any = None, *, pad_to: int | None = None,
         limits = {} if max_bytes is None else {"max_bytes": max_bytes}
         model = resolve(model, options, trust_pickle=trust_pickle, **limits)
     name, built_from, target = _target(model, options, relative_to)
-    size = input_size if input_size is not None else _default_size(model, target, built_from)
+    size = input_size if input_size is not None else _default_size(target, built_from)
     report = inspect(target, size, pad_to=pad_to)
     snap = from_report(report, model=name, built_from=built_from)
     if built_from == "factory":
@@ -61,15 +56,15 @@ def take(model: Any, input_size: Any = None, *, pad_to: int | None = None,
     return snap
 
 
-def _default_size(model: Any, target: Any, built_from: str) -> tuple[int, int, int, int]:
+def _default_size(target: Any, built_from: str) -> tuple[int, int, int, int]:
     """A variant's own input, and a checkpoint's (that of the variant it is recognised as); 224 for a
     model of your own, as ``summary`` uses."""
-    if built_from == "variant":
-        return default_input(model.target if isinstance(model, Resolved) else target)
-    if isinstance(target, ResNetSpec):
+    if isinstance(target, ResNetSpec):  # a variant, with its builder options (resnet50 --fpn retinanet)
         return default_input(target)
     spec = getattr(target, "spec", None)
-    return default_input(spec) if built_from == "checkpoint" and isinstance(spec, ResNetSpec) else (1, 3, 224, 224)
+    if built_from == "checkpoint" and isinstance(spec, ResNetSpec):
+        return default_input(spec)
+    return 1, 3, IMAGENET_INPUT, IMAGENET_INPUT
 
 
 def _target(model: Any, options: dict[str, Any], relative_to: Any) -> tuple[str, str, Any]:
@@ -179,7 +174,9 @@ def _rebuild(snapshot: Snapshot, folder: Path, options: dict[str, Any], trust_pi
             raise unknown_name_error(snapshot.model)
         return take(snapshot.model, snapshot.input_size, **options)
     if snapshot.built_from == "factory":
-        resolved = Resolved(snapshot.model, "factory", _load_factory(snapshot.model, options, vet=vet))
+        # Imported from the snapshot's project, so that check gives one verdict from any folder.
+        root = import_root(snapshot.model.partition(":")[0], folder)
+        resolved = Resolved(snapshot.model, "factory", _load_factory(snapshot.model, options, vet=vet, root=root))
         return take(resolved, snapshot.input_size)
     from ..checkpoint import load_model
 
