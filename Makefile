@@ -76,6 +76,7 @@ docs: setup
 	$(BIN)/python docs/generate.py docs/src/README.md.in README.md
 	$(BIN)/python docs/generate.py docs/src/user-guide.md.in docs/user-guide.md
 	$(BIN)/python docs/generate.py docs/src/reading-the-summary.md.in docs/reading-the-summary.md
+	$(BIN)/python docs/generate.py docs/src/python.md.in docs/python.md
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

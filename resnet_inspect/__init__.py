@@ -1,6 +1,6 @@
 """resnet-inspect: build any ResNet (or ResNet+FPN) and show exactly what happens inside.
 
-``build`` and ``inspect`` import torch on first use, so importing this package stays cheap.
+``build``, ``inspect`` and ``summary`` import torch on first use, so importing this package stays cheap.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ _process.early_guard()  # only when this interpreter is the command line: quiet 
 from .errors import InputError  # noqa: E402
 from .variants import FPNSpec, ResNetSpec, get_spec, variants  # noqa: E402
 
-__all__ = ["build", "inspect", "variants", "get_spec", "ResNetSpec", "FPNSpec", "InputError"]
+__all__ = ["build", "inspect", "summary", "variants", "get_spec", "ResNetSpec", "FPNSpec", "InputError"]
 __version__ = "0.1.0"
 
 
@@ -35,3 +35,12 @@ def inspect(model_or_name: Any, input_size: Any = None, **options: Any) -> Any:
     from .resolve import inspect_target
 
     return inspect_target(model_or_name, input_size, **options)
+
+
+def __getattr__(name: str) -> Any:
+    """``summary`` (torchinfo's call, :mod:`resnet_inspect.summary_api`), imported on first use."""
+    if name in ("summary", "ModelSummary"):
+        from . import summary_api
+
+        return getattr(summary_api, name)
+    raise AttributeError(f"module 'resnet_inspect' has no attribute {name!r}")

@@ -25,11 +25,14 @@ from .structure import depth_breakdown, downsample_table, fpn_summary, label_sta
 from .trace import ForwardFailed, InputTooSmall, TraceBug, Tracer, _tensors, mark_input, tensor_info
 
 COUNTERS = ("analytic", "fvcore", "torch")
+# The training mode the forward runs in: eval (the default, as torchinfo's), train, or the modes the
+# model's modules already have. Whichever it is, every module's own mode is put back afterwards.
+MODES = ("eval", "train", "same")
 
 
 def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None, *,
             real: bool = False, counter: str = "analytic", pad_to: int | None = None, label: str | None = None,
-            dtype: torch.dtype | None = None, **options: Any) -> Report:
+            dtype: torch.dtype | None = None, mode: str = "eval", **options: Any) -> Report:
     """Trace a model or a named variant at ``input_size`` and return a :class:`Report`.
 
     By default the trace runs on the meta device: no memory is allocated and no arithmetic runs,
@@ -39,12 +42,17 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     (torch.utils.flop_counter). ``label`` names the report (default: the variant name, or the
     model's class). For a model of your own, a tuple ``input_size`` is the input tensor's exact
     shape, and ``dtype`` its dtype (``torch.long`` for token ids, say; by default the model's own
-    floating dtype). The model is left exactly as it was (see ``preserve.guarded``).
+    floating dtype). ``mode`` is the training mode the forward runs in (see :data:`MODES`). The
+    model is left exactly as it was (see ``preserve.guarded``).
     """
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise InputError(f"dtype must be a torch.dtype such as torch.float32, not {dtype!r}.")
     if counter not in COUNTERS:
         raise InputError(f"Unknown counter '{counter}': use one of {', '.join(COUNTERS)}.")
+    if mode not in MODES:
+        raise InputError(f"Unknown mode {mode!r}: use one of {', '.join(MODES)}.")
+    if mode != "eval" and counter != "analytic":
+        raise InputError(f"mode={mode!r} applies to the analytic counter; the {counter} counter runs in eval mode.")
     spec: ResNetSpec | None = None
     if isinstance(model_or_name, (str, ResNetSpec)):
         spec = model_or_name if isinstance(model_or_name, ResNetSpec) else get_spec(model_or_name, **options)
@@ -85,7 +93,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     dtype = model_dtype(model) if dtype is None else dtype
     # A model built here from a variant is nobody else's: it needs no stand-ins.
     records, out, tracer = run_trace(model, size, real=real, label=label, dtype=dtype,
-                                     guard=model is model_or_name)
+                                     guard=model is model_or_name, mode=mode)
     for rec in records:
         if rec.analytic_shape is not None and rec.output_shapes:
             rec.shape_ok = tuple(rec.analytic_shape) == tuple(rec.output_shapes[0])
@@ -140,7 +148,8 @@ def _spec_notes(spec: ResNetSpec, stem_convs: int) -> tuple[str, ...]:
 
 
 def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str = "model",
-              dtype: torch.dtype = torch.float32, guard: bool = True) -> tuple[list[LayerRecord], Any, Tracer]:
+              dtype: torch.dtype = torch.float32, guard: bool = True,
+              mode: str = "eval") -> tuple[list[LayerRecord], Any, Tracer]:
     """One forward pass under the tracer. The model comes back exactly as it was.
 
     The forward runs on stand-ins of the model's tensors (``preserve.guarded``): empty meta
@@ -154,7 +163,8 @@ def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str
         with guarded(model, meta=not real) if guard else _modes_kept(model), tracer.hooks(), torch.no_grad():
             # Counted from what the forward sees: the stand-ins, which a lazy module can materialize.
             tracer.owned = _owned(model)
-            model.eval()
+            if mode != "same":
+                model.train(mode == "train")
             with tracer:
                 out = model(x)
         refuse_uninferred(tracer.owned, label)

@@ -271,6 +271,28 @@ class Report:
                 return rec
         raise KeyError(name)
 
+    # How a report shows itself in Python: ``print`` and ``rich.print`` give the summary table,
+    # Jupyter an HTML table, the REPL one line (render/notebook.py does the rendering).
+    def __str__(self) -> str:
+        from ..render.notebook import plain_text
+
+        return plain_text(self)
+
+    def __repr__(self) -> str:
+        from ..render.notebook import short_repr
+
+        return short_repr(self)
+
+    def __rich__(self) -> Any:
+        from ..render.notebook import Renderable
+
+        return Renderable(self)
+
+    def _repr_html_(self) -> str:
+        from ..render.notebook import html
+
+        return html(self)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with stable keys."""
         return _jsonable({

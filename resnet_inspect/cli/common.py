@@ -263,7 +263,26 @@ def _ascii(item: Any, encoding: str) -> Any:
             _ascii(child, encoding)
     elif isinstance(item, Panel):
         item.renderable, item.title = _ascii(item.renderable, encoding), _ascii(item.title, encoding)
+    else:
+        _ascii_fitted(item, encoding)
     return item
+
+
+def _ascii_fitted(item: Any, encoding: str) -> None:
+    """The fitting renderables of render.fit (and a Group of them), changed in place as _ascii does."""
+    from rich.console import Group
+
+    from ..render.fit import Facts, Fitted, Hanging
+
+    if isinstance(item, Fitted):
+        item.layouts = [_ascii(layout, encoding) for layout in item.layouts]
+        item.table = item.layouts[0]
+    elif isinstance(item, Facts):
+        item.facts = [_ascii(fact, encoding) for fact in item.facts]
+    elif isinstance(item, Hanging):
+        item.text = _ascii(item.text, encoding)
+    elif isinstance(item, Group):
+        item.renderables[:] = [_ascii(part, encoding) for part in item.renderables]
 
 
 def _silence_stdout() -> None:

@@ -19,6 +19,7 @@ from rich.text import Text
 from ..analysis.records import LayerRecord, OutputInfo, Report
 from ..analysis.structure import block_label, shortcut_leaves
 from ..text import visible
+from .fit import Fitted
 from .table import count_text, is_plain, model_title, pair_text, print_section, print_table, shape_text, si_text, table_box
 
 Key = tuple[str, int]
@@ -220,10 +221,37 @@ def _numeric(*values: Any) -> bool:
     return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
-def _both(va: Any, vb: Any, fmt: Any = str) -> Text:
+def _both(va: Any, vb: Any, fmt: Any = str, split: bool = False) -> Text:
+    """``A → B`` where they differ (``split``: the arrow ends the first line, B is on the next)."""
     if va == vb:
         return Text(fmt(va))
-    return Text(f"{fmt(va)} → {fmt(vb)}", style="bold")
+    after_arrow = "\n" if split else " "
+    return Text(f"{fmt(va)} →{after_arrow}{fmt(vb)}", style="bold")
+
+
+_MARKS = {"changed": "~", "added": "+", "removed": "-"}
+
+
+def _layer_table(console: Console, layers: list[LayerDiff], title: str | None, split: bool) -> Table:
+    """The differing layers, one row each; ``split`` puts each "A → B" on two lines (narrower)."""
+    table = Table(box=table_box(console), header_style="bold", title=title)
+    # Only "Also differs" wraps (at words); when the rest does not fit whole, the table changes
+    # shape (render.fit) rather than cut a name or a number.
+    for column in ("", "Layer", "Output shape", "Params", "MACs", "Also differs"):
+        table.add_column(column, justify="right" if column in ("Params", "MACs") else "left",
+                         no_wrap=column != "Also differs")
+    for d in layers:
+        ra, rb = d.a, d.b
+        shape_a = _spatial(ra.output_shapes) if ra else "—"
+        shape_b = _spatial(rb.output_shapes) if rb else "—"
+        params = _both(ra.params if ra else "—", rb.params if rb else "—", _count_or_dash, split)
+        macs = _both(ra.macs if ra else "—", rb.macs if rb else "—", _count_or_dash, split)
+        other = "; ".join(c for c in d.changes if not c.startswith(("output:", "params:", "MACs:")))
+        if d.status != "changed":
+            other = f"only in {'B' if d.status == 'added' else 'A'} ({(ra or rb).type})"  # type: ignore[union-attr]
+        table.add_row(_MARKS[d.status], visible(d.name) + (f" (call {d.call + 1})" if d.call else ""),
+                      _both(shape_a, shape_b, split=split), params, macs, other)
+    return table
 
 
 def _delta(va: Any, vb: Any) -> tuple[str, str]:
@@ -243,26 +271,11 @@ def print_diff(a: Report, b: Report, console: Console) -> bool:
     renumbered = _renumbered(a, b)
     compared = len({_key(r) for r in left} | {renumbered.get(id(r), _key(r)) for r in right})
     if layers:
-        table = Table(box=table_box(console), header_style="bold",
-                      title=None if is_plain(console) else f"{len(layers)} of {compared} layers differ")
-        for column in ("", "Layer", "Output shape", "Params", "MACs", "Also differs"):
-            table.add_column(column, justify="right" if column in ("Params", "MACs") else "left",
-                             no_wrap=column != "Also differs")
-        marks = {"changed": "~", "added": "+", "removed": "-"}
-        for d in layers:
-            ra, rb = d.a, d.b
-            shape_a = _spatial(ra.output_shapes) if ra else "—"
-            shape_b = _spatial(rb.output_shapes) if rb else "—"
-            params = _both(ra.params if ra else "—", rb.params if rb else "—", _count_or_dash)
-            macs = _both(ra.macs if ra else "—", rb.macs if rb else "—", _count_or_dash)
-            other = "; ".join(c for c in d.changes if not c.startswith(("output:", "params:", "MACs:")))
-            if d.status != "changed":
-                other = f"only in {'B' if d.status == 'added' else 'A'} ({(ra or rb).type})"  # type: ignore[union-attr]
-            table.add_row(marks[d.status], d.name + (f" (call {d.call + 1})" if d.call else ""),
-                          _both(shape_a, shape_b), params, macs, other)
         if is_plain(console):
             console.print(f"\n{len(layers)} of {compared} layers differ (~ changed, + only in B, - only in A):")
-        print_table(console, table)
+        title = None if is_plain(console) else f"{len(layers)} of {compared} layers differ"
+        wide = _layer_table(console, layers, title, split=False)
+        _print_fitted(console, wide, title_columns=2, narrower=[_layer_table(console, layers, title, split=True)])
     else:
         console.print(f"\nAll {compared} layers have the same shapes, params, MACs and windows.")
     carriers = carrier_rows(a, b)
@@ -272,19 +285,33 @@ def print_diff(a: Report, b: Report, console: Console) -> bool:
             table.add_column(column)
         for row in carriers:
             table.add_row(*row)
-        print_section(console, "Where each stage downsamples", table)
+        print_section(console, "Where each stage downsamples", _fitted(console, table))
     table = Table(box=table_box(console), header_style="bold")
     for column in ("Quantity", "A", "B", "Δ (B − A)", "Δ %"):
-        table.add_column(column, justify="left" if column == "Quantity" else "right", no_wrap=True)
+        table.add_column(column, justify="left" if column == "Quantity" else "right", no_wrap=column != "Quantity")
     for quantity, va, vb in totals_rows(a, b):
         delta, share = _delta(va, vb)
         style = "bold" if va != vb else ""
         table.add_row(Text(quantity, style=style), _count_or_dash(va), _count_or_dash(vb), delta, share)
-    print_section(console, "Totals", table)
+    print_section(console, "Totals", _fitted(console, table))
     if a.counter != b.counter:
         console.print(f"MACs: {si_text(a.totals['macs'], 'MACs')} from the {a.counter} counter (A), "
                       f"{si_text(b.totals['macs'], 'MACs')} from the {b.counter} counter (B).")
     return differs(a, b)
+
+
+def _fitted(console: Console, table: Table, title_columns: int = 1) -> Table | Fitted:
+    """On a terminal, a table that fits its width without cutting a cell; piped, the table itself
+    (printed at its natural width, so that no row wraps)."""
+    return table if is_plain(console) else Fitted(table, title_columns)
+
+
+def _print_fitted(console: Console, table: Table, title_columns: int = 1, narrower: list[Table] | None = None) -> None:
+    """Print ``table`` as :func:`_fitted` gives it, trying the ``narrower`` layouts before records."""
+    if is_plain(console):
+        print_table(console, table)
+    else:
+        console.print(Fitted(table, title_columns, narrower or []))
 
 
 def _count_or_dash(value: Any) -> str:

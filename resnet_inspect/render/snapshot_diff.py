@@ -15,6 +15,7 @@ from rich.text import Text
 
 from ..snapshot import Change, CheckResult, LayerChange, LayerOnlyIn, SnapshotDiff
 from ..text import visible, visible_lines
+from .fit import Facts, Hanging
 from .table import count_text, shape_text
 
 LIMIT = 50  # layers listed per kind (changed, added, removed) before "… and N more"
@@ -62,27 +63,44 @@ def change_text(change: Change, label: str | None = None) -> str:
     return text
 
 
-def _layer_line(sign: str, entry: LayerChange | LayerOnlyIn) -> str:
+def _layer_parts(sign: str, entry: LayerChange | LayerOnlyIn) -> tuple[str, list[str]]:
+    """A layer's line as its head (sign and layer) and its facts, each with the punctuation that
+    follows it: joined by spaces they are the line; on a narrow terminal each fact may start a line."""
     if isinstance(entry, LayerChange):
-        return f"{sign} {layer_label(entry.old)}  " + "; ".join(change_text(c) for c in entry.changes)
+        facts = [change_text(c) for c in entry.changes]
+        return f"{sign} {layer_label(entry.old)}", [f"{fact};" for fact in facts[:-1]] + facts[-1:]
     layer = entry.layer
-    return (f"{sign} {layer_label(layer)}  output {_shapes(layer['output_shapes'])}, params "
-            f"{count_text(layer['params'])}, MACs {count_text(layer['macs'])}")
+    return f"{sign} {layer_label(layer)}", [f"output {_shapes(layer['output_shapes'])},",
+                                            f"params {count_text(layer['params'])},",
+                                            f"MACs {count_text(layer['macs'])}"]
+
+
+def _joined(head: str, parts: list[str]) -> str:
+    return f"{head}  {' '.join(parts)}" if parts else head
+
+
+def _layer_line(sign: str, entry: LayerChange | LayerOnlyIn) -> str:
+    return _joined(*_layer_parts(sign, entry))
+
+
+def diff_entries(diff: SnapshotDiff, limit: int | None = LIMIT) -> list[tuple[str, str, list[str]]]:
+    """The diff as ``(sign, head, facts)``: the build, then layers in order, then outputs and totals."""
+    lines: list[tuple[str, str, list[str]]] = [("~", f"build {change_text(c)}", []) for c in diff.build]
+    for sign, entries, kind in (("~", diff.changed, "changed"), ("-", diff.removed, "removed"),
+                                ("+", diff.added, "added")):
+        shown = entries if limit is None else entries[:limit]
+        lines.extend((sign, *_layer_parts(sign, entry)) for entry in shown)
+        if len(entries) > len(shown):
+            lines.append((sign, f"{sign} … and {len(entries) - len(shown)} more {kind} layers "
+                                "(--format json lists them all)", []))
+    lines.extend(("~", f"~ {change_text(c, 'output ' + c.field)}", []) for c in diff.outputs)
+    lines.extend(("~", f"~ {change_text(c, 'total ' + _LABELS.get(c.field, c.field))}", []) for c in diff.totals)
+    return lines
 
 
 def diff_lines(diff: SnapshotDiff, limit: int | None = LIMIT) -> list[tuple[str, str]]:
     """The diff as ``(sign, text)`` lines: the build, then layers in order, then outputs and totals."""
-    lines: list[tuple[str, str]] = [("~", f"build {change_text(c)}") for c in diff.build]
-    for sign, entries, kind in (("~", diff.changed, "changed"), ("-", diff.removed, "removed"),
-                                ("+", diff.added, "added")):
-        shown = entries if limit is None else entries[:limit]
-        lines.extend((sign, _layer_line(sign, entry)) for entry in shown)
-        if len(entries) > len(shown):
-            lines.append((sign, f"{sign} … and {len(entries) - len(shown)} more {kind} layers "
-                                "(--format json lists them all)"))
-    lines.extend(("~", f"~ {change_text(c, 'output ' + c.field)}") for c in diff.outputs)
-    lines.extend(("~", f"~ {change_text(c, 'total ' + _LABELS.get(c.field, c.field))}") for c in diff.totals)
-    return lines
+    return [(sign, _joined(head, parts)) for sign, head, parts in diff_entries(diff, limit)]
 
 
 def counts_text(diff: SnapshotDiff) -> str:
@@ -107,24 +125,29 @@ def _subject(diff: SnapshotDiff) -> str:
     return f"{diff.new.model}{f' ({options})' if options else ''} at {shape_text(list(diff.new.input_size))}"
 
 
-def result_lines(result: CheckResult, limit: int | None = LIMIT) -> list[tuple[str, str]]:
-    """One file's outcome: a headline, then its diff (style key, text)."""
+def result_entries(result: CheckResult, limit: int | None = LIMIT) -> list[tuple[str, str, list[str]]]:
+    """One file's outcome: a headline, then its diff (style key, head, facts; see :func:`diff_entries`)."""
     diff = result.diff
     if result.status in ("error", "bug"):
         assert result.error is not None
-        return [("-", f"✗ {result.error}")]
+        return [("-", f"✗ {result.error}", [])]
     assert diff is not None
     if result.status == "match":
         tolerated = f" ({diff.tolerated} value{'s' if diff.tolerated != 1 else ''} within tolerance)" \
             if diff.tolerated else ""
-        return [("", f"✓ {result.file} matches {_subject(diff)}{tolerated}")]
+        return [("", f"✓ {result.file} matches {_subject(diff)}{tolerated}", [])]
     if result.status == "updated":
         head = f"↻ Updated {result.file} ({_subject(diff)}: {counts_text(diff)})"
     else:
         head = f"✗ {result.file}: {_subject(diff)} differs from the snapshot: {counts_text(diff)}"
-    lines = [("" if result.status == "updated" else "-", head), ("", f"  ({LEGEND})")]
-    lines.extend((sign, f"  {text}") for sign, text in diff_lines(diff, limit))
+    lines = [("" if result.status == "updated" else "-", head, []), ("", f"  ({LEGEND})", [])]
+    lines.extend((sign, f"  {head}", parts) for sign, head, parts in diff_entries(diff, limit))
     return lines
+
+
+def result_lines(result: CheckResult, limit: int | None = LIMIT) -> list[tuple[str, str]]:
+    """One file's outcome: a headline, then its diff (style key, text)."""
+    return [(sign, _joined(head, parts)) for sign, head, parts in result_entries(result, limit)]
 
 
 def summary_line(results: list[CheckResult]) -> str:
@@ -138,14 +161,24 @@ def summary_line(results: list[CheckResult]) -> str:
 
 
 def print_result(result: CheckResult, console: Console, limit: int | None = LIMIT) -> None:
-    """One file's outcome and diff, as text."""
-    for sign, text in result_lines(result, limit):
-        console.print(Text(visible(text), style=_STYLES[sign]), soft_wrap=True)
+    """One file's outcome and diff, as text: a line each when piped; on a terminal, wrapped at
+    its width, a layer's facts each moving whole to an indented line when they do not fit."""
+    for sign, head, parts in result_entries(result, limit):
+        if not console.is_terminal:
+            console.print(Text(visible(_joined(head, parts)), style=_STYLES[sign]), soft_wrap=True)
+            continue
+        style = _STYLES[sign]
+        if parts:
+            facts = [Text(visible(head) + " ", style=style), *(Text(visible(part), style=style) for part in parts)]
+            console.print(Facts(facts, indent=6, sep=" "))
+        else:
+            console.print(Hanging(Text(visible(head), style=style), indent=4))
 
 
 def print_summary(results: list[CheckResult], console: Console) -> None:
     """The closing line: how many files matched, differed, were updated or could not be checked."""
-    console.print(Text(summary_line(results), style="bold"), soft_wrap=True)
+    text = Text(summary_line(results), style="bold")
+    console.print(Hanging(text) if console.is_terminal else text, soft_wrap=not console.is_terminal)
 
 
 def print_results(results: list[CheckResult], console: Console, limit: int | None = LIMIT) -> None:

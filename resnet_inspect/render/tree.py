@@ -9,6 +9,7 @@ from rich.tree import Tree
 
 from ..analysis.records import Report
 from ..text import visible
+from .fit import Facts
 from .table import count_text, is_plain, model_title, shapes_text, si_text
 
 
@@ -79,21 +80,30 @@ def _aggregate(node: ModuleNode) -> None:
         node.macs += child.macs
 
 
-def _node_text(node: ModuleNode, model: str, folded: int) -> Text:
-    text = Text()
+def _node_facts(node: ModuleNode, model: str, folded: int) -> list[Text]:
+    """The node's facts: name, type, output shape, params, MACs, folded modules."""
     # The qualified name, so that it can be pasted into `explain MODEL LAYER` as it is.
-    text.append(visible(node.name or model), style="bold")
-    text.append(f"  {visible(node.type)}", style="cyan")
+    facts = [Text(visible(node.name or model), style="bold"), Text(visible(node.type), style="cyan")]
     if node.called:
-        text.append(f"  {shapes_text(node.output_shapes)}")
+        facts.append(Text(shapes_text(node.output_shapes)))
     else:
-        text.append("  never called", style="yellow")
-    text.append(f"  {count_text(node.params)} params", style="green")
+        facts.append(Text("never called", style="yellow"))
+    facts.append(Text(f"{count_text(node.params)} params", style="green"))
     if node.macs:
-        text.append(f"  {si_text(node.macs, 'MACs')}", style="magenta")
+        facts.append(Text(si_text(node.macs, "MACs"), style="magenta"))
     if folded:
-        text.append(f"  (+{folded} modules)", style="dim")
-    return text
+        facts.append(Text(f"(+{folded} modules)", style="dim"))
+    return facts
+
+
+def _node_text(node: ModuleNode, model: str, folded: int) -> Text:
+    return Text("  ").join(_node_facts(node, model, folded))
+
+
+def _node_label(node: ModuleNode, model: str, folded: int) -> Facts:
+    """On a terminal: the facts side by side, a fact that does not fit moving whole to the next
+    line, so that a number never parts from its unit."""
+    return Facts(_node_facts(node, model, folded), indent=2)
 
 
 def print_tree(report: Report, console: Console, depth: int | None = None) -> None:
@@ -117,10 +127,10 @@ def print_tree(report: Report, console: Console, depth: int | None = None) -> No
     def grow(branch: Tree, node: ModuleNode, level: int) -> None:
         for child in node.children:
             collapse = depth is not None and level + 1 >= depth
-            sub = branch.add(_node_text(child, model_title(report), child.size() if collapse else 0))
+            sub = branch.add(_node_label(child, model_title(report), child.size() if collapse else 0))
             if not collapse:
                 grow(sub, child, level + 1)
 
-    tree = Tree(_node_text(root, model_title(report), 0), guide_style="dim")
+    tree = Tree(_node_label(root, model_title(report), 0), guide_style="dim")
     grow(tree, root, 0)
     console.print(tree)

@@ -4,12 +4,16 @@ Nothing here imports torch: the figures come from :mod:`resnet_inspect.closed_fo
 """
 from __future__ import annotations
 
+from typing import Any
+
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from ..closed_form import Figures, figures
 from ..plan import groups_and_width
+from .fit import Fitted, Hanging, fits, without_column
 from .table import print_table
 from ..variants import ResNetSpec, get_spec, variants
 
@@ -53,5 +57,27 @@ def variants_table(console: Console) -> Table:
 
 
 def print_variants(console: Console) -> None:
-    """Print the variants table (at its natural width when piped, so no row wraps)."""
-    print_table(console, variants_table(console))
+    """Print the variants table: at its natural width when piped, so no row wraps; on a terminal,
+    fitted to its width (render.fit) with the footnote wrapped below it. When the sources do not
+    fit beside the figures, they follow the table as a list of their own, each with its variants."""
+    table = variants_table(console)
+    if not console.is_terminal:
+        print_table(console, table)
+        return
+    footnote, table.caption = table.caption, None
+    if fits(console, table, wrapped=False):
+        console.print(table)
+    else:
+        narrower, sources = without_column(table, "Source")
+        console.print(Fitted(narrower, wrap=()))  # headers wrap at words, cells never
+        console.print(sources_text(table.columns[0]._cells, sources))
+    console.print(Text(f"\n{footnote}", style="dim"))
+
+
+def sources_text(names: list[Any], sources: list[Any]) -> Group:
+    """``Source`` and, per source, the variants that come from it, in the table's order."""
+    by_source: dict[str, list[str]] = {}
+    for name, source in zip(names, sources):
+        by_source.setdefault(str(source), []).append(str(name))
+    lines = [Hanging(Text(f"  {source}: {', '.join(members)}"), indent=4) for source, members in by_source.items()]
+    return Group(Text("\nSource", style="bold"), *lines)
