@@ -181,9 +181,9 @@ def natural_width(console: Console, renderable: RenderableType) -> int:
 
 
 def fitted_layer_table(report: Report, console: Console, rows: list[SummaryRow], depth: Depth,
-                       units: Units) -> tuple[Table, tuple[str, ...]]:
+                       units: Units) -> tuple[RenderableType, tuple[str, ...]]:
     """The layer table with the fewest columns left out that fits; then long names fold onto a
-    second line; below that (under about 60 columns) the table keeps its natural width.
+    second line; below that (under about 60 columns) one stacked record per row.
 
     The headers never change; numbers are never cut (their columns never wrap)."""
     fold = depth if isinstance(depth, int) else None
@@ -199,7 +199,26 @@ def fitted_layer_table(report: Report, console: Console, rows: list[SummaryRow],
     room = names - (width - console.width)
     if room >= MIN_NAME_WIDTH:
         return layer_table(report, console, fold, rows=rows, units=units, hide=hide, name_width=room, tight=True), hide
-    return table, hide
+    return layer_records(report, console, fold, rows, units), ()
+
+
+def layer_records(report: Report, console: Console, depth: int | None, rows: list[SummaryRow], units: Units) -> Text:
+    """The layer table as stacked records, for a terminal too narrow for its columns: a legend of
+    the headers, then per row its name, type and shape, and below them its figures, each after its
+    header. Lines wrap between words, so every number stays whole."""
+    table = layer_table(report, console, depth, rows=rows, units=units)
+    text = Text(" ".join(HEADERS[:3]) + " / " + " ".join(HEADERS[3:]), style="dim")
+    cells = list(zip(*(column.cells for column in table.columns)))
+    for row in cells:
+        first = Text("\n")
+        first.append_text(Text.assemble(row[0], " ", row[1], " ", row[2]))  # type: ignore[arg-type]
+        text.append_text(first)
+        figures = Text("\n ")
+        for header, cell in zip(HEADERS[3:], row[3:]):
+            if str(cell):
+                figures.append_text(Text.assemble(f" {header} ", cell))  # type: ignore[arg-type]
+        text.append_text(figures)
+    return text
 
 
 def print_fitted(console: Console, renderable: RenderableType) -> None:
@@ -212,8 +231,13 @@ def print_fitted(console: Console, renderable: RenderableType) -> None:
         if measured.maximum <= console.width or (cramped and is_plain(console)):
             print_table(console, renderable)
             return
-        if cramped:
-            console.print(renderable, width=measured.maximum, crop=False)
+        if cramped:  # rich.print's width= can only narrow, so the console is widened for the table
+            width = console.width
+            console.width = measured.maximum
+            try:
+                console.print(renderable, crop=False)
+            finally:
+                console.width = width
             return
     if not is_plain(console):
         console.print(renderable)
@@ -223,8 +247,26 @@ def print_fitted(console: Console, renderable: RenderableType) -> None:
     console.out("\n".join(line.rstrip() for line in captured.get().splitlines()), highlight=False)
 
 
+def table_records(table: Table) -> Text:
+    """A table as stacked records: per row its first cell, then every other cell after its header.
+    Lines wrap between words, so a number stays whole however narrow the terminal."""
+    text = Text()
+    headers = [str(column.header) for column in table.columns]
+    for row in zip(*(column.cells for column in table.columns)):
+        if text:
+            text.append("\n")
+        text.append_text(Text.assemble(row[0]))  # type: ignore[arg-type]
+        for header, cell in zip(headers[1:], row[1:]):
+            text.append_text(Text.assemble(f"  {header} ", cell))  # type: ignore[arg-type]
+    return text
+
+
 def section(console: Console, title: str, body: RenderableType) -> None:
-    """A titled panel on a terminal, a title line and the body when piped; within the width."""
+    """A titled panel on a terminal, a title line and the body when piped; within the width. A table
+    that cannot fit even with its cells wrapped becomes stacked records."""
+    if isinstance(body, Table) and body.columns and \
+            Measurement.get(console, console.options, body).minimum >= console.width - 4:
+        body = table_records(body)
     if is_plain(console):
         console.print(f"\n{title}")
         print_fitted(console, body)
@@ -239,16 +281,18 @@ def downsample_records(report: Report) -> Table:
     grid = Table.grid(padding=(0, 2, 0, 0))
     grid.add_column(no_wrap=True, style="bold")
     grid.add_column(overflow="fold")
+    # The table's headers, as a legend: the same words at every width.
+    grid.add_row("Stage", Text("Size, Stride, Carried by / Projection shortcut / Dilation (where used)", style="dim"))
     for step in report.downsample:
         carriers = ", ".join(f"{c.name} ({c.kernel}×{c.kernel}/{c.stride})" for c in step.carriers) or "—"
         grid.add_row(step.stage, f"Size {shape_text(step.size_before)} → {shape_text(step.size_after)}, "
                                  f"Stride {step.stride}, Carried by {carriers}")
         projection = "; ".join(f"{p.name} ({p.kind}): {p.reason}{projection_note(p)}" for p in step.projection)
         if projection or step.stage != "stem":
-            grid.add_row("", f"Projection shortcut: {projection or '— (identity shortcuts)'}")
+            grid.add_row("", f"Projection shortcut {projection or '— (identity shortcuts)'}")
         if step.dilation:
             dilation = ", ".join(f"{d.name} d={d.dilation}" for d in step.dilation)
-            grid.add_row("", f"Dilation: {dilation}" + (" (replaces the stride)" if step.dilation_replaces_stride else ""))
+            grid.add_row("", f"Dilation {dilation}" + (" (replaces the stride)" if step.dilation_replaces_stride else ""))
     return grid
 
 
