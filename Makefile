@@ -75,6 +75,7 @@ docs: setup
 	$(BIN)/python docs/screenshot_report.py resnet50 docs/img/report.png
 	$(BIN)/python docs/generate.py docs/src/README.md.in README.md
 	$(BIN)/python docs/generate.py docs/src/user-guide.md.in docs/user-guide.md
+	$(BIN)/python docs/generate.py docs/src/memory.md.in docs/memory.md
 	$(BIN)/python docs/generate.py docs/src/reading-the-summary.md.in docs/reading-the-summary.md
 	$(BIN)/python docs/generate.py docs/src/python.md.in docs/python.md
 

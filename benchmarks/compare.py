@@ -460,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results.md", help="the Markdown report")
     parser.add_argument("--cases", nargs="*", help="only these cases, e.g. resnet50@224 resnet152@800x1344")
     parser.add_argument("--no-peers", action="store_true", help="measure resnet-inspect and the floor only")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory table (benchmarks/memory.py)")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
@@ -490,8 +491,20 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write(args.output, text)
     print()
     print(text)
+    if not args.no_memory:
+        _memory_table(args.output)
     print(f"Wrote {args.output}")
     return 0
+
+
+def _memory_table(output: Path) -> None:
+    """Predicted memory against the CPU allocator and torchinfo (issue 17), as a section of ``output``:
+    benchmarks/memory.py measures the cases (fresh rows each time) and renders them into it."""
+    script = REPO / "benchmarks" / "memory.py"
+    with tempfile.TemporaryDirectory(prefix="resnet-inspect-memory-") as tmp:
+        rows = Path(tmp) / "rows.jsonl"
+        subprocess.run([PY, str(script), "--rows", str(rows)], check=True)
+        subprocess.run([PY, str(script), "--table", "--rows", str(rows), "--output", str(output)], check=True)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def inspect(model_or_name: Any, input_size: Any = None, **options: Any) -> Any:
     :class:`~resnet_inspect.analysis.records.Report`.
 
     ``input_size`` defaults to the variant's own (224; 32 for the CIFAR nets; 512 with a pyramid). The
-    keywords are builder options, the engine's (``real``, ``counter``, ``pad_to``, ``label``,
+    keywords are builder options, the engine's (``real``, ``counter``, ``pad_to``, ``label``, ``input_data``,
     ``dtype``) and, for a checkpoint, ``trust_pickle`` and ``max_bytes`` (see :mod:`resnet_inspect.resolve`).
     """
     from .resolve import inspect_target

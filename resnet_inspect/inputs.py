@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError
@@ -123,3 +124,48 @@ def parse_tensor_shape(value: Any) -> tuple[int, ...]:
                          f"dimension over {MAX_DIM:,}).")
     check_elements(dims, tuple(dims))
     return tuple(dims)
+
+
+@dataclass(frozen=True)
+class InputData:
+    """Shapes of a forward that takes more than one tensor (``--input "[3x800x1333, 3x600x800]"``).
+
+    ``images`` is one positional argument, a list of tensors, as a torchvision detector takes its
+    images; ``named`` are keyword tensors (``--input "{x: 1x3x64x64, mask: 1x64x64}"``).
+    """
+
+    images: tuple[tuple[int, ...], ...] = ()
+    named: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+
+_DATA_HELP = ('Give a list of tensor shapes in brackets, "[3x800x1333, 3x600x800]" (a list of images, one '
+              'argument), or keyword shapes in braces, "{x: 1x3x64x64, mask: 1x64x64}".')
+
+
+def parse_input_data(text: str) -> InputData:
+    """``[3x64x64, 3x48x80]`` or ``{x: 1x3x64x64, mask: 1x64x64}``: shapes for input_data."""
+    body = text.strip()
+    if len(body) < 2 or (body[0], body[-1]) not in (("[", "]"), ("{", "}")):
+        raise InputError(f"Malformed input '{_clip(text)}'. {_DATA_HELP}")
+    items = [item.strip() for item in body[1:-1].split(",") if item.strip()]
+    if not items:
+        raise InputError(f"Input '{_clip(text)}' lists no tensor. {_DATA_HELP}")
+    if body[0] == "[":
+        return InputData(images=tuple(_shape_text(item, text) for item in items))
+    named = []
+    for item in items:
+        name, colon, shape = item.partition(":")
+        if not colon or not name.strip().isidentifier():
+            raise InputError(f"Malformed input '{_clip(text)}': '{_clip(item)}' is not name: shape. {_DATA_HELP}")
+        named.append((name.strip(), _shape_text(shape, text)))
+    if len({n for n, _ in named}) != len(named):
+        raise InputError(f"Input '{_clip(text)}' names a tensor twice. {_DATA_HELP}")
+    return InputData(named=tuple(named))
+
+
+def _shape_text(item: str, text: str) -> tuple[int, ...]:
+    parts = item.strip().lower().replace("×", "x").split("x")
+    if not all(re.fullmatch(r"\d{1,7}", p) for p in parts):
+        raise InputError(f"Malformed input '{_clip(text)}': '{_clip(item.strip())}' is not a shape such as 3x224x224. "
+                         f"{_DATA_HELP}")
+    return parse_tensor_shape([int(p) for p in parts])

@@ -109,7 +109,10 @@ def state_checksum(model: nn.Module) -> str:
 
 ENTRY_POINTS = (("resnet_inspect.analysis.inspect", "inspect"), ("resnet_inspect.analysis.inspect", "run_trace"),
                 ("resnet_inspect.analysis.counters", "fvcore_by_module"),
-                ("resnet_inspect.analysis.counters", "torch_by_module"))
+                ("resnet_inspect.analysis.counters", "torch_by_module"),
+                ("resnet_inspect.analysis.memory", "analyze_memory"), ("resnet_inspect.analysis.memory", "peak_of"),
+                ("resnet_inspect.analysis.memory", "saved_for_backward"), ("resnet_inspect.analysis.memory", "fit_batch"),
+                ("resnet_inspect.analysis.memory_measure", "measured_peak"))
 GLOBAL_HOOKS = [n for n in dir(module_globals)
                 if n.startswith("_global_") and isinstance(getattr(module_globals, n), dict)]
 
@@ -253,7 +256,9 @@ def model_state_is_checked(monkeypatch: pytest.MonkeyPatch) -> Iterator[StateChe
     A change fails the call, and the test at teardown even if something caught the error (the
     CLI turns an unexpected exception into exit code 3)."""
     import resnet_inspect.analysis.counters
-    import resnet_inspect.analysis.inspect  # noqa: F401
+    import resnet_inspect.analysis.inspect
+    import resnet_inspect.analysis.memory
+    import resnet_inspect.analysis.memory_measure  # noqa: F401
 
     check = StateCheck()
     for module_name, attr in ENTRY_POINTS:

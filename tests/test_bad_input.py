@@ -998,3 +998,25 @@ def test_an_os_error_that_is_not_about_a_path_stays_an_internal_error(monkeypatc
     monkeypatch.setattr(engine, "inspect", broken)
     result = CliRunner().invoke(app, ["summary", "resnet18"])  # not run(): a simulated bug is no bad-input case
     assert result.exit_code == 3 and "Internal error" in result.output and "Traceback" not in result.output
+
+
+# -- memory (issue 17) -------------------------------------------------------------------------------
+@pytest.mark.parametrize("args,message", [
+    (("--fit", "lots"), "--fit: Malformed size 'lots'"),
+    (("--fit", "0"), "--fit: Malformed size '0'"),
+    (("--fit", "-1G"), "--fit: Malformed size '-1G'"),
+    (("--fit", "24XB"), "--fit: Malformed size '24XB'"),
+    (("--batch", "0"), "The batch size must be 1 or more, not 0"),
+    (("--batch", "-3"), "The batch size must be 1 or more, not -3"),
+    (("--dtype", "int8"), "Unknown dtype 'int8'"),
+    (("--amp", "fp8"), "Unknown autocast dtype 'fp8'"),
+    (("--amp", "bf16", "--dtype", "float16"), "--amp keeps float32 master weights"),
+    (("--optimizer", "lamb"), "Unknown optimizer 'lamb'"),
+    (("--device", "tpu"), "Unknown device 'tpu'"),
+    (("--format", "csv"), "Unknown format 'csv'"),
+    (("--freeze", "layer9"), "--freeze layer9: the model has no module of that name"),
+    (("--input", "0x32"), "dimension of zero or less"),
+])
+def test_bad_memory_options_exit_2(args: tuple[str, ...], message: str) -> None:
+    code, out = run("memory", "cifar_resnet20", *args)
+    assert code == 2 and out.startswith("Error:") and message in out, out

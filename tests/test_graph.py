@@ -223,7 +223,9 @@ def test_depth_two_draws_the_convs_inside_blocks(tmp_path: Path) -> None:
     assert "layer2.0.conv1" in diagram.named("layer")
 
 
-def test_depth_two_wraps_a_deep_net_into_columns_of_blocks(tmp_path: Path) -> None:
+def test_depth_two_wraps_a_deep_net_into_columns_of_blocks(tmp_path: Path, monkeypatch) -> None:
+    # Every block drawn, none folded into a run, so that res4's 36 blocks must wrap into columns.
+    monkeypatch.setattr("resnet_inspect.render.graph.MAX_DRAWN_BLOCKS", 48)
     out = tmp_path / "r152.dot"
     assert run("resnet152", "--depth", "2", str(out)).exit_code == 0
     text = out.read_text(encoding="utf-8")
@@ -507,12 +509,11 @@ def test_module_names_dot_cannot_take_raw_are_escaped(odd_names: str, tmp_path: 
 # cluster's ``bb``, the text operations that draw edge labels, xlabels and cluster labels
 # (``_ldraw_``, ``_hldraw_``, ``_tldraw_``: an ``F`` op sets the font size, a ``T`` op writes a line
 # at a baseline point with an alignment and a width) and each edge's spline (``_draw_``).
-# Every named variant and preset is laid out at depths 1 and 2, in parallel ``dot`` processes;
-# cifar_resnet1202 (600 blocks) only at depth 1, since ``dot`` alone takes ~17 s on its depth-2 graph.
+# Every named variant and preset is laid out at depths 1 and 2, in parallel ``dot`` processes
+# (cifar_resnet1202 at depth 2 too: its runs of identical blocks are folded, see below).
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in points, y up
-LAYOUT_DEPTHS = [(name, depth) for name in resnet_inspect.variants() for depth in (1, 2)
-                 if not (name == "cifar_resnet1202" and depth == 2)]
+LAYOUT_DEPTHS = [(name, depth) for name in resnet_inspect.variants() for depth in (1, 2)]
 
 
 @dataclass
@@ -524,6 +525,9 @@ class Layout:
     clusters: dict[str, Box]
     labels: list[tuple[str, Box]]  # (owner, box of one line of text)
     edges: list[tuple[str, str, str, list[tuple[float, float]]]]  # tail, head, class, points
+    members: dict[str, set[str]] = field(default_factory=dict)  # cluster -> every node inside it
+    size: tuple[float, float] = (0.0, 0.0)  # the drawing's width and height in points
+    fonts: list[float] = field(default_factory=list)  # every font size a text operation sets
 
 
 def _text_boxes(ops: list[dict]) -> list[Box]:
@@ -541,14 +545,23 @@ def _text_boxes(ops: list[dict]) -> list[Box]:
     return boxes
 
 
+def _font_sizes(item: dict) -> list[float]:
+    return [float(op["size"]) for key, ops in item.items() if key.startswith("_") and key.endswith("draw_")
+            for op in ops if op["op"] == "F"]
+
+
 def parse_layout(data: dict) -> Layout:
     objects = data.get("objects", [])
     name_of = {o["_gvid"]: o["name"] for o in objects if "nodes" not in o and "edges" not in o or "pos" in o}
-    nodes, classes, clusters, labels = {}, {}, {}, []
+    nodes, classes, clusters, labels, members = {}, {}, {}, [], {}
+    x0, y0, x1, y1 = map(float, data["bb"].split(","))
+    fonts = _font_sizes(data) + [f for item in objects + data.get("edges", []) for f in _font_sizes(item)]
+    layout_size = (x1 - x0, y1 - y0)
     for o in objects:
         if "bb" in o and o["name"].startswith("cluster"):
             x0, y0, x1, y1 = map(float, o["bb"].split(","))
             clusters[o["name"]] = (x0, y0, x1, y1)
+            members[o["name"]] = {name_of[k] for k in o.get("nodes", [])}
             labels += [(o["name"], b) for b in _text_boxes(o.get("_ldraw_", []))]
         elif "pos" in o:
             x, y = map(float, o["pos"].split(","))
@@ -563,7 +576,7 @@ def parse_layout(data: dict) -> Layout:
             labels += [(owner, b) for b in _text_boxes(e.get(key, []))]
         points = [tuple(p) for op in e.get("_draw_", []) if op["op"] in "bB" for p in op["points"]]
         edges.append((tail, head, e.get("class", ""), points))
-    return Layout(nodes, classes, clusters, labels, edges)
+    return Layout(nodes, classes, clusters, labels, edges, members, layout_size, fonts)
 
 
 def _overlap(a: Box, b: Box, slack: float = 0.5) -> bool:
@@ -632,7 +645,14 @@ def test_blocks_read_in_index_order(layouts, name: str, depth: int) -> None:
             same_row = abs((a[1] + a[3]) - (b[1] + b[3])) < 2
             assert (same_row and b[0] >= a[2]) or (not same_row and b[3] <= a[1]), (a, b)
     else:
-        boxes = [layout.clusters[f"cluster_{b}"] for b in trunk]
+        # A block folded into a run (cifar_resnet1202) is read where its run's node stands.
+        runs = {}
+        for node, classes in layout.node_class.items():
+            if "run" in classes.split():
+                first, last = node.split("..")
+                runs.update((b, node) for b in trunk[trunk.index(first):trunk.index(last) + 1])
+        drawn = list(dict.fromkeys(runs.get(b, f"cluster_{b}") for b in trunk))
+        boxes = [layout.clusters[d] if d.startswith("cluster_") else layout.nodes[d] for d in drawn]
         for a, b in zip(boxes, boxes[1:]):
             same_column = b[0] < a[2] and a[0] < b[2]
             assert (same_column and b[3] <= a[1]) or (not same_column and b[0] >= a[2]), (a, b)
@@ -662,3 +682,99 @@ def test_projection_shortcuts_stay_inside_their_block(layouts, name: str, depth:
                 checked += 1
                 assert all(x0 <= x <= x1 and y0 <= y <= y1 for x, y in points), (block.record.name, tail, head)
     assert checked >= 2 * len(projected)
+
+
+def _curve(points: list[tuple[float, float]], steps: int = 8) -> list[tuple[float, float]]:
+    """Points along a Graphviz spline: cubic Bézier pieces sharing their ends (3n + 1 control points)."""
+    out = []
+    for k in range(0, len(points) - 3, 3):
+        p0, p1, p2, p3 = points[k:k + 4]
+        for i in range(steps + 1):
+            t = i / steps
+            a, b, c, d = (1 - t) ** 3, 3 * t * (1 - t) ** 2, 3 * t * t * (1 - t), t ** 3
+            out.append((a * p0[0] + b * p1[0] + c * p2[0] + d * p3[0], a * p0[1] + b * p1[1] + c * p2[1] + d * p3[1]))
+    return out
+
+
+@pytest.mark.parametrize("name, depth", LAYOUT_DEPTHS)
+def test_no_edge_crosses_a_cluster_it_does_not_belong_to(layouts, name: str, depth: int) -> None:
+    """An edge runs only through the clusters that hold its tail or its head: the edge from the
+    foot of one column to the head of the next does not cut through a third column or a block."""
+    _, layout = layouts[name, depth].result()
+    crossings = []
+    for tail, head, _, points in layout.edges:
+        own = {c for c, inside in layout.members.items() if tail in inside or head in inside}
+        for cluster, (x0, y0, x1, y1) in layout.clusters.items():
+            if cluster in own:
+                continue
+            if any(x0 + 1 < x < x1 - 1 and y0 + 1 < y < y1 - 1 for x, y in _curve(points)):
+                crossings.append((tail, head, cluster))
+    assert not crossings, f"{len(crossings)} edges cross a cluster, e.g. {crossings[:3]}"
+
+
+#: A4 less 10 mm margins on each side, in points (a printer's or viewer's "fit to page").
+A4_PRINTABLE = ((210 - 20) / 25.4 * 72, (297 - 20) / 25.4 * 72)
+#: The smallest text, in points, resnet152 at depth 2 prints at when fitted to that page.
+MIN_PRINTED_POINTS = 5.5
+
+
+def printed_scale(size: tuple[float, float], page: tuple[float, float] = A4_PRINTABLE) -> float:
+    """The scale a drawing of ``size`` points prints at when fitted to the page, portrait or
+    landscape, whichever is larger."""
+    (w, h), (pw, ph) = size, page
+    return max(min(pw / w, ph / h), min(ph / w, pw / h))
+
+
+def test_printed_scale_is_worked_out_from_the_page() -> None:
+    assert printed_scale(A4_PRINTABLE) == 1
+    assert printed_scale((A4_PRINTABLE[1] * 2, A4_PRINTABLE[0] * 2)) == 0.5  # landscape, twice the size
+
+
+def test_resnet152_at_depth_two_prints_legibly_on_a4(layouts) -> None:
+    _, layout = layouts["resnet152", 2].result()
+    smallest = min(layout.fonts)
+    assert smallest >= 8
+    assert smallest * printed_scale(layout.size) >= MIN_PRINTED_POINTS, (layout.size, smallest)
+
+
+def test_fold_spans_keeps_the_first_and_last_of_a_long_run() -> None:
+    from resnet_inspect.render.graph import fold_spans
+
+    assert fold_spans(list("abbbbbc")) == [(0, 1), (1, 2), (2, 5), (5, 6), (6, 7)]
+    assert fold_spans(list("abbbc")) == [(k, k + 1) for k in range(5)]  # three alike: all drawn
+    assert fold_spans(list("aaaa")) == [(0, 1), (1, 3), (3, 4)]
+    assert fold_spans([]) == []
+
+
+def _leaf_facts(report: resnet_inspect.Report, block) -> list[tuple]:
+    """A block's leaves as the report has them, names relative to the block."""
+    prefix = len(block.record.name)
+    return [(r.name[prefix:], r.type, r.output_shapes, r.params, r.macs) for r in block.leaves]
+
+
+def test_deep_cifar_stages_fold_their_identical_blocks_at_depth_two() -> None:
+    """cifar_resnet1202 (He et al. 2016, section 4.2: 200 blocks per stage): each stage is its first
+    blocks, one node for the identical run and the last block; every block folded into a run has
+    the same ops, shapes, parameters and MACs as the block it is said to repeat."""
+    from resnet_inspect.render.graph import anatomy, build_graph
+
+    report = resnet_inspect.inspect("cifar_resnet1202")
+    diagram = parse_dot(build_graph(report, depth=2).source)
+    runs = sorted(diagram.named("run"))
+    stages = anatomy(report).stages
+    assert len(runs) == len(stages) == 3
+    by_name = {b.record.name: b for s in stages for b in s.blocks}
+    folded = 0
+    for run in runs:
+        first, last = run.split("..")
+        stage = next(s for s in stages if any(b.record.name == first for b in s.blocks))
+        names = [b.record.name for b in stage.blocks]
+        members = names[names.index(first):names.index(last) + 1]
+        like = re.search(r"identical to (\S+)", diagram.nodes[run][1]).group(1)
+        assert names.index(like) == names.index(first) - 1 and last == names[-2]
+        assert f"{len(members)} blocks" in diagram.nodes[run][1]
+        assert all(_leaf_facts(report, by_name[m]) == _leaf_facts(report, by_name[like]) for m in members)
+        folded += len(members)
+    # Every other block is drawn in full, as a cluster of its convs.
+    drawn = {n.rsplit("/", 1)[0] for n in diagram.named("add")}
+    assert len(drawn) + folded == sum(get_spec("cifar_resnet1202").layers)

@@ -12,7 +12,7 @@ from torch import nn
 
 import resnet_inspect
 from resnet_inspect.analysis.opdesc import (
-    AdaptivePoolOp, Chain, LinearOp, MatMulOp, MeanOp, PadOp, ResizeOp, WindowOp, find, main_op)
+    AdaptivePoolOp, AttentionOp, Chain, LinearOp, MatMulOp, MeanOp, PadOp, ResizeOp, WindowOp, find, main_op)
 from resnet_inspect.analysis.records import LayerRecord, Report
 from resnet_inspect.render import explain
 
@@ -164,7 +164,7 @@ def test_explain_window_of_each_family_gives_the_traced_field() -> None:
 
 def test_explain_picks_its_shape_section_by_op_type() -> None:
     """The dispatch table covers every family that has shape arithmetic of its own."""
-    assert set(explain._SHAPE_LINES) == {WindowOp, LinearOp, AdaptivePoolOp, PadOp, MeanOp, ResizeOp}
+    assert set(explain._SHAPE_LINES) == {WindowOp, LinearOp, AdaptivePoolOp, PadOp, MeanOp, ResizeOp, AttentionOp}
     report = resnet_inspect.inspect("cifar_resnet20")
     lines = explain.shape_lines(report, report.layer("layer2.0.downsample"))
     # A window with a pad: the window's formula, and no "pooling works per channel" (it adds channels).

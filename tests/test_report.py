@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,16 +24,16 @@ from typer.testing import CliRunner
 import resnet_inspect
 from resnet_inspect.cli import app
 from resnet_inspect.render.explain import explain_record
+from resnet_inspect.render.graph import node_name
 from resnet_inspect.render.report import _plain_console, render_html
 from resnet_inspect.render.table import count_text, shows_row, summary_rows
 
 runner = CliRunner()
 
-# One variant per kind of structure: basic and bottleneck blocks, grouped convs, option-A
-# shortcuts (CIFAR), ResNet-D's pool + projection, pre-activation, SE gates, Caffe's placement,
-# both pyramids and Hopenet's three heads. All variants take about 40 s, mostly cifar_resnet1202.
-VARIANTS = ["resnet18", "resnext50_32x4d", "cifar_resnet20", "resnet50d", "resnetv2_50", "seresnet50",
-            "resnet50_caffe", "retinanet_r50_fpn", "maskrcnn_r50_fpn", "hopenet"]
+# Every named variant and preset: basic and bottleneck blocks, grouped convs, option-A shortcuts
+# (CIFAR, up to cifar_resnet1202's 600 blocks), ResNet-D's pool + projection, pre-activation, SE
+# gates, Caffe's placement, both pyramids and Hopenet's three heads.
+VARIANTS = resnet_inspect.variants()
 NASTY = 'x<script>alert("1")</script>\'&\x1b[2J\u202e'
 
 
@@ -164,15 +165,25 @@ def test_names_are_escaped_everywhere(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_each_kind_of_variant_builds_a_report(name: str) -> None:
+def test_every_variant_builds_a_report(name: str) -> None:
     report = resnet_inspect.inspect(name)
-    page = Page(render_html(report))
+    text = render_html(report)
+    page = Page(text)
     data = page.data()[0]
-    assert len(page.rows()) == len(shown_rows(report))
+    # One row per record; the root's own record only when it owns something (as in ``summary``).
+    root = [r for r in report.layers if not r.name]
+    hidden = sum(1 for r in root if not (r.params or r.buffers or r.macs)) if root else 0
+    assert len(page.rows()) == len(shown_rows(report)) == len(report.layers) - hidden
+    # The diagram is embedded as SVG, one node per block, named as the records are.
+    diagram = text[text.index('<div class="diagram">'):]
+    diagram = diagram[:diagram.index("</svg>")]
+    assert diagram.startswith('<div class="diagram"><svg')
+    titles = set(re.findall(r"<title>([^<]*)</title>", diagram))
     blocks = [b for s in report.structure.stages for b in s.blocks]
     for block in blocks:  # every block is a node of the diagram, and covers its own rows
         label = report.layers[block.container if block.container is not None else block.add]
         assert any(entry["record"] == label.index for entry in data["nodes"].values()), label.name
+        assert html.escape(node_name(label), quote=False) in titles, label.name
     charts = [attrs.get("aria-label") for tag, attrs in page.elements if tag == "svg" and attrs.get("role") == "img"]
     assert len(charts) == 6 and "MACs per block" in charts
 

@@ -1,6 +1,8 @@
 """``inspect()``: build (or take) a model, trace it once, and assemble the report."""
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -11,18 +13,19 @@ from torch import nn
 from torch.nn.parameter import is_lazy
 
 from ..errors import InputError
-from ..inputs import check_elements, parse_input_size, parse_pad_to, parse_tensor_shape
+from ..inputs import InputData, check_elements, parse_input_size, parse_pad_to, parse_tensor_shape
 from ..models.resnet import build_model
 from ..text import sentence
 from ..variants import ResNetSpec, get_spec
 from . import counters
 from .opdesc import WindowOp, find
 from .preserve import guarded, refuse_uninferred
-from .records import CONVENTION, LayerRecord, OutputInfo, Report
+from .records import CONVENTION, LayerRecord, OutputInfo, Report, TraceStop
 from .shapes import Window, pad_to_multiple, window_output
 from .blocks import build_structure
 from .structure import depth_breakdown, downsample_table, fpn_summary, label_stages, path_records
-from .trace import ForwardFailed, InputTooSmall, TraceBug, Tracer, _tensors, mark_input, tensor_info
+from .trace import (DataDependentStop, ForwardFailed, InputTooSmall, TraceBug, Tracer, _tensors, mark_input,
+                    tensor_info)
 
 COUNTERS = ("analytic", "fvcore", "torch")
 # The training mode the forward runs in: eval (the default, as torchinfo's), train, or the modes the
@@ -30,7 +33,7 @@ COUNTERS = ("analytic", "fvcore", "torch")
 MODES = ("eval", "train", "same")
 
 
-def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None, *,
+def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None, *, input_data: Any = None,
             real: bool = False, counter: str = "analytic", pad_to: int | None = None, label: str | None = None,
             dtype: torch.dtype | None = None, mode: str = "eval", **options: Any) -> Report:
     """Trace a model or a named variant at ``input_size`` and return a :class:`Report`.
@@ -44,6 +47,16 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     shape, and ``dtype`` its dtype (``torch.long`` for token ids, say; by default the model's own
     floating dtype). ``mode`` is the training mode the forward runs in (see :data:`MODES`). The
     model is left exactly as it was (see ``preserve.guarded``).
+
+    ``input_data`` is what the forward takes, as torchinfo's ``input_data``: a tensor, a list or
+    tuple of positional arguments (a detector's list of 3-D images is ``[[image, image]]``), or a
+    dict of keyword arguments. Only the shapes and dtypes are used on meta; ``real=True`` runs
+    copies of the given tensors. An ``InputData`` (the CLI's ``--input "[3x64x64, 3x48x80]"``)
+    gives shapes only.
+
+    On meta, an operator whose output size depends on the values (``nonzero`` in a detector's box
+    decoding) stops the trace: every layer before it is reported, ``Report.stopped`` names the
+    operator and the layer, and ``real=True`` runs the rest.
     """
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise InputError(f"dtype must be a torch.dtype such as torch.float32, not {dtype!r}.")
@@ -56,10 +69,24 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     spec: ResNetSpec | None = None
     if isinstance(model_or_name, (str, ResNetSpec)):
         spec = model_or_name if isinstance(model_or_name, ResNetSpec) else get_spec(model_or_name, **options)
+    if isinstance(input_size, InputData):
+        input_data, input_size = _from_shapes(input_size), None
+    if input_data is not None:
+        if not isinstance(model_or_name, nn.Module):
+            raise InputError("input_data is for a model you pass in; a variant takes an input size.")
+        if counter != "analytic":
+            raise InputError(f"--counter {counter} runs the model on one input tensor; with input_data (a list of "
+                             "images or keyword tensors) use the analytic counter, the default.")
+        input_data = _as_arguments(input_data)
+        input_size = _first_shape(input_data)
     if input_size is None:  # the variant's own (ResNetSpec.default_input), as every command uses
         input_size = spec.default_input if spec is not None else 224
     ours = spec is not None or isinstance(getattr(model_or_name, "spec", None), ResNetSpec)
-    if isinstance(input_size, (tuple, list, torch.Size)) and not ours:
+    if input_data is not None:
+        size = input_size
+        if pad_to is not None:
+            raise InputError("pad_to pads one input tensor; it does not apply to input_data.")
+    elif isinstance(input_size, (tuple, list, torch.Size)) and not ours:
         size = parse_tensor_shape(input_size)  # any module: the exact shape, as torchinfo takes it
     else:
         size = parse_input_size(input_size)
@@ -72,7 +99,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         if padded != size:
             check_elements(list(padded), padded)
             padded_from, size = size, padded
-    if spec is not None:
+    if spec is not None and input_data is None:
         check_fpn_alignment(spec, size)
         with torch.device("cpu" if real else "meta"):
             model = build_model(spec)
@@ -83,7 +110,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
                              "not to a model you pass in.")
         model = model_or_name
         spec = getattr(model, "spec", None) if isinstance(getattr(model, "spec", None), ResNetSpec) else None
-        if spec is not None:
+        if spec is not None and input_data is None:
             check_fpn_alignment(spec, size)
         default_label = type(model).__name__
     else:
@@ -93,9 +120,9 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     dtype = model_dtype(model) if dtype is None else dtype
     # A model built here from a variant is nobody else's: it needs no stand-ins.
     records, out, tracer = run_trace(model, size, real=real, label=label, dtype=dtype,
-                                     guard=model is model_or_name, mode=mode)
+                                     guard=model is model_or_name, mode=mode, data=input_data)
     for rec in records:
-        if rec.analytic_shape is not None and rec.output_shapes:
+        if rec.analytic_shape is not None and rec.output_shapes and rec.shape_ok is None:
             rec.shape_ok = tuple(rec.analytic_shape) == tuple(rec.output_shapes[0])
 
     outputs, output_info, main_path_end = _outputs(model, out)
@@ -126,8 +153,8 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         depth=depth, downsample=downsample_table(records, structure), uncalled=uncalled,
         fpn=fpn_summary(records, structure, output_info), counter=counter, device="cpu" if real else "meta",
         options=spec.to_options() if spec is not None else {}, padded_from=padded_from,
-        warnings=_degenerate_warnings(records, size) + _uncounted_warnings(records, tracer),
-        structure=structure, buffer_kinds=buffer_kinds,
+        warnings=_degenerate_warnings(records, size) + _uncounted_warnings(records, tracer) + _stop_warnings(tracer),
+        structure=structure, buffer_kinds=buffer_kinds, stopped=tracer.stop,
     )
     if counter != "analytic":
         counters.apply(report, counter, model, spec, size, dtype)
@@ -149,24 +176,33 @@ def _spec_notes(spec: ResNetSpec, stem_convs: int) -> tuple[str, ...]:
 
 def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str = "model",
               dtype: torch.dtype = torch.float32, guard: bool = True,
-              mode: str = "eval") -> tuple[list[LayerRecord], Any, Tracer]:
+              mode: str = "eval",
+              data: tuple[tuple[Any, ...], dict[str, Any]] | None = None) -> tuple[list[LayerRecord], Any, Tracer]:
     """One forward pass under the tracer. The model comes back exactly as it was.
 
     The forward runs on stand-ins of the model's tensors (``preserve.guarded``): empty meta
     tensors by default, copies for ``real=True``. ``guard=False`` skips that for a model that
-    ``inspect`` built itself and nobody else holds.
+    ``inspect`` built itself and nobody else holds. ``data`` is the forward's (args, kwargs) when
+    it takes more than one tensor. On meta, a data-dependent operator ends the trace early: the
+    records up to it come back, the output is None and ``tracer.stop`` says where.
     """
-    x = _input(model, size, real, dtype)
-    mark_input(x)
+    args, kwargs = ((_input(model, size, real, dtype),), {}) if data is None else _feed(model, data, real)
+    for t in _tensors((args, kwargs)):
+        mark_input(t)
     tracer = Tracer(model, {})
+    out = None
     try:
         with guarded(model, meta=not real) if guard else _modes_kept(model), tracer.hooks(), torch.no_grad():
             # Counted from what the forward sees: the stand-ins, which a lazy module can materialize.
             tracer.owned = _owned(model)
             if mode != "same":
                 model.train(mode == "train")
-            with tracer:
-                out = model(x)
+            with _compiled_code_runs_eagerly(), tracer:
+                try:
+                    out = model(*args, **kwargs)
+                except DataDependentStop as stop:
+                    # What reached the operator stands for the outputs: its stride, field and depth.
+                    tracer.stop, out = _trace_stop(stop), tuple(stop.reached)
         refuse_uninferred(tracer.owned, label)
     except InputTooSmall as exc:
         message = f"{label} at input {'×'.join(map(str, size))}: {exc} {_ran(tracer)}"
@@ -215,6 +251,114 @@ def count_buffer_kinds(model: nn.Module, owned: dict[str, tuple[list[Any], list[
             kind = buffer_kind(module, names[index]) if module is not None and index < len(names) else "other"
             counts[kind] += tensor.numel()
     return counts
+
+
+_EAGER_LOCK = threading.Lock()
+_eager: dict[str, Any] = {"traces": 0, "stance": None}  # traces running; the set_stance that put back the stance
+
+
+@contextmanager
+def _compiled_code_runs_eagerly() -> Iterator[None]:
+    """Run any ``torch.compile``d function the model calls as plain Python during the trace.
+
+    Dynamo would otherwise trace into resnet-inspect's own hooks and function mode (and fail on
+    them); run eagerly, a compiled helper's operators reach the tracer like any others, as
+    torchinfo and FlopCounterMode see them. (``torch.compiler.disable`` does not reach a compiled
+    function called inside: it re-enables itself.) The compile stance is process-wide, so traces
+    in several threads share one ``force_eager`` period: the first sets it, the last puts back
+    what it was. Without torch._dynamo imported nothing can be compiled, and importing it costs
+    about a second.
+    """
+    if "torch._dynamo" not in sys.modules:
+        yield
+        return
+    with _EAGER_LOCK:
+        if _eager["traces"] == 0:
+            _eager["stance"] = torch.compiler.set_stance("force_eager")
+        _eager["traces"] += 1
+    try:
+        yield
+    finally:
+        with _EAGER_LOCK:
+            _eager["traces"] -= 1
+            if _eager["traces"] == 0:
+                _eager["stance"].__exit__(None, None, None)  # back to the stance before the first trace
+                _eager["stance"] = None
+
+
+def _trace_stop(stop: DataDependentStop) -> TraceStop:
+    rec = stop.record
+    return TraceStop(stop.op, rec.name if rec is not None else "", rec.type if rec is not None else "", stop.reason)
+
+
+def _stop_warnings(tracer: Tracer) -> list[str]:
+    stop = tracer.stop
+    if stop is None:
+        return []
+    done = sum(1 for r in tracer.records if r.is_leaf and r.output_shapes)
+    where = f"{stop.layer} ({stop.layer_type})" if stop.layer else f"the root module ({stop.layer_type})"
+    return [f"The meta trace stopped at {stop.op} in {where}: its output size depends on the values, which the "
+            f"meta device does not have. The {done} layers that ran before it are reported as usual; the outputs "
+            f"shown are the tensors that reached {stop.op}, not the model's. Run with --real (inspect(..., real=True)) to trace the rest on a small real input."]
+
+
+def _as_arguments(data: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """torchinfo's input_data as the forward's (args, kwargs): a tensor, a list of arguments, a dict."""
+    if isinstance(data, torch.Tensor):
+        arguments: tuple[tuple[Any, ...], dict[str, Any]] = ((data,), {})
+    elif isinstance(data, (list, tuple)):
+        arguments = (tuple(data), {})
+    elif isinstance(data, dict) and all(isinstance(k, str) for k in data):
+        arguments = ((), dict(data))
+    else:
+        raise InputError(f"input_data must be a tensor, a list of the forward's arguments or a dict of its keyword "
+                         f"arguments, not {type(data).__name__}.")
+    if not _tensors(arguments):
+        raise InputError("input_data holds no tensor.")
+    return arguments
+
+
+def _first_shape(data: tuple[tuple[Any, ...], dict[str, Any]]) -> tuple[int, ...]:
+    """The report's input size for input_data: its first tensor's shape."""
+    return tuple(int(d) for d in _tensors(data)[0].shape)
+
+
+def _from_shapes(shapes: InputData) -> Any:
+    """The CLI's shapes as torchinfo's input_data of meta tensors: a list of images (one argument),
+    or keyword tensors."""
+    def empty(shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.empty(shape, device="meta")
+    if shapes.images:
+        return [[empty(s) for s in shapes.images]]
+    return {name: empty(s) for name, s in shapes.named}
+
+
+def _feed(model: nn.Module, data: tuple[tuple[Any, ...], dict[str, Any]],
+          real: bool) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Fresh tensors in place of the given ones: zeros on meta; for real, copies (a tensor given as
+    a shape only gets a seeded random one), so the caller's tensors are never touched."""
+    tensors = [*model.parameters(), *model.buffers()]
+    device = tensors[0].device if real and tensors else torch.device("cpu")
+    generator = torch.Generator().manual_seed(0)
+
+    def fresh(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            if not real:
+                return torch.zeros(value.shape, dtype=value.dtype, device="meta")
+            if not value.is_meta:
+                return value.detach().clone().to(device)
+            if value.dtype.is_floating_point:
+                return torch.randn(value.shape, generator=generator, dtype=value.dtype).to(device)
+            return torch.zeros(value.shape, dtype=value.dtype, device=device)
+        if isinstance(value, (list, tuple)):
+            return type(value)(fresh(v) for v in value) if not hasattr(value, "_fields") else type(value)(
+                *(fresh(v) for v in value))
+        if isinstance(value, dict):
+            return {k: fresh(v) for k, v in value.items()}
+        return value
+
+    args, kwargs = data
+    return tuple(fresh(a) for a in args), {k: fresh(v) for k, v in kwargs.items()}
 
 
 def _owned(model: nn.Module) -> dict[str, tuple[list[tuple[str, torch.Tensor]], list[torch.Tensor]]]:
@@ -287,8 +431,12 @@ def _outputs(model: nn.Module, out: Any) -> tuple[dict[str, tuple[int, ...]], di
         entry = OutputInfo(outputs[name])
         if ti is not None:
             jump = tuple(int(j) if float(j).is_integer() else j for j in ti.jump)
-            entry = OutputInfo(outputs[name], stride=jump[0] if jump[0] == jump[1] else (jump[0], jump[1]),
-                               receptive_field=(int(ti.rf[0]), int(ti.rf[1])), depth=ti.depth, head=t.dim() == 2)
+            stride = jump[0] if jump[0] == jump[1] else (jump[0], jump[1])
+            # After attention a token sequence has no grid: an output stride means something only
+            # for a feature map (N, C, H, W).
+            entry = OutputInfo(outputs[name], stride=None if ti.global_field and t.dim() != 4 else stride,
+                               receptive_field=(int(ti.rf[0]), int(ti.rf[1])), depth=ti.depth, head=t.dim() == 2,
+                               global_field=ti.global_field)
             if ti.depth > best:
                 deepest, best = ti.path, ti.depth
         info[name] = entry
@@ -308,7 +456,7 @@ def _uncalled(model: nn.Module, tracer: Tracer, records: list[LayerRecord]) -> l
     called = {r.name for r in records if r.kind == "module"}
     result = []
     for name, module in model.named_modules():
-        if name in called:
+        if name in called or name in tracer.used_modules:
             continue
         params, buffers = tracer.owned.get(name, ([], []))
         fresh = [p for _, p in params if id(p) not in tracer.claimed]

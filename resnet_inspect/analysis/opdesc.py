@@ -75,6 +75,27 @@ class MatMulOp:
 
 
 @dataclass(frozen=True)
+class AttentionOp:
+    """Scaled dot-product attention (alone, or inside a multi-head attention with its projections).
+
+    Every query position attends to every key position, so the receptive field is global.
+    ``heads`` query heads, ``queries`` × ``keys`` positions, ``head_dim`` and ``value_dim`` per head.
+    """
+
+    heads: int
+    queries: int
+    keys: int
+    head_dim: int
+    value_dim: int
+    causal: bool = False
+    projections: bool = False  # the in- and out-projections are part of the op (multi-head attention)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"heads": self.heads, "queries": self.queries, "keys": self.keys, "head_dim": self.head_dim,
+                "value_dim": self.value_dim, "causal": self.causal, "projections": self.projections}
+
+
+@dataclass(frozen=True)
 class PadOp:
     """``F.pad``: ``pad`` as torch takes it, last dimension first (option A's zero channels)."""
 
@@ -137,7 +158,7 @@ class Chain:
         return data
 
 
-OpDesc = Union[WindowOp, LinearOp, MatMulOp, PadOp, MeanOp, AdaptivePoolOp, ResizeOp, Chain]
+OpDesc = Union[WindowOp, LinearOp, MatMulOp, AttentionOp, PadOp, MeanOp, AdaptivePoolOp, ResizeOp, Chain]
 T = TypeVar("T")
 
 
@@ -164,7 +185,7 @@ def find(op: OpDesc | None, kind: type[T]) -> T | None:
 def main_op(op: OpDesc | None) -> OpDesc | None:
     """The operator that decides what a record is: a window over anything else it runs (option A
     pools, then pads: it is a window with a pad), then the other families in a fixed order."""
-    for kind in (WindowOp, LinearOp, AdaptivePoolOp, PadOp, MeanOp, ResizeOp, MatMulOp):
+    for kind in (WindowOp, LinearOp, AttentionOp, AdaptivePoolOp, PadOp, MeanOp, ResizeOp, MatMulOp):
         found = find(op, kind)
         if found is not None:
             return found

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .opdesc import AdaptivePoolOp, LinearOp, MatMulOp, MeanOp, OpDesc, PadOp, ResizeOp, WindowOp
+from .opdesc import AdaptivePoolOp, AttentionOp, LinearOp, MatMulOp, MeanOp, OpDesc, PadOp, ResizeOp, WindowOp
 from .shapes import Window, window_output, window_working
 
 
@@ -36,6 +36,7 @@ class OpStats:
     upsample: tuple[float, float] | None = None
     invalid: str | None = None  # why the operator cannot accept this input, if known in advance
     op: OpDesc | None = None
+    global_field: bool = False  # every output position sees the whole input (attention)
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,72 @@ def _matmul(first: str, second: str) -> Callable[[dict[str, Any], Any], OpStats]
     return rule
 
 
+def _sdpa(a: dict[str, Any], out: Any) -> OpStats:
+    """``F.scaled_dot_product_attention``: Q·Kᵀ gives L×S scores per head, E MACs each, and A·V
+    gives L×Ev outputs per head, S MACs each. Query heads may outnumber key heads (grouped-query
+    attention); each query head still does the full work.
+
+    A causal mask is not halved: torch's FlopCounterMode does not halve it either
+    (torch/utils/flop_counter.py, "We aren't accounting for causal attention here"), and the math
+    backend computes every score before masking. The softmax is one other op per score.
+    """
+    q, k, v = a["query"], a["key"], a["value"]
+    length, source = int(q.shape[-2]), int(k.shape[-2])
+    head_dim, value_dim = int(q.shape[-1]), int(v.shape[-1])
+    batch_heads = math.prod(int(d) for d in q.shape[:-2])
+    heads = int(q.shape[-3]) if q.dim() >= 3 else 1
+    stats = OpStats(global_field=True, op=AttentionOp(heads, length, source, head_dim, value_dim,
+                                                      causal=bool(a.get("is_causal"))))
+    if out is not None:
+        scores = batch_heads * length * source
+        stats.macs = scores * head_dim + scores * value_dim
+        stats.other_ops = scores
+    return stats
+
+
+def _mha_macs(length: int, source: int, batch: int, embed: int, kdim: int, vdim: int, proj_in: tuple[bool, bool, bool]) -> int:
+    """MACs of multi-head attention: the in-projections of Q, K and V (those that run), the
+    attention over all heads (Q·Kᵀ and A·V, ``embed`` MACs per score summed over the heads), and
+    the out-projection."""
+    q_in, k_in, v_in = proj_in
+    projections = (length * embed * embed * q_in + source * kdim * embed * k_in + source * vdim * embed * v_in
+                   + length * embed * embed)
+    return batch * (projections + 2 * length * source * embed)
+
+
+def _mha_forward(a: dict[str, Any], out: Any) -> OpStats:
+    """``F.multi_head_attention_forward`` (``nn.MultiheadAttention`` off its fast path): inputs are
+    (L, N, E), or (L, E) unbatched; a bias_k/bias_v or a zero-attention column adds one key."""
+    q, k, v = a["query"], a["key"], a["value"]
+    embed, heads = int(q.shape[-1]), int(a["num_heads"])
+    length, batch = int(q.shape[0]), (int(q.shape[1]) if q.dim() == 3 else 1)
+    static_k, static_v = a.get("static_k"), a.get("static_v")
+    source = int(k.shape[0]) if static_k is None else int(static_k.shape[1])
+    source += (a.get("bias_k") is not None) + bool(a.get("add_zero_attn"))
+    stats = OpStats(weighted=True, global_field=True,
+                    op=AttentionOp(heads, length, source, embed // heads, embed // heads,
+                                   causal=bool(a.get("is_causal")), projections=True))
+    if out is not None:
+        stats.macs = _mha_macs(length, source, batch, embed, int(k.shape[-1]), int(v.shape[-1]),
+                               (True, static_k is None, static_v is None))
+        stats.other_ops = batch * heads * length * source  # the softmax, one per score
+    return stats
+
+
+def _native_mha(a: dict[str, Any], out: Any) -> OpStats:
+    """``torch._native_multi_head_attention`` (the fast path): batch-first (N, L, E) inputs."""
+    q, k = a["query"], a["key"]
+    embed, heads = int(a["embed_dim"]), int(a["num_head"])
+    length, source = int(q.shape[-2]), int(k.shape[-2])
+    batch = int(q.shape[0]) if q.dim() == 3 else 1
+    stats = OpStats(weighted=True, global_field=True,
+                    op=AttentionOp(heads, length, source, embed // heads, embed // heads, projections=True))
+    if out is not None:
+        stats.macs = _mha_macs(length, source, batch, embed, embed, embed, (True, True, True))
+        stats.other_ops = batch * heads * length * source
+    return stats
+
+
 def _norm(affine_key: str) -> Callable[[dict[str, Any], Any], OpStats]:
     """Group, layer and instance norm compute their statistics at run time: fvcore's estimate of
     4 ops per element (mean, variance, subtract, divide), 5 with the affine scale and shift."""
@@ -324,6 +391,10 @@ _MAXPOOL = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode"
 _AVGPOOL = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
 _CONV_T = ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
 _BINARY = ("input", "other")
+_MHA = ("query", "key", "value", "embed_dim_to_check", "num_heads", "in_proj_weight", "in_proj_bias", "bias_k",
+        "bias_v", "add_zero_attn", "dropout_p", "out_proj_weight", "out_proj_bias", "training", "key_padding_mask",
+        "need_weights", "attn_mask", "use_separate_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight",
+        "static_k", "static_v", "average_attn_weights", "is_causal")
 
 RULES: dict[str, Rule] = {
     "conv2d": Rule(_CONV, {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}, _conv2d),
@@ -336,6 +407,10 @@ RULES: dict[str, Rule] = {
     **{name: Rule(("input", "other"), {}, _matmul("input", "other")) for name in ("matmul", "mm", "bmm")},
     "addmm": Rule(("input", "mat1", "mat2"), {}, _matmul("mat1", "mat2")),
     "baddbmm": Rule(("input", "batch1", "batch2"), {}, _matmul("batch1", "batch2")),
+    "scaled_dot_product_attention": Rule(("query", "key", "value", "attn_mask", "dropout_p", "is_causal"),
+                                         {"is_causal": False}, _sdpa),
+    "multi_head_attention_forward": Rule(_MHA, {}, _mha_forward),
+    "native_multi_head_attention": Rule(("query", "key", "value", "embed_dim", "num_head"), {}, _native_mha),
     "group_norm": Rule(("input", "num_groups", "weight", "bias", "eps"), {"weight": None}, _norm("weight")),
     "layer_norm": Rule(("input", "normalized_shape", "weight", "bias", "eps"), {"weight": None}, _norm("weight")),
     "instance_norm": Rule(("input", "running_mean", "running_var", "weight", "bias"), {"weight": None},

@@ -68,7 +68,9 @@ def _stand_in(t: torch.Tensor, meta: bool, storages: dict[tuple[int, int], Any])
         return type(t)(requires_grad=t.requires_grad, device="meta" if meta else t.device, dtype=t.dtype)
     with torch.no_grad():
         if meta or t.is_meta or t.layout != torch.strided or t.is_nested:
-            copy = torch.empty_like(t, device="meta") if meta else t.detach().clone()
+            # empty_strided, not empty_like: on meta the latter is a Python reference that imports sympy.
+            copy = torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device="meta") if meta \
+                else t.detach().clone()
         else:
             storage = t.untyped_storage()
             key = (storage.data_ptr(), storage.nbytes())

@@ -47,6 +47,7 @@ class LayerRecord:
     receptive_field: tuple[int, int] | None = None
     jump: tuple[float, float] | None = None
     start: tuple[float, float] | None = None
+    global_field: bool = False  # attention ran on the way: the field is the whole input, not receptive_field
     stage: str = ""
     weighted: bool = False  # a conv or linear layer: what the paper's depth counts
     on_main_path: bool = False
@@ -78,6 +79,7 @@ class OutputInfo:
     receptive_field: tuple[int, int] | None = None
     depth: int | None = None  # weighted layers on its deepest path
     head: bool = False  # a 2-D (N, features) output: a classifier or regression head
+    global_field: bool = False  # attention ran on the way: every position sees the whole input
 
     @property
     def traced(self) -> bool:
@@ -91,6 +93,8 @@ class OutputInfo:
             stride = list(self.stride) if isinstance(self.stride, tuple) else self.stride
             data.update(stride=stride, receptive_field=list(self.receptive_field or ()), depth=self.depth,
                         head=self.head)
+            if self.global_field:
+                data["global_field"] = True
         return data
 
 
@@ -240,6 +244,20 @@ class PyramidSummary:
                 "extra": list(self.extra), "levels": {lv.name: lv.info.to_dict() for lv in self.levels}}
 
 
+@dataclass(frozen=True)
+class TraceStop:
+    """Where a meta trace stopped: an operator whose output size depends on values (a detector's
+    ``nonzero`` in box decoding). Every layer before it is reported; a real forward runs the rest."""
+
+    op: str
+    layer: str  # the innermost module running it ("" for the root module)
+    layer_type: str
+    reason: str  # torch's own words
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "layer": self.layer, "layer_type": self.layer_type, "reason": self.reason}
+
+
 @dataclass
 class Report:
     """The result of :func:`resnet_inspect.inspect`."""
@@ -263,6 +281,7 @@ class Report:
     structure: Structure | None = None  # stages, blocks, pyramid: read from the data flow (blocks.py)
     # Buffer elements by what they hold: running_statistics, frozen_constants, other (inspect.buffer_kind).
     buffer_kinds: dict[str, int] = field(default_factory=dict)
+    stopped: TraceStop | None = None  # the meta trace stopped at a data-dependent operator
 
     def layer(self, name: str) -> LayerRecord:
         """The first record with this qualified name."""
@@ -313,6 +332,7 @@ class Report:
             "uncalled": self.uncalled,
             "fpn": self.fpn.to_dict() if self.fpn is not None else None,
             "warnings": self.warnings,
+            **({"stopped": self.stopped.to_dict()} if self.stopped is not None else {}),
         })
 
 

@@ -13,7 +13,7 @@ from collections import Counter, OrderedDict
 from typing import Any
 
 from .blocks import Block, Structure
-from .opdesc import WindowOp, find
+from .opdesc import AttentionOp, WindowOp, find, main_op
 from .records import (
     Carrier, DepthCount, Dilated, DownsampleStep, LayerRecord, LevelSummary, OutputInfo, Projection, PyramidSummary,
     StageDepth,
@@ -106,6 +106,14 @@ def _block_labels(records: list[LayerRecord], structure: Structure) -> dict[int,
     return {i: block_label(records, b) for b in structure.blocks for i in b.members}
 
 
+def _kind(rec: LayerRecord) -> str:
+    """A weighted layer's kind in the depth formula: conv, fc, attention (its projections and
+    products, one layer), or its type."""
+    if isinstance(main_op(rec.op), AttentionOp):
+        return "attention"
+    return "conv" if "Conv" in rec.type else "fc" if rec.type in ("Linear", "F.linear") else rec.type
+
+
 def depth_breakdown(records: list[LayerRecord], structure: Structure, main_path: list[LayerRecord],
                     name_depth: int | None, model: str, n_heads: int) -> DepthCount:
     """Count weighted layers on the longest path, as the paper counts depth."""
@@ -132,16 +140,17 @@ def depth_breakdown(records: list[LayerRecord], structure: Structure, main_path:
     terms = []
     if stem:
         terms.append(f"{len(stem)} stem conv{'s' if len(stem) > 1 else ''}")
-    if other:  # a model that is not laid out as a ResNet: count its layers by kind
-        kinds = Counter("conv" if "Conv" in r.type else "fc" if r.type in ("Linear", "F.linear") else r.type
-                        for r in other)
+    merged = bool(other) and not in_blocks
+    if other:  # a model that is not laid out as a ResNet: count its layers by kind; with no residual
+        # stages, the head's with them (a transformer's MLPs and its classifier: one "fc" term, not two)
+        kinds = Counter(_kind(r) for r in (other + head if merged else other))
         terms.extend(f"{n} {kind}" for kind, n in kinds.items())
     if len(per_block) == 1:
         (convs, n_blocks), = per_block.items()
         terms.append(f"{n_blocks} blocks × {convs} convs")
     else:
         terms.extend(f"{n} blocks × {c} convs" for c, n in sorted(per_block.items()))
-    if head:  # the classifier: a Linear, or timm ResNetV2's 1x1 conv
+    if head and not merged:  # the classifier: a Linear, or timm ResNetV2's 1x1 conv
         kinds = Counter("fc" if r.type in ("Linear", "F.linear") or r.name.endswith("fc") else
                         "conv" if "Conv" in r.type else r.type for r in head)
         terms.extend(f"{n} {kind}" for kind, n in kinds.items())

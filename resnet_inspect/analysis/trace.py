@@ -23,7 +23,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ..errors import InputError
-from .opdesc import chain
+from .opdesc import MeanOp, chain
 from .ops import RULES, OpStats, adaptive_size, interpolate_size, op_name
 from .records import LayerRecord
 
@@ -140,6 +140,7 @@ class TensorInfo:
     depth: int = 0
     path: PathNode | None = None
     producer: int | None = None  # index of the record that produced the tensor
+    global_field: bool = False  # attention ran on the way: every position sees the whole input
 
 
 class InputTooSmall(InputError):
@@ -148,6 +149,32 @@ class InputTooSmall(InputError):
     def __init__(self, message: str, record: LayerRecord) -> None:
         super().__init__(message)
         self.record = record
+
+
+# Operators whose output size depends on the values (torch raises on meta tensors): the meta trace
+# stops at the first one (a detector's box decoding, torchvision's batched NMS).
+_DATA_DEPENDENT = frozenset({"nonzero", "argwhere", "masked_select", "unique", "unique_consecutive",
+                             "repeat_interleave", "bincount", "item", "tolist", "bool", "int", "float", "index",
+                             "where", "getitem", "setitem", "masked_scatter", "histc", "multinomial"})
+
+
+class DataDependentStop(Exception):
+    """The meta trace reached an operator whose output size depends on values."""
+
+    def __init__(self, op: str, record: LayerRecord | None, reason: str, reached: list[torch.Tensor]) -> None:
+        super().__init__(f"{op} at {record.name if record else 'the root module'}: {reason}")
+        self.op, self.record, self.reason = op, record, reason
+        self.reached = reached  # the traced tensors the operator was given
+
+
+def _is_data_dependent(name: str, exc: Exception, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether an operator failed on meta tensors because its output needs the values."""
+    if not any(t.is_meta for t in _tensors((args, kwargs))):
+        return False
+    text = str(exc)
+    return name in _DATA_DEPENDENT and (
+        isinstance(exc, NotImplementedError) or "meta" in text.lower() or "data-dependent" in text
+        or "cannot be converted to Scalar" in text)
 
 
 class TraceBug(RuntimeError):
@@ -184,23 +211,31 @@ def _info(t: torch.Tensor) -> TensorInfo | None:
     return t.__dict__.get(_INFO) if hasattr(t, "__dict__") else None
 
 
-def _combine(pairs: list[tuple[torch.Tensor, TensorInfo]]) -> TensorInfo:
-    """Several inputs (a residual add, an FPN sum): the widest field and the longest path win.
+_JOINS = frozenset({"cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack", "column_stack"})
 
-    Only full-size operands compete. A broadcast operand, such as a squeeze-and-excitation gate
-    of shape (N, C, 1, 1), rescales channels: it is a side branch that neither moves the window
-    nor adds to the depth (SE-ResNet-50 is still 50 layers deep).
+
+def _combine(pairs: list[tuple[torch.Tensor, TensorInfo]], join: bool = False) -> TensorInfo:
+    """Several inputs (a residual add, an FPN sum, a concatenation): the widest field and the
+    longest path win.
+
+    Every operand of a concatenation (``join``) competes, whatever its size: a DenseNet layer's
+    32 new channels are deeper than the block input they are joined to (Huang et al. 2017 count
+    DenseNet-121's depth along them). Of an element-wise op only full-size operands compete. A
+    broadcast operand, such as a squeeze-and-excitation gate of shape (N, C, 1, 1), rescales
+    channels: it is a side branch that neither moves the window nor adds to the depth
+    (SE-ResNet-50 is still 50 layers deep).
     """
     if len(pairs) == 1:
         return pairs[0][1]
     largest = max(t.numel() for t, _ in pairs)
-    infos = [i for t, i in pairs if t.numel() == largest]
+    infos = [i for t, i in pairs if join or t.numel() == largest]
     widest = max(infos, key=lambda i: i.rf[0] * i.rf[1])
     deepest = max(infos, key=lambda i: i.depth)
     # The sum lives on the finest grid among its operands: an FPN level has its lateral's stride
     # even where the upsampled top-down path could not be measured (1×1 maps at a tiny input).
     jump = (min(i.jump[0] for i in infos), min(i.jump[1] for i in infos))
-    return TensorInfo(widest.rf, jump, widest.start, deepest.depth, deepest.path, deepest.producer)
+    return TensorInfo(widest.rf, jump, widest.start, deepest.depth, deepest.path, deepest.producer,
+                      any(i.global_field for i in infos))
 
 
 def _propagate(info: TensorInfo, stats: OpStats, record_index: int) -> TensorInfo:
@@ -216,7 +251,8 @@ def _propagate(info: TensorInfo, stats: OpStats, record_index: int) -> TensorInf
     depth, path = info.depth, info.path
     if stats.weighted:
         depth, path = depth + 1, PathNode(record_index, path)
-    return TensorInfo((rf[0], rf[1]), (jump[0], jump[1]), (start[0], start[1]), depth, path, record_index)
+    return TensorInfo((rf[0], rf[1]), (jump[0], jump[1]), (start[0], start[1]), depth, path, record_index,
+                      info.global_field or stats.global_field)
 
 
 def _qualified(module: str, parameter: str) -> str:
@@ -233,6 +269,10 @@ class _Frame:
     record: LayerRecord
     leaf: bool
     op_counts: dict[str, int]
+    # The tensors of the last operator with an analytic shape, and whether it was a reduction:
+    # the shape check applies to the output that operator defines (see Tracer._check_target).
+    shaped: tuple[list[torch.Tensor], bool] | None = None
+    given: tuple[torch.Tensor, ...] = ()  # a leaf's input tensors as its call began
 
 
 class Tracer(TorchFunctionMode):
@@ -253,6 +293,11 @@ class Tracer(TorchFunctionMode):
         self.first_claims: dict[int, tuple[LayerRecord, str]] = {}  # id(parameter) -> (record, its name there)
         self.running: LayerRecord | None = None
         self.counted: set[int] = set()  # records that an operator with a counting rule reached
+        # Modules never called whose weights an operator used directly (nn.MultiheadAttention
+        # passes out_proj.weight to F.multi_head_attention_forward): they ran, inside their parent.
+        self.used_modules: set[str] = set()
+        self.stop: Any = None  # a records.TraceStop when the meta trace ended at a data-dependent operator
+        self._param_owner: dict[int, tuple[str, str]] | None = None
 
     # -- hooks ---------------------------------------------------------------------------------
     @contextmanager
@@ -289,7 +334,8 @@ class Tracer(TorchFunctionMode):
         self.calls[name] += 1
         if rec.call == 0:
             self._claim(rec, name)
-        self.stack.append(_Frame(module, rec, leaf, defaultdict(int)))
+        given = tuple(_tensors((args, kwargs))) if leaf else ()
+        self.stack.append(_Frame(module, rec, leaf, defaultdict(int), given=given))
 
     def _claim(self, rec: LayerRecord, name: str) -> None:
         """Count a module's own parameters at its first call; tied ones only where first seen."""
@@ -313,6 +359,24 @@ class Tracer(TorchFunctionMode):
                 self.claimed_buffers.add(id(b))
                 rec.buffers += b.numel()
 
+    def _claim_operands(self, rec: LayerRecord, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Count, at the operator's record, the weights of a module that is not called but whose
+        parameters the operator takes (an attention's out_proj), and note that module as used."""
+        if self._param_owner is None:
+            self._param_owner = {id(p): (name, pname) for name, (params, _) in self.owned.items()
+                                 for pname, p in params}
+        for t in _tensors((args, kwargs)):
+            owner = self._param_owner.get(id(t))
+            if owner is None or id(t) in self.claimed:
+                continue
+            module, pname = owner
+            self.claimed[id(t)] = rec.name
+            self.first_claims[id(t)] = (rec, _qualified(module, pname))
+            rec.params += t.numel()
+            rec.trainable_params += t.numel() if t.requires_grad else 0
+            if self.calls.get(module, 0) == 0:
+                self.used_modules.add(module)
+
     def _post_hook(self, module: nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
         if not self.stack or self.stack[-1].module is not module:
             return
@@ -321,6 +385,14 @@ class Tracer(TorchFunctionMode):
         rec.output_shapes = _shapes(output)
         outs = list(_tensors(output))
         ins = list(_tensors((args, kwargs)))
+        new = [o for o in outs if not any(o is g for g in frame.given)]
+        if frame.leaf and new and len(new) < len(outs):
+            # It returns some of its inputs unchanged beside new tensors: torchvision's
+            # LastLevelMaxPool appends P6 to the list of levels it was given. Its own output is
+            # the new one (P6, read from P5): its shape comes first, its field is the record's.
+            rec.output_shapes = _shapes(new) + [s for o, s in zip(outs, rec.output_shapes)
+                                                if not any(o is n for n in new)]
+            outs, ins = new, [i for i in ins if not any(i is n for n in new)]
         rec.inplace = bool(outs) and any(o is i for o in outs for i in ins)
         if frame.leaf and not rec.inplace:
             rec.output_bytes = sum(o.numel() * o.element_size() for o in outs)
@@ -330,7 +402,27 @@ class Tracer(TorchFunctionMode):
                 info = _info(t)
                 if info is not None and info.producer != rec.index and not any(t is i for i in ins):
                     t.__dict__[_INFO] = replace(info, producer=rec.index)
+        self._check_target(frame, outs)
         self._set_rf(rec, outs)
+
+    @staticmethod
+    def _check_target(frame: _Frame, outs: list[torch.Tensor]) -> None:
+        """Apply a leaf's shape check to the output its shaped operator defines.
+
+        torchvision's LastLevelMaxPool returns every level with its pooled one last: that one is
+        checked. A reduction inside a normalisation (a filter response norm's mean of x² over H
+        and W) defines no output of the layer: no check. Otherwise (a conv followed by an
+        activation) the first output is checked, as before.
+        """
+        if frame.shaped is None or frame.record.analytic_shape is None:
+            return
+        produced, reduction = frame.shaped
+        rec = frame.record
+        target = next((o for o in outs if any(o is p for p in produced)), None)
+        if target is not None:
+            rec.shape_ok = tuple(rec.analytic_shape) == tuple(int(d) for d in target.shape)
+        elif reduction:
+            rec.analytic_shape, rec.working = None, []
 
     def _set_rf(self, rec: LayerRecord, outs: list[torch.Tensor]) -> None:
         info = next((i for i in map(_info, outs) if i is not None), None)
@@ -339,18 +431,19 @@ class Tracer(TorchFunctionMode):
             rec.jump = info.jump
             rec.start = info.start
             rec.path_depth = info.depth
+            rec.global_field = info.global_field
 
     # -- operators -----------------------------------------------------------------------------
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         infos = [(t, i) for t in _tensors((args, kwargs)) if (i := _info(t)) is not None]
         if not infos:
-            return func(*args, **kwargs)
+            return self._run(func, args, kwargs)
         name = op_name(func)
         rule = RULES.get(name)
         if rule is None:  # shape plumbing (view, flatten, cat ...): carry the field forward, count nothing
-            out = func(*args, **kwargs)
-            combined = _combine(infos)
+            out = self._run(func, args, kwargs, name)
+            combined = _combine(infos, join=name in _JOINS)
             for t in _tensors(out):
                 t.__dict__[_INFO] = combined
             return out
@@ -358,6 +451,7 @@ class Tracer(TorchFunctionMode):
             bound = rule.bind(args, kwargs)
             rec = self._owner(name, [t for t, _ in infos])
             self.counted.add(rec.index)
+            self._claim_operands(rec, args, kwargs)
             before = rule.count(bound, None)
         except Exception as exc:
             raise TraceBug(f"resnet-inspect failed to count {name}: {exc!r}") from exc
@@ -367,13 +461,26 @@ class Tracer(TorchFunctionMode):
         if isinstance(x, torch.Tensor) and x.is_meta and name in _META_SHORTCUTS:
             out = _meta_shortcut(name, func, bound, args, kwargs)
         else:
-            out = func(*args, **kwargs)
+            out = self._run(func, args, kwargs, name)
         self.running = None
         try:
             self._account(rec, rule.count(bound, out), infos, args, out)
         except Exception as exc:
             raise TraceBug(f"resnet-inspect failed to count {name}: {exc!r}") from exc
         return out
+
+    def _run(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], name: str | None = None) -> Any:
+        """Run the operator; on meta tensors, one whose output size needs the values stops the trace."""
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            name = name or op_name(func)
+            if _is_data_dependent(name, exc, args, kwargs):
+                layer = self.stack[-1].record if self.stack else None
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                reached = [t for t in _tensors((args, kwargs)) if _info(t) is not None]
+                raise DataDependentStop(name, layer, reason, reached) from exc
+            raise
 
     def _owner(self, name: str, activations: list[torch.Tensor]) -> LayerRecord:
         """The record an operator's cost goes to: its leaf module, or a new function record whose
@@ -401,6 +508,8 @@ class Tracer(TorchFunctionMode):
             # against the last one; the working of each is kept.
             rec.analytic_shape = tuple(int(d) for d in stats.analytic_shape)
             rec.working = rec.working + stats.working if rec.kind == "module" else stats.working
+            if rec.kind == "module" and self.stack and self.stack[-1].record is rec:
+                self.stack[-1].shaped = (list(_tensors(out)), isinstance(stats.op, MeanOp))
         for _, info in infos:
             if info.producer is not None and info.producer != rec.index and info.producer not in rec.read_from:
                 rec.read_from.append(info.producer)

@@ -56,6 +56,7 @@ app = typer.Typer(
          "  resnet-inspect explain resnet50 layer2.0.conv2\n"
          "  resnet-inspect graph resnet50 --fpn retinanet out.svg\n"
          "  resnet-inspect report resnet50 -o report.html\n"
+         "  resnet-inspect memory resnet50 --batch 8 --train --optimizer adamw\n"
          "  resnet-inspect list\n"
          "  resnet-inspect diff resnet50 resnet50 --b-stride-in-1x1\n"
          "  resnet-inspect snapshot resnet50 -o shapes/resnet50.json\n"

@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from .. import process, reading
 from ..errors import InputError
-from ..inputs import parse_input_size
+from ..inputs import parse_input_data, parse_input_size
 from ..resolve import Resolved, no_terminal, trace
 from ..resolve import resolve as _resolve
 from ..text import sentence, visible, visible_lines
@@ -45,7 +45,8 @@ ModelArg = Annotated[str, typer.Argument(help="A variant name (see `list`), pack
                                               "file (.pth/.pt/.pkl/.bin/.ckpt/.safetensors).",
                                          show_default=False)]
 InputOpt = Annotated[Optional[str], typer.Option("--input", "-i", show_default=False,
-                     help=f"224, 800x1344, 3x224x224 or 2x3x224x224 (default: the variant's own, {DEFAULT_INPUTS}).")]
+                     help=f"224, 800x1344, 3x224x224 or 2x3x224x224 (default: the variant's own, {DEFAULT_INPUTS}); "
+                          "\"[3x800x1333, 3x600x800]\" is a list of images (a detector's input), \"{x: 1x3x64x64}\" keyword tensors.")]
 PadTo = Annotated[Optional[int], typer.Option("--pad-to", help="Pad the input up to a multiple (maskrcnn-benchmark uses 32).",
                                               show_default=False)]
 
@@ -194,8 +195,11 @@ def describe_inference(inference: Any) -> list[str]:
     return lines
 
 
-def input_size(text: str | None) -> tuple[int, int, int, int] | None:
-    """The parsed ``--input``, or None for the variant's own size."""
+def input_size(text: str | None) -> Any:
+    """The parsed ``--input``, or None for the variant's own size; a bracketed list of shapes or a
+    braced dict of them is :class:`~resnet_inspect.inputs.InputData` (a detector's images)."""
+    if text is not None and text.strip()[:1] in ("[", "{"):
+        return parse_input_data(text)
     return None if text is None else parse_input_size(text)
 
 

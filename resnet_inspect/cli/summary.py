@@ -36,6 +36,8 @@ UnitsOpt = Annotated[Optional[str], typer.Option(
 ConventionsOpt = Annotated[bool, typer.Option(
     "--conventions", help="Print the counting convention (MACs vs FLOPs, other ops, depth) in full, as "
                           "docs/conventions.md states it.")]
+MemoryFlag = Annotated[bool, typer.Option("--memory", help="Add the memory analysis: inference and SGD training-step "
+                                          "peaks, and per layer the bytes saved for the backward (see `memory`).")]
 RealOpt = Annotated[bool, typer.Option("--real", help="Run a real CPU forward instead of the meta-device trace "
                                        "(same records, slower).")]
 
@@ -55,6 +57,7 @@ def summary(
     counter: CounterOpt = "analytic",
     real: RealOpt = False,
     pad_to: common.PadTo = None,
+    memory: MemoryFlag = False,
     *,
     options: dict[str, Any],
 ) -> None:
@@ -78,18 +81,39 @@ def summary(
     slow = f"Counting MACs with {counter}" if counter != "analytic" else "Running a real forward" if real else None
     with _working(slow):
         report = common.inspect_model(model, size, options, real=real, counter=counter, pad_to=pad_to)
+    memory_report = _memory(model, size, options) if memory else None
     if output is not None:
         from ..fileio import atomic_write
 
-        written = atomic_write(output, render_text(report, fmt, view), force=force)
+        written = atomic_write(output, _text(report, fmt, view, memory_report), force=force)
         common.console(stderr=True).print(f"Wrote the {fmt} summary of {report.model} to {written}.",
                                           markup=False, highlight=False)
     elif fmt == "table":
         from ..render.table import print_summary
 
         print_summary(report, common.console(), view.depth, units=view.units, conventions=view.conventions)
+        if memory_report is not None:
+            from ..render.memory import memory_section
+
+            memory_section(common.console(), memory_report.inference, memory_report.training, memory_report.options.batch)
     else:
-        sys.stdout.write(render_text(report, fmt, view))
+        sys.stdout.write(_text(report, fmt, view, memory_report))
+
+
+def _memory(model: str, size: tuple[int, ...] | None, options: dict[str, Any]) -> Any:
+    from .memory import summary_memory
+
+    return summary_memory(model, size, options)
+
+
+def _text(report: Any, fmt: str, view: View, memory_report: Any) -> str:
+    """The summary as text, with the memory analysis when asked for (``--memory``)."""
+    text = render_text(report, fmt, view)
+    if memory_report is None:
+        return text
+    from ..render.memory import with_memory
+
+    return with_memory(text, fmt, memory_report)
 
 
 def output_format(fmt: str | None, output: Path | None) -> str:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..analysis.blocks import Block
-from ..analysis.opdesc import AdaptivePoolOp, LinearOp, MeanOp, PadOp, ResizeOp, WindowOp, find, main_op
+from ..analysis.opdesc import AdaptivePoolOp, AttentionOp, LinearOp, MeanOp, PadOp, ResizeOp, WindowOp, find, main_op
 from ..analysis.records import Carrier, DownsampleStep, LayerRecord, Projection, Report
 from ..analysis.structure import block_label, leaves_under, shortcut_container
 from ..errors import InputError
@@ -132,9 +132,14 @@ def _projection_of(report: Report, rec: LayerRecord, block: Block | None) -> Pro
 
 def _subtree(report: Report, rec: LayerRecord) -> list[LayerRecord]:
     """Every record nested in a module: its own, its children's and its direct function calls."""
+    from .nesting import name_index
+
     prefix = rec.name
-    return [r for r in report.layers if r.name.startswith(prefix + ".") or r.name.startswith(prefix + ":")
-            or (r.name == prefix and r.call == rec.call)] if prefix else list(report.layers)
+    if not prefix:
+        return list(report.layers)
+    index = name_index(report.layers)
+    own = [i for i in index.named(prefix) if report.layers[i].call == rec.call]
+    return [report.layers[i] for i in sorted({*own, *index.nested(prefix)})]
 
 
 def _mark(ok: bool | None) -> str:
@@ -223,8 +228,18 @@ def _resize_shape_lines(rec: LayerRecord, op: ResizeOp) -> list[str] | None:
 
 # The shape section of each operator family (each handler takes its own op type); None from a
 # handler falls back to the generic text.
+def _attention_shape_lines(rec: LayerRecord, op: AttentionOp) -> list[str]:
+    """Each of L queries attends to S keys in every head: the output keeps the queries' positions."""
+    lines = [f"attention: {op.heads} head{'s' if op.heads > 1 else ''}, {op.queries} queries × {op.keys} keys, "
+             f"{op.head_dim} features per head for Q·Kᵀ and {op.value_dim} for A·V"
+             + (" (causal mask: counted in full)" if op.causal else "")]
+    if op.projections:
+        lines.append("with its in-projection (Q, K, V) and out-projection: the output has the query's shape")
+    return lines
+
+
 _SHAPE_LINES: dict[type, Callable[[LayerRecord, Any], list[str] | None]] = {
-    WindowOp: _window_shape_lines, LinearOp: _linear_shape_lines, AdaptivePoolOp: _adaptive_shape_lines,
+    AttentionOp: _attention_shape_lines, WindowOp: _window_shape_lines, LinearOp: _linear_shape_lines, AdaptivePoolOp: _adaptive_shape_lines,
     PadOp: _pad_shape_lines, MeanOp: _mean_shape_lines, ResizeOp: _resize_shape_lines,
 }
 
@@ -326,6 +341,9 @@ def receptive_field_lines(report: Report, rec: LayerRecord) -> list[str]:
     """The field r and jump j of the output, and how they follow from the input's."""
     if rec.receptive_field is None or rec.jump is None:
         return ["No receptive field: this output does not come from the image through this layer."]
+    if rec.global_field:
+        return ["Global: attention ran on the way to this output (every query attends to every key), so each "
+                "position depends on the whole input. A window's receptive field and jump do not apply."]
     lines = []
     window_op = find(rec.op, WindowOp)
     dims = ("H", "W") if rec.receptive_field[0] != rec.receptive_field[1] or rec.jump[0] != rec.jump[1] else ("H=W",)

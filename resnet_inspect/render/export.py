@@ -13,7 +13,7 @@ from typing import Any
 from ..analysis.records import Report
 from ..text import visible
 from .table import (
-    count_text, number_text, pair_text, projection_note, shape_text, shapes_text, shows_row, si_text, stride_text,
+    count_text, field_text, number_text, pair_text, projection_note, shape_text, shapes_text, shows_row, si_text, stride_text,
     summary_rows,
 )
 
@@ -101,7 +101,7 @@ def to_markdown(report: Report, depth: int | None = None) -> str:
         check = "" if rec.shape_ok is None else "✓" if rec.shape_ok else f"✗ formula {shape_text(rec.analytic_shape)}"
         share = f"{100 * row.macs / total:.1f}%" if row.macs else ""
         lines.append(f"| {name} | {_md(rec.type)} | {shapes_text(rec.output_shapes)} | {count_text(row.params)} | "
-                     f"{count_text(row.macs)} | {share} | {pair_text(rec.receptive_field)} | {check} |")
+                     f"{count_text(row.macs)} | {share} | {field_text(rec.receptive_field, rec.global_field)} | {check} |")
     for entry in report.uncalled:
         lines.append(f"| `{entry['name']}` (never called) | {_md(entry['type'])} | — | {count_text(entry['params'])} "
                      "| 0 |  | — |  |")
@@ -119,7 +119,7 @@ def to_markdown(report: Report, depth: int | None = None) -> str:
     ]
     for name, info in report.output_info.items():
         lines.append(f"| {name} | {shape_text(info.shape)} | {stride_text(info.stride)} | "
-                     f"{pair_text(info.receptive_field)} | {info.depth if info.traced else '—'} |")
+                     f"{field_text(info.receptive_field, info.global_field)} | {info.depth if info.traced else '—'} |")
     lines += ["", "### Depth", "", f"{report.depth.formula}", ""]
     lines += [f"- {note}" for note in report.depth.notes]
     if report.downsample:

@@ -14,7 +14,10 @@ The diagram is drawn from the engine's records, never from a second walk of the 
 ``depth`` sets how far into a block the diagram goes: 1 draws one node per block, 2 the convs
 (and the residual add) inside each block, 3 or more every leaf (norms and activations too).
 At depth 1 the stages are stacked and their blocks read left to right in rows; at depth 2 and
-more the blocks read top to bottom in columns, the columns left to right.
+more the blocks read top to bottom in columns, the columns left to right (the stem first, the
+pyramid last), sized for a printed page: one line per node, the output shape inside it, and the
+edge from the foot of one column to the head of the next climbing the gap between them. A stage
+longer than :data:`MAX_DRAWN_BLOCKS` folds each run of identical blocks into one node.
 
 Stages, blocks, shortcut branches, SE gates and pyramid levels come from the report's structure
 (``analysis/blocks.py``, read from the data flow), and every edge of the pyramid and the head
@@ -59,12 +62,19 @@ BLOCKS_PER_ROW = 6
 PAGE_RATIO = math.sqrt(2)
 RANK_PER_COLUMN_WIDTH = 0.27
 
+#: At depth 2 and more, a stage of more blocks than this (resnet101's res4 has 23, resnet152's 36,
+#: cifar_resnet1202's 200 per stage) has each run of identical blocks drawn as its first block, one
+#: node that stands for the run's middle, and its last block, as He et al.'s Table 1 writes "× 36".
+#: With resnet152's res4 folded, its depth-2 page prints at 5.8 pt on A4 instead of 4.2 pt.
+MAX_DRAWN_BLOCKS = 12
+
 _FONT = "Helvetica,Arial,sans-serif"
 _FILL = {"stem": "#e8eef7", "res2": "#dbeafe", "res3": "#dcfce7", "res4": "#fef3c7", "res5": "#fde2e4",
          "head": "#ede9fe", "fpn": "#e0f2f1", "level": "#ccfbf1"}
 _SHORTCUT_COLOUR = "#c2410c"
 _DETAIL = '<FONT POINT-SIZE="9" COLOR="#374151">{}</FONT>'
 _NOTE = '<FONT POINT-SIZE="8" COLOR="#6b7280">{}</FONT>'
+_SMALL = '<FONT POINT-SIZE="8" COLOR="#374151">{}</FONT>'
 
 
 def format_for(path: str | Path) -> str | None:
@@ -106,6 +116,51 @@ class Stage:
     record: LayerRecord
     blocks: list[Block]
     stride: int | float
+
+
+@dataclass(frozen=True)
+class Run:
+    """Consecutive blocks identical to the block before them (same ops, kernels, strides, output
+    shapes and parameter counts, and the same shortcut), drawn as one node."""
+
+    blocks: tuple[Block, ...]
+    like: Block  # the block drawn in full just before the run, which each of them repeats
+
+
+def signature(block: Block) -> tuple:
+    """What makes two blocks identical: each leaf's name inside the block, type, window (kernel,
+    stride, dilation, groups), output shape and parameter count, and which leaves are the
+    shortcut and the gate."""
+    prefix = block.record.name
+    return tuple((_short(r.name, prefix), r.type, _window(r), _out(r), r.params, block.in_shortcut(r),
+                  r.index in block.gate) for r in block.leaves)
+
+
+def fold_spans(signatures: list) -> list[tuple[int, int]]:
+    """Spans ``[start, stop)`` of a stage's blocks as drawn: one block each, except that a run of
+    more than three equal signatures keeps its first and last block and folds the middle into one
+    span (``[a, a, a, a, a]`` -> ``(0, 1), (1, 4), (4, 5)``)."""
+    spans, start = [], 0
+    while start < len(signatures):
+        stop = start + 1
+        while stop < len(signatures) and signatures[stop] == signatures[start]:
+            stop += 1
+        if stop - start > 3:
+            spans += [(start, start + 1), (start + 1, stop - 1), (stop - 1, stop)]
+        else:
+            spans += [(k, k + 1) for k in range(start, stop)]
+        start = stop
+    return spans
+
+
+def drawn_blocks(stage: Stage, depth: int) -> list[Block | Run]:
+    """A stage's blocks as drawn at ``depth``: all of them, or for a stage longer than
+    :data:`MAX_DRAWN_BLOCKS` at depth 2+, its runs of identical blocks folded."""
+    if depth <= 1 or len(stage.blocks) <= MAX_DRAWN_BLOCKS:
+        return list(stage.blocks)
+    spans = fold_spans([signature(b) for b in stage.blocks])
+    return [stage.blocks[a] if b == a + 1 else Run(tuple(stage.blocks[a:b]), stage.blocks[a - 1])
+            for a, b in spans]
 
 
 @dataclass
@@ -306,13 +361,20 @@ class _Diagram:
         self.shapes: dict[str, Shape | None] = {}
         self.row_start: str | None = None  # first node of the latest row of the depth-1 grid
         self.column_tops: list[str] = []  # depth 2+: the fork point at the head of each column
-        self.per_column = blocks_per_column([len(s.blocks) for s in self.parts.stages], self._block_ranks())
+        self.stage_output: dict[str, Stage] = {}  # the node that hands on a stage's output -> the stage
+        self._laterals: frozenset[int] = frozenset()  # the pyramid's lateral convs (record indices)
+        self.drawn = {id(s): drawn_blocks(s, depth) for s in self.parts.stages}
+        self.per_column = blocks_per_column([len(self.drawn[id(s)]) for s in self.parts.stages], self._block_ranks())
         self.graph = graphviz.Digraph(name=_esc(report.model))
         self.graph.attr(rankdir="TB", fontname=_FONT, fontsize="12", labelloc="t", labeljust="l",
-                        nodesep="0.22" if depth <= 1 else "0.12", ranksep="0.32" if depth <= 1 else "0.16",
+                        nodesep="0.22" if depth <= 1 else "0.06", ranksep="0.32" if depth <= 1 else "0.1",
                         newrank="true", label=self._title())
-        self.graph.attr("node", shape="box", style="rounded,filled", fontname=_FONT, fontsize="10",
-                        margin="0.08,0.04" if depth <= 1 else "0.05,0.02", penwidth="0.8", color="#6b7280")
+        # Depth 2+ is sized for a printed page: nodes as small as their one line of text (Graphviz's
+        # default minimum is 0.75 × 0.5 in), text no smaller than the edges' 8 pt.
+        compact = {} if depth <= 1 else {"width": "0.1", "height": "0.1"}
+        self.graph.attr("node", shape="box", style="rounded,filled", fontname=_FONT,
+                        fontsize="10" if depth <= 1 else "8", margin="0.08,0.04" if depth <= 1 else "0.04,0.015",
+                        penwidth="0.8", color="#6b7280", **compact)
         self.graph.attr("edge", fontname=_FONT, fontsize="8", color="#4b5563", fontcolor="#374151",
                         arrowsize="0.6", penwidth="0.8")
 
@@ -343,8 +405,10 @@ class _Diagram:
         """What the marks mean, said once instead of on every node."""
         if self.depth <= 1:
             return "dashed orange border: the block's shortcut is a projection (its ops and stride inside)"
+        gates = any(b.gate for s in self.parts.stages for b in s.blocks)
         return ("in a block: name, kernel /stride · output C×H×W (a Conv2d unless a type is named); "
-                "dashed orange: projection shortcut; dotted: identity")
+                "dashed orange: projection shortcut; dotted: identity"
+                + ("; ×: squeeze-excitation gate (dotted: the channel weights)" if gates else ""))
 
     # nodes and edges ------------------------------------------------------------------------
 
@@ -355,14 +419,18 @@ class _Diagram:
         self.shapes[node_id] = out
         return node_id
 
-    def edge(self, tail: str | None, head: str, *, label: bool = True, external: bool = False,
+    def edge(self, tail: str | None, head: str, *, label: bool = True, external: bool | None = None,
              **attrs: str) -> None:
         """An edge labelled with the tail's output shape (as an ``xlabel`` that does not move
-        the layout when ``external``)."""
+        the layout when ``external``, always at depth 2+: a ``label`` makes Graphviz double every
+        rank of the graph, which made the columns of a deep net twice as tall; the pyramid keeps
+        its labels, where xlabels found no free place)."""
         if tail is None:
             return
+        if external is None:
+            external = self.depth >= 2
         text = _dims(self.shapes.get(tail)) if label else ""
-        self.graph.edge(tail, head, **{"xlabel" if external else "label": text}, **attrs)
+        self.graph.edge(tail, head, **{"xlabel" if external else "label": text, **attrs})
 
     # parts ------------------------------------------------------------------------------------
 
@@ -370,15 +438,14 @@ class _Diagram:
         if not self.parts.stages and not self.parts.fpn:
             return self.layers()
         last = self.stem()
-        outputs: dict[str, tuple[str, Shape | None]] = {}
         for stage in self.parts.stages:
             last = self.stage(stage, last)
-            outputs[stage.label] = (last, _out(stage.record))
             if last is not None:
+                self.stage_output[last] = stage
                 self.node_of.update((r.index, last) for b in stage.blocks for r in b.leaves)
-        self.order_columns()
         self.head(last)
         self.fpn()
+        self.order_columns()
         return self.graph
 
     def source(self, rec: LayerRecord, *, resize: bool | None = None) -> str | None:
@@ -427,14 +494,17 @@ class _Diagram:
                     shown[-1][1].append(rec)
             last = None
             for rec, folded in shown:
-                lines = [rec.name, _detail(" · ".join(x for x in (_short_type(rec.type), _window(rec),
-                                                                  f"{_channels(rec)} ch") if x))]
+                shape = _out(folded[-1]) if folded else _out(rec)
+                # At depth 2+ the output shape is written in the node, as in the blocks below.
+                size = f"{_channels(rec)} ch" if self.depth <= 1 else _dims(shape)
+                lines = [rec.name, _detail(" · ".join(x for x in (_short_type(rec.type), _window(rec), size) if x))]
                 if folded:
                     lines.append(_note("+ " + ", ".join(_short_type(r.type) for r in folded)))
-                shape = _out(folded[-1]) if folded else _out(rec)
                 node = self.node(cluster, node_name(rec), _html(*lines), "stem", _FILL["stem"], shape,
                                  _tooltip(rec))
-                self.edge(last, node)
+                self.edge(last, node, label=self.depth <= 1)
+                if last is None and self.depth >= 2:
+                    self.column_tops.append(node)  # the stem is the first column, beside the stages
                 last = node
         self.row_start = last
         return last
@@ -463,24 +533,65 @@ class _Diagram:
 
         Inside a column each block's convs stack top to bottom and the next block starts under
         its add. Columns stand side by side, the tops of all columns in one rank; the edge that
-        carries the data from the foot of one column to the head of the next leaves the layout
-        free. Each column is a top-level cluster: Graphviz 2.43 keeps sibling clusters at the
-        top level in declaration order, but not clusters nested in a stage cluster."""
-        label = self._stage_label(stage)
-        split = columns(len(stage.blocks), self.per_column)
+        carries the data from the foot of one column to the head of the next climbs the gap
+        between them (see :meth:`block_cluster`). Each column is a top-level cluster: Graphviz 2.43
+        keeps sibling clusters at the top level in declaration order, but not clusters nested in a
+        stage cluster. A block type shared by the whole stage is named once, on its columns."""
+        types = {(_short_type(b.record.type), _channels(b.record)) for b in stage.blocks}
+        drawn = self.drawn[id(stage)]
+        split = columns(len(drawn), self.per_column)
         start = 0
         for k, size in enumerate(split):
-            part = f" ({k + 1}/{len(split)})" if len(split) > 1 else ""
             with self.graph.subgraph(name=f"cluster_{stage.label}_{k}") as column:
-                column.attr(label=_esc(label + part), style="rounded", color="#9ca3af", fontsize="10",
-                            **{"class": "column"})
-                for i, block in enumerate(stage.blocks[start:start + size]):
+                column.attr(label=self._column_label(stage, types, k, len(split)), style="rounded",
+                            color="#9ca3af", fontsize="9", margin="4", **{"class": "column"})
+                for i, block in enumerate(drawn[start:start + size]):
                     wrap = i == 0 and bool(self.column_tops)
-                    last, fork = self.block_cluster(column, block, stage, last, wrap=wrap)
+                    if isinstance(block, Run):
+                        last = fork = self.run_node(column, block, stage, last, wrap=wrap,
+                                                    group=f"{stage.label}_{k}")
+                        if i == 0:
+                            self.column_tops.append(fork)
+                        continue
+                    last, fork = self.block_cluster(column, block, stage, last, wrap=wrap,
+                                                    typed=len(types) != 1, group=f"{stage.label}_{k}")
                     if i == 0 and fork is not None:
                         self.column_tops.append(fork)
             start += size
         return last
+
+    def run_node(self, where: graphviz.Digraph, run: Run, stage: Stage, previous: str | None, *, wrap: bool,
+                 group: str) -> str:
+        """Depth 2+: a run of identical blocks as one node that names its first and last block,
+        how many it stands for and the block each of them repeats."""
+        first, last = run.blocks[0].record, run.blocks[-1].record
+        node = self.node(where, f"{node_name(first)}..{node_name(last)}",
+                         _html(f"{first.name} … {last.name}",
+                               _detail(f"{len(run.blocks)} blocks, each identical to {run.like.record.name}")),
+                         "run", _FILL.get(stage.label, "#f3f4f6"), _out(last),
+                         f"{len(run.blocks)} identical blocks: same ops, kernels, strides, output shapes "
+                         f"and parameter counts as {run.like.record.name}", style="rounded,filled,dashed",
+                         group=group)
+        if wrap and previous is not None:
+            self.graph.edge(node, previous, dir="back")  # climbs between the columns (see block_cluster)
+        else:
+            self.edge(previous, node, label=False)
+        return node
+
+    def _column_label(self, stage: Stage, types: set[tuple[str, int | None]], k: int, count: int) -> str:
+        """The first column names the stage in two short lines (its label, then the block type the
+        whole stage shares); the next ones only continue it (``res4 (2/5)``), so a label is
+        never wider than the column of blocks under it."""
+        part = f" ({k + 1}/{count})" if count > 1 else ""
+        if k:
+            return _esc(f"{stage.label}{part}")
+        out = _out(stage.record)
+        size = "×".join(map(str, out[2:])) if out and len(out) == 4 else ""
+        stride = f"stride {stage.stride}" if stage.stride else ""
+        first = " · ".join(x for x in (stage.label, stage.record.name, stride) if x) + part
+        kind = [f"{t} · {c} ch" for t, c in types] if len(types) == 1 else []
+        second = " · ".join(x for x in (size, *kind) if x)
+        return _html(first, _detail(second)) if second else _esc(first)
 
     def order_columns(self) -> None:
         """The tops of the columns in one rank, left to right in reading order."""
@@ -501,9 +612,9 @@ class _Diagram:
             self.graph.edge(self.row_start, node, style="invis", weight="20")
         self.row_start = node
 
-    def _block_lines(self, block: Block) -> list[str]:
+    def _block_lines(self, block: Block, *, typed: bool = True) -> list[str]:
         rec = block.record
-        lines = [rec.name, _detail(f"{_short_type(rec.type)} · {_channels(rec)} ch")]
+        lines = [rec.name, _detail(f"{_short_type(rec.type)} · {_channels(rec)} ch")] if typed else [rec.name]
         names = {r.name for r in block.leaves}
         notes = []
         for step in self.report.downsample:
@@ -549,23 +660,40 @@ class _Diagram:
         return (weighted or branch)[0].name
 
     def block_cluster(self, where: graphviz.Digraph, block: Block, stage: Stage, previous: str | None, *,
-                      wrap: bool = False) -> tuple[str | None, str | None]:
+                      wrap: bool = False, typed: bool = True, group: str = "") -> tuple[str | None, str | None]:
         """Depth 2+: the block as a cluster of its convs and residual add (every leaf at depth 3+).
 
         The block's input enters at a fork point inside the cluster, so the main path and the
         shortcut (identity or projection) both start and end inside the block. A squeeze-excitation
         module is drawn as a side branch that gates the main path (×). Returns the block's output
-        node and its fork point."""
+        node and its fork point. ``typed``: the label names the block's type and channels (else
+        its column does). The main path's nodes (fork, convs, add) share the column's ``group``, so
+        Graphviz stacks them in one straight line down the column. The edge into the fork carries no
+        shape: the node before writes it."""
         fill = _FILL.get(stage.label, "#f3f4f6")
         with where.subgraph(name=f"cluster_{_dot_id(block.record.name)}") as cluster:
-            lines = self._block_lines(block)
-            cluster.attr(label=f"<{' · '.join([f'<B>{_html_text(lines[0])}</B>', *lines[1:]])}>",
-                         style="rounded,dashed", color="#9ca3af", fontsize="9")
+            lines = self._block_lines(block, typed=typed)
+            branch = [r for r in block.leaves if block.in_shortcut(r)]
+            if branch:
+                lines.append(f'<FONT POINT-SIZE="8" COLOR="{_SHORTCUT_COLOUR}">'
+                             f"shortcut stride {_html_text(str(_branch_stride(branch, block)))}</FONT>")
+            label = f"<{' · '.join([f'<B>{_html_text(lines[0])}</B>', *lines[1:]])}>"
+            # The block's name is written at its input, where the main path and the shortcut part:
+            # a cluster label would take a row of its own in every column.
+            cluster.attr(label=label if previous is None else "", style="rounded,dashed", color="#9ca3af",
+                         fontsize="8", margin="3")
             entry: str | None = None
             if previous is not None:
-                entry = self.node(cluster, f"{node_name(block.record)}/in", "", "fork", "#4b5563", None,
-                                  f"input of {block.record.name}", shape="point", width="0.06", height="0.06")
-                self.edge(previous, entry, arrowhead="none", **({"constraint": "false"} if wrap else {}))
+                entry = self.node(cluster, f"{node_name(block.record)}/in", label, "fork", "white", None,
+                                  f"input of {block.record.name}", shape="plaintext", margin="0.02,0",
+                                  group=group)
+                if wrap:
+                    # From the foot of one column to the head of the next: declared head to tail
+                    # and drawn backwards, the edge is ranked like the columns (it climbs) and
+                    # Graphviz routes it through the gap between them, not across a column.
+                    self.graph.edge(entry, previous, dir="back", arrowtail="none")
+                else:
+                    self.edge(previous, entry, label=False, arrowhead="none")
             top = entry
             main, side = entry, entry
             gate: str | None = None  # the last node of a squeeze-excitation branch
@@ -578,17 +706,16 @@ class _Diagram:
                     continue
                 if is_add or is_gate:
                     node = self.node(cluster, node_name(rec), "+" if is_add else "×", "add" if is_add else "gate",
-                                     "white", _out(rec), _tooltip(rec), shape="circle", width="0.3", height="0.3",
-                                     fixedsize="true")
+                                     "white", _out(rec), _tooltip(rec), shape="circle", width="0.2", height="0.2",
+                                     fixedsize="true", group=group)
                     self.edge(main, node, label=False)
                     if is_gate:
                         if gate is not None:
-                            self.edge(gate, node, label=False, style="dotted", xlabel="channel gate",
-                                      **{"class": "se"})
+                            self.edge(gate, node, label=False, style="dotted", **{"class": "se"})
                         main, gate = node, None
                     elif side is entry:
-                        self.edge(entry, node, label=False, style="dotted", xlabel="identity",
-                                  **{"class": "identity"})
+                        # Dotted says identity (the legend): a word beside every block widened the columns.
+                        self.edge(entry, node, label=False, style="dotted", weight="0", **{"class": "identity"})
                         main = side = node
                     else:
                         self.edge(side, node, label=False, style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR)
@@ -600,14 +727,19 @@ class _Diagram:
                 # block's edges are short, and their labels collided with the identity's).
                 kind = "" if rec.type == "Conv2d" else _short_type(rec.type)
                 details = " · ".join(x for x in (kind, _window(rec)) if x) + f" · {_dims(_out(rec))}"
-                # One line per node, so a column of blocks stays short enough for a printed page.
-                label = f"<<B>{_html_text(name)}</B> {_detail(details)}>"
-                node = self.node(cluster, node_name(rec), label, "layer", fill, _out(rec), _tooltip(rec))
+                # One line per node on the main path, so a column of blocks stays short enough for a
+                # printed page; two beside it (the shortcut, the SE branch), so the column stays narrow.
+                aside = block.in_shortcut(rec) or rec.index in block.gate
+                label = f"<<B>{_html_text(name)}</B>{'<BR/>' if aside else ' '}{_SMALL.format(_html_text(details))}>"
+                node = self.node(cluster, node_name(rec), label, "layer", fill, _out(rec), _tooltip(rec),
+                                 **({} if aside else {"group": group}))
                 top = top or node
                 if block.in_shortcut(rec):
                     if side is entry:
                         branch = [r for r in block.leaves if block.in_shortcut(r)]
-                        self.graph.edge(entry, node, label=f"stride {_branch_stride(branch, block)}",
+                        # Its stride is written in the block's label: an xlabel here found no free
+                        # place beside the block's name.
+                        self.graph.edge(entry, node, tooltip=_esc(self._shortcut_label(branch, block)),
                                         style="dashed", color=_SHORTCUT_COLOUR, fontcolor=_SHORTCUT_COLOUR,
                                         **{"class": "projection", "id": _esc(self._shortcut_id(branch))})
                     else:
@@ -615,7 +747,7 @@ class _Diagram:
                     side = node
                 elif rec.index in block.gate:  # squeeze-excitation: a side branch off the main path, not on it
                     if gate is None:
-                        self.edge(main, node, label=False, xlabel="squeeze", **{"class": "se"})
+                        self.edge(main, node, label=False, **{"class": "se"})
                     else:
                         self.edge(gate, node, label=False)
                     gate = node
@@ -637,16 +769,22 @@ class _Diagram:
         if not self.parts.head:
             return
         with self.graph.subgraph(name="cluster_head") as cluster:
-            cluster.attr(label="head", style="rounded", color="#9ca3af", fontsize="10")
+            # At depth 2+ the head sits beside the middle of the other columns, where a label row
+            # would open a gap across all of them; its nodes name themselves.
+            cluster.attr(label="head" if self.depth <= 1 else "", style="rounded", color="#9ca3af", fontsize="10",
+                         **({} if self.depth <= 1 else {"margin": "4"}))
             for i, rec in enumerate(self.parts.head):
                 details = " · ".join(x for x in (rec.type, _window(rec), f"{_channels(rec)} out") if x)
-                node = self.node(cluster, node_name(rec), _html(rec.name, _detail(details)), "head", _FILL["head"],
-                                 _out(rec), _tooltip(rec))
+                # At depth 2+ one line, as the convs beside it: a taller node would widen its rank
+                # in every column.
+                label = (_html(rec.name, _detail(details)) if self.depth <= 1 else
+                         f"<<B>{_html_text(rec.name)}</B> {_SMALL.format(_html_text(details))}>")
+                node = self.node(cluster, node_name(rec), label, "head", _FILL["head"], _out(rec), _tooltip(rec))
                 wrap = {}
                 if i == 0 and self.depth <= 1 and self.row_start is not None:
                     wrap = {"weight": "0"}
                     self.align(node)
-                self.edge(self.source(rec) or last, node, **wrap)
+                self.edge(self.source(rec) or last, node, label=self.depth <= 1, **wrap)
                 self.node_of[rec.index] = node
 
     def fpn(self) -> None:
@@ -662,6 +800,10 @@ class _Diagram:
         pyramid = self.report.structure.pyramid if self.report.structure is not None else None
         levels_ = pyramid.levels if pyramid is not None else ()
         lateral = {lv.lateral for lv in levels_ if lv.lateral is not None}
+        self._laterals = frozenset(lateral)
+        # Depth 1: shapes on the edges (labels: xlabels found no free place beside the rows). Depth
+        # 2+: in the nodes, as in the blocks, and the pyramid reads top down as a column of its own.
+        self._fpn_label: dict[str, bool] = {"external": False} if self.depth <= 1 else {"label": False}
         output = {lv.output for lv in levels_ if not lv.extra}
         extra = {i for lv in levels_ if lv.extra for i in lv.records}
         rows: dict[str, list[str]] = {}  # node -> the row (rank) it is drawn in, shared by reference
@@ -680,14 +822,27 @@ class _Diagram:
                     self.node(cluster, node_id, "+", "add", "white", _out(rec), _tooltip(rec), shape="circle",
                               width="0.3", height="0.3", fixedsize="true")
                 else:
-                    self.node(cluster, node_id, _html(_short(rec.name, "fpn"), _detail(_fpn_detail(rec, role))),
-                              f"fpn {role}", _FILL["fpn"], _out(rec), _tooltip(rec))
-                if role == "lateral":
+                    detail = _fpn_detail(rec, role, shape=self.depth >= 2)
+                    lines = [_short(rec.name, "fpn"), _detail(detail)]
+                    far = self._far_stage(rec) if role == "lateral" else None
+                    if far is not None:
+                        lines.append(_note(f"from {far.label} · {far.record.name}"))
+                    self.node(cluster, node_id, _html(*lines), f"fpn {role}", _FILL["fpn"], _out(rec), _tooltip(rec))
+                if role == "lateral" and self._far_stage(rec) is not None:
+                    rows[node_id] = [node_id]  # its input is named on it: no edge across the columns
+                    if not any(self._far_stage(r) for r in records[:records.index(rec)]):
+                        self.column_tops.append(node_id)  # the pyramid is the last column
+                elif role == "lateral":
                     # The lateral shares its stage's row. Graphviz 2.43 draws a same-rank edge from
                     # a cluster row into another cluster twice, but not when it is declared head to
                     # tail and drawn backwards (dir=back), which looks the same.
+                    # At depth 2+ the stages stand in columns: the pyramid's rows lie below them,
+                    # coarsest first, and each lateral comes down from the foot of its stage.
                     source = self.source(rec)
-                    if source is not None:
+                    if source is not None and self.depth >= 2:
+                        self.edge(source, node_id, label=False, **{"class": "lateral"})
+                        rows[node_id] = [node_id]
+                    elif source is not None:
                         # No shape label: Graphviz put it on the block node; the stage's label and
                         # the block's channels give it.
                         self.graph.edge(node_id, source, dir="back",
@@ -699,11 +854,11 @@ class _Diagram:
                         # At block level the upsample is the edge that climbs to the finer row's add.
                         upsamples[node_id] = (source, rec)
                     else:
-                        self.edge(source, node_id)
+                        self.edge(source, node_id, **self._fpn_label)
                         _join(rows, source, node_id)
                 elif role == "add":
                     side = self.source(rec, resize=False)
-                    self.edge(side, node_id)
+                    self.edge(side, node_id, **self._fpn_label)
                     up = self.source(rec, resize=True)
                     if up in upsamples:
                         source, up_rec = upsamples[up]
@@ -711,25 +866,41 @@ class _Diagram:
                                         f"{_dims(_out(up_rec))}", constraint="false",
                                         **{"class": "upsample", "id": _esc(up_rec.name)})
                     else:
-                        self.edge(up, node_id, constraint="false")
+                        self.edge(up, node_id, **self._fpn_label, **({"constraint": "false"} if self.depth <= 1 else {}))
                     _join(rows, side, node_id)
                 elif role == "output":
                     source = self.source(rec)
-                    self.edge(source, node_id)
+                    self.edge(source, node_id, **self._fpn_label)
                     _join(rows, source, node_id)
                 else:  # extra levels read P5 (or C5) and each other
-                    self.edge(self.source(rec), node_id)
+                    self.edge(self.source(rec), node_id, **self._fpn_label)
                     rows[node_id] = [node_id]
             self.levels(cluster, rows)
+        if self.depth <= 1:
+            # At depth 2+ the pyramid has no rows: Graphviz 2.43 fails to rank them beside the
+            # columns ("trouble in init_rank"), and its column reads top down without them.
+            self.rows(self.graph, rows)
+
+    @staticmethod
+    def rows(where: graphviz.Digraph, rows: dict[str, list[str]]) -> None:
+        """Each row (of two nodes or more) drawn in one rank."""
         seen: set[int] = set()
         for row in rows.values():
             if id(row) in seen or len(row) < 2:
                 continue
             seen.add(id(row))
-            with self.graph.subgraph() as same:
+            with where.subgraph() as same:
                 same.attr(rank="same")
                 for node in row:
                     same.node(node)
+
+    def _far_stage(self, rec: LayerRecord) -> Stage | None:
+        """At depth 2+, the stage a lateral reads: the pyramid is drawn as one more column, right of
+        the stages' columns, and an edge from a column's foot to it would cross the columns between,
+        so the lateral names the stage it reads instead."""
+        source = self.source(rec)
+        stage = self.stage_output.get(source) if source is not None else None
+        return stage if self.depth >= 2 and rec.index in self._laterals else None
 
     def levels(self, cluster: graphviz.Digraph, rows: dict[str, list[str]]) -> None:
         """One node per pyramid level (the report's outputs), beside the conv or pool that makes it."""
@@ -747,7 +918,7 @@ class _Diagram:
             node = self.node(cluster, level, _html(*lines), "level", _FILL["level"], tuple(entry.shape),
                              f"{level}: {_dims(entry.shape)}, stride {stride}", style="filled", penwidth="1.2")
             source = self.node_of.get(made_by[level]) if level in made_by else None
-            self.edge(source, node)
+            self.edge(source, node, **self._fpn_label)
             _join(rows, source, node)
 
 
@@ -814,14 +985,17 @@ def _branch_stride(branch: list[LayerRecord], block: Block) -> int | float:
     return 1
 
 
-def _fpn_detail(rec: LayerRecord, role: str) -> str:
+def _fpn_detail(rec: LayerRecord, role: str, *, shape: bool = False) -> str:
+    """``lateral · 1×1 · 256 ch``; with ``shape`` the output shape instead of the channels."""
     if role == "upsample" and rec.input_shapes and rec.output_shapes:
         factor = rec.output_shapes[0][-1] / rec.input_shapes[0][-1]
         scale = f"×{factor:g}" if factor == int(factor) else f"to {_dims(rec.output_shapes[0])}"
         return f"upsample {scale}"
     words = {"lateral": "lateral", "output": "output"}.get(role, rec.type)
     parts = [words, _window(rec)]
-    if rec.weighted:
+    if shape:
+        parts.append(_dims(_out(rec)))
+    elif rec.weighted:
         parts.append(f"{_channels(rec)} ch")
     return " · ".join(p for p in parts if p)
 

@@ -44,8 +44,10 @@ class Bar:
 
 def _plain_console() -> Console:
     """A console that renders like a pipe: no colour, no box drawing, no wrapping, no markup."""
+    # soft_wrap: no line is wrapped, so rich skips measuring each word (cifar_resnet1202's 4,811
+    # explain texts spent most of their time there).
     return Console(file=io.StringIO(), width=10_000, force_terminal=False, no_color=True, highlight=False,
-                   markup=False, emoji=False)
+                   markup=False, emoji=False, soft_wrap=True)
 
 
 def _plain(cell: Any) -> str:
@@ -110,8 +112,11 @@ def node_map(report: Report) -> dict[str, dict[str, Any]]:
 
 def _covered(records: list[LayerRecord], rec: LayerRecord) -> list[int]:
     # A container's children (``layer2.0.conv1``) and the ops its forward calls (``layer2.0:add``).
-    inside = (f"{rec.name}.", f"{rec.name}:")
-    return [r.index for r in records if r.index == rec.index or (rec.name and r.name.startswith(inside))]
+    from .nesting import name_index
+
+    if not rec.name:
+        return [rec.index]
+    return sorted({rec.index, *name_index(records).nested(rec.name)})
 
 
 def _groups(report: Report) -> list[tuple[str, list[LayerRecord]]]:

@@ -48,6 +48,11 @@ def pair_text(pair: tuple[float, float] | list[float] | None) -> str:
     return number_text(first) if first == second else f"{number_text(first)}×{number_text(second)}"
 
 
+def field_text(pair: tuple[float, float] | list[float] | None, global_field: bool = False) -> str:
+    """A receptive field: ``global`` after attention, where every position sees the whole input."""
+    return "global" if global_field else pair_text(pair)
+
+
 def table_box(console: Console) -> box.Box | None:
     """Box lines on a terminal, none when piped."""
     return box.SIMPLE_HEAD if console.is_terminal else None
@@ -218,7 +223,7 @@ def layer_table(report: Report, console: Console, depth: int | None = None, *, r
             "Layer": _row_name(row), "Type": visible(row.kind or rec.type), "Output shape": _shape_cell(rec),
             "Params": _cost_cell(row.params, row, count(row.params, units)),
             "MACs": _cost_cell(row.macs, row, count(row.macs, units)), "% MACs": percent(row.macs, total),
-            "RF": pair_text(rec.receptive_field), "Check": _check_cell(rec, row.checks),
+            "RF": field_text(rec.receptive_field, rec.global_field), "Check": _check_cell(rec, row.checks),
         }
         table.add_row(*(cells[header] for header, _ in shown))
     return table
@@ -279,7 +284,7 @@ def outputs_table(report: Report, console: Console) -> Table:
         table.add_column(column, justify="left" if column in ("Output", "Shape") else "right", no_wrap=False)
     for name, info in report.output_info.items():
         table.add_row(name, shape_text(info.shape), stride_text(info.stride),
-                      pair_text(info.receptive_field), str(info.depth if info.traced else "—"))
+                      field_text(info.receptive_field, info.global_field), str(info.depth if info.traced else "—"))
     return table
 
 
