@@ -77,7 +77,7 @@ def test_help_and_usage_errors_are_plain_when_piped() -> None:
 # -- summary ----------------------------------------------------------------------------------------
 
 def test_summary_table_is_plain_when_piped_and_shows_the_published_params(torchvision_table) -> None:
-    result = run("summary", "resnet18")
+    result = run("summary", "resnet18", "--depth", "all", env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     out = result.stdout
     params, gmacs = torchvision_table["resnet18"]

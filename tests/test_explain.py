@@ -77,7 +77,7 @@ def test_explain_a_pooling_layer() -> None:
 
 
 def test_explain_picks_a_repeat_call_as_the_summary_names_it() -> None:
-    summary = run("summary", "resnet18")
+    summary = run("summary", "resnet18", "--depth", "all")
     assert "layer1.0.relu (call 2)" in summary.stdout  # torchvision's block reuses its one ReLU
     first = run("explain", "resnet18", "layer1.0.relu")
     second = run("explain", "resnet18", "layer1.0.relu (call 2)")

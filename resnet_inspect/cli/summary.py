@@ -5,6 +5,7 @@ import contextlib
 import io
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -23,9 +24,18 @@ CounterOpt = Annotated[str, typer.Option(
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file (atomically) instead "
                                                    "of the terminal; - means stdout.", show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")]
-DepthOpt = Annotated[Optional[int], typer.Option("--depth", "-d", help="Fold modules nested deeper than this into "
-                                                 "their ancestor (1 = top-level modules). Not used by json.",
-                                                 show_default=False)]
+DepthOpt = Annotated[Optional[str], typer.Option(
+    "--depth", "-d", metavar="all|N", show_default=False,
+    help="Rows of the table. Default: a row per residual block (and FPN level), with the stem and head layers; "
+         "a model with no residual blocks is shown to depth 2. all: every module; N: modules nested deeper than N "
+         "are folded into their ancestor (1 = top-level modules). JSON and CSV keep every layer whatever the depth.")]
+UnitsOpt = Annotated[Optional[str], typer.Option(
+    "--units", "-u", metavar="exact|auto|K|M|G", show_default=False,
+    help="How counts are written: exact comma-grouped integers (the default), auto (K, M, G or T chosen per "
+         "figure: 118.0M), or K, M or G for every figure. A short form always ends with its unit.")]
+ConventionsOpt = Annotated[bool, typer.Option(
+    "--conventions", help="Print the counting convention (MACs vs FLOPs, other ops, depth) in full, as "
+                          "docs/conventions.md states it.")]
 MemoryFlag = Annotated[bool, typer.Option("--memory", help="Add the memory analysis: inference and SGD training-step "
                                           "peaks, and per layer the bytes saved for the backward (see `memory`).")]
 RealOpt = Annotated[bool, typer.Option("--real", help="Run a real CPU forward instead of the meta-device trace "
@@ -42,6 +52,8 @@ def summary(
     output: OutputOpt = None,
     force: ForceOpt = False,
     depth: DepthOpt = None,
+    units: UnitsOpt = None,
+    conventions: ConventionsOpt = False,
     counter: CounterOpt = "analytic",
     real: RealOpt = False,
     pad_to: common.PadTo = None,
@@ -49,16 +61,18 @@ def summary(
     *,
     options: dict[str, Any],
 ) -> None:
-    """Per-layer shapes, params, MACs and receptive field, with totals, depth and downsampling.
+    """Shapes, params, MACs and receptive field per block (or per layer), with totals, depth and downsampling.
 
     Writes json (the engine's to_dict()), csv or markdown with --format or --output.
 
-    Example: resnet-inspect summary resnet50 --input 800x1344 --depth 2
+    Example: resnet-inspect summary resnet50 --depth all --units auto
     """
+    from ..render.numbers import parse_units
+    from ..render.summary import parse_depth
+
     output = common.output_path(output)
     fmt = output_format(format, output)
-    if depth is not None and depth < 1:
-        raise InputError(f"--depth must be 1 or more, not {depth}.")
+    view = View(parse_depth(depth), parse_units(units), conventions)
     if output is not None:
         from ..fileio import check_writable
 
@@ -71,19 +85,19 @@ def summary(
     if output is not None:
         from ..fileio import atomic_write
 
-        written = atomic_write(output, _text(report, fmt, depth, memory_report), force=force)
+        written = atomic_write(output, _text(report, fmt, view, memory_report), force=force)
         common.console(stderr=True).print(f"Wrote the {fmt} summary of {report.model} to {written}.",
                                           markup=False, highlight=False)
     elif fmt == "table":
         from ..render.table import print_summary
 
-        print_summary(report, common.console(), depth)
+        print_summary(report, common.console(), view.depth, units=view.units, conventions=view.conventions)
         if memory_report is not None:
             from ..render.memory import memory_section
 
             memory_section(common.console(), memory_report.inference, memory_report.training, memory_report.options.batch)
     else:
-        sys.stdout.write(_text(report, fmt, depth, memory_report))
+        sys.stdout.write(_text(report, fmt, view, memory_report))
 
 
 def _memory(model: str, size: tuple[int, ...] | None, options: dict[str, Any]) -> Any:
@@ -92,9 +106,9 @@ def _memory(model: str, size: tuple[int, ...] | None, options: dict[str, Any]) -
     return summary_memory(model, size, options)
 
 
-def _text(report: Any, fmt: str, depth: int | None, memory_report: Any) -> str:
+def _text(report: Any, fmt: str, view: View, memory_report: Any) -> str:
     """The summary as text, with the memory analysis when asked for (``--memory``)."""
-    text = render_text(report, fmt, depth)
+    text = render_text(report, fmt, view)
     if memory_report is None:
         return text
     from ..render.memory import with_memory
@@ -115,16 +129,29 @@ def output_format(fmt: str | None, output: Path | None) -> str:
     return "table"
 
 
-def render_text(report: Any, fmt: str, depth: int | None) -> str:
-    """The summary as a string: json/csv/markdown, or the table as plain text (for a file)."""
+@dataclass(frozen=True)
+class View:
+    """What the user asked to see: the rows (``--depth``), the number style and the conventions."""
+
+    depth: int | str | None
+    units: str = "exact"
+    conventions: bool = False
+
+
+def render_text(report: Any, fmt: str, view: View) -> str:
+    """The summary as a string: json/csv/markdown, or the table as plain text (for a file).
+
+    JSON and CSV keep every layer whatever the depth (they are for programs, which fold as they
+    please); Markdown folds with ``--depth N`` and otherwise lists every layer too."""
     from ..render.export import render
 
     if fmt != "table":
-        return render(report, fmt, depth)
+        return render(report, fmt, view.depth if fmt == "markdown" and isinstance(view.depth, int) else None)
     from ..render.table import print_summary
 
     buffer = io.StringIO()
-    print_summary(report, Console(file=buffer, width=120, force_terminal=False, no_color=True, highlight=False), depth)
+    print_summary(report, Console(file=buffer, width=120, force_terminal=False, no_color=True, highlight=False),
+                  view.depth, units=view.units, conventions=view.conventions)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 

@@ -13,6 +13,7 @@ from rich.text import Text
 from ..analysis.records import LayerRecord, Projection, Report
 from ..errors import InputError
 from ..text import visible
+from .numbers import Units, binary_bytes, count, exact, percent, si_text, with_unit  # noqa: F401 (si_text: explain, export)
 
 
 # -- formatting helpers shared by summary, tree, explain and diff ---------------------------------
@@ -30,25 +31,8 @@ def shapes_text(shapes: list[tuple[int, ...]] | list[list[int]]) -> str:
     return shape_text(shapes[0]) + more
 
 
-def count_text(value: int) -> str:
-    """An exact count with thousands separators."""
-    return f"{value:,}"
-
-
-def si_text(value: float, unit: str = "", digits: int = 3) -> str:
-    """A count scaled to k, M, G or T with ``digits`` decimals: ``4.089 G``."""
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:.{digits}f} {prefix}{unit}"
-    return f"{value:g} {unit}".rstrip()
-
-
-def bytes_text(value: int) -> str:
-    """Bytes in binary units (KiB, MiB, GiB)."""
-    for scale, prefix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
-        if value >= scale:
-            return f"{value / scale:.1f} {prefix}"
-    return f"{value} B"
+count_text = exact  # an exact count with thousands separators (render/numbers.py)
+bytes_text = binary_bytes  # bytes in binary units (KiB, MiB, GiB)
 
 
 def number_text(value: float) -> str:
@@ -129,6 +113,9 @@ class SummaryRow:
     other_ops: int
     output_bytes: int
     folded: int = 0  # how many deeper records were folded into this row
+    label: str | None = None  # a row for a group of records (a block, an FPN level): its name ...
+    kind: str | None = None  # ... its type (``Bottleneck``, ``FPN level``) ...
+    checks: tuple[bool, ...] | None = None  # ... and the formula checks of its records
 
 
 def summary_rows(report: Report, depth: int | None = None) -> list[SummaryRow]:
@@ -176,14 +163,17 @@ def _shape_cell(rec: LayerRecord, drop_batch: bool = False) -> Text:
     return text
 
 
-def _check_cell(rec: LayerRecord) -> Text:
-    if rec.shape_ok is None:
+def _check_cell(rec: LayerRecord, checks: tuple[bool, ...] | None = None) -> Text:
+    ok = rec.shape_ok if checks is None else (all(checks) if checks else None)
+    if ok is None:
         return Text("")
-    return Text("✓", style="green") if rec.shape_ok else Text("✗", style="bold red")
+    return Text("✓", style="green") if ok else Text("✗", style="bold red")
 
 
 def _row_name(row: SummaryRow) -> Text:
     rec = row.record
+    if row.label is not None:  # a group row names its group, not the record whose output it shows
+        return Text(visible(row.label))
     text = Text("  " * max(rec.depth - 1, 0) + (visible(rec.name) or "(root)"))
     if rec.call:
         text.append(f" (call {rec.call + 1})", style="dim")
@@ -198,68 +188,72 @@ def shows_row(row: SummaryRow) -> bool:
     return bool(rec.name) or bool(row.params or row.buffers or row.macs or row.other_ops)
 
 
-def layer_table(report: Report, console: Console, depth: int | None = None, *, compact: bool = False) -> Table:
+LAYER_COLUMNS = (("Layer", "left"), ("Type", "left"), ("Output shape", "left"), ("Params", "right"),
+                 ("MACs", "right"), ("% MACs", "right"), ("RF", "right"), ("Check", "center"))
+
+
+def layer_table(report: Report, console: Console, depth: int | None = None, *, rows: list[SummaryRow] | None = None,
+                units: Units = "exact", hide: tuple[str, ...] = (), name_width: int | None = None,
+                tight: bool = False) -> Table:
     """The per-layer table: name indented by nesting, type, output shape, params, MACs, share,
     receptive field and the formula check.
 
-    ``compact`` (for a narrow terminal) drops the type column, which the name already implies,
-    gives MACs in M or G, drops a batch dimension of 1 from the shapes and narrows the gaps.
+    ``rows`` replaces the rows of ``depth`` (the summary's blocks as rows); ``units`` is the number
+    style (render/numbers.py); ``hide`` leaves out columns by header, for a narrow terminal, and
+    ``name_width`` fixes the Layer column's width, a longer name folding onto a second line;
+    ``tight`` puts one space between columns instead of two (and draws no box).
     """
-    title = None
-    if not is_plain(console):  # piped, the header line above the table already says it
-        title = f"{model_title(report)} @ {shape_text(report.input_size)}"
-    caption = None
-    if depth is not None:
+    caption = None  # no title: the summary's header line above the table names the model and input
+    if depth is not None and rows is None:
         caption = f"--depth {depth}: \"+N\" after a name means N deeper records are folded into its row."
-    table = Table(title=title, caption=caption, box=table_box(console), header_style="bold",
-                  collapse_padding=compact, pad_edge=not compact)
-    columns = [("Layer", "left"), ("Type", "left"), ("Output shape", "left"), ("Params", "right"),
-               ("MACs", "right"), ("% MACs", "right"), ("RF", "right"), ("Check", "center")]
-    if compact:
-        columns = [("Layer", "left"), ("Output", "left"), ("Params", "right"), ("MACs", "right"), ("%", "right"),
-                   ("RF", "right"), ("OK", "center")]
-    for header, justify in columns:
-        table.add_column(header, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    total = report.totals["macs"] or 1
-    for row in summary_rows(report, depth):
+    # Tight: no box either, whose column dividers would take a further space each.
+    table = Table(caption=caption, box=None if tight else table_box(console), header_style="bold", show_edge=False,
+                  collapse_padding=tight, pad_edge=not tight)
+    shown = [(header, justify) for header, justify in LAYER_COLUMNS if header not in hide]
+    for header, justify in shown:
+        wrap = name_width is not None and header == "Layer"
+        table.add_column(header, justify=justify, no_wrap=not wrap,  # type: ignore[arg-type]
+                         overflow="fold" if wrap else "ellipsis", width=name_width if wrap else None)
+    total = report.totals["macs"]
+    for row in summary_rows(report, depth) if rows is None else rows:
         if not shows_row(row):
             continue
         rec = row.record
-        share = f"{100 * row.macs / total:.1f}%" if row.macs else ""
-        macs = si_text(row.macs, digits=1).replace(" ", "") if compact else count_text(row.macs)
-        cells: list[RenderableType] = [
-            _row_name(row), rec.type, _shape_cell(rec, drop_batch=compact and report.input_size[0] == 1),
-            _cost_cell(row.params, row, count_text(row.params)),
-            _cost_cell(row.macs, row, macs), share, field_text(rec.receptive_field, rec.global_field), _check_cell(rec),
-        ]
-        if compact:
-            cells.pop(1)
-        table.add_row(*cells)
+        cells: dict[str, RenderableType] = {
+            "Layer": _row_name(row), "Type": visible(row.kind or rec.type), "Output shape": _shape_cell(rec),
+            "Params": _cost_cell(row.params, row, count(row.params, units)),
+            "MACs": _cost_cell(row.macs, row, count(row.macs, units)), "% MACs": percent(row.macs, total),
+            "RF": field_text(rec.receptive_field, rec.global_field), "Check": _check_cell(rec, row.checks),
+        }
+        table.add_row(*(cells[header] for header, _ in shown))
     return table
 
 
-def _fits(console: Console, table: Table) -> bool:
-    return Measurement.get(console, console.options.update_width(100_000), table).maximum <= console.width
-
-
-def totals_table(report: Report) -> Table:
-    """Params, buffers, MACs, FLOPs, other ops and activation memory."""
+def totals_table(report: Report, units: Units = "exact", conventions: bool = True) -> Table:
+    """Params, buffers, MACs, FLOPs, other ops and activation memory, in the number style ``units``;
+    with exact figures, MACs and FLOPs are also given in their short form. ``conventions`` adds how
+    other ops and activations are counted to their notes."""
     t = report.totals
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(justify="right", no_wrap=True)
     table.add_column()
     frozen = t["params"] - t["trainable_params"]
-    table.add_row("Params", count_text(t["params"]), f"trainable {count_text(t['trainable_params'])}, "
-                  f"frozen {count_text(frozen)}")
-    table.add_row("Buffers", count_text(t["buffers"]), buffers_note(report))
-    table.add_row("MACs", count_text(t["macs"]), f"{si_text(t['macs'], 'MACs')} (counter: {report.counter})")
-    table.add_row("FLOPs", count_text(t["flops"]), f"{si_text(t['flops'], 'FLOPs')} = 2 × MACs")
-    table.add_row("Other ops", count_text(t["other_ops"]),
-                  "norm, activation, pooling, add, upsample, bias (one per element op)")
-    table.add_row("Activations", count_text(t["activation_bytes"]),
-                  f"bytes = {bytes_text(t['activation_bytes'])}: all layer outputs added up, batch included "
-                  "(in-place ops add nothing; a sum, not the peak)")
+
+    def also(value: int, unit: str) -> str:  # the short form beside an exact figure, not twice over
+        return f"{with_unit(value, unit)} " if units == "exact" else ""
+
+    table.add_row("Params", count(t["params"], units), f"trainable {count(t['trainable_params'], units)}, "
+                  f"frozen {count(frozen, units)}")
+    table.add_row("Buffers", count(t["buffers"], units), buffers_note(report, units))
+    table.add_row("MACs", count(t["macs"], units), f"{also(t['macs'], 'MACs')}(counter: {report.counter})")
+    table.add_row("FLOPs", count(t["flops"], units), f"{also(t['flops'], 'FLOPs')}= 2 × MACs")
+    table.add_row("Other ops", count(t["other_ops"], units), "norm, activation, pooling, add, upsample, bias"
+                  + (" (one per element op)" if conventions else ""))
+    activations = f"bytes = {binary_bytes(t['activation_bytes'])}"
+    table.add_row("Activations", count(t["activation_bytes"], units), activations + (
+        ": all layer outputs added up, batch included (in-place ops add nothing; a sum, not the peak)"
+        if conventions else ", all outputs summed (not the peak)"))
     return table
 
 
@@ -270,36 +264,44 @@ _BUFFER_LABELS = {
 }
 
 
-def buffers_note(report: Report) -> str:
+def buffers_note(report: Report, units: Units = "exact") -> str:
     """What the buffers hold, from ``report.buffer_kinds``: one kind named, several counted."""
     kinds = [(kind, n) for kind, n in report.buffer_kinds.items() if n]
     if len(kinds) == 1:
         return f"state_dict tensors that are not parameters: {_BUFFER_LABELS[kinds[0][0]]}"
     if kinds:
         return "state_dict tensors that are not parameters: " + "; ".join(
-            f"{count_text(n)} {_BUFFER_LABELS[kind]}" for kind, n in kinds)
+            f"{count(n, units)} {_BUFFER_LABELS[kind]}" for kind, n in kinds)
     return "state_dict tensors that are not parameters"
 
 
 def outputs_table(report: Report, console: Console) -> Table:
     """Every output (each FPN level) with its shape, stride, receptive field and weighted depth."""
-    table = Table(box=table_box(console), header_style="bold")
+    table = Table(box=table_box(console), header_style="bold", show_edge=False)
     for column in ("Output", "Shape", "Stride", "Receptive field", "Weighted depth"):
-        table.add_column(column, justify="left" if column in ("Output", "Shape") else "right", no_wrap=True)
+        # Cells may wrap between words only: on a narrow terminal "Receptive field" takes two
+        # lines, while a shape or a number, one word, stays whole.
+        table.add_column(column, justify="left" if column in ("Output", "Shape") else "right", no_wrap=False)
     for name, info in report.output_info.items():
         table.add_row(name, shape_text(info.shape), stride_text(info.stride),
                       field_text(info.receptive_field, info.global_field), str(info.depth if info.traced else "—"))
     return table
 
 
-def depth_text(report: Report) -> Text:
-    """The depth as the paper counts it, the formula, and what was left out and why."""
+def depth_text(report: Report, conventions: bool = True) -> Text:
+    """The depth as the paper counts it, the formula, and what was left out and why (the rule
+    itself, what counts as depth, only with ``conventions``)."""
     d = report.depth
     text = Text()
     text.append(d.formula, style="bold")
-    text.append("\nCounted: convolutions and linear layers on the longest path from input to output "
-                "(normalisation, activations and pooling carry no depth).")
-    if d.projections_not_counted:
+    if conventions:
+            text.append("\nCounted: convolutions and linear layers on the longest path from input to output "
+                    "(normalisation, activations and pooling carry no depth).")
+    listed = {p.name for step in report.downsample for p in step.projection}
+    if d.projections_not_counted and not conventions and set(d.projections_not_counted) <= listed:
+        text.append(f"\nNot counted: {len(d.projections_not_counted)} projection shortcut(s) beside the main path "
+                    "(under Downsampling).")
+    elif d.projections_not_counted:
         names = ", ".join(d.projections_not_counted)
         text.append(f"\nNot counted: {len(d.projections_not_counted)} projection shortcut(s), which run beside "
                     f"the main path: {names}.")
@@ -347,41 +349,13 @@ def shape_mismatches(report: Report) -> list[LayerRecord]:
     return [rec for rec in report.layers if rec.shape_ok is False]
 
 
-def print_summary(report: Report, console: Console, depth: int | None = None) -> None:
-    """The per-layer table, then the totals, outputs, depth, downsampling and the checks."""
-    console.print(_header(report), highlight=False)
-    table = layer_table(report, console, depth)
-    if not is_plain(console) and not _fits(console, table):
-        table = layer_table(report, console, depth, compact=True)
-    print_table(console, table)
-    print_section(console, "Totals", totals_table(report))
-    console.print(Text(f"Convention: {report.convention}", style="dim"))
-    print_section(console, "Outputs", outputs_table(report, console))
-    print_section(console, "Depth", depth_text(report))
-    if report.downsample:
-        print_section(console, "Downsampling", downsample_table(report, console))
-    if report.uncalled:
-        lines = [f"{u['name']} ({u['type']}): {count_text(u['params'])} params, never called by forward()"
-                 for u in report.uncalled]
-        print_section(console, "Uncalled modules", Text("\n".join(lines)))
-    shared = [f"{rec.name}.{entry}" for rec in report.layers for entry in rec.shared if entry.endswith("counted there)")]
-    if shared:
-        print_section(console, "Shared parameters (counted once)", Text("\n".join(shared)))
-    checked = [rec for rec in report.layers if rec.shape_ok is not None]
-    bad = shape_mismatches(report)
-    if bad:
-        lines = Text()
-        for rec in bad:
-            lines.append(f"{rec.name}: traced {shapes_text(rec.output_shapes)}, "
-                         f"formula {shape_text(rec.analytic_shape)}", style="bold red")
-            for step in rec.working:
-                lines.append(f"\n    {step}")
-            lines.append("\n")
-        print_section(console, f"Shape check: {len(bad)} of {len(checked)} layers DISAGREE", lines)
-    else:
-        console.print(f"\nShape check: all {len(checked)} formula shapes match the traced forward pass.")
-    for warning in report.warnings:
-        console.print(Text(f"Warning: {warning}", style="yellow"))
+def print_summary(report: Report, console: Console, depth: int | str | None = None, *, units: Units = "exact",
+                  conventions: bool = False) -> None:
+    """The summary view (render/summary.py): blocks as rows by default, ``depth`` "all" or N for
+    modules; then the totals, outputs, depth, downsampling and the checks, fitted to the width."""
+    from .summary import print_summary as print_view
+
+    print_view(report, console, depth, units=units, conventions=conventions)
 
 
 def projection_note(projection: Projection) -> str:
