@@ -50,6 +50,10 @@ BIN = Path(sys.executable).parent
 CLI = str(BIN / "resnet-inspect") if (BIN / "resnet-inspect").exists() else "resnet-inspect"
 PY = sys.executable
 
+# Our table is printed to /dev/null, where the summary fits its columns to $COLUMNS (80 if unset):
+# wide enough here for every column, as the peers print every column of theirs.
+TABLE_COLUMNS = 200
+
 # The peer scripts take: variant name, height, width. Each prints its report to stdout (/dev/null).
 _CPU_MODEL = """
 import sys
@@ -142,17 +146,24 @@ import torch
 phase("import torch")
 import resnet_inspect.cli
 from resnet_inspect.cli import common
-from resnet_inspect.cli.summary import render_text
+from resnet_inspect.cli.summary import View, render_text
+from resnet_inspect.render.table import print_summary
+from rich.console import Console
 import resnet_inspect.analysis.inspect
 phase("CLI import (typer, rich, the engine)")
 report = common.inspect_model(name, (1, 3, h, w), {}, real=False, counter="analytic", pad_to=None)
 phase("build on meta + trace + report")
-text = render_text(report, "json", None)
+text = render_text(report, "json", View(None, "exact", False))
 phase("JSON render")
-text = render_text(report, "table", None)
-phase("table render")
+def table(depth):
+    print_summary(report, Console(file=io.StringIO(), width=%d, force_terminal=False, no_color=True, highlight=False),
+                  depth)
+table("all")
+phase("table render, every layer (--depth all)")
+table(None)
+phase("table render, blocks as rows (the default)")
 print(json.dumps({"phases": phases}))
-"""
+""" % TABLE_COLUMNS
 
 # (variant, height, width, extra summary options, label).
 CASES = [
@@ -177,6 +188,7 @@ class Command:
     case: str = ""
     tool: str = ""
     output: str = ""  # "table" or "json": which of our outputs a peer is set against
+    env: dict[str, str] = field(default_factory=dict)  # set for this command
     walls: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)  # bytes
@@ -197,8 +209,8 @@ class Command:
         return int(statistics.median(self.rss)) if self.rss else None
 
 
-def ours(key: str, label: str, args: list[str], case: str = "", output: str = "") -> Command:
-    return Command(key, f"resnet-inspect {label}", [CLI, *args], case, "resnet-inspect", output)
+def ours(key: str, label: str, args: list[str], case: str = "", output: str = "", **env: str) -> Command:
+    return Command(key, f"resnet-inspect {label}", [CLI, *args], case, "resnet-inspect", output, env)
 
 
 def build_commands(cases: list[tuple[str, int, int, tuple[str, ...], str]], workdir: Path, peers: bool,
@@ -208,7 +220,8 @@ def build_commands(cases: list[tuple[str, int, int, tuple[str, ...], str]], work
         base = ["summary", name, *extra, "--input", f"{height}x{width}"]
         shown = " ".join(base)
         commands.append(ours(f"{label} json", f"{shown} --format json", [*base, "--format", "json"], label, "json"))
-        commands.append(ours(f"{label} table", f"{shown} (table)", base, label, "table"))
+        commands.append(ours(f"{label} table", f"{shown} --depth all (table, COLUMNS={TABLE_COLUMNS})",
+                             [*base, "--depth", "all"], label, "table", COLUMNS=str(TABLE_COLUMNS)))
         if peers and label in peer_cases:
             size = [name, str(height), str(width)]
             commands += [Command(f"{label} {p.tool}", p.label, [PY, "-c", p.script, *size], label, p.tool, p.output)
@@ -253,7 +266,8 @@ def _rss_now(pid: int) -> int:
     return 0
 
 
-def run_once(argv: list[str], timeout: float, memory_limit: int, cwd: Path) -> Outcome:
+def run_once(argv: list[str], timeout: float, memory_limit: int, cwd: Path,
+             env: dict[str, str] | None = None) -> Outcome:
     """Run a command to completion, or stop it at the time or memory limit.
 
     A thread blocks in ``os.wait4`` so that the wall time ends the moment the child does; the main
@@ -262,7 +276,7 @@ def run_once(argv: list[str], timeout: float, memory_limit: int, cwd: Path) -> O
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd,
-                                start_new_session=True)
+                                start_new_session=True, env={**os.environ, **env} if env else None)
         reaped: dict[str, Any] = {}
 
         def reap() -> None:
@@ -317,7 +331,7 @@ def measure(commands: list[Command], floor: Floor, runs: int, timeout: float, me
             if cmd.failure:
                 continue
             base = run_once(FLOOR_ARGV, timeout, memory_limit, workdir)
-            outcome = run_once(cmd.argv, timeout, memory_limit, workdir)
+            outcome = run_once(cmd.argv, timeout, memory_limit, workdir, cmd.env)
             tag = "warm-up" if run == 0 else f"run {run}/{runs}"
             print(f"[{tag}] {cmd.key:<34} floor {base.wall:5.2f} s  {outcome.wall:7.2f} s "
                   f"{outcome.peak / 2**20:6.0f} MiB", end="", flush=True)

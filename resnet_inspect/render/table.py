@@ -13,6 +13,7 @@ from rich.text import Text
 from ..analysis.records import LayerRecord, Projection, Report
 from ..errors import InputError
 from ..text import visible
+from .measure import QuickTable
 from .numbers import Units, binary_bytes, count, exact, percent, si_text, with_unit  # noqa: F401 (si_text: explain, export)
 
 
@@ -207,8 +208,8 @@ def layer_table(report: Report, console: Console, depth: int | None = None, *, r
     if depth is not None and rows is None:
         caption = f"--depth {depth}: \"+N\" after a name means N deeper records are folded into its row."
     # Tight: no box either, whose column dividers would take a further space each.
-    table = Table(caption=caption, box=None if tight else table_box(console), header_style="bold", show_edge=False,
-                  collapse_padding=tight, pad_edge=not tight)
+    table = QuickTable(caption=caption, box=None if tight else table_box(console), header_style="bold",
+                       show_edge=False, collapse_padding=tight, pad_edge=not tight)
     shown = [(header, justify) for header, justify in LAYER_COLUMNS if header not in hide]
     for header, justify in shown:
         wrap = name_width is not None and header == "Layer"

@@ -1,0 +1,95 @@
+"""A rich Table that measures its plain-text cells from their lengths, once per width.
+
+Rich measures a table by measuring every cell (markup parsing, a Text, a Padding, four
+Measurement objects per cell), and the summary measures its layer table several times: to see
+whether it fits the terminal, to pick which columns to leave out, and again to print it. For
+ResNet-152 at full depth (600 rows) that cost far more than the JSON of the same report. A
+plain string or a Text is measured here the way rich measures it (``Text.__rich_measure__``:
+the widest word and the widest line, inside the cell's padding), from its length alone, and a
+column's measurement is kept for the next call at the same width. Any other cell goes through
+rich as before.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from rich.cells import cell_len
+from rich.measure import Measurement
+from rich.padding import Padding
+from rich.table import Column, Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions
+
+
+def _plain(cell: Any) -> str | None:
+    """The text a cell shows, when rich would measure it from that text alone; else None."""
+    if type(cell) is Text:
+        return cell.plain
+    if type(cell) is str and "[" not in cell and ":" not in cell and cell.isprintable():
+        return cell  # no markup, no emoji code, no control character: rendered as it is
+    return None
+
+
+@lru_cache(maxsize=65536)
+def _text_measure(text: str) -> tuple[int, int]:
+    """``Text.__rich_measure__`` of a Text whose plain text is ``text``: widest word, widest line."""
+    lines = text.splitlines()
+    widest_line = max(cell_len(line) for line in lines) if lines else 0
+    words = text.split()
+    return (max(cell_len(word) for word in words) if words else widest_line), widest_line
+
+
+def _normalized(low: int, high: int, max_width: int) -> tuple[int, int]:
+    """``Measurement(low, high).normalize().with_maximum(max_width)``, then (0, 0) for nothing to
+    show, as ``Measurement.get`` finishes."""
+    low = max(0, min(max(0, low), high))
+    high = max(0, low, high)
+    low, high = min(low, max_width), min(high, max_width)
+    return (0, 0) if high < 1 else (low, high)
+
+
+def _cell_measure(console: Console, options: ConsoleOptions, cell: Any) -> tuple[int, int]:
+    """``Measurement.get(console, options, cell)`` for a padded table cell."""
+    max_width = options.max_width
+    if type(cell) is not Padding or (text := _plain(cell.renderable)) is None:
+        return tuple(Measurement.get(console, options, cell))  # type: ignore[return-value]
+    extra = cell.left + cell.right
+    if max_width - extra < 1:
+        return _normalized(max_width, max_width, max_width)
+    low, high = _normalized(*_text_measure(text), max_width)
+    return _normalized(min(low + extra, max_width), min(high + extra, max_width), max_width)
+
+
+class QuickTable(Table):
+    """A :class:`rich.table.Table` whose columns of plain text are measured quickly (see the module)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._measured: dict[tuple[Any, ...], Measurement] = {}
+
+    def _measure_column(self, console: Console, options: ConsoleOptions, column: Column) -> Measurement:
+        max_width = options.max_width
+        if max_width < 1 or column.width is not None:
+            return super()._measure_column(console, options, column)
+        # A shallow copy (render/fit.py narrows or fixes a table that way) shares this dict: the
+        # table and the column objects themselves are part of the key.
+        key = (id(self), id(column), id(console), column._index, len(self.columns), max_width, column.min_width,
+               column.max_width, self.row_count, self.show_header, self.show_footer, self.collapse_padding,
+               self.pad_edge, self.padding)
+        cached = self._measured.get(key)
+        if cached is not None:
+            return cached
+        lows, highs = [], []
+        for cell in self._get_cells(console, column._index, column):
+            low, high = _cell_measure(console, options, cell.renderable)
+            lows.append(low)
+            highs.append(high)
+        padding_width = self._get_padding_width(column._index)
+        measured = Measurement(max(lows) if lows else 1, max(highs) if highs else max_width).with_maximum(max_width)
+        measured = measured.clamp(None if column.min_width is None else column.min_width + padding_width,
+                                  None if column.max_width is None else column.max_width + padding_width)
+        self._measured[key] = measured
+        return measured
