@@ -143,6 +143,7 @@ def test_the_meta_build_skips_the_decomposed_random_init() -> None:
 def test_the_trace_runs_with_the_garbage_collector_paused() -> None:
     import resnet_inspect
 
+    resnet_inspect.inspect("resnet18", (1, 3, 32, 32))  # the lazy imports (torch among them) happen outside
     collections: list[int] = []
 
     def seen(phase: str, info: dict[str, int]) -> None:
@@ -156,3 +157,12 @@ def test_the_trace_runs_with_the_garbage_collector_paused() -> None:
         gc.callbacks.remove(seen)
     assert collections == []
     assert gc.isenabled()  # resumed afterwards
+
+
+def test_the_command_line_runs_without_the_cyclic_collector() -> None:
+    # The console script's process (argv[0] is resnet-inspect) switches the collector off as the
+    # package is imported; a library user's process keeps it.
+    probe = ("import gc, sys; sys.argv[0] = %r; import resnet_inspect; print(gc.isenabled())")
+    as_cli = subprocess.run([sys.executable, "-c", probe % "resnet-inspect"], capture_output=True, text=True, timeout=120)
+    as_library = subprocess.run([sys.executable, "-c", probe % "script.py"], capture_output=True, text=True, timeout=120)
+    assert (as_cli.stdout.split(), as_library.stdout.split()) == (["False"], ["True"])
