@@ -521,6 +521,8 @@ def report(commands: list[Command], floor: Floor, runs: int, timeout: float, loa
         f"- Each command ran {runs} times (after one uncounted warm-up) as a whole process, each run right after a "
         f"run of the floor, `{FLOOR_LABEL}`: resnet-inspect ends with `os._exit` once its output is flushed, so "
         "the floor skips the interpreter's teardown too. '× floor' is the median (min–max) of the paired ratios.",
+        "- resnet-inspect's command line switches Python's cyclic garbage collector off as it starts "
+        "(`resnet_inspect.process.pause_collector`); the floor and the peers keep Python's default.",
         "- Wall time is from spawning the process to reaping it; CPU time is user + system; peak RSS is the "
         "child's own `ru_maxrss`, all from `os.wait4` for that child alone. 'bimodal' marks wall times that fall "
         "in two clusters (widest gap > ¼ of the median, ≥ 2 runs on either side): read its min and max, not its "

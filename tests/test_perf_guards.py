@@ -162,7 +162,10 @@ def test_the_trace_runs_with_the_garbage_collector_paused() -> None:
 def test_the_command_line_runs_without_the_cyclic_collector() -> None:
     # The console script's process (argv[0] is resnet-inspect) switches the collector off as the
     # package is imported; a library user's process keeps it.
-    probe = ("import gc, sys; sys.argv[0] = %r; import resnet_inspect; print(gc.isenabled())")
-    as_cli = subprocess.run([sys.executable, "-c", probe % "resnet-inspect"], capture_output=True, text=True, timeout=120)
-    as_library = subprocess.run([sys.executable, "-c", probe % "script.py"], capture_output=True, text=True, timeout=120)
-    assert (as_cli.stdout.split(), as_library.stdout.split()) == (["False"], ["True"])
+    probe = "import gc, sys; sys.argv[0] = %r; import resnet_inspect; print(gc.isenabled())"
+
+    def enabled(argv0: str) -> list[str]:
+        result = subprocess.run([sys.executable, "-c", probe % argv0], capture_output=True, text=True, timeout=120)
+        return result.stdout.split()
+
+    assert (enabled("resnet-inspect"), enabled("script.py")) == (["False"], ["True"])
