@@ -136,6 +136,8 @@ PHASES = """
 import io, json, sys, time
 name, h, w = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 phases = []
+from resnet_inspect import process  # standard library only
+getattr(process, "pause_collector", lambda: None)()  # as the command line does, where it does
 last = time.perf_counter()
 def phase(label):
     global last
