@@ -219,6 +219,35 @@ def test_summary_without_memory_is_unchanged() -> None:
     assert "saved_for_backward_bytes" not in header
 
 
+def _peak_rows(output: str) -> dict[str, int]:
+    """The Totals rows "Inference peak" and "Training peak": label -> exact bytes."""
+    rows = {}
+    for line in output.splitlines():
+        for label in ("Inference peak", "Training peak"):
+            if line.startswith(label):
+                rows[label] = int(line[len(label):].split()[0].replace(",", ""))
+    return rows
+
+
+def test_summary_table_shows_both_peaks_by_default() -> None:
+    expected = analyze_memory(build("cifar_resnet20"), (3, 32, 32), MemoryOptions(batch=2))
+    result = run_cli("summary", "cifar_resnet20", "--input", "2x3x32x32")
+    assert result.exit_code == 0, result.output
+    assert _peak_rows(result.stdout) == {"Inference peak": expected.inference.total_bytes,
+                                         "Training peak": expected.training.total_bytes}  # type: ignore[union-attr]
+    assert _peak_rows(run_cli("summary", "cifar_resnet20", "--no-memory").stdout) == {}
+
+
+def test_summary_says_why_a_peak_is_missing_and_keeps_its_exit_code() -> None:
+    """At batch 1 and 8×8, resnet18's last BatchNorm sees one value per channel: a real training step
+    raises there, so the default Memory rows say why instead of failing the summary; `memory` is exit 2."""
+    result = run_cli("summary", "resnet18", "--input", "32")
+    assert result.exit_code == 0, result.output
+    assert _peak_rows(result.stdout) == {}
+    assert "not predicted" in result.stdout
+    assert run_cli("memory", "resnet18", "--input", "32", "--train").exit_code == 2
+
+
 def test_summary_memory_table_exits_0() -> None:
     result = run_cli("summary", "cifar_resnet20", "--memory")
     assert result.exit_code == 0 and "Traceback" not in result.output
