@@ -17,9 +17,9 @@ ModelsArg = Annotated[list[str], typer.Argument(
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="The HTML file to write (atomically); "
                                                    "- or no -o means stdout.", show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")]
-MemoryOpt = Annotated[bool, typer.Option("--memory/--no-memory", help="The memory analysis (see `memory`): inference and "
-                                         "SGD training-step peaks at the input's batch, and the bytes saved for the "
-                                         "backward per layer, stage and block.")]
+MemoryOpt = Annotated[bool, typer.Option(
+    "--memory/--no-memory", help="The memory analysis (see `memory`): inference and SGD training-step peaks at the "
+    "input's batch, and the bytes saved for the backward per layer, stage and block.")]
 
 
 @app.command()
