@@ -10,6 +10,8 @@ import csv
 import io
 import json
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -210,6 +212,28 @@ def test_summary_memory_json_and_csv_carry_saved_for_backward_per_layer() -> Non
     folded = list(csv.DictReader(io.StringIO(run_cli("summary", "cifar_resnet20", "--memory", "--format", "csv",
                                                      "--depth", "1").stdout)))
     assert sum(int(r["saved_for_backward_bytes"]) for r in folded) == sum(memory["saved_for_backward_bytes"].values())
+
+
+def test_summary_memory_csv_counts_what_the_root_module_saves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A functional op in the root's own forward (sigmoid, which saves its 4x6x6 output) is saved under
+    the root's class name; the CSV puts it on the root's row, so the column still sums to the total."""
+    (tmp_path / "root_saving_net.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 4, 3)\n\n"
+        "    def forward(self, x):\n"
+        "        return torch.sigmoid(self.conv(x))\n\n"
+        "def build():\n"
+        "    return Net()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = run_cli("summary", "root_saving_net:build", "--input", "8", "--memory", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {r["name"]: int(r["saved_for_backward_bytes"]) for r in rows} == {"": 4 * 6 * 6 * 4, "conv": 3 * 8 * 8 * 4,
+                                                                              ":sigmoid": 0}
 
 
 def test_summary_without_memory_is_unchanged() -> None:

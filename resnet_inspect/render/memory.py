@@ -126,8 +126,9 @@ def with_memory(text: str, fmt: str, report: MemoryReport) -> str:
         saved, seen = report.saved_for_backward_bytes, set()
         for row in rows:
             # A folded row carries its subtree; otherwise a layer's own, on its first call's row only,
-            # so that the column sums to the total saved.
+            # so that the column sums to the total saved. The root module is named by its class there.
             name, folded = row["name"], row.get("folded") not in ("", "0", None)
+            name = name or (row["type"] if str(row.get("depth")) == "0" else name)
             first = name not in seen and row.get("kind") != "uncalled"
             seen.add(name)
             row["saved_for_backward_bytes"] = (saved_by_row(saved, name) if folded else saved.get(name, 0)) \
