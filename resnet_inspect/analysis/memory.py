@@ -396,6 +396,8 @@ def analyze_memory(model: nn.Module, size: tuple[int, ...], opts: MemoryOptions 
         return MemoryReport(label, shape, opts, inference.breakdown_bytes["weights"], inference)
     try:
         ledger, kinds, weights = _run(model, shape, opts, True)
+    except InputError:
+        raise
     except ValueError as exc:  # torch's own refusal in train mode: BatchNorm over one value per channel
         raise InputError(f"{label} cannot take a training step at input {'×'.join(map(str, shape))}: "
                          f"{str(exc).rstrip('.')}. A real training step fails there too; use a larger "
