@@ -72,6 +72,9 @@ docs: setup
 	mkdir -p docs/img
 	$(BIN)/resnet-inspect graph resnet50 docs/img/resnet50.svg --force
 	$(BIN)/resnet-inspect graph resnet50 --fpn retinanet docs/img/resnet50_fpn.svg --force
+	$(BIN)/resnet-inspect graph resnet50 --depth 2 docs/img/resnet50_depth2.svg --force
+	$(BIN)/resnet-inspect graph resnet152 --depth 2 docs/img/resnet152_depth2.svg --force
+	$(BIN)/resnet-inspect graph retinanet_r50_fpn --input 800x1344 docs/img/retinanet_r50_fpn_800x1344.svg --force
 	$(BIN)/python docs/screenshot_report.py resnet50 docs/img/report.png
 	$(BIN)/python docs/generate.py docs/src/README.md.in README.md
 	$(BIN)/python docs/generate.py docs/src/user-guide.md.in docs/user-guide.md

@@ -1020,3 +1020,14 @@ def test_an_os_error_that_is_not_about_a_path_stays_an_internal_error(monkeypatc
 def test_bad_memory_options_exit_2(args: tuple[str, ...], message: str) -> None:
     code, out = run("memory", "cifar_resnet20", *args)
     assert code == 2 and out.startswith("Error:") and message in out, out
+
+
+@pytest.mark.parametrize("args,message", [
+    # The top-down add of a scale_factor=2 pyramid fails at 800×1333, as summary says (it was exit 3).
+    (("retinanet_r50_fpn", "--input", "800x1333", "--train"), "its FPN upsamples by scale_factor=2"),
+    # One value per BatchNorm channel in train mode: torch refuses the real step too.
+    (("resnet18", "--input", "32", "--train"), "cannot take a training step"),
+])
+def test_inputs_memory_cannot_follow_exit_2(args: tuple[str, ...], message: str) -> None:
+    code, out = run("memory", *args)
+    assert code == 2 and out.startswith("Error:") and message in out, out

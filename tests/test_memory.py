@@ -10,6 +10,8 @@ import csv
 import io
 import json
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -212,11 +214,62 @@ def test_summary_memory_json_and_csv_carry_saved_for_backward_per_layer() -> Non
     assert sum(int(r["saved_for_backward_bytes"]) for r in folded) == sum(memory["saved_for_backward_bytes"].values())
 
 
+def test_summary_memory_csv_counts_what_the_root_module_saves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A functional op in the root's own forward (sigmoid, which saves its 4x6x6 output) is saved under
+    the root's class name; the CSV puts it on the root's row, so the column still sums to the total."""
+    (tmp_path / "root_saving_net.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 4, 3)\n\n"
+        "    def forward(self, x):\n"
+        "        return torch.sigmoid(self.conv(x))\n\n"
+        "def build():\n"
+        "    return Net()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = run_cli("summary", "root_saving_net:build", "--input", "8", "--memory", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {r["name"]: int(r["saved_for_backward_bytes"]) for r in rows} == {"": 4 * 6 * 6 * 4, "conv": 3 * 8 * 8 * 4,
+                                                                              ":sigmoid": 0}
+
+
 def test_summary_without_memory_is_unchanged() -> None:
     result = run_cli("summary", "cifar_resnet20", "--format", "json")
     assert "memory" not in json.loads(result.stdout)
     header = run_cli("summary", "cifar_resnet20", "--format", "csv").stdout.splitlines()[0]
     assert "saved_for_backward_bytes" not in header
+
+
+def _peak_rows(output: str) -> dict[str, int]:
+    """The Totals rows "Inference peak" and "Training peak": label -> exact bytes."""
+    rows = {}
+    for line in output.splitlines():
+        for label in ("Inference peak", "Training peak"):
+            if line.startswith(label):
+                rows[label] = int(line[len(label):].split()[0].replace(",", ""))
+    return rows
+
+
+def test_summary_table_shows_both_peaks_by_default() -> None:
+    expected = analyze_memory(build("cifar_resnet20"), (3, 32, 32), MemoryOptions(batch=2))
+    result = run_cli("summary", "cifar_resnet20", "--input", "2x3x32x32")
+    assert result.exit_code == 0, result.output
+    assert _peak_rows(result.stdout) == {"Inference peak": expected.inference.total_bytes,
+                                         "Training peak": expected.training.total_bytes}  # type: ignore[union-attr]
+    assert _peak_rows(run_cli("summary", "cifar_resnet20", "--no-memory").stdout) == {}
+
+
+def test_summary_says_why_a_peak_is_missing_and_keeps_its_exit_code() -> None:
+    """At batch 1 and 8×8, resnet18's last BatchNorm sees one value per channel: a real training step
+    raises there, so the default Memory rows say why instead of failing the summary; `memory` is exit 2."""
+    result = run_cli("summary", "resnet18", "--input", "32")
+    assert result.exit_code == 0, result.output
+    assert _peak_rows(result.stdout) == {}
+    assert "not predicted" in result.stdout
+    assert run_cli("memory", "resnet18", "--input", "32", "--train").exit_code == 2
 
 
 def test_summary_memory_table_exits_0() -> None:

@@ -78,7 +78,9 @@ def resnet50() -> Any:
 
 @pytest.fixture(scope="module")
 def resnet50_html(resnet50: Any) -> str:
-    return render_html(resnet50)
+    from resnet_inspect.cli.memory import summary_memory
+
+    return render_html(resnet50, memory=[summary_memory("resnet50", None, {})])
 
 
 def shown_rows(report: Any) -> list[Any]:
@@ -208,6 +210,127 @@ def test_without_graphviz_the_page_says_so(resnet50: Any, monkeypatch: pytest.Mo
     assert "Graphviz's 'dot' program was not found" in html.unescape(text)
     assert not [attrs for tag, attrs in page.elements if tag == "svg" and attrs.get("role") != "img"]
     assert len(page.rows()) == len(shown_rows(resnet50))
+
+
+# -- memory (issue 17) ----------------------------------------------------------------------------
+
+MEMORY_INPUT = "2x3x64x64"  # batch 2: the report's batch is the memory analysis' batch
+
+
+@pytest.fixture(scope="module")
+def memory_page() -> tuple[Any, str]:
+    """``report resnet18 --input 2x3x64x64`` through the command, and the engine's own memory analysis."""
+    from resnet_inspect.analysis.memory import MemoryOptions, analyze_memory
+
+    result = runner.invoke(app, ["report", "resnet18", "--input", MEMORY_INPUT, "-o", "-"])
+    assert result.exit_code == 0, result.output
+    expected = analyze_memory(resnet_inspect.build("resnet18"), (3, 64, 64), MemoryOptions(batch=2))
+    return expected, result.stdout
+
+
+def _bars(text: str, title: str) -> dict[str, int]:
+    """A chart's bars (label -> value), read from the page."""
+    start = text.index(f'data-title="{html.escape(title)}"')
+    chart = text[start:text.index("</figure>", start)]
+    return {html.unescape(label): int(value)
+            for label, value in re.findall(r'data-label="([^"]*)" data-value="(\d+)"', chart)}
+
+
+def test_saved_for_backward_bars_sum_to_the_total_and_match_the_layers(memory_page: tuple[Any, str]) -> None:
+    expected, text = memory_page
+    saved = expected.saved_for_backward_bytes
+    records = resnet_inspect.inspect("resnet18", input_size=(2, 3, 64, 64)).layers
+    stage_of = {rec.name: rec.stage for rec in records}
+    per_stage: dict[str, int] = {}
+    for name, value in saved.items():
+        per_stage[stage_of[name]] = per_stage.get(stage_of[name], 0) + value
+    stages = _bars(text, "Saved for backward per stage")
+    section = [attrs for tag, attrs in Page(text).elements if tag == "section" and attrs.get("class") == "memory"]
+    assert sum(stages.values()) == int(section[0]["data-saved-bytes"]) == sum(saved.values()) > 0
+    assert stages == {stage: value for stage, value in per_stage.items() if value}
+    assert list(stages) == ["stem", "res2", "res3", "res4", "res5", "head"]
+    blocks = _bars(text, "Saved for backward per block")
+    assert len(blocks) == 8
+    for block, value in blocks.items():  # a block's layers, and what its own forward saves
+        assert value == sum(v for k, v in saved.items() if k == block or k.startswith(block + ".")), block
+    assert blocks["layer1.0"] > 0
+    assert sum(blocks.values()) == sum(per_stage[s] for s in ("res2", "res3", "res4", "res5"))
+
+
+def test_the_memory_section_shows_the_engines_peaks(memory_page: tuple[Any, str]) -> None:
+    expected, text = memory_page
+    page = Page(text)
+    section = [attrs for tag, attrs in page.elements if tag == "section" and attrs.get("class") == "memory"]
+    assert len(section) == 1 and section[0]["data-batch"] == "2"
+    peaks = {attrs["data-peak"]: int(attrs["data-bytes"]) for tag, attrs in page.elements if "data-peak" in attrs}
+    assert peaks == {"inference": expected.inference.total_bytes, "training": expected.training.total_bytes}
+    memory = text[text.index('<section class="memory"'):]
+    memory = memory[:memory.index("</section>")]
+    for peak in (expected.inference, expected.training):  # every part of each breakdown, in bytes
+        for value in peak.breakdown_bytes.values():
+            assert f"<td>{value:,}</td>" in memory
+    parts = re.findall(r"<tr><td>([^<]*)</td>", memory)
+    assert {"weights and buffers", "gradients", "optimizer state", "saved for backward", "transient"} <= set(parts)
+
+
+def test_the_layer_table_saved_column_is_the_csvs(memory_page: tuple[Any, str]) -> None:
+    import csv
+    import io
+
+    _, text = memory_page
+    result = runner.invoke(app, ["summary", "resnet18", "--input", MEMORY_INPUT, "--memory", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    from_csv = {int(row["index"]): int(row["saved_for_backward_bytes"])
+                for row in csv.DictReader(io.StringIO(result.stdout)) if row["index"]}
+    rows = Page(text).rows()
+    shown = {int(r["data-index"]): int(r["data-saved"]) for r in rows}
+    assert shown == {index: value for index, value in from_csv.items() if index in shown}
+    assert sum(shown.values()) == sum(from_csv.values()) > 0
+    assert "<th data-col=\"8\" data-numeric=\"saved\">Saved for backward</th>" in text
+
+
+def test_saved_bars_count_what_the_root_module_saves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A functional op in the root's own forward saves under the root's class name: its bytes are in
+    the stage bars (the root's group, "other"), which still sum to the total."""
+    from resnet_inspect.analysis.memory import MemoryOptions, analyze_memory
+
+    (tmp_path / "root_saving_net.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 4, 3)\n\n"
+        "    def forward(self, x):\n"
+        "        return torch.sigmoid(self.conv(x))\n\n"
+        "def build():\n"
+        "    return Net()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = runner.invoke(app, ["report", "root_saving_net:build", "--input", "8", "-o", "-"])
+    assert result.exit_code == 0, result.output
+    from root_saving_net import build
+
+    saved = analyze_memory(build(), (3, 8, 8), MemoryOptions(batch=1)).saved_for_backward_bytes
+    assert saved == {"conv": 3 * 8 * 8 * 4, "Net": 4 * 6 * 6 * 4}
+    assert _bars(result.stdout, "Saved for backward per stage") == {"stride 1": saved["conv"], "other": saved["Net"]}
+
+
+def test_report_without_memory_or_with_nothing_to_train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "frozen_report_net.py").write_text(
+        "from torch import nn\n\n"
+        "def build():\n"
+        "    return nn.Sequential(nn.MaxPool2d(2), nn.ReLU())\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    frozen = runner.invoke(app, ["report", "frozen_report_net:build", "--input", "16", "-o", "-"])
+    assert frozen.exit_code == 0, frozen.output
+    memory = frozen.stdout[frozen.stdout.index('<section class="memory"'):]
+    assert "No memory analysis: Nothing in the model" in html.unescape(memory[:memory.index("</section>")])
+    plain = runner.invoke(app, ["report", "cifar_resnet20", "--no-memory", "-o", "-"])
+    assert plain.exit_code == 0, plain.output
+    page = Page(plain.stdout)
+    assert 'class="memory"' not in plain.stdout and "Saved for backward" not in plain.stdout
+    assert all("data-saved" not in r for r in page.rows())
 
 
 # -- the command ----------------------------------------------------------------------------------
@@ -349,6 +472,10 @@ def test_sorting_by_macs_puts_the_largest_first(opened: Any, resnet50: Any) -> N
     first = opened.execute_script("return document.querySelector('table.layers tbody tr')"
                                   ".getAttribute('data-macs')")
     assert int(first) == 0
+    opened.find_element(By.XPATH, "//table[@class='layers']//th[text()='Saved for backward']").click()
+    saved = opened.execute_script("return Array.from(document.querySelectorAll('table.layers tbody tr'))"
+                                  ".map(r => Number(r.getAttribute('data-saved')))")
+    assert saved[0] == max(saved) > 0
 
 
 def test_clicking_a_node_shows_its_explanation(opened: Any, resnet50: Any) -> None:

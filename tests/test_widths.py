@@ -22,7 +22,6 @@ from conftest import run_cli
 
 WIDTHS = (80, 100, 200)
 ODD_WIDTHS = (40, 12, 1000)
-SUMMARY_XFAIL = pytest.mark.xfail(reason="summary layout: branch i16-summary", strict=False)
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # A number as the views print it: digits with thousands commas, a decimal part, or a shape's ×.
@@ -63,13 +62,14 @@ VIEWS: dict[str, tuple[tuple[str, ...], int]] = {
     "diff": (("diff", "resnet18", "resnet18d", "--input", "64"), 0),
     "diff-stride": (("diff", "resnet50", "resnet50", "--b-stride-in-1x1", "--input", "64", "--exit-code"), 1),
     "list": (("list",), 0),
+    "memory": (("memory", "resnet18", "--input", "64", "--batch", "2", "--train", "--optimizer", "adamw"), 0),
     "check-pass": (("check", "{good}"), 0),
     "check-fail": (("check", "{bad}", "{good}"), 1),
 }
 
 
 def _params(widths: tuple[int, ...]) -> list[Any]:
-    return [pytest.param(view, width, id=f"{view}-{width}", marks=[SUMMARY_XFAIL] if view == "summary" else [])
+    return [pytest.param(view, width, id=f"{view}-{width}")
             for view in VIEWS for width in widths]
 
 

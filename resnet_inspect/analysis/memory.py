@@ -394,7 +394,14 @@ def analyze_memory(model: nn.Module, size: tuple[int, ...], opts: MemoryOptions 
     inference = peak_of(model, shape, opts, train=False)
     if not train:
         return MemoryReport(label, shape, opts, inference.breakdown_bytes["weights"], inference)
-    ledger, kinds, weights = _run(model, shape, opts, True)
+    try:
+        ledger, kinds, weights = _run(model, shape, opts, True)
+    except InputError:
+        raise
+    except ValueError as exc:  # torch's own refusal in train mode: BatchNorm over one value per channel
+        raise InputError(f"{label} cannot take a training step at input {'×'.join(map(str, shape))}: "
+                         f"{str(exc).rstrip('.')}. A real training step fails there too; use a larger "
+                         f"batch or input.") from exc
     training = _peak(ledger, kinds, weights, True)
     return MemoryReport(label, shape, opts, weights, inference, training, dict(kinds.saved_by))
 

@@ -112,7 +112,10 @@ def _model(target: str, size: tuple[int, ...] | None, options: dict[str, Any]) -
     if resolved.kind == "variant":
         from ..models.resnet import build_model
 
+        from ..analysis.inspect import check_fpn_alignment
+
         size = size or parse_input_size(net.default_input)
+        check_fpn_alignment(net, tuple(size))  # the bad input summary refuses, refused alike (exit 2)
         with torch.device("meta"):
             net = build_model(net)
     size = size or (1, 3, 224, 224)

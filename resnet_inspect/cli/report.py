@@ -17,6 +17,9 @@ ModelsArg = Annotated[list[str], typer.Argument(
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="The HTML file to write (atomically); "
                                                    "- or no -o means stdout.", show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite --output if it exists.")]
+MemoryOpt = Annotated[bool, typer.Option(
+    "--memory/--no-memory", help="The memory analysis (see `memory`): inference and SGD training-step peaks at the "
+    "input's batch, and the bytes saved for the backward per layer, stage and block.")]
 
 
 @app.command()
@@ -28,13 +31,14 @@ def report(
     output: OutputOpt = None,
     force: ForceOpt = False,
     pad_to: common.PadTo = None,
+    memory: MemoryOpt = True,
     *,
     options: dict[str, Any],
     a_options: dict[str, Any],
     b_options: dict[str, Any],
 ) -> None:
     """One HTML file that needs no network: the diagram (zoom, pan, click a node for its layer), the
-    sortable layer table, charts per stage and block, downsampling, depth and outputs. With two
+    sortable layer table, charts per stage and block, memory, downsampling, depth and outputs. With two
     models, both side by side and their diff; --a-<flag>/--b-<flag> apply to one side, as in diff.
 
     Example: resnet-inspect report resnet50 resnet50 --b-stride-in-1x1 -o report.html
@@ -55,7 +59,8 @@ def report(
                          "resnet-inspect report resnet50 resnet50 --b-stride-in-1x1.")
     reports = [common.inspect_model(name, size, {**options, **side}, pad_to=pad_to)
                for name, side in zip(models, own)]
-    page = render_html(*reports)
+    analyses = [_memory(name, size, {**options, **side}) for name, side in zip(models, own)] if memory else None
+    page = render_html(*reports, memory=analyses)
     if output is None:
         sys.stdout.write(page)
         return
@@ -66,3 +71,14 @@ def report(
     written = atomic_write(output, page, force=force)
     common.console(stderr=True).print(f"Wrote the HTML report of {' and '.join(map(model_title, reports))} to "
                                       f"{written}.", markup=False, highlight=False)
+
+
+def _memory(target: str, size: tuple[int, ...] | None, options: dict[str, Any]) -> Any:
+    """The memory analysis ``summary --memory`` runs, or the sentence saying why there is none (a
+    model with nothing to train still gets its report)."""
+    from .memory import summary_memory
+
+    try:
+        return summary_memory(target, size, options)
+    except InputError as exc:
+        return f"No memory analysis: {exc}"

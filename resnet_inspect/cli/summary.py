@@ -36,8 +36,11 @@ UnitsOpt = Annotated[Optional[str], typer.Option(
 ConventionsOpt = Annotated[bool, typer.Option(
     "--conventions", help="Print the counting convention (MACs vs FLOPs, other ops, depth) in full, as "
                           "docs/conventions.md states it.")]
-MemoryFlag = Annotated[bool, typer.Option("--memory", help="Add the memory analysis: inference and SGD training-step "
-                                          "peaks, and per layer the bytes saved for the backward (see `memory`).")]
+MemoryFlag = Annotated[Optional[bool], typer.Option(
+    "--memory/--no-memory", show_default=False,
+    help="The memory analysis: inference and SGD training-step peaks at the input's batch (see `memory`). "
+         "On by default in the table; --memory adds it to json and csv too, with the bytes each layer "
+         "saves for the backward.")]
 RealOpt = Annotated[bool, typer.Option("--real", help="Run a real CPU forward instead of the meta-device trace "
                                        "(same records, slower).")]
 
@@ -57,7 +60,7 @@ def summary(
     counter: CounterOpt = "analytic",
     real: RealOpt = False,
     pad_to: common.PadTo = None,
-    memory: MemoryFlag = False,
+    memory: MemoryFlag = None,
     *,
     options: dict[str, Any],
 ) -> None:
@@ -81,7 +84,7 @@ def summary(
     slow = f"Counting MACs with {counter}" if counter != "analytic" else "Running a real forward" if real else None
     with _working(slow):
         report = common.inspect_model(model, size, options, real=real, counter=counter, pad_to=pad_to)
-    memory_report = _memory(model, size, options) if memory else None
+    memory_report = _memory(model, tuple(report.input_size), options) if memory else None
     if output is not None:
         from ..fileio import atomic_write
 
@@ -91,13 +94,27 @@ def summary(
     elif fmt == "table":
         from ..render.table import print_summary
 
-        print_summary(report, common.console(), view.depth, units=view.units, conventions=view.conventions)
-        if memory_report is not None:
-            from ..render.memory import memory_section
-
-            memory_section(common.console(), memory_report.inference, memory_report.training, memory_report.options.batch)
+        if memory is None:
+            memory_report = _memory_by_default(model, tuple(report.input_size), options)
+        print_summary(report, common.console(), view.depth, units=view.units, conventions=view.conventions,
+                      memory=memory_report)
     else:
         sys.stdout.write(_text(report, fmt, view, memory_report))
+
+
+def _memory_by_default(model: str, size: tuple[int, ...] | None, options: dict[str, Any]) -> Any:
+    """The table's two peak-memory rows, unasked for: for a model the memory analysis cannot follow
+    (a trace that stops at a data-dependent operator, say) the row says why, and the summary's verdict
+    stays its own. ``--memory`` asks for the analysis and then fails as any analysis does."""
+    from ..errors import InputError
+
+    try:
+        return _memory(model, size, options)
+    except InputError as exc:
+        return str(exc).split("\n")[0]
+    except Exception as exc:  # noqa: BLE001 - an unasked-for extra never turns a summary into exit 3
+        return (f"the memory analysis failed ({type(exc).__name__}); `resnet-inspect memory ... --train --debug` "
+                "shows it")
 
 
 def _memory(model: str, size: tuple[int, ...] | None, options: dict[str, Any]) -> Any:

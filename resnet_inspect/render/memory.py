@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -58,17 +58,22 @@ def _settings(report: MemoryReport) -> str:
     return ", ".join(parts)
 
 
+def _peak_body(peak: Peak) -> Group:
+    """A peak's panel: where it is reached (a line that wraps at words, never cut), then its parts.
+    The panel's title stays short so that it fits an 80-column frame."""
+    return Group(Text(peak_line(peak)), peak_table(peak))
+
+
 def print_memory(report: MemoryReport, console: Console, fit: dict[str, Any] | None = None) -> None:
     """The full memory report of ``resnet-inspect memory``."""
     console.print(f"{report.model}: memory at {_settings(report)}", markup=False, highlight=False)
     console.print(f"Weights and buffers: {bytes_text(report.weights_bytes)} ({report.weights_bytes:,} B)",
                   markup=False, highlight=False)
-    print_section(console, escape(f"Inference peak (no_grad): {peak_line(report.inference)}"), peak_table(report.inference))
+    print_section(console, "Inference peak (no_grad)", _peak_body(report.inference))
     console.print(largest_text(report.inference))
     if report.training is not None:
-        title = (f"Training step peak ({report.options.optimizer}"
-                 f"{', foreach' if report.options.uses_foreach else ''}): {peak_line(report.training)}")
-        print_section(console, escape(title), peak_table(report.training))
+        title = f"Training step peak ({report.options.optimizer}{', foreach' if report.options.uses_foreach else ''})"
+        print_section(console, escape(title), _peak_body(report.training))
         console.print(largest_text(report.training))
     if fit is not None:
         what = "training step" if fit["train"] else "inference"
@@ -121,8 +126,9 @@ def with_memory(text: str, fmt: str, report: MemoryReport) -> str:
         saved, seen = report.saved_for_backward_bytes, set()
         for row in rows:
             # A folded row carries its subtree; otherwise a layer's own, on its first call's row only,
-            # so that the column sums to the total saved.
+            # so that the column sums to the total saved. The root module is named by its class there.
             name, folded = row["name"], row.get("folded") not in ("", "0", None)
+            name = name or (row["type"] if str(row.get("depth")) == "0" else name)
             first = name not in seen and row.get("kind") != "uncalled"
             seen.add(name)
             row["saved_for_backward_bytes"] = (saved_by_row(saved, name) if folded else saved.get(name, 0)) \

@@ -18,7 +18,7 @@ from collections import Counter
 import re
 import shutil
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from rich.console import Console
 from rich.table import Table
@@ -29,8 +29,15 @@ from ..text import visible
 from .table import (bytes_text, count_text, depth_text, downsample_table, layer_table, model_title, outputs_table,
                     shape_text, shows_row, si_text, summary_rows, totals_table)
 
+if TYPE_CHECKING:
+    from ..analysis.memory import MemoryReport
+
+#: One model's memory analysis for the page: the analysis, why it is missing (one sentence), or None (not asked for).
+Memory = Union["MemoryReport", str, None]
+
 #: Columns whose cells sort by number (the row's own count), not by text.
-NUMERIC = {"Params": "params", "MACs": "macs", "% MACs": "macs"}
+NUMERIC = {"Params": "params", "MACs": "macs", "% MACs": "macs", "Saved for backward": "saved"}
+SAVED = "Saved for backward"
 
 
 @dataclass(frozen=True)
@@ -61,12 +68,36 @@ def table_data(table: Table) -> dict[str, Any]:
             "rows": [list(row) for row in zip(*columns)] if columns else []}
 
 
-def layer_rows(report: Report) -> dict[str, Any]:
-    """The summary's layer table, each row with its record index and the counts it sorts by."""
+def saved_per_record(records: list[LayerRecord], saved: dict[str, int]) -> dict[int, int]:
+    """Record index -> the bytes its layer saves for the backward (``MemoryReport.saved_for_backward_bytes``).
+
+    As ``summary --memory --format csv`` assigns them: a layer's bytes go to its first call's record
+    (a layer called twice saves each tensor once, counted where it was first saved). The root module
+    is named by its class in the memory analysis and by "" in the records."""
+    found: dict[int, int] = {}
+    seen: set[str] = set()
+    for rec in records:
+        key = rec.name if rec.name or rec.name in saved else rec.type
+        if key in seen:
+            continue
+        seen.add(key)
+        if saved.get(key):
+            found[rec.index] = saved[key]
+    return found
+
+
+def layer_rows(report: Report, saved: dict[int, int] | None = None) -> dict[str, Any]:
+    """The summary's layer table, each row with its record index and the counts it sorts by; with
+    ``saved`` (per record, :func:`saved_per_record`) a "Saved for backward" column."""
     data = table_data(layer_table(report, _plain_console()))
     shown = [row for row in summary_rows(report) if shows_row(row)]
     keys = [{"index": row.record.index, "params": row.params, "macs": row.macs, "bytes": row.output_bytes}
             for row in shown]
+    if saved is not None:
+        data["headers"].append(SAVED)
+        for key, cells in zip(keys, data["rows"]):
+            key["saved"] = saved.get(key["index"], 0)
+            cells.append(bytes_text(key["saved"]))
     data["numeric"] = [NUMERIC.get(header) for header in data["headers"]]
     data["rows"] = [{"cells": cells, **key} for cells, key in zip(data["rows"], keys)]
     return data
@@ -129,14 +160,17 @@ def _groups(report: Report) -> list[tuple[str, list[LayerRecord]]]:
             if any(r.params or r.macs or r.output_bytes for r in recs)]
 
 
-def _block_groups(report: Report) -> list[tuple[str, list[LayerRecord]]]:
-    """Records per residual block, labelled as everywhere else (``layer2.0``)."""
+def _block_groups(report: Report, container: bool = False) -> list[tuple[str, list[LayerRecord]]]:
+    """Records per residual block, labelled as everywhere else (``layer2.0``); with ``container``
+    the block module's own record too (what its forward does outside its submodules)."""
     from ..analysis.structure import block_label
 
     if report.structure is None:
         return []
     records = report.layers
-    return [(block_label(records, block), [records[i] for i in block.members])
+    return [(block_label(records, block),
+             [records[i] for i in block.members] + ([records[block.container]]
+                                                    if container and block.container is not None else []))
             for stage in report.structure.stages for block in stage.blocks]
 
 
@@ -145,8 +179,13 @@ _METRICS = (("params", "Parameters", count_text),
             ("output_bytes", "Activation size (layer outputs, summed)", bytes_text))
 
 
-def charts(report: Report) -> list[dict[str, Any]]:
-    """Bar charts of params, MACs and activation bytes, per stage and per block."""
+def _chart(title: str, bars: list[Bar]) -> dict[str, Any]:
+    return {"title": title, "bars": bars, "max": max(b.value for b in bars) or 1}
+
+
+def charts(report: Report, saved: dict[int, int] | None = None) -> list[dict[str, Any]]:
+    """Bar charts of params, MACs and activation bytes, per stage and per block; with ``saved``
+    (per record, :func:`saved_per_record`) the bytes saved for the backward too."""
     found = []
     for scope, groups in (("stage", _groups(report)), ("block", _block_groups(report))):
         if not groups:
@@ -154,13 +193,49 @@ def charts(report: Report) -> list[dict[str, Any]]:
         for key, title, fmt in _METRICS:
             bars = [Bar(visible(label), value, fmt(value))
                     for label, recs in groups for value in [sum(getattr(r, key) for r in recs)]]
-            found.append({"title": f"{title} per {scope}", "bars": bars, "max": max(b.value for b in bars) or 1})
+            found.append(_chart(f"{title} per {scope}", bars))
+    if saved is not None:
+        found.extend(saved_charts(report, saved))
     return found
 
 
-def model_context(report: Report, slot: int) -> dict[str, Any]:
-    """Everything the template shows about one model."""
+def saved_charts(report: Report, saved: dict[int, int]) -> list[dict[str, Any]]:
+    """Bytes saved for the backward per stage (every record is in one stage's group, so the bars
+    sum to the total) and per residual block (its layers and the block module's own record)."""
+    stages: dict[str, int] = {}
+    for rec in report.layers:
+        stage = rec.stage or "other"
+        stages[stage] = stages.get(stage, 0) + saved.get(rec.index, 0)
+    scopes = (("stage", [(label, value) for label, value in stages.items() if value]),
+              ("block", [(label, sum(saved.get(r.index, 0) for r in recs))
+                         for label, recs in _block_groups(report, container=True)]))
+    return [_chart(f"{SAVED} per {scope}", [Bar(visible(label), value, bytes_text(value)) for label, value in values])
+            for scope, values in scopes if values]
+
+
+def memory_context(memory: Memory) -> dict[str, Any] | None:
+    """The Memory section: each peak (bytes and where it is reached) and its breakdown, as
+    ``memory`` and ``summary --memory`` print them."""
+    if memory is None:
+        return None
+    if isinstance(memory, str):
+        return {"missing": visible(memory)}
+    from .memory import peak_line, peak_table
+
+    peaks = [("inference", f"Inference at batch {memory.options.batch} (no_grad)", memory.inference)]
+    if memory.training is not None:
+        peaks.append(("training", f"Training step with SGD at batch {memory.options.batch}", memory.training))
+    return {"missing": None, "batch": memory.options.batch,
+            "saved_bytes": sum(memory.saved_for_backward_bytes.values()),
+            "peaks": [{"key": key, "title": title, "bytes": peak.total_bytes, "line": visible(peak_line(peak)),
+                       "breakdown": table_data(peak_table(peak))} for key, title, peak in peaks]}
+
+
+def model_context(report: Report, slot: int, memory: Memory = None) -> dict[str, Any]:
+    """Everything the template shows about one model (``memory``: its memory analysis, if any)."""
     svg, missing = diagram_svg(report)
+    saved = (saved_per_record(report.layers, memory.saved_for_backward_bytes)
+             if memory is not None and not isinstance(memory, str) else None)
     return {
         "slot": slot,
         "title": model_title(report),
@@ -168,8 +243,9 @@ def model_context(report: Report, slot: int) -> dict[str, Any]:
         "counter": report.counter,
         "svg": svg,
         "svg_missing": missing,
-        "table": layer_rows(report),
-        "charts": charts(report),
+        "table": layer_rows(report, saved),
+        "charts": charts(report, saved),
+        "memory": memory_context(memory),
         "totals": table_data(totals_table(report)),
         "outputs": table_data(outputs_table(report, _plain_console())),
         "downsample": table_data(downsample_table(report, _plain_console())) if report.downsample else None,
@@ -188,14 +264,16 @@ def diff_text(a: Report, b: Report) -> str:
     return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines()).strip()
 
 
-def render_html(*reports: Report) -> str:
-    """The HTML page for one report, or for two side by side with their diff."""
+def render_html(*reports: Report, memory: list[Memory] | None = None) -> str:
+    """The HTML page for one report, or for two side by side with their diff; ``memory`` gives
+    each report's memory analysis (or why it is missing)."""
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("resnet_inspect", "render/templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
-    models = [model_context(report, slot) for slot, report in enumerate(reports)]
+    memory = memory if memory is not None else [None] * len(reports)
+    models = [model_context(report, slot, mem) for slot, (report, mem) in enumerate(zip(reports, memory))]
     diff = diff_text(*reports) if len(reports) == 2 else None
     title = " vs ".join(m["title"] for m in models)
     return env.get_template("report.html.j2").render(title=title, models=models, diff=diff)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 from rich.console import Console, RenderableType
 from rich.measure import Measurement
@@ -309,7 +309,7 @@ def _lines(items: Iterable[str]) -> Text:
 # -- the whole view ---------------------------------------------------------------------------------
 
 def print_summary(report: Report, console: Console, depth: Depth = None, *, units: Units = "exact",
-                  conventions: bool = False) -> None:
+                  conventions: bool = False, memory: Any = None) -> None:
     """The layer table (blocks as rows unless ``depth`` says otherwise), then the totals, outputs,
     depth, downsampling and the checks; the counting convention in full with ``conventions``."""
     console.print(header_line(report), highlight=False)
@@ -322,7 +322,7 @@ def print_summary(report: Report, console: Console, depth: Depth = None, *, unit
                      "or --format markdown, shows every column).")
     for note in notes:
         console.print(Text(note, style="dim"))
-    section(console, "Totals", totals_table(report, units, conventions))
+    section(console, "Totals", totals_table(report, units, conventions, memory))
     if conventions:
         console.print(Text(f"Convention: {report.convention}", style="dim"))
     else:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rich import box
 from rich.console import Console, RenderableType
@@ -230,10 +231,11 @@ def layer_table(report: Report, console: Console, depth: int | None = None, *, r
     return table
 
 
-def totals_table(report: Report, units: Units = "exact", conventions: bool = True) -> Table:
+def totals_table(report: Report, units: Units = "exact", conventions: bool = True, memory: Any = None) -> Table:
     """Params, buffers, MACs, FLOPs, other ops and activation memory, in the number style ``units``;
     with exact figures, MACs and FLOPs are also given in their short form. ``conventions`` adds how
-    other ops and activations are counted to their notes."""
+    other ops and activations are counted to their notes. ``memory`` (an analysis.memory
+    MemoryReport) adds its inference and training-step peaks; a string says why there are none."""
     t = report.totals
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
@@ -255,6 +257,16 @@ def totals_table(report: Report, units: Units = "exact", conventions: bool = Tru
     table.add_row("Activations", count(t["activation_bytes"], units), activations + (
         ": all layer outputs added up, batch included (in-place ops add nothing; a sum, not the peak)"
         if conventions else ", all outputs summed (not the peak)"))
+    if isinstance(memory, str):
+        table.add_row("Peak memory", "—", f"not predicted: {memory}")
+    elif memory is not None:
+        for label, peak, what in (("Inference peak", memory.inference, "no_grad"),
+                                  ("Training peak", memory.training, "SGD step")):
+            if peak is not None:
+                where = f"at {peak.where}" if peak.phase == "forward" else f"in {peak.where}"
+                table.add_row(label, count(peak.total_bytes, units),
+                              f"bytes = {binary_bytes(peak.total_bytes)} in all; {what}; {where}"
+                              + (" (weights and buffers included; resnet-inspect memory)" if conventions else ""))
     return table
 
 
@@ -351,12 +363,12 @@ def shape_mismatches(report: Report) -> list[LayerRecord]:
 
 
 def print_summary(report: Report, console: Console, depth: int | str | None = None, *, units: Units = "exact",
-                  conventions: bool = False) -> None:
+                  conventions: bool = False, memory: Any = None) -> None:
     """The summary view (render/summary.py): blocks as rows by default, ``depth`` "all" or N for
     modules; then the totals, outputs, depth, downsampling and the checks, fitted to the width."""
     from .summary import print_summary as print_view
 
-    print_view(report, console, depth, units=units, conventions=conventions)
+    print_view(report, console, depth, units=units, conventions=conventions, memory=memory)
 
 
 def projection_note(projection: Projection) -> str:
