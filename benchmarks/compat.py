@@ -10,7 +10,14 @@ torchvision and timm are the ``compat`` extra (``pip install resnet-inspect[comp
 of ``make test``. Where neither is installed the script says so and exits 0; ``--zoo`` runs the
 same comparison on the test zoo's tiny models (tests/test_zoo.py), which need neither.
 
-Usage: python benchmarks/compat.py [--zoo] [--only NAME ...]
+A torchvision whose compiled ops (nms, roi_align) cannot load, such as PyPI's CUDA wheel beside a
+CPU torch, still has its models in pure Python: ``--without-compiled-ops`` lets it import (the fake
+kernels of the missing ops are skipped), and then a detector is compared up to its first data-dependent
+operator. resnet-inspect's meta trace stops there (box decoding's ``where``/``nonzero``) and reports
+the backbone, pyramid and heads; the reference is FlopCounterMode on the real forward up to the first
+missing compiled op (nms), and box decoding in between has no matmul or convolution to count.
+
+Usage: python benchmarks/compat.py [--zoo] [--without-compiled-ops] [--only NAME ...]
 """
 from __future__ import annotations
 
@@ -89,6 +96,48 @@ def _plain_attention() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(fast)
 
 
+def _allow_missing_compiled_ops() -> None:
+    """Let torchvision import when its _C extension does not load: its fake (meta) kernels for the
+    missing operators are skipped instead of failing the import."""
+    import torch.library
+
+    register = torch.library.register_fake
+
+    def tolerant(op: Any, fn: Any = None, /, **kwargs: Any) -> Any:
+        def decorate(f: Any) -> Any:
+            try:
+                return register(op, **kwargs)(f)
+            except RuntimeError:  # "operator torchvision::nms does not exist": _C did not load
+                return f
+        return decorate(fn) if fn is not None else decorate
+
+    torch.library.register_fake = tolerant
+
+
+def _compiled_ops_load() -> bool:
+    import torch
+
+    try:
+        torch.ops.torchvision.nms
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+def _reference_macs_to_missing_op(model: Any, inputs: Any) -> int:
+    """FlopCounterMode on the real forward until it reaches a compiled op that did not load."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with _plain_attention(), FlopCounterMode(display=False) as counter, torch.no_grad():
+        try:
+            model(inputs)
+        except RuntimeError as exc:
+            if "custom C++ ops" not in str(exc) and "torchvision::" not in str(exc):
+                raise
+    return counter.get_total_flops() // 2
+
+
 def _reference_macs(model: Any, inputs: Any) -> int:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -106,6 +155,17 @@ def measure(case: Case) -> dict[str, Any]:
 
     torch.manual_seed(0)
     model = case.build().eval()
+    if case.images and not case.name.startswith("zoo/") and not _compiled_ops_load():
+        # Without nms the real forward cannot finish: compare up to the data-dependent stop.
+        images = [torch.rand(case.shape)]
+        report = inspect(model, input_data=[images], label=case.name)
+        reference = _reference_macs_to_missing_op(model, images)
+        stop = report.stopped
+        where = stop.layer or "the root module's own code" if stop is not None else ""
+        label = f"{case.name} (to {stop.op} in {where})" if stop is not None else case.name
+        return {"model": label, "params": report.totals["params"], "macs": report.totals["macs"],
+                "reference": reference, "diff": (report.totals["macs"] - reference) / reference,
+                "bad_shapes": sum(1 for r in report.layers if r.shape_ok is False)}
     if case.images:
         # A data-dependent op (box decoding) stops a meta trace: the real forward runs it all.
         images = [torch.rand(case.shape)]
@@ -124,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", action="store_true", help="the test zoo's tiny models (no torchvision/timm)")
     parser.add_argument("--only", nargs="*", default=None, help="model names to run")
+    parser.add_argument("--without-compiled-ops", action="store_true",
+                        help="import a torchvision whose compiled ops do not load (see the module's docstring)")
     args = parser.parse_args(argv)
+    if args.without_compiled_ops:
+        _allow_missing_compiled_ops()
     cases = _zoo_cases() if args.zoo else _torchvision_cases() + _timm_cases()
     if not cases:
         print("compat: neither torchvision nor timm is installed (pip install 'resnet-inspect[compat]'); "
