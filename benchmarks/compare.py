@@ -615,6 +615,7 @@ def _memory_table(output: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="resnet-inspect-memory-") as tmp:
         rows = Path(tmp) / "rows.jsonl"
         subprocess.run([PY, str(script), "--rows", str(rows)], check=True)
+        subprocess.run([PY, str(script), "--cost"], check=True)
         subprocess.run([PY, str(script), "--table", "--rows", str(rows), "--output", str(output)], check=True)
 
 

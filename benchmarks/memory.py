@@ -18,6 +18,7 @@ finishes, so an interrupted run keeps what it measured; ``--table`` renders the 
 Usage: python benchmarks/memory.py [--rows benchmarks/memory-rows.jsonl] [--cases resnet18@224x1 ...]
        python benchmarks/memory.py --table [--output benchmarks/results.md]
        python benchmarks/memory.py --repredict   (predictions again, measurements kept)
+       python benchmarks/memory.py --cost   (what the analysis adds to summary, whole processes)
 """
 from __future__ import annotations
 
@@ -40,6 +41,46 @@ CASES: list[tuple[str, int, int, tuple[str, ...]]] = [
     *[(m, 224, 32, ()) for m in MODELS],
 ]
 SECTION = "## Memory (issue 17)"
+COST = REPO / "benchmarks" / "memory-cost.json"
+# What the memory analysis costs inside `summary` (its Totals rows, on by default), as whole processes
+# run in alternation: resnet50 without it, with it, and with it at 4096².
+COST_COMMANDS = {
+    "without": ["summary", "resnet50", "--no-memory"],
+    "with": ["summary", "resnet50"],
+    "with_4096": ["summary", "resnet50", "--input", "4096"],
+}
+
+
+def measure_cost(runs: int = 7) -> dict[str, Any]:
+    """Median wall seconds of each of COST_COMMANDS, run ``runs`` times in alternation after a warm-up."""
+    import os
+    import statistics
+    import subprocess
+
+    exe = [sys.executable, "-m", "resnet_inspect"]
+    walls: dict[str, list[float]] = {key: [] for key in COST_COMMANDS}
+    env = {**os.environ, "COLUMNS": "100"}
+    for run in range(runs + 1):
+        for key, argv in COST_COMMANDS.items():
+            start = time.perf_counter()
+            subprocess.run(exe + argv, check=True, stdout=subprocess.DEVNULL, env=env, cwd=REPO)
+            if run:
+                walls[key].append(time.perf_counter() - start)
+    return {"runs": runs, "median_s": {k: statistics.median(v) for k, v in walls.items()},
+            "min_s": {k: min(v) for k, v in walls.items()}, "max_s": {k: max(v) for k, v in walls.items()}}
+
+
+def cost_lines(cost: dict[str, Any]) -> list[str]:
+    """The two cost targets of issue 17 as rows of the targets table."""
+    m = cost["median_s"]
+    added, flat = m["with"] / m["without"] - 1, m["with_4096"] / m["with"]
+    return [
+        f"| the memory analysis adds ≤ 50% to summary resnet50 (medians of {cost['runs']} whole processes) | "
+        f"{m['with']:.2f} s with, {m['without']:.2f} s without (--no-memory): +{100 * added:.0f}% | "
+        f"{'PASS' if added <= 0.5 else 'FAIL'} |",
+        f"| flat in resolution: summary resnet50 at 4096² ≤ 1.1× at 224, memory included | "
+        f"{m['with_4096']:.2f} s / {m['with']:.2f} s = {flat:.2f}× | {'PASS' if flat <= 1.1 else 'FAIL'} |",
+    ]
 
 
 def label(model: str, size: int, batch: int) -> str:
@@ -180,6 +221,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         f"{'PASS' if worst['training'] <= 0.05 else 'FAIL'} |",
         f"| inference peak within 10%, every case | worst {100 * worst['inference']:.2f}% | "
         f"{'PASS' if worst['inference'] <= 0.10 else 'FAIL'} |",
+        *(cost_lines(json.loads(COST.read_text(encoding="utf-8"))) if COST.exists() else []),
         "",
     ]
     return "\n".join(lines)
@@ -204,7 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", action="store_true", help="render the rows measured so far into --output")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results.md")
     parser.add_argument("--repredict", action="store_true", help="recompute the predictions of the rows measured")
+    parser.add_argument("--cost", action="store_true", help=f"time what the analysis adds to summary into {COST.name}")
     args = parser.parse_args(argv)
+    if args.cost:
+        COST.write_text(json.dumps(measure_cost(), indent=2) + "\n", encoding="utf-8")
+        print(COST.read_text(encoding="utf-8"))
+        return 0
     if args.repredict:
         repredict(args.rows)
         return 0
