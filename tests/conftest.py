@@ -319,3 +319,24 @@ def row(output: str, name: str, after: str = "") -> str:
         if cells and cells[0] == name:
             return line
     raise AssertionError(f"no row for {name} in:\n{output}")
+
+
+# A user's module whose root forward calls a function op itself (sigmoid, which saves its output for the
+# backward): what the root saves is filed under the root, not under a child.
+ROOT_SAVING_NET = (
+    "import torch\nfrom torch import nn\n\n"
+    "class Net(nn.Module):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        self.conv = nn.Conv2d(3, 4, 3)\n\n"
+    "    def forward(self, x):\n"
+    "        return torch.sigmoid(self.conv(x))\n\n"
+    "def build():\n"
+    "    return Net()\n")
+
+
+def importable_module(folder: Path, name: str, source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Write ``name``.py into ``folder``, make it the working directory and put it on sys.path."""
+    (folder / f"{name}.py").write_text(source, encoding="utf-8")
+    monkeypatch.chdir(folder)
+    monkeypatch.syspath_prepend(str(folder))

@@ -20,7 +20,7 @@ from resnet_inspect.analysis.memory import MemoryOptions, analyze_memory, fit_ba
 from resnet_inspect.analysis.memory_measure import measured_peak
 from resnet_inspect.api import build
 from resnet_inspect.errors import InputError
-from tests.conftest import run_cli
+from tests.conftest import ROOT_SAVING_NET, importable_module, run_cli
 
 
 def _tiny() -> nn.Module:
@@ -217,18 +217,7 @@ def test_summary_memory_json_and_csv_carry_saved_for_backward_per_layer() -> Non
 def test_summary_memory_csv_counts_what_the_root_module_saves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A functional op in the root's own forward (sigmoid, which saves its 4x6x6 output) is saved under
     the root's class name; the CSV puts it on the root's row, so the column still sums to the total."""
-    (tmp_path / "root_saving_net.py").write_text(
-        "import torch\nfrom torch import nn\n\n"
-        "class Net(nn.Module):\n"
-        "    def __init__(self):\n"
-        "        super().__init__()\n"
-        "        self.conv = nn.Conv2d(3, 4, 3)\n\n"
-        "    def forward(self, x):\n"
-        "        return torch.sigmoid(self.conv(x))\n\n"
-        "def build():\n"
-        "    return Net()\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    importable_module(tmp_path, "root_saving_net", ROOT_SAVING_NET, monkeypatch)
     result = run_cli("summary", "root_saving_net:build", "--input", "8", "--memory", "--format", "csv")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))

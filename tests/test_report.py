@@ -27,6 +27,7 @@ from resnet_inspect.render.explain import explain_record
 from resnet_inspect.render.graph import node_name
 from resnet_inspect.render.report import _plain_console, render_html
 from resnet_inspect.render.table import count_text, shows_row, summary_rows
+from conftest import ROOT_SAVING_NET, importable_module
 
 runner = CliRunner()
 
@@ -294,18 +295,7 @@ def test_saved_bars_count_what_the_root_module_saves(tmp_path: Path, monkeypatch
     the stage bars (the root's group, "other"), which still sum to the total."""
     from resnet_inspect.analysis.memory import MemoryOptions, analyze_memory
 
-    (tmp_path / "root_saving_net.py").write_text(
-        "import torch\nfrom torch import nn\n\n"
-        "class Net(nn.Module):\n"
-        "    def __init__(self):\n"
-        "        super().__init__()\n"
-        "        self.conv = nn.Conv2d(3, 4, 3)\n\n"
-        "    def forward(self, x):\n"
-        "        return torch.sigmoid(self.conv(x))\n\n"
-        "def build():\n"
-        "    return Net()\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    importable_module(tmp_path, "root_saving_net", ROOT_SAVING_NET, monkeypatch)
     result = runner.invoke(app, ["report", "root_saving_net:build", "--input", "8", "-o", "-"])
     assert result.exit_code == 0, result.output
     from root_saving_net import build

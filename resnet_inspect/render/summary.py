@@ -118,13 +118,7 @@ def block_rows(report: Report) -> list[SummaryRow] | None:
                              kind=group.kind, checks=checks)  # type: ignore[arg-type]
             made[id(group)] = row
             rows.append(row)
-        row.params += rec.params
-        row.trainable_params += rec.trainable_params
-        row.buffers += rec.buffers
-        row.macs += rec.macs
-        row.other_ops += rec.other_ops
-        row.output_bytes += rec.output_bytes
-        row.folded += 1
+        row.absorb(rec)
     return rows
 
 

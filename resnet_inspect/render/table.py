@@ -119,6 +119,16 @@ class SummaryRow:
     kind: str | None = None  # ... its type (``Bottleneck``, ``FPN level``) ...
     checks: tuple[bool, ...] | None = None  # ... and the formula checks of its records
 
+    def absorb(self, rec: LayerRecord) -> None:
+        """Add a deeper record's costs to this row."""
+        self.params += rec.params
+        self.trainable_params += rec.trainable_params
+        self.buffers += rec.buffers
+        self.macs += rec.macs
+        self.other_ops += rec.other_ops
+        self.output_bytes += rec.output_bytes
+        self.folded += 1
+
 
 def summary_rows(report: Report, depth: int | None = None) -> list[SummaryRow]:
     """One row per record; with ``depth``, records nested deeper are summed into their ancestor.
@@ -133,13 +143,7 @@ def summary_rows(report: Report, depth: int | None = None) -> list[SummaryRow]:
     anchor: SummaryRow | None = None
     for rec in report.layers:
         if depth is not None and rec.depth > depth and anchor is not None:
-            anchor.params += rec.params
-            anchor.trainable_params += rec.trainable_params
-            anchor.buffers += rec.buffers
-            anchor.macs += rec.macs
-            anchor.other_ops += rec.other_ops
-            anchor.output_bytes += rec.output_bytes
-            anchor.folded += 1
+            anchor.absorb(rec)
             continue
         row = SummaryRow(rec, rec.params, rec.trainable_params, rec.buffers, rec.macs, rec.other_ops,
                          rec.output_bytes)
