@@ -191,7 +191,7 @@ def test_depth_all_and_depth_n_give_the_module_views() -> None:
 
 
 def test_make_run_fits_a_screen_and_says_how_to_see_every_layer() -> None:
-    for columns, most in ((100, 63), (80, 67)):
+    for columns, most in ((100, 61), (80, 67)):
         out = summary("resnet50", columns=columns)
         assert len(out.splitlines()) <= most, (columns, len(out.splitlines()))
         assert "--depth all" in out

@@ -275,7 +275,7 @@ def totals_table(report: Report, units: Units = "exact", conventions: bool = Tru
 
 
 _BUFFER_LABELS = {
-    "running_statistics": "norm running statistics, updated while training",
+    "running_statistics": "norm running statistics, updated in training",
     "frozen_constants": "frozen-norm constants (scale, shift, mean, variance), never updated",
     "other": "other buffers",
 }
@@ -285,11 +285,11 @@ def buffers_note(report: Report, units: Units = "exact") -> str:
     """What the buffers hold, from ``report.buffer_kinds``: one kind named, several counted."""
     kinds = [(kind, n) for kind, n in report.buffer_kinds.items() if n]
     if len(kinds) == 1:
-        return f"state_dict tensors that are not parameters: {_BUFFER_LABELS[kinds[0][0]]}"
+        return f"non-parameter state: {_BUFFER_LABELS[kinds[0][0]]}"
     if kinds:
-        return "state_dict tensors that are not parameters: " + "; ".join(
+        return "non-parameter state: " + "; ".join(
             f"{count(n, units)} {_BUFFER_LABELS[kind]}" for kind, n in kinds)
-    return "state_dict tensors that are not parameters"
+    return "non-parameter state (state_dict tensors)"
 
 
 def outputs_table(report: Report, console: Console) -> Table:
@@ -354,11 +354,11 @@ def model_title(report: Report) -> str:
 
 
 def _header(report: Report) -> str:
-    device = "a traced forward on the meta device" if report.device == "meta" else f"a real forward on {report.device}"
+    device = "traced on the meta device" if report.device == "meta" else f"a real forward on {report.device}"
     text = f"{model_title(report)}, input {shape_text(report.input_size)}"
     if report.padded_from is not None:
         text += f" padded from {shape_text(report.padded_from)}"
-    return text + f"; shapes from {device}, MACs from the {report.counter} counter."
+    return text + f"; {device}, MACs by the {report.counter} counter."
 
 
 def shape_mismatches(report: Report) -> list[LayerRecord]:
