@@ -611,3 +611,20 @@ def test_meta_init_skipped_leaves_cpu_initialisation_and_torch_nn_init_as_they_w
     assert on_meta.weight.is_meta
     assert torch.equal(on_cpu, plain)
     assert {name: getattr(init, name) for name in RANDOM_INITS} == before
+
+
+def test_overlapping_meta_builds_put_torch_nn_init_back() -> None:
+    """Two builds whose contexts overlap without nesting (as two threads' do): the second enters while
+    the first is inside, the first leaves before the second. The originals come back all the same."""
+    from torch.nn import init
+
+    from resnet_inspect.models.meta import RANDOM_INITS, meta_init_skipped
+
+    before = {name: getattr(init, name) for name in RANDOM_INITS}
+    first, second = meta_init_skipped(), meta_init_skipped()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert init.kaiming_uniform_ is not before["kaiming_uniform_"]  # the second build still skips meta init
+    second.__exit__(None, None, None)
+    assert {name: getattr(init, name) for name in RANDOM_INITS} == before

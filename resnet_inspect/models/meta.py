@@ -8,6 +8,7 @@ yet ``uniform_`` and ``normal_`` on a meta tensor run torch's Python decompositi
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +33,10 @@ def _skipping_meta(original: Callable[..., Any]) -> Callable[..., Any]:
     return initialise
 
 
+_LOCK = threading.Lock()
+_ACTIVE: dict[str, Any] = {"depth": 0, "originals": {}}  # builds inside the context; what they replaced
+
+
 @contextmanager
 def meta_init_skipped() -> Iterator[None]:
     """While this runs, ``torch.nn.init``'s random initialisers leave meta tensors alone.
@@ -39,12 +44,23 @@ def meta_init_skipped() -> Iterator[None]:
     Tensors on any other device are initialised as before (the stand-ins delegate to the
     originals), so a model built meanwhile on the CPU, in another thread, is unchanged; its random
     stream too, since a meta tensor never draws from it.
+
+    Builds in several threads share one patched period: the first to enter swaps the stand-ins
+    in, the last to leave puts the originals back, so nesting or overlapping never leaves a
+    stand-in behind.
     """
-    originals = {name: getattr(init, name) for name in RANDOM_INITS if hasattr(init, name)}
-    for name, original in originals.items():
-        setattr(init, name, _skipping_meta(original))
+    with _LOCK:
+        if _ACTIVE["depth"] == 0:
+            _ACTIVE["originals"] = {name: getattr(init, name) for name in RANDOM_INITS if hasattr(init, name)}
+            for name, original in _ACTIVE["originals"].items():
+                setattr(init, name, _skipping_meta(original))
+        _ACTIVE["depth"] += 1
     try:
         yield
     finally:
-        for name, original in originals.items():
-            setattr(init, name, original)
+        with _LOCK:
+            _ACTIVE["depth"] -= 1
+            if _ACTIVE["depth"] == 0:
+                for name, original in _ACTIVE["originals"].items():
+                    setattr(init, name, original)
+                _ACTIVE["originals"] = {}
