@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import gc
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
@@ -18,6 +17,7 @@ from ..errors import InputError
 from ..inputs import InputData, check_elements, parse_input_size, parse_pad_to, parse_tensor_shape
 from ..models.meta import meta_init_skipped
 from ..models.resnet import build_model
+from ..periods import SharedPeriod
 from ..text import sentence
 from ..variants import ResNetSpec, get_spec
 from . import counters
@@ -278,8 +278,14 @@ def count_buffer_kinds(model: nn.Module, owned: dict[str, tuple[list[Any], list[
     return counts
 
 
-_EAGER_LOCK = threading.Lock()
-_eager: dict[str, Any] = {"traces": 0, "stance": None}  # traces running; the set_stance that put back the stance
+def _force_eager() -> Callable[[], None]:
+    stance = torch.compiler.set_stance("force_eager")
+    return lambda: stance.__exit__(None, None, None)  # back to the stance before the first trace
+
+
+#: The compile stance is process-wide, so traces in several threads share one ``force_eager``
+#: period (:class:`~resnet_inspect.periods.SharedPeriod`).
+_force_eager_period = SharedPeriod(_force_eager)
 
 
 @contextmanager
@@ -289,26 +295,14 @@ def _compiled_code_runs_eagerly() -> Iterator[None]:
     Dynamo would otherwise trace into resnet-inspect's own hooks and function mode (and fail on
     them); run eagerly, a compiled helper's operators reach the tracer like any others, as
     torchinfo and FlopCounterMode see them. (``torch.compiler.disable`` does not reach a compiled
-    function called inside: it re-enables itself.) The compile stance is process-wide, so traces
-    in several threads share one ``force_eager`` period: the first sets it, the last puts back
-    what it was. Without torch._dynamo imported nothing can be compiled, and importing it costs
-    about a second.
+    function called inside: it re-enables itself.) Without torch._dynamo imported nothing can be
+    compiled, and importing it costs about a second.
     """
     if "torch._dynamo" not in sys.modules:
         yield
         return
-    with _EAGER_LOCK:
-        if _eager["traces"] == 0:
-            _eager["stance"] = torch.compiler.set_stance("force_eager")
-        _eager["traces"] += 1
-    try:
+    with _force_eager_period():
         yield
-    finally:
-        with _EAGER_LOCK:
-            _eager["traces"] -= 1
-            if _eager["traces"] == 0:
-                _eager["stance"].__exit__(None, None, None)  # back to the stance before the first trace
-                _eager["stance"] = None
 
 
 def _trace_stop(stop: DataDependentStop) -> TraceStop:

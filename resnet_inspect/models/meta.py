@@ -8,12 +8,12 @@ yet ``uniform_`` and ``normal_`` on a meta tensor run torch's Python decompositi
 from __future__ import annotations
 
 import functools
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from torch.nn import init
+
+from ..periods import SharedPeriod
 
 # The random initialisers of torch.nn.init (the constant ones have cheap meta kernels).
 RANDOM_INITS = ("uniform_", "normal_", "trunc_normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
@@ -33,34 +33,21 @@ def _skipping_meta(original: Callable[..., Any]) -> Callable[..., Any]:
     return initialise
 
 
-_LOCK = threading.Lock()
-_ACTIVE: dict[str, Any] = {"depth": 0, "originals": {}}  # builds inside the context; what they replaced
+def _skip_meta_inits() -> Callable[[], None]:
+    """Swap the stand-ins into torch.nn.init; return what puts the originals back."""
+    originals = {name: getattr(init, name) for name in RANDOM_INITS if hasattr(init, name)}
+    for name, original in originals.items():
+        setattr(init, name, _skipping_meta(original))
+
+    def restore() -> None:
+        for name, original in originals.items():
+            setattr(init, name, original)
+    return restore
 
 
-@contextmanager
-def meta_init_skipped() -> Iterator[None]:
-    """While this runs, ``torch.nn.init``'s random initialisers leave meta tensors alone.
-
-    Tensors on any other device are initialised as before (the stand-ins delegate to the
-    originals), so a model built meanwhile on the CPU, in another thread, is unchanged; its random
-    stream too, since a meta tensor never draws from it.
-
-    Builds in several threads share one patched period: the first to enter swaps the stand-ins
-    in, the last to leave puts the originals back, so nesting or overlapping never leaves a
-    stand-in behind.
-    """
-    with _LOCK:
-        if _ACTIVE["depth"] == 0:
-            _ACTIVE["originals"] = {name: getattr(init, name) for name in RANDOM_INITS if hasattr(init, name)}
-            for name, original in _ACTIVE["originals"].items():
-                setattr(init, name, _skipping_meta(original))
-        _ACTIVE["depth"] += 1
-    try:
-        yield
-    finally:
-        with _LOCK:
-            _ACTIVE["depth"] -= 1
-            if _ACTIVE["depth"] == 0:
-                for name, original in _ACTIVE["originals"].items():
-                    setattr(init, name, original)
-                _ACTIVE["originals"] = {}
+#: While this runs (``with meta_init_skipped():``), ``torch.nn.init``'s random initialisers leave
+#: meta tensors alone. Tensors on any other device are initialised as before (the stand-ins
+#: delegate to the originals), so a model built meanwhile on the CPU, in another thread, is
+#: unchanged; its random stream too, since a meta tensor never draws from it. Builds in several
+#: threads share one patched period (:class:`~resnet_inspect.periods.SharedPeriod`).
+meta_init_skipped = SharedPeriod(_skip_meta_inits)
