@@ -628,3 +628,90 @@ def test_overlapping_meta_builds_put_torch_nn_init_back() -> None:
     assert init.kaiming_uniform_ is not before["kaiming_uniform_"]  # the second build still skips meta init
     second.__exit__(None, None, None)
     assert {name: getattr(init, name) for name in RANDOM_INITS} == before
+
+
+# -- a stage's repeated blocks on meta are copies of its first (models.replicate) ---------------------
+
+def _meta_build(name: str) -> nn.Module:
+    from resnet_inspect.models.meta import meta_init_skipped
+    from resnet_inspect.models.resnet import build_model
+
+    with torch.device("meta"), meta_init_skipped():
+        return build_model(ri.get_spec(name))
+
+
+def _anatomy(model: nn.Module) -> list[tuple]:
+    """Everything a module tree is made of, tensors by their metadata: names, classes, every plain
+    attribute, containers, parameters and buffers (shape, strides, dtype, class, requires_grad)."""
+    rows: list[tuple] = []
+    for name, module in model.named_modules(remove_duplicate=False):
+        for key, value in sorted(module.__dict__.items()):
+            if key in ("_parameters", "_buffers"):
+                value = [(k, None if t is None else (type(t), tuple(t.shape), t.stride(), t.dtype, t.device.type,
+                                                     t.requires_grad)) for k, t in value.items()]
+            elif key == "_modules":
+                value = [(k, type(m)) for k, m in value.items()]
+            elif isinstance(value, (dict, set, list)):
+                value = (type(value), sorted(map(repr, value.items() if isinstance(value, dict) else value)))
+            rows.append((name, type(module).__name__, key, repr(value)))
+    return rows
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnext50_32x4d", "resnet50d", "seresnet50",
+                                  "resnetv2_50", "cifar_resnet20", "retinanet_r50_fpn", "maskrcnn_r50_fpn",
+                                  "hopenet", "resnet50_caffe"])
+def test_meta_copies_of_repeated_blocks_equal_constructed_ones(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resnet_inspect.models import resnet
+
+    copied = _meta_build(name)
+    monkeypatch.setattr(resnet, "is_meta_module", lambda module: False)  # every block constructed
+    constructed = _meta_build(name)
+    assert _anatomy(copied) == _anatomy(constructed)
+    # Nothing is shared between blocks: one tensor per parameter and buffer, one module per name
+    # (a block's one ReLU, used three times, stays one module inside its block).
+    tensors = [*copied.parameters(), *copied.buffers()]
+    assert len({id(t) for t in tensors}) == len(tensors) == len([*constructed.parameters(), *constructed.buffers()])
+    assert len(list(copied.modules())) == len(list(constructed.modules()))
+
+
+def test_repeated_blocks_are_copied_not_constructed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 3+4+6+3 bottlenecks in 4 stages: one construction for each stage's first block (with its
+    # shortcut) and one for its second (the template of the rest); the others are copies.
+    built: list[int] = []
+    original = Bottleneck.__init__
+
+    def counting(self: Bottleneck, *args: object, **kwargs: object) -> None:
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Bottleneck, "__init__", counting)
+    model = _meta_build("resnet50")
+    assert len(built) == 8
+    assert sum(isinstance(m, Bottleneck) for m in model.modules()) == 16
+
+
+def test_meta_copies_are_independent_of_their_template() -> None:
+    from resnet_inspect.models.replicate import meta_copy
+
+    model = _meta_build("resnet50")
+    first, second = model.layer1[1], model.layer1[2]
+    calls: list[str] = []
+    handle = second.register_forward_hook(lambda *a: calls.append("second"))
+    assert not first._forward_hooks and first._modules is not second._modules
+    assert first.conv1.weight is not second.conv1.weight and first.relu is not second.relu
+    second.conv1.weight.requires_grad_(False)
+    assert first.conv1.weight.requires_grad
+    with pytest.raises(ValueError, match="hooks"):
+        meta_copy(second)
+    handle.remove()
+    with pytest.raises(ValueError, match="meta tensors only"):
+        meta_copy(nn.Conv2d(2, 2, 1))
+
+
+def test_a_cpu_build_constructs_every_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On the CPU each block draws its own random initialisation, as it always did.
+    from resnet_inspect.models import resnet
+
+    monkeypatch.setattr(resnet, "meta_copy", lambda module: pytest.fail("a CPU block was copied"))
+    model = resnet.build_model(ri.get_spec("resnet18"))
+    assert not torch.equal(model.layer1[0].conv1.weight, model.layer1[1].conv1.weight)

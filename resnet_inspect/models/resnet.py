@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,6 +16,7 @@ from .blocks import (
 )
 from .fpn import build_fpn
 from .norm import NORM_LAYERS
+from .replicate import is_meta_module, meta_copy
 
 
 class SelectAdaptivePool2d(nn.Module):
@@ -116,9 +118,21 @@ class _StageBuilder:
                       norm_layer=NORM_LAYERS[spec.norm])
         if block is not PreActBottleneck:
             common["se"] = spec.se
-        return [block(plan.in_channels, plan.planes, stride=plan.stride, downsample=self.shortcut(plan),
-                      dilation=plan.dilation, first_dilation=plan.first_dilation, **common)
-                for plan in self.plan[index].blocks]
+        blocks: list[nn.Module] = []
+        built: dict[tuple[Any, ...], nn.Module] = {}  # blocks without a shortcut module, by what builds them
+        for plan in self.plan[index].blocks:
+            downsample = self.shortcut(plan)
+            key = (plan.in_channels, plan.planes, plan.stride, plan.dilation, plan.first_dilation)
+            template = built.get(key) if downsample is None else None
+            if template is not None:  # on meta: the same block again, with new tensors (models.replicate)
+                blocks.append(meta_copy(template))
+                continue
+            made = block(plan.in_channels, plan.planes, stride=plan.stride, downsample=downsample,
+                         dilation=plan.dilation, first_dilation=plan.first_dilation, **common)
+            if downsample is None and is_meta_module(made):
+                built[key] = made
+            blocks.append(made)
+        return blocks
 
 
 class ResNet(nn.Module):
