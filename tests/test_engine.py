@@ -586,3 +586,49 @@ def test_output_info_json_form_is_unchanged() -> None:
         "const": {"shape": [2, 3]}}
     fpn = ri.inspect("retinanet_r50_fpn", (256, 256)).to_dict()
     assert fpn["output_info"]["p6"]["stride"] == 64 and fpn["fpn"]["levels"] == fpn["output_info"]
+
+
+# -- memoised counting (trace._Known) -----------------------------------------------------------------
+
+def _dicts(report: ri.Report) -> list[dict]:
+    return [asdict(r) for r in report.layers]
+
+
+@pytest.mark.parametrize("name,size", [("resnet50", 224), ("resnet18d", 160), ("cifar_resnet20", 32),
+                                       ("retinanet_r50_fpn", (256, 320)), ("hopenet", 224)])
+def test_memoised_counting_gives_the_records_of_counting_every_call(name: str, size: object,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from resnet_inspect.analysis import trace
+
+    trace._Known.table.clear()
+    memoised = ri.inspect(name, size)
+    again = ri.inspect(name, size)  # every signature already known
+    monkeypatch.setattr(trace, "_MEMOISED", frozenset())
+    counted = ri.inspect(name, size)
+    assert _dicts(memoised) == _dicts(again) == _dicts(counted)
+    assert memoised.totals == counted.totals
+
+
+def test_a_repeated_operator_signature_is_counted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resnet_inspect.analysis import ops, trace
+
+    calls: list[int] = []
+    rule = ops.RULES["conv2d"]
+
+    def counting(bound: dict, out: object) -> ops.OpStats:
+        calls.append(1)
+        return rule.count(bound, out)
+
+    monkeypatch.setitem(ops.RULES, "conv2d", ops.Rule(rule.params, rule.defaults, counting))
+    monkeypatch.setattr(trace, "RULES", ops.RULES)
+    trace._Known.table.clear()
+    report = ri.inspect("resnet50", layers="3,8,36,3")
+    convs = [r for r in report.layers if r.type == "Conv2d"]
+    signatures = {(r.input_shapes[0], r.op.kernel, r.op.stride, r.op.out_channels, r.op.groups) for r in convs}
+    # Once before and once after for each distinct signature, instead of twice per call.
+    assert len(convs) == 155 and len(signatures) == 23 and len(calls) == 2 * len(signatures)
+    # A window too large for its input fails with the formula, the second time as the first
+    # (Hopenet's 7×7 average pool at 64×64).
+    for _ in range(2):
+        with pytest.raises(InputTooSmall, match="no longer fits"):
+            ri.inspect("hopenet", 64)

@@ -122,6 +122,82 @@ def _meta_shortcut(name: str, func: Any, bound: dict[str, Any], args: tuple[Any,
     return torch.empty(shape, dtype=dtype, device="meta")
 
 
+# Operators whose counting is memoised (see _Known): the ones a deep net repeats, whose rules
+# read only the shapes, dtypes and settings of their arguments.
+_MEMOISED = frozenset({"conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "linear", "adaptive_avg_pool2d"})
+_KNOWN_LIMIT = 4096
+
+
+def _out_key(out: Any) -> tuple[Any, ...] | None:
+    """What a rule reads of an operator's output: its shape (and dtype); None for anything but a tensor."""
+    return (tuple(out.shape), out.dtype) if type(out) is torch.Tensor else None
+
+
+class _Known:
+    """A counting rule's results for one operator signature, kept for the next call with it.
+
+    A rule is a pure function of its arguments' shapes, dtypes and settings (``ops.RULES``), and
+    the shape ATen gives a window on an empty batch (``_empty_batch_window``) is a pure function
+    of the same: ResNet-152's 50 blocks repeat 13 distinct convolutions. So the second call of a
+    signature takes the stats the first computed, and on meta its output shape. Every call still
+    runs through the trace, gets its record and carries its receptive field; only the arithmetic
+    of the rule is not redone. Stats are never changed once made (``Tracer._account`` reads them).
+    """
+
+    table: dict[tuple[Any, ...], _Known] = {}
+    __slots__ = ("before", "after", "window")
+
+    def __init__(self, before: OpStats) -> None:
+        self.before = before
+        self.after: dict[Any, OpStats] = {}
+        self.window: tuple[tuple[int, ...], torch.dtype] | None = None  # a window's output (C, H, W) and dtype
+
+    @classmethod
+    def of(cls, name: str, bound: dict[str, Any]) -> _Known | None:
+        """The entry for this call's signature (made on first sight); None where it cannot be keyed."""
+        if name not in _MEMOISED:
+            return None
+        key = _signature(name, bound)
+        if key is None:
+            return None
+        known = cls.table.get(key)
+        if known is None:
+            if len(cls.table) >= _KNOWN_LIMIT:
+                cls.table.clear()
+            known = cls.table[key] = cls(RULES[name].count(bound, None))
+        return known
+
+    def learn(self, before: OpStats, out: Any, out_key: Any, after: OpStats, name: str) -> None:
+        """Keep the stats of this output, and a window's output shape as ATen gave it."""
+        if out_key is None:
+            return
+        self.after[out_key] = after
+        if name in _WINDOWED and out.dim() == 4:
+            self.window = (tuple(out.shape[1:]), out.dtype)
+
+
+def _signature(name: str, bound: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The operator's name and everything its rule reads of the bound arguments: each tensor's shape,
+    dtype and device type, each setting by type and value. None for an argument that cannot be keyed."""
+    parts: list[Any] = [name]
+    for key, value in bound.items():
+        kind = type(value)
+        if kind is torch.Tensor or kind is nn.Parameter:
+            parts.append((key, tuple(value.shape), value.dtype, value.device.type))
+        elif kind in _KEYED:
+            parts.append((key, kind, value))
+        elif kind is tuple or kind is list:
+            if not all(type(v) in _KEYED for v in value):
+                return None
+            parts.append((key, kind, tuple(value)))
+        else:
+            return None
+    return tuple(parts)
+
+
+_KEYED = frozenset({int, float, bool, str, type(None)})
+
+
 @dataclass(frozen=True)
 class PathNode:
     """A weighted layer on the longest path to a tensor (a linked list back to the input)."""
@@ -292,7 +368,7 @@ def _qualified(module: str, parameter: str) -> str:
 
 
 def _shapes(value: Any) -> list[tuple[int, ...]]:
-    return [tuple(int(d) for d in t.shape) for t in _tensors(value)]
+    return [tuple(t.shape) for t in _tensors(value)]  # a torch.Size holds ints
 
 
 @dataclass
@@ -300,7 +376,7 @@ class _Frame:
     module: nn.Module
     record: LayerRecord
     leaf: bool
-    op_counts: dict[str, int]
+    op_counts: dict[str, int] | None  # a container's functional calls by operator (None for a leaf)
     # The tensors of the last operator with an analytic shape, and whether it was a reduction:
     # the shape check applies to the output that operator defines (see Tracer._check_target).
     shaped: tuple[list[torch.Tensor], bool] | None = None
@@ -356,11 +432,12 @@ class Tracer(TorchFunctionMode):
         with torch._C.DisableTorchFunction():
             self._post_hook(module, args, kwargs, output)
 
-    def _new_record(self, name: str, type_: str, kind: str, leaf: bool, inputs: Any) -> LayerRecord:
+    def _new_record(self, name: str, type_: str, kind: str, leaf: bool, inputs: list[torch.Tensor]) -> LayerRecord:
+        """A record for a call whose input tensors are ``inputs``."""
         parent = self.stack[-1].record.name if self.stack else None
         rec = LayerRecord(index=len(self.records), name=name, type=type_, kind=kind, depth=len(self.stack),
-                          parent=parent, is_leaf=leaf, input_shapes=_shapes(inputs))
-        for t in _tensors(inputs):
+                          parent=parent, is_leaf=leaf, input_shapes=[tuple(t.shape) for t in inputs])
+        for t in inputs:
             info = _info(t)
             if info is not None and info.producer is not None:
                 rec.input_from.append(self.records[info.producer].name)
@@ -369,16 +446,16 @@ class Tracer(TorchFunctionMode):
 
     def _pre_hook(self, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
         name = self.names.get(module, type(module).__name__)
-        leaf = next(module.children(), None) is None
+        leaf = not module._modules or next(module.children(), None) is None
         # Shapes are read here, before an in-place op (ReLU(inplace=True)) can touch the input;
         # tensors passed by keyword count as inputs too.
-        rec = self._new_record(name, type(module).__name__, "module", leaf, (args, kwargs) if kwargs else args)
+        inputs = _operands(args, kwargs)
+        rec = self._new_record(name, type(module).__name__, "module", leaf, inputs)
         rec.call = self.calls[name]
         self.calls[name] += 1
         if rec.call == 0:
             self._claim(rec, name)
-        given = tuple(_operands(args, kwargs)) if leaf else ()
-        self.stack.append(_Frame(module, rec, leaf, defaultdict(int), given=given))
+        self.stack.append(_Frame(module, rec, leaf, None if leaf else defaultdict(int), given=tuple(inputs) if leaf else ()))
 
     def _claim(self, rec: LayerRecord, name: str) -> None:
         """Count a module's own parameters at its first call; tied ones only where first seen."""
@@ -402,13 +479,13 @@ class Tracer(TorchFunctionMode):
                 self.claimed_buffers.add(id(b))
                 rec.buffers += b.numel()
 
-    def _claim_operands(self, rec: LayerRecord, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _claim_operands(self, rec: LayerRecord, operands: list[torch.Tensor]) -> None:
         """Count, at the operator's record, the weights of a module that is not called but whose
         parameters the operator takes (an attention's out_proj), and note that module as used."""
         if self._param_owner is None:
             self._param_owner = {id(p): (name, pname) for name, (params, _) in self.owned.items()
                                  for pname, p in params}
-        for t in _operands(args, kwargs):
+        for t in operands:
             owner = self._param_owner.get(id(t))
             if owner is None or id(t) in self.claimed:
                 continue
@@ -425,9 +502,9 @@ class Tracer(TorchFunctionMode):
             return
         frame = self.stack.pop()
         rec = frame.record
-        rec.output_shapes = _shapes(output)
-        outs = list(_tensors(output))
-        ins = list(_operands(args, kwargs))
+        outs = _tensors(output)
+        rec.output_shapes = [tuple(o.shape) for o in outs]
+        ins = list(frame.given) if frame.leaf else _operands(args, kwargs)
         new = [o for o in outs if not any(o is g for g in frame.given)]
         if frame.leaf and new and len(new) < len(outs):
             # It returns some of its inputs unchanged beside new tensors: torchvision's
@@ -479,7 +556,8 @@ class Tracer(TorchFunctionMode):
     # -- operators -----------------------------------------------------------------------------
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        infos = [(t, i) for t in _operands(args, kwargs) if (i := _info(t)) is not None]
+        operands = _operands(args, kwargs)
+        infos = [(t, i) for t in operands if (i := _info(t)) is not None]
         if not infos:
             return self._run(func, args, kwargs)
         name = op_name(func)
@@ -494,20 +572,28 @@ class Tracer(TorchFunctionMode):
             bound = rule.bind(args, kwargs)
             rec = self._owner(name, [t for t, _ in infos])
             self.counted.add(rec.index)
-            self._claim_operands(rec, args, kwargs)
-            before = rule.count(bound, None)
+            self._claim_operands(rec, operands)
+            known = _Known.of(name, bound)
+            before = known.before if known is not None else rule.count(bound, None)
         except Exception as exc:
             raise TraceBug(f"resnet-inspect failed to count {name}: {exc!r}") from exc
         self._check_fits(rec, before)
         x = bound.get("input")
         self.running = rec  # if the operator raises, this is the layer that failed
-        if isinstance(x, torch.Tensor) and x.is_meta and name in _META_SHORTCUTS:
+        if known is not None and known.window is not None and x.is_meta:  # type: ignore[union-attr]
+            out = torch.empty((x.shape[0], *known.window[0]), dtype=known.window[1], device="meta")  # type: ignore[union-attr]
+        elif isinstance(x, torch.Tensor) and x.is_meta and name in _META_SHORTCUTS:
             out = _meta_shortcut(name, func, bound, args, kwargs)
         else:
             out = self._run(func, args, kwargs, name)
         self.running = None
         try:
-            self._account(rec, rule.count(bound, out), infos, args, out)
+            after = known.after.get(out_key := _out_key(out)) if known is not None else None
+            if after is None:
+                after = rule.count(bound, out)
+                if known is not None:
+                    known.learn(before, out, out_key, after, name)
+            self._account(rec, after, infos, args, out)
         except Exception as exc:
             raise TraceBug(f"resnet-inspect failed to count {name}: {exc!r}") from exc
         return out
@@ -533,7 +619,7 @@ class Tracer(TorchFunctionMode):
             rec = frame.record
         else:
             parent = frame.record.name if frame else ""
-            counts = frame.op_counts if frame else defaultdict(int)
+            counts = frame.op_counts if frame is not None and frame.op_counts is not None else defaultdict(int)
             suffix = f"#{counts[name]}" if counts[name] else ""
             counts[name] += 1
             rec = self._new_record(f"{parent}:{name}{suffix}", f"F.{name}", "function", True, activations)
@@ -544,25 +630,25 @@ class Tracer(TorchFunctionMode):
         rec.macs += stats.macs
         rec.other_ops += stats.other_ops
         rec.weighted = rec.weighted or stats.weighted
+        outs = _tensors(out)
         if stats.op is not None:  # a leaf that runs several (option A: subsample, then pad) keeps them all
             rec.op = chain(rec.op, stats.op) if rec.kind == "module" else stats.op
         if stats.analytic_shape is not None:
             # A leaf that runs several shaped ops (option A: subsample, then pad) is checked
             # against the last one; the working of each is kept.
             rec.analytic_shape = tuple(int(d) for d in stats.analytic_shape)
-            rec.working = rec.working + stats.working if rec.kind == "module" else stats.working
+            rec.working = rec.working + stats.working if rec.kind == "module" else list(stats.working)
             if rec.kind == "module" and self.stack and self.stack[-1].record is rec:
-                self.stack[-1].shaped = (list(_tensors(out)), isinstance(stats.op, MeanOp))
+                self.stack[-1].shaped = (outs, isinstance(stats.op, MeanOp))
         for _, info in infos:
             if info.producer is not None and info.producer != rec.index and info.producer not in rec.read_from:
                 rec.read_from.append(info.producer)
-        outs = list(_tensors(out))
         new = _propagate(_combine(infos), stats, rec.index)
         for t in outs:
             t.__dict__[_INFO] = new
         if rec.kind == "function":
-            rec.output_shapes = _shapes(out)
-            ins = list(_tensors(args))
+            rec.output_shapes = [tuple(o.shape) for o in outs]
+            ins = _tensors(args)
             rec.inplace = any(o is i for o in outs for i in ins)
             if not rec.inplace:
                 rec.output_bytes = sum(o.numel() * o.element_size() for o in outs)
