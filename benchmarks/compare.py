@@ -523,6 +523,9 @@ def report(commands: list[Command], floor: Floor, runs: int, timeout: float, loa
         f"- Each command ran {runs} times (after one uncounted warm-up) as a whole process, each run right after a "
         f"run of the floor, `{FLOOR_LABEL}`: resnet-inspect ends with `os._exit` once its output is flushed, so "
         "the floor skips the interpreter's teardown too. '× floor' is the median (min–max) of the paired ratios.",
+        "- resnet_inspect is byte-compiled first (`python -m compileall`), as pip does when it installs a wheel "
+        "and as torch and the peers were: the editable install under `PYTHONDONTWRITEBYTECODE=1` would otherwise "
+        "recompile it in every run.",
         "- resnet-inspect's command line switches Python's cyclic garbage collector off as it starts "
         "(`resnet_inspect.process.pause_collector`); the floor and the peers keep Python's default.",
         "- Wall time is from spawning the process to reaping it; CPU time is user + system; peak RSS is the "
@@ -586,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     peer_cases = () if args.no_peers else tuple(args.peer_cases)
     scope = (f"cases {', '.join(c[4] for c in cases)}; peers on "
              f"{', '.join(p for p in peer_cases if any(c[4] == p for c in cases)) or 'none'}")
+    compile_bytecode()
     with tempfile.TemporaryDirectory(prefix="resnet-inspect-bench-") as tmp:
         workdir = Path(tmp)
         commands = build_commands(cases, workdir, peers=not args.no_peers, peer_cases=peer_cases)
@@ -606,6 +610,17 @@ def main(argv: list[str] | None = None) -> int:
         _memory_table(args.output)
     print(f"Wrote {args.output}")
     return 0
+
+
+def compile_bytecode() -> None:
+    """Byte-compile resnet_inspect as ``pip install`` does for an installed package.
+
+    The package is installed editable (``pip install -e``), and an environment with
+    ``PYTHONDONTWRITEBYTECODE=1`` (this machine's, and many CI images') never writes its .pyc
+    files: every run would then compile our 15,000 lines before doing anything, which no user of
+    the wheel pays. torch and the peers were byte-compiled when pip installed them.
+    """
+    subprocess.run([PY, "-m", "compileall", "-q", str(REPO / "resnet_inspect")], check=True, stdout=subprocess.DEVNULL)
 
 
 def _memory_table(output: Path) -> None:

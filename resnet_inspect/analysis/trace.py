@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -198,17 +198,19 @@ def _signature(name: str, bound: dict[str, Any]) -> tuple[Any, ...] | None:
 _KEYED = frozenset({int, float, bool, str, type(None)})
 
 
-@dataclass(frozen=True)
-class PathNode:
+class PathNode(NamedTuple):
     """A weighted layer on the longest path to a tensor (a linked list back to the input)."""
 
     record: int
     previous: PathNode | None
 
 
-@dataclass(frozen=True)
-class TensorInfo:
-    """Receptive field (size, jump, start per dimension) and weighted depth of a tensor."""
+class TensorInfo(NamedTuple):
+    """Receptive field (size, jump, start per dimension) and weighted depth of a tensor.
+
+    Immutable; a named tuple rather than a frozen dataclass because the trace makes one per
+    operator, and a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``.
+    """
 
     rf: tuple[float, float] = (1, 1)
     jump: tuple[float, float] = (1, 1)
@@ -521,7 +523,7 @@ class Tracer(TorchFunctionMode):
             for t in outs:
                 info = _info(t)
                 if info is not None and info.producer != rec.index and not any(t is i for i in ins):
-                    t.__dict__[_INFO] = replace(info, producer=rec.index)
+                    t.__dict__[_INFO] = info._replace(producer=rec.index)
         self._check_target(frame, outs)
         self._set_rf(rec, outs)
 
