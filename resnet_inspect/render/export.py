@@ -28,7 +28,7 @@ CSV_COLUMNS = (
 
 
 def to_json(report: Report) -> str:
-    """Exactly ``report.to_dict()``, serialised (as ``json.dumps(indent=2, ensure_ascii=False)`` writes it)."""
+    """Exactly ``report.to_dict()``, serialised: one line per record (see :mod:`.jsontext` for the layout)."""
     from .jsontext import dumps
 
     return dumps(report.to_dict()) + "\n"
