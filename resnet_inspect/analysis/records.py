@@ -1,6 +1,7 @@
 """Data records of an inspection. Numbers only: ``render/`` turns them into text."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -81,12 +82,12 @@ class LayerRecord:
             # Peer counters (fvcore, torch) fill these two: keep whatever they gave as _jsonable would.
             "macs": self.macs if type(self.macs) is int else _jsonable(self.macs),
             "other_ops": self.other_ops if type(self.other_ops) is int else _jsonable(self.other_ops),
-            "op": None if self.op is None else _op_json(self.op),
+            "op": None if self.op is None else op_json(self.op),
             "analytic_shape": list(self.analytic_shape) if self.analytic_shape is not None else None,
             "shape_ok": self.shape_ok, "working": list(self.working),
             "receptive_field": list(self.receptive_field) if self.receptive_field is not None else None,
-            "jump": None if self.jump is None else _numbers(self.jump),
-            "start": None if self.start is None else _numbers(self.start),
+            "jump": None if self.jump is None else json_numbers(self.jump),
+            "start": None if self.start is None else json_numbers(self.start),
             "global_field": self.global_field, "stage": self.stage, "weighted": self.weighted,
             "on_main_path": self.on_main_path, "path_depth": self.path_depth, "inplace": self.inplace,
             "output_bytes": self.output_bytes, "input_from": list(self.input_from), "read_from": list(self.read_from),
@@ -340,8 +341,12 @@ class Report:
         return html(self)
 
     @collector_paused()  # its passes over the records of 800 blocks doubled the time
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with stable keys."""
+    def to_dict(self, records: Callable[[list[LayerRecord]], Any] | None = None) -> dict[str, Any]:
+        """JSON-ready dict with stable keys.
+
+        ``records`` makes the "layers" value of the records; by default it is the list of their
+        ``json_dict()`` (render/jsonreport.py writes their JSON text straight from the fields instead).
+        """
         parts = {
             "model": self.model,
             "input_size": self.input_size,
@@ -363,20 +368,25 @@ class Report:
             **({"stopped": self.stopped.to_dict()} if self.stopped is not None else {}),
         }
         # The records are most of it: each builds its own JSON form (LayerRecord.json_dict).
-        return {key: [r.json_dict() for r in value] if key == "layers" else _jsonable(value)
-                for key, value in parts.items()}
+        layers = records or _json_dicts
+        return {key: layers(value) if key == "layers" else _jsonable(value) for key, value in parts.items()}
+
+
+def _json_dicts(records: list[LayerRecord]) -> list[dict[str, Any]]:
+    return [r.json_dict() for r in records]
 
 
 # Operators whose fields are all typed ints, bools and strings (tuples of ints): their to_dict() is
 # JSON-ready as it is. ResizeOp keeps the caller's arguments as given and a Chain may hold one.
-_TYPED_OPS = (WindowOp, LinearOp, MatMulOp, AttentionOp, PadOp, MeanOp, AdaptivePoolOp)
+TYPED_OPS = (WindowOp, LinearOp, MatMulOp, AttentionOp, PadOp, MeanOp, AdaptivePoolOp)
 
 
-def _op_json(op: OpDesc) -> dict[str, Any]:
-    return op.to_dict() if type(op) in _TYPED_OPS else _jsonable(op.to_dict())
+def op_json(op: OpDesc) -> dict[str, Any]:
+    """An op's JSON form in the report (its ``to_dict()``, through ``_jsonable`` where it may hold the caller's values)."""
+    return op.to_dict() if type(op) in TYPED_OPS else _jsonable(op.to_dict())
 
 
-def _numbers(pair: tuple[float, ...]) -> list[Any]:
+def json_numbers(pair: tuple[float, ...]) -> list[Any]:
     """A tuple of floats as ``_jsonable`` writes it: a list, integral floats as ints (NaN and inf kept)."""
     numbers = []
     for v in pair:  # a loop, not a comprehension or a call per number: one of these per record and field

@@ -29,9 +29,9 @@ CSV_COLUMNS = (
 
 def to_json(report: Report) -> str:
     """Exactly ``report.to_dict()``, serialised: one line per record (see :mod:`.jsontext` for the layout)."""
-    from .jsontext import dumps
+    from .jsonreport import report_json
 
-    return dumps(report.to_dict()) + "\n"
+    return report_json(report)
 
 
 def _dims(shape: Any) -> str:

@@ -42,15 +42,20 @@ _LAID_OUT = 2  # levels written one item per line: the top value and the values 
 _NOT_NUMBERS = (str, dict, list, tuple)
 
 
-def dumps(value: Any) -> str:
-    """``value`` as JSON text in the layout above: ``json.loads`` of it equals ``json.loads`` of
+def dumps(value: Any, end: str = "") -> str:
+    """``value`` as JSON text in the layout above, then ``end``: ``json.loads`` of it equals ``json.loads`` of
     ``json.dumps(value, indent=2, ensure_ascii=False)``, and what ``json.dumps`` refuses raises the same error."""
     parts: list[str] = []
     try:
         _write(value, 0, "\n", _Compact(), parts)
     except _Unusual:
-        return json.dumps(value, indent=2, ensure_ascii=False)  # its own error for such a key
+        return json.dumps(value, indent=2, ensure_ascii=False) + end  # its own error for such a key
+    parts.append(end)
     return "".join(parts)
+
+
+class Written(list):  # type: ignore[type-arg]
+    """An array whose items are JSON texts already, each on one line: :func:`dumps` puts them in as they are."""
 
 
 class _Unusual(Exception):
@@ -96,6 +101,12 @@ def _laid_out(value: Any, level: int) -> bool:
 
 def _write(value: Any, level: int, newline: str, compact: _Compact, parts: list[str]) -> None:
     """Append ``value`` written at ``level``; ``newline`` is "\\n" and the indent its lines carry."""
+    if isinstance(value, Written):
+        inner = newline + _INDENT
+        laid_out = level < _LAID_OUT and value
+        # Pieces, not one concatenation: each + would copy the megabytes of the records again.
+        parts.extend(("[", inner, ("," + inner).join(value), newline, "]") if laid_out else ("[", ", ".join(value), "]"))
+        return
     if not _laid_out(value, level):
         parts.extend(compact.texts((value,)))
         return
