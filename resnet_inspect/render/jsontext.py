@@ -25,8 +25,10 @@ The layout, for a report::
     }
 
 An object or array at the top or directly in it is written one item per line (two spaces of indent
-per level), unless it is empty or an array of numbers only (a shape), which take one line; anything
-deeper (a layer record, a downsampling step, an output's details) is one line.
+per level), unless it is empty or an array of numbers only (no string, array or object in it: a
+shape), which take one line; anything deeper (a layer record, a downsampling step, an output's
+details) is one line. An array given as :class:`Written` holds its items' texts already
+(render/jsonreport.py writes the records' lines so).
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def dumps(value: Any, end: str = "") -> str:
     try:
         _write(value, 0, "\n", _Compact(), parts)
     except _Unusual:
-        return json.dumps(value, indent=2, ensure_ascii=False) + end  # its own error for such a key
+        return json.dumps(value, indent=2, ensure_ascii=False) + end  # raises its own error for such a key
     parts.append(end)
     return "".join(parts)
 
