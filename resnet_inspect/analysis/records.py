@@ -1,13 +1,15 @@
 """Data records of an inspection. Numbers only: ``render/`` turns them into text."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .blocks import Structure
 
-from .opdesc import OpDesc
+from ..collector import collector_paused
+from .opdesc import AdaptivePoolOp, AttentionOp, LinearOp, MatMulOp, MeanOp, OpDesc, PadOp, WindowOp
 
 Shape = tuple[int, ...]
 
@@ -64,6 +66,32 @@ class LayerRecord:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["op"] = self.op.to_dict() if self.op is not None else None
         return data
+
+    def json_dict(self) -> dict[str, Any]:
+        """``_jsonable(self.to_dict())``, built directly: the report's JSON holds one per record, so the
+        generic walk over every number cost more than writing the JSON (issue 19). The fields typed as
+        ints, strings and bools are taken as they are (the trace makes them so); the rest go through
+        what ``_jsonable`` does to them (lists for tuples, ints for integral floats)."""
+        return {
+            "index": self.index, "name": self.name, "type": self.type, "kind": self.kind, "depth": self.depth,
+            "parent": self.parent, "is_leaf": self.is_leaf, "call": self.call,
+            "input_shapes": list(map(list, self.input_shapes)),
+            "output_shapes": list(map(list, self.output_shapes)),
+            "params": self.params, "trainable_params": self.trainable_params, "buffers": self.buffers,
+            "shared": list(self.shared),
+            # Peer counters (fvcore, torch) fill these two: keep whatever they gave as _jsonable would.
+            "macs": self.macs if type(self.macs) is int else _jsonable(self.macs),
+            "other_ops": self.other_ops if type(self.other_ops) is int else _jsonable(self.other_ops),
+            "op": None if self.op is None else op_json(self.op),
+            "analytic_shape": list(self.analytic_shape) if self.analytic_shape is not None else None,
+            "shape_ok": self.shape_ok, "working": list(self.working),
+            "receptive_field": list(self.receptive_field) if self.receptive_field is not None else None,
+            "jump": None if self.jump is None else json_numbers(self.jump),
+            "start": None if self.start is None else json_numbers(self.start),
+            "global_field": self.global_field, "stage": self.stage, "weighted": self.weighted,
+            "on_main_path": self.on_main_path, "path_depth": self.path_depth, "inplace": self.inplace,
+            "output_bytes": self.output_bytes, "input_from": list(self.input_from), "read_from": list(self.read_from),
+        }
 
 
 @dataclass(frozen=True)
@@ -312,9 +340,14 @@ class Report:
 
         return html(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with stable keys."""
-        return _jsonable({
+    @collector_paused()  # its passes over the records of 800 blocks doubled the time
+    def to_dict(self, records: Callable[[list[LayerRecord]], Any] | None = None) -> dict[str, Any]:
+        """JSON-ready dict with stable keys.
+
+        ``records`` makes the "layers" value of the records; by default it is the list of their
+        ``json_dict()`` (render/jsonreport.py writes their JSON text straight from the fields instead).
+        """
+        parts = {
             "model": self.model,
             "input_size": self.input_size,
             "padded_from": self.padded_from,
@@ -322,7 +355,7 @@ class Report:
             "counter": self.counter,
             "device": self.device,
             "convention": self.convention,
-            "layers": [r.to_dict() for r in self.layers],
+            "layers": self.layers,
             "totals": self.totals,
             "buffer_kinds": self.buffer_kinds,
             "outputs": self.outputs,
@@ -333,7 +366,35 @@ class Report:
             "fpn": self.fpn.to_dict() if self.fpn is not None else None,
             "warnings": self.warnings,
             **({"stopped": self.stopped.to_dict()} if self.stopped is not None else {}),
-        })
+        }
+        # The records are most of it: each builds its own JSON form (LayerRecord.json_dict).
+        layers = records or _json_dicts
+        return {key: layers(value) if key == "layers" else _jsonable(value) for key, value in parts.items()}
+
+
+def _json_dicts(records: list[LayerRecord]) -> list[dict[str, Any]]:
+    return [r.json_dict() for r in records]
+
+
+# Operators whose fields are all typed ints, bools and strings (tuples of ints): their to_dict() is
+# JSON-ready as it is. ResizeOp keeps the caller's arguments as given and a Chain may hold one.
+TYPED_OPS = (WindowOp, LinearOp, MatMulOp, AttentionOp, PadOp, MeanOp, AdaptivePoolOp)
+
+
+def op_json(op: OpDesc) -> dict[str, Any]:
+    """An op's JSON form in the report (its ``to_dict()``, through ``_jsonable`` where it may hold the caller's values)."""
+    return op.to_dict() if type(op) in TYPED_OPS else _jsonable(op.to_dict())
+
+
+def json_numbers(pair: tuple[float, ...]) -> list[Any]:
+    """A tuple of floats as ``_jsonable`` writes it: a list, integral floats as ints (NaN and inf kept)."""
+    numbers = []
+    for v in pair:  # a loop, not a comprehension or a call per number: one of these per record and field
+        if type(v) is float:
+            numbers.append(int(v) if v.is_integer() else v)
+        else:
+            numbers.append(v if type(v) is int else _jsonable(v))
+    return numbers
 
 
 def _jsonable(value: Any) -> Any:

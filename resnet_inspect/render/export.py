@@ -28,10 +28,10 @@ CSV_COLUMNS = (
 
 
 def to_json(report: Report) -> str:
-    """Exactly ``report.to_dict()``, serialised (as ``json.dumps(indent=2, ensure_ascii=False)`` writes it)."""
-    from .jsontext import dumps
+    """Exactly ``report.to_dict()``, serialised: one line per record (see :mod:`.jsontext` for the layout)."""
+    from .jsonreport import report_json
 
-    return dumps(report.to_dict()) + "\n"
+    return report_json(report)
 
 
 def _dims(shape: Any) -> str:

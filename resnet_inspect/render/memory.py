@@ -119,7 +119,9 @@ def with_memory(text: str, fmt: str, report: MemoryReport) -> str:
     if fmt == "json":
         data = json.loads(text)
         data["memory"] = summary_memory_dict(report)
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        from .jsontext import dumps
+
+        return dumps(data) + "\n"  # as export.to_json lays it out
     if fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(text)))
         fields = [*(rows[0].keys() if rows else []), "saved_for_backward_bytes"]
