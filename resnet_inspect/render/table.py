@@ -15,6 +15,7 @@ from ..analysis.records import LayerRecord, Projection, Report
 from ..errors import InputError
 from ..text import visible
 from .measure import QuickTable
+from .quickrender import print_verbatim
 from .numbers import Units, binary_bytes, count, exact, percent, si_text, with_unit  # noqa: F401 (si_text: explain, export)
 
 
@@ -86,7 +87,7 @@ def print_table(console: Console, table: Table) -> None:
     finally:
         console.width = width
     # Rich pads every row to the table's width; a file or a pipe is better off without it.
-    console.out("\n".join(line.rstrip() for line in captured.get().splitlines()), highlight=False)
+    print_verbatim(console, "\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def print_section(console: Console, title: str, body: RenderableType) -> None:
