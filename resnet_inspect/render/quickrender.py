@@ -60,6 +60,18 @@ class _Out:
         else:
             self._plain.append(text)
 
+    def pieces(self, pieces: list[Piece]) -> None:
+        """Pieces of text in their styles, in order."""
+        plain, segments, styled = self._plain, self.segments, self.styled
+        for text, style in pieces:
+            if style and styled:
+                if plain:
+                    segments.append(Segment("".join(plain)))
+                    plain.clear()
+                segments.append(Segment(text, style))
+            else:
+                plain.append(text)
+
     def segment(self, segment: Segment) -> None:
         """A segment rich made (a control code is kept as it is)."""
         if segment.control:
@@ -113,29 +125,27 @@ class _Styles:
         return found
 
 
-def _cell_text(cell: Any) -> tuple[str, str | Style, list[Any]] | None:
+def _cell_key(cell: Any) -> tuple[str, Any, tuple[Any, ...]] | None:
     """A cell's plain text, base style and spans, when rich would render it as that text alone."""
     if type(cell) is str:
         if "[" in cell or ":" in cell or not cell.isprintable():
             return None  # markup or an emoji code: rich's markup parser decides what it shows
-        return cell, "", []
+        return cell, "", ()
     if type(cell) is Text:
         if cell.justify or cell.overflow or cell.no_wrap is not None or cell.end != "\n":
             return None
         plain = cell.plain
         if not plain.isprintable():
             return None
-        return plain, cell.style, cell._spans
+        return plain, cell.style, tuple(cell._spans)
     return None
 
 
-def quick_cell(cell: Any, width: int, justify: str, styles: _Styles) -> list[Piece] | None:
+def quick_cell(key: tuple[str, Any, tuple[Any, ...]], width: int, justify: str,
+               styles: _Styles) -> list[Piece] | None:
     """A cell's one line, ``width`` cells wide, as rich's Text.wrap and Text.render piece it; None
-    when the cell needs rich (it wraps, it has markup, it is not text, it is justified otherwise)."""
-    found = _cell_text(cell)
-    if found is None:
-        return None
-    plain, base, spans = found
+    when the cell needs rich (it wraps, or it is justified otherwise). ``key`` is from :func:`_cell_key`."""
+    plain, base, spans = key
     length = cell_len(plain)
     if length > width:
         return None
@@ -184,6 +194,7 @@ class _Grid:
         self.out = _Out(styled=console.color_system is not None or console.record)
         self.border = console.get_style(table.style or "") + console.get_style(table.border_style or "")
         self.header_style = console.get_style(table.header_style or "")
+        self._known: dict[tuple[int, Any], list[Piece] | None] = {}  # laid-out cells, by column and text
         box = table.box.substitute(options, safe=console.safe_box if table.safe_box is None else table.safe_box) \
             if table.box else None
         self.box: Box | None = box.get_plain_headed_box() if box and not table.show_header else box
@@ -209,18 +220,37 @@ class _Grid:
 
     def row(self, cells: Sequence[Any], style: Style, header: bool, first: bool, last: bool) -> None:
         """One row of cells, each in ``style`` (the header's bold, or none)."""
-        table, widths = self.table, self.widths
-        lines: list[list[Piece]] = []
-        for cell, width, (left, right), column in zip(cells, widths, self.paddings, table.columns):
-            pieces = quick_cell(cell, width - left - right, column.justify, self.styles)
-            if pieces is None:
+        edges = self.edges(first, last)
+        show_edge = edges is not None and self.table.show_edge
+        pieces: list[Piece] = [(edges[0], self.border)] if show_edge else []  # type: ignore[index]
+        add, extend, known = pieces.append, pieces.extend, self._known
+        for index, cell in enumerate(cells):
+            if index and edges is not None:
+                add((edges[2].text, edges[2].style))
+            key = _cell_key(cell)
+            laid = None if key is None else known.get((index, key), False)
+            if laid is False:  # not seen in this column yet
+                laid = self._lay(index, key)  # type: ignore[arg-type]
+                known[(index, key)] = laid
+            if laid is None:
                 self._rich_row(cells, style, header, first, last)
                 return
             if style:
-                pieces = [(text, style + piece_style if piece_style else style) for text, piece_style in pieces]
-            pad = style or None
-            lines.append(([(" " * left, pad)] if left else []) + pieces + ([(" " * right, pad)] if right else []))
-        self._emit(lines, first, last)
+                extend((text, style + piece_style if piece_style else style) for text, piece_style in laid)
+            else:
+                extend(laid)
+        if show_edge:
+            add((edges[1], self.border))  # type: ignore[index]
+        add(("\n", None))
+        self.out.pieces(pieces)
+
+    def _lay(self, index: int, key: tuple[str, Any, tuple[Any, ...]]) -> list[Piece] | None:
+        """A cell of column ``index`` with its padding, as unstyled pieces; None for rich's path."""
+        left, right = self.paddings[index]
+        laid = quick_cell(key, self.widths[index] - left - right, self.table.columns[index].justify, self.styles)
+        if laid is None:
+            return None
+        return ([(" " * left, None)] if left else []) + laid + ([(" " * right, None)] if right else [])
 
     def _rich_row(self, cells: Sequence[Any], style: Style, header: bool, first: bool, last: bool) -> None:
         """A row with a cell only rich can lay out: every cell through rich, aligned as rich aligns them."""
@@ -234,21 +264,6 @@ class _Grid:
             align = {"top": Segment.align_top, "middle": Segment.align_middle}.get(vertical, Segment.align_bottom)
             shaped.append(Segment.set_shape(align(lines, width, height, style), width, height))
         self._emit_lines(shaped, height, first, last)
-
-    def _emit(self, cells: list[list[Piece]], first: bool, last: bool) -> None:
-        """A one-line row of pieces, between the box's edges and dividers."""
-        out = self.out
-        edges = self.edges(first, last)
-        if edges is not None and self.table.show_edge:
-            out.add(edges[0], self.border)
-        for index, cell in enumerate(cells):
-            if index and edges is not None:
-                out.add(edges[2].text, edges[2].style)
-            for text, style in cell:
-                out.add(text, style)
-        if edges is not None and self.table.show_edge:
-            out.add(edges[1], self.border)
-        out.add("\n")
 
     def _emit_lines(self, cells: list[list[list[Segment]]], height: int, first: bool, last: bool) -> None:
         """A row of cells rich rendered, ``height`` lines, between the box's edges and dividers."""
