@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rich.cells import cell_len
 from rich.measure import Measurement
 from rich.padding import Padding
-from rich.table import Column, Table
+from rich.table import Column, Row, Table
 from rich.text import Text
 
 from . import quickrender
@@ -67,6 +67,19 @@ def _text_cell_measure(text: str, extra: int, max_width: int) -> tuple[int, int]
         return _normalized(max_width, max_width, max_width)
     low, high = _normalized(*_text_measure(text), max_width)
     return _normalized(min(low + extra, max_width), min(high + extra, max_width), max_width)
+
+
+def add_rows(table: Table, rows: list[tuple[Any, ...]]) -> None:
+    """``table.add_row(*row)`` for each of ``rows``; rows of strings and Texts, a cell per column,
+    are added in bulk (rich checks each cell is renderable, one call per cell)."""
+    width = len(table.columns)
+    if any(len(row) != width or not all(type(cell) in (str, Text) for cell in row) for row in rows):
+        for row in rows:
+            table.add_row(*row)
+        return
+    for column, cells in zip(table.columns, zip(*rows)):
+        column._cells.extend(cells)
+    table.rows.extend(Row() for _ in rows)
 
 
 class QuickTable(Table):

@@ -14,7 +14,7 @@ from rich.text import Text
 from ..analysis.records import LayerRecord, Projection, Report
 from ..errors import InputError
 from ..text import visible
-from .measure import QuickTable
+from .measure import QuickTable, add_rows
 from .quickrender import print_verbatim
 from .numbers import Units, binary_bytes, count, exact, percent, si_text, with_unit  # noqa: F401 (si_text: explain, export)
 
@@ -201,14 +201,15 @@ LAYER_COLUMNS = (("Layer", "left"), ("Type", "left"), ("Output shape", "left"), 
 
 def layer_table(report: Report, console: Console, depth: int | None = None, *, rows: list[SummaryRow] | None = None,
                 units: Units = "exact", hide: tuple[str, ...] = (), name_width: int | None = None,
-                tight: bool = False) -> Table:
+                tight: bool = False, cells: list[tuple[RenderableType, ...]] | None = None) -> Table:
     """The per-layer table: name indented by nesting, type, output shape, params, MACs, share,
     receptive field and the formula check.
 
     ``rows`` replaces the rows of ``depth`` (the summary's blocks as rows); ``units`` is the number
     style (render/numbers.py); ``hide`` leaves out columns by header, for a narrow terminal, and
     ``name_width`` fixes the Layer column's width, a longer name folding onto a second line;
-    ``tight`` puts one space between columns instead of two (and draws no box).
+    ``tight`` puts one space between columns instead of two (and draws no box). ``cells`` are
+    :func:`layer_cells` of the same rows, made once for several layouts of one table.
     """
     caption = None  # no title: the summary's header line above the table names the model and input
     if depth is not None and rows is None:
@@ -216,24 +217,32 @@ def layer_table(report: Report, console: Console, depth: int | None = None, *, r
     # Tight: no box either, whose column dividers would take a further space each.
     table = QuickTable(caption=caption, box=None if tight else table_box(console), header_style="bold",
                        show_edge=False, collapse_padding=tight, pad_edge=not tight)
-    shown = [(header, justify) for header, justify in LAYER_COLUMNS if header not in hide]
-    for header, justify in shown:
+    shown = [index for index, (header, _) in enumerate(LAYER_COLUMNS) if header not in hide]
+    for index in shown:
+        header, justify = LAYER_COLUMNS[index]
         wrap = name_width is not None and header == "Layer"
         table.add_column(header, justify=justify, no_wrap=not wrap,  # type: ignore[arg-type]
                          overflow="fold" if wrap else "ellipsis", width=name_width if wrap else None)
+    every = layer_cells(report, depth, rows=rows, units=units) if cells is None else cells
+    add_rows(table, [tuple(row[index] for index in shown) for row in every])
+    return table
+
+
+def layer_cells(report: Report, depth: int | None = None, *, rows: list[SummaryRow] | None = None,
+                units: Units = "exact") -> list[tuple[RenderableType, ...]]:
+    """The layer table's cells, a tuple per shown row in the order of LAYER_COLUMNS."""
     total = report.totals["macs"]
+    cells = []
     for row in summary_rows(report, depth) if rows is None else rows:
         if not shows_row(row):
             continue
         rec = row.record
-        cells: dict[str, RenderableType] = {
-            "Layer": _row_name(row), "Type": visible(row.kind or rec.type), "Output shape": _shape_cell(rec),
-            "Params": _cost_cell(row.params, row, count(row.params, units)),
-            "MACs": _cost_cell(row.macs, row, count(row.macs, units)), "% MACs": percent(row.macs, total),
-            "RF": field_text(rec.receptive_field, rec.global_field), "Check": _check_cell(rec, row.checks),
-        }
-        table.add_row(*(cells[header] for header, _ in shown))
-    return table
+        cells.append((
+            _row_name(row), visible(row.kind or rec.type), _shape_cell(rec),
+            _cost_cell(row.params, row, count(row.params, units)), _cost_cell(row.macs, row, count(row.macs, units)),
+            percent(row.macs, total), field_text(rec.receptive_field, rec.global_field), _check_cell(rec, row.checks),
+        ))
+    return cells
 
 
 def totals_table(report: Report, units: Units = "exact", conventions: bool = True, memory: Any = None) -> Table:
