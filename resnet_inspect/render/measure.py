@@ -69,6 +69,27 @@ def _text_cell_measure(text: str, extra: int, max_width: int) -> tuple[int, int]
     return _normalized(min(low + extra, max_width), min(high + extra, max_width), max_width)
 
 
+# The distinct texts of a list of cells, by the cells' identities; the layouts the summary tries
+# share their cell objects, so each column's texts are read once. An entry keeps its cells alive,
+# so no other object can take one of their ids while it is kept.
+_TEXTS: dict[tuple[int, ...], tuple[list[Any], frozenset[str] | None]] = {}
+_TEXTS_KEPT = 64
+
+
+def _distinct_texts(cells: list[Any]) -> frozenset[str] | None:
+    """The set of the cells' plain texts; None when a cell is not plain text (see :func:`_plain`)."""
+    key = tuple(map(id, cells))
+    found = _TEXTS.get(key)
+    if found is not None:
+        return found[1]
+    texts = [_plain(cell) for cell in cells]
+    distinct = None if None in texts else frozenset(texts)  # type: ignore[arg-type]
+    if len(_TEXTS) >= _TEXTS_KEPT:
+        _TEXTS.clear()
+    _TEXTS[key] = (cells, distinct)
+    return distinct
+
+
 def add_rows(table: Table, rows: list[tuple[Any, ...]]) -> None:
     """``table.add_row(*row)`` for each of ``rows``; rows of strings and Texts, a cell per column,
     are added in bulk (rich checks each cell is renderable, one call per cell)."""
@@ -115,8 +136,8 @@ class QuickTable(Table):
         is measured once however many cells show it (its padding depends on the column alone)."""
         raw = [*([column.header] if self.show_header else []), *column._cells,
                *([column.footer] if self.show_footer else [])]
-        texts = [_plain(cell) for cell in raw]
-        if not any(self.padding) or None in texts:
+        texts = _distinct_texts(raw)
+        if not any(self.padding) or texts is None:
             lows, highs = [], []
             for cell in self._get_cells(console, column._index, column):
                 low, high = _cell_measure(console, options, cell.renderable)
@@ -129,7 +150,7 @@ class QuickTable(Table):
         if not self.pad_edge:
             left = 0 if column._index == 0 else left
             right = 0 if column._index == len(self.columns) - 1 else right
-        ranges = [_text_cell_measure(text, left + right, options.max_width) for text in set(texts)]
+        ranges = [_text_cell_measure(text, left + right, options.max_width) for text in texts]
         return [low for low, _ in ranges], [high for _, high in ranges]
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
