@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 _NULL = Style.null()
 Piece = tuple[str, Optional[Style]]  # a run of text and its style (None: unstyled)
+_CELL_END: Any = (None, None)  # between the pieces of two cells: unstyled text is not joined across it
 
 
 def supported(table: Table) -> bool:
@@ -64,6 +65,11 @@ class _Out:
         """Pieces of text in their styles, in order."""
         plain, segments, styled = self._plain, self.segments, self.styled
         for text, style in pieces:
+            if text is None:  # the end of a cell: see row()
+                if plain and styled:
+                    segments.append(Segment("".join(plain)))
+                    plain.clear()
+                continue
             if style and styled:
                 if plain:
                     segments.append(Segment("".join(plain)))
@@ -225,8 +231,12 @@ class _Grid:
         pieces: list[Piece] = [(edges[0], self.border)] if show_edge else []  # type: ignore[index]
         add, extend, known = pieces.append, pieces.extend, self._known
         for index, cell in enumerate(cells):
-            if index and edges is not None:
-                add((edges[2].text, edges[2].style))
+            if index:
+                # Printed to a terminal, rich measures every segment of every line to crop it; cell by
+                # cell the segments repeat down a column, and rich remembers the widths it measured.
+                add(_CELL_END)
+                if edges is not None:
+                    add((edges[2].text, edges[2].style))
             key = _cell_key(cell)
             laid = None if key is None else known.get((index, key), False)
             if laid is False:  # not seen in this column yet
@@ -239,6 +249,7 @@ class _Grid:
                 extend((text, style + piece_style if piece_style else style) for text, piece_style in laid)
             else:
                 extend(laid)
+        add(_CELL_END)
         if show_edge:
             add((edges[1], self.border))  # type: ignore[index]
         add(("\n", None))
