@@ -152,3 +152,25 @@ def test_other_tables_are_left_to_rich() -> None:
         table = Table(**change)  # type: ignore[arg-type]
         table.add_column("a")
         assert not quickrender.supported(table), change
+
+
+def test_the_layouts_tried_share_one_set_of_cells(monkeypatch: pytest.MonkeyPatch) -> None:
+    # At 80 columns the summary tries several layouts of the full table (columns left out, then
+    # names folded); each row's name cell is made once for all of them (before: once per layout).
+    from resnet_inspect.render import summary
+
+    report = _REPORTS["resnet18"]
+    made = 0
+    original = table_module._row_name
+
+    def counted(row: object) -> object:
+        nonlocal made
+        made += 1
+        return original(row)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(table_module, "_row_name", counted)
+    console = _console("plain", 80)
+    rows = summary.view(report, "all").rows  # type: ignore[arg-type]
+    table, hidden = summary.fitted_layer_table(report, console, rows, "all", "exact")  # type: ignore[arg-type]
+    assert hidden  # columns were left out: more than one layout was tried
+    assert made == table.row_count == len([row for row in rows if table_module.shows_row(row)])
