@@ -36,13 +36,12 @@ _CELL_END: Any = (None, None)  # between the pieces of two cells: unstyled text 
 
 def supported(table: Table) -> bool:
     """Whether ``table`` uses only what :func:`render` draws: no footer, row styles, lines between
-    rows, section ends, vertical padding, expansion, fixed table width or column styles."""
+    rows, section ends, vertical padding, expansion or fixed table width."""
     top, _, bottom, _ = table.padding
     return bool(table.columns) and not (
         table.show_footer or table.row_styles or table.show_lines or table.leading or table.expand
         or table.width is not None or top or bottom or not any(table.padding)
-        or any(row.style is not None or row.end_section for row in table.rows)
-        or any(column.style or column.header_style for column in table.columns))
+        or any(row.style is not None or row.end_section for row in table.rows))
 
 
 class _Out:
@@ -199,7 +198,11 @@ class _Grid:
         self.styles = _Styles(console)
         self.out = _Out(styled=console.color_system is not None or console.record)
         self.border = console.get_style(table.style or "") + console.get_style(table.border_style or "")
-        self.header_style = console.get_style(table.header_style or "")
+        get_style = console.get_style
+        # Each cell's style, as Table._get_cells gives it: the header's, or its column's.
+        self.header_styles = [get_style(table.header_style or "") + get_style(column.header_style)
+                              for column in table.columns]
+        self.cell_styles = [get_style(column.style or "") for column in table.columns]
         self._known: dict[tuple[int, Any], list[Piece] | None] = {}  # laid-out cells, by column and text
         box = table.box.substitute(options, safe=console.safe_box if table.safe_box is None else table.safe_box) \
             if table.box else None
@@ -224,8 +227,8 @@ class _Grid:
         self.out.add(text, self.border)
         self.out.add("\n")
 
-    def row(self, cells: Sequence[Any], style: Style, header: bool, first: bool, last: bool) -> None:
-        """One row of cells, each in ``style`` (the header's bold, or none)."""
+    def row(self, cells: Sequence[Any], styles: list[Style], header: bool, first: bool, last: bool) -> None:
+        """One row of cells, each in its style (the header's bold, its column's, or none)."""
         edges = self.edges(first, last)
         show_edge = edges is not None and self.table.show_edge
         pieces: list[Piece] = [(edges[0], self.border)] if show_edge else []  # type: ignore[index]
@@ -243,8 +246,9 @@ class _Grid:
                 laid = self._lay(index, key)  # type: ignore[arg-type]
                 known[(index, key)] = laid
             if laid is None:
-                self._rich_row(cells, style, header, first, last)
+                self._rich_row(cells, styles, header, first, last)
                 return
+            style = styles[index]
             if style:
                 extend((text, style + piece_style if piece_style else style) for text, piece_style in laid)
             else:
@@ -263,14 +267,14 @@ class _Grid:
             return None
         return ([(" " * left, None)] if left else []) + laid + ([(" " * right, None)] if right else [])
 
-    def _rich_row(self, cells: Sequence[Any], style: Style, header: bool, first: bool, last: bool) -> None:
+    def _rich_row(self, cells: Sequence[Any], styles: list[Style], header: bool, first: bool, last: bool) -> None:
         """A row with a cell only rich can lay out: every cell through rich, aligned as rich aligns them."""
         table, console = self.table, self.console
-        rendered = [_rich_cell(console, self.options, cell, padding, width, column, style)
-                    for cell, padding, width, column in zip(cells, self.paddings, self.widths, table.columns)]
+        rendered = [_rich_cell(console, self.options, cell, padding, width, column, style) for cell, padding, width,
+                    column, style in zip(cells, self.paddings, self.widths, table.columns, styles)]
         height = max(len(lines) for lines in rendered)
         shaped = []
-        for lines, cell, width, column in zip(rendered, cells, self.widths, table.columns):
+        for lines, cell, width, column, style in zip(rendered, cells, self.widths, table.columns, styles):
             vertical = "bottom" if header else (getattr(cell, "vertical", None) or column.vertical)
             align = {"top": Segment.align_top, "middle": Segment.align_middle}.get(vertical, Segment.align_bottom)
             shaped.append(Segment.set_shape(align(lines, width, height, style), width, height))
@@ -316,7 +320,7 @@ def render(table: Table, console: Console, options: ConsoleOptions) -> Iterator[
         rows.insert(0, tuple(column.header for column in table.columns))
     for index, cells in enumerate(rows):
         header = index == 0 and table.show_header
-        grid.row(cells, grid.header_style if header else _NULL, header, index == 0, index == len(rows) - 1)
+        grid.row(cells, grid.header_styles if header else grid.cell_styles, header, index == 0, index == len(rows) - 1)
         if header and box:
             grid.line(box.get_row(widths, "head", edge=table.show_edge))
     if box and table.show_edge:

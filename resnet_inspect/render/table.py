@@ -251,7 +251,7 @@ def totals_table(report: Report, units: Units = "exact", conventions: bool = Tru
     other ops and activations are counted to their notes. ``memory`` (an analysis.memory
     MemoryReport) adds its inference and training-step peaks; a string says why there are none."""
     t = report.totals
-    table = Table(box=None, show_header=False, pad_edge=False)
+    table = QuickTable(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(justify="right", no_wrap=True)
     table.add_column()
@@ -304,7 +304,7 @@ def buffers_note(report: Report, units: Units = "exact") -> str:
 
 def outputs_table(report: Report, console: Console) -> Table:
     """Every output (each FPN level) with its shape, stride, receptive field and weighted depth."""
-    table = Table(box=table_box(console), header_style="bold", show_edge=False)
+    table = QuickTable(box=table_box(console), header_style="bold", show_edge=False)
     for column in ("Output", "Shape", "Stride", "Receptive field", "Weighted depth"):
         # Cells may wrap between words only: on a narrow terminal "Receptive field" takes two
         # lines, while a shape or a number, one word, stays whole.
@@ -341,7 +341,7 @@ def depth_text(report: Report, conventions: bool = True) -> Text:
 
 def downsample_table(report: Report, console: Console) -> Table:
     """Per stage: size before and after, stride, which layer carries it, the projection and why."""
-    table = Table(box=table_box(console), header_style="bold")
+    table = QuickTable(box=table_box(console), header_style="bold")
     for column in ("Stage", "Size", "Stride", "Carried by", "Projection shortcut", "Dilation"):
         table.add_column(column, justify="right" if column == "Stride" else "left")
     for step in report.downsample:
