@@ -6,8 +6,10 @@ whether it fits the terminal, to pick which columns to leave out, and again to p
 ResNet-152 at full depth (600 rows) that cost far more than the JSON of the same report. A
 plain string or a Text is measured here the way rich measures it (``Text.__rich_measure__``:
 the widest word and the widest line, inside the cell's padding), from its length alone, and a
-column's measurement is kept for the next call at the same width. Any other cell goes through
-rich as before.
+column's measurement is kept for the next call at the same width, and a column's distinct texts
+for the next table made of the same cells (the layouts the summary tries). Any other cell goes
+through rich as before. Cells are never changed in place once in a table: a console that swaps
+glyphs for ASCII puts new cells in (cli/common.py), and those are measured anew.
 """
 from __future__ import annotations
 

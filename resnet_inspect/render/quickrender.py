@@ -6,9 +6,11 @@ rich renders every cell through a Padding, a Text wrap, ``render_lines`` and two
 as the JSON of the same report. Here a cell that rich would show on one line (a plain string or a
 Text, printable, no wider than its column) is laid out directly: its text justified as
 ``Text.wrap`` justifies it, inside the column's padding, with the same styled pieces rich yields
-(a span, a header's bold, a padding space in the header's style). Unstyled pieces are joined into
-one segment, since a terminal prints them alike. A row with any other cell (one that wraps, markup,
-a renderable) goes through rich's own cell rendering, so what rich would draw is drawn either way.
+(a span, a header's bold, a padding space in the header's style). Unstyled pieces are joined, since
+they print alike: into one segment per cell on a terminal, where rich measures every segment again
+to crop the line (and remembers the widths of the cells that repeat down a column), into one for
+the whole table when nothing is styled. A row with any other cell (one that wraps, markup, a
+renderable) goes through rich's own cell rendering, so what rich would draw is drawn either way.
 
 Only tables with the features the summary uses take this path (:func:`supported`); any other is
 left to rich.
