@@ -42,8 +42,7 @@ class _Odd(nn.Module):
 
 def _reports() -> dict[str, object]:
     reports: dict[str, object] = {name: resnet_inspect.inspect(name) for name in (
-        "resnet18", "resnet50_caffe", "retinanet_r50_fpn", "cifar_resnet20", "resnetv2_50", "seresnet50",
-        "hopenet", "resnet50d")}
+        "resnet18", "retinanet_r50_fpn", "cifar_resnet20", "resnetv2_50", "seresnet50", "hopenet")}
     reports["odd"] = resnet_inspect.inspect(_Odd(), (1, 3, 16, 16))
     wrong = copy.deepcopy(reports["resnet18"])  # a formula that disagrees: a bold red span in its cell
     record = next(rec for rec in wrong.layers if rec.shape_ok)  # type: ignore[attr-defined]
