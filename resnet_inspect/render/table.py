@@ -15,8 +15,8 @@ from ..analysis.records import LayerRecord, Projection, Report
 from ..errors import InputError
 from ..text import visible
 from .measure import QuickTable, add_rows
-from .quickrender import print_verbatim
 from .numbers import Units, binary_bytes, count, exact, percent, si_text, with_unit  # noqa: F401 (si_text: explain, export)
+from .quickrender import print_verbatim
 
 
 # -- formatting helpers shared by summary, tree, explain and diff ---------------------------------
