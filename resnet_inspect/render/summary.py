@@ -26,8 +26,8 @@ from ..errors import InputError
 from ..text import visible
 from .numbers import Units, count
 from .table import (
-    LAYER_COLUMNS, SummaryRow, depth_text, downsample_table, is_plain, layer_table, outputs_table, print_table,
-    projection_note, shape_mismatches, shape_text, shapes_text, summary_rows, totals_table,
+    LAYER_COLUMNS, SummaryRow, depth_text, downsample_table, is_plain, layer_cells, layer_table, outputs_table,
+    print_table, projection_note, shape_mismatches, shape_text, shapes_text, summary_rows, totals_table,
 )
 from .table import _header as header_line
 
@@ -182,17 +182,19 @@ def fitted_layer_table(report: Report, console: Console, rows: list[SummaryRow],
     The headers never change; numbers are never cut (their columns never wrap)."""
     fold = depth if isinstance(depth, int) else None
     hide: tuple[str, ...] = ()
+    cells = layer_cells(report, fold, rows=rows, units=units)  # made once, shared by every layout tried
     tries = [((), False), *(((DROP_ORDER[:k]), True) for k in range(len(DROP_ORDER) + 1))]
     for hide, tight in tries:
-        table = layer_table(report, console, fold, rows=rows, units=units, hide=hide, tight=tight)
+        table = layer_table(report, console, fold, rows=rows, units=units, hide=hide, tight=tight, cells=cells)
         width = natural_width(console, table)
         if width <= console.width:
             return table, hide
-    names = natural_width(console, layer_table(report, console, fold, rows=rows, units=units,
+    names = natural_width(console, layer_table(report, console, fold, rows=rows, units=units, cells=cells,
                                                hide=tuple(h for h in HEADERS if h != "Layer"), tight=True))
     room = names - (width - console.width)
     if room >= MIN_NAME_WIDTH:
-        return layer_table(report, console, fold, rows=rows, units=units, hide=hide, name_width=room, tight=True), hide
+        return layer_table(report, console, fold, rows=rows, units=units, hide=hide, name_width=room, tight=True,
+                           cells=cells), hide
     return layer_records(report, console, fold, rows, units), ()
 
 

@@ -14,8 +14,9 @@ from rich.text import Text
 from ..analysis.records import LayerRecord, Projection, Report
 from ..errors import InputError
 from ..text import visible
-from .measure import QuickTable
+from .measure import QuickTable, add_rows
 from .numbers import Units, binary_bytes, count, exact, percent, si_text, with_unit  # noqa: F401 (si_text: explain, export)
+from .quickrender import print_verbatim
 
 
 # -- formatting helpers shared by summary, tree, explain and diff ---------------------------------
@@ -86,7 +87,7 @@ def print_table(console: Console, table: Table) -> None:
     finally:
         console.width = width
     # Rich pads every row to the table's width; a file or a pipe is better off without it.
-    console.out("\n".join(line.rstrip() for line in captured.get().splitlines()), highlight=False)
+    print_verbatim(console, "\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def print_section(console: Console, title: str, body: RenderableType) -> None:
@@ -200,14 +201,15 @@ LAYER_COLUMNS = (("Layer", "left"), ("Type", "left"), ("Output shape", "left"), 
 
 def layer_table(report: Report, console: Console, depth: int | None = None, *, rows: list[SummaryRow] | None = None,
                 units: Units = "exact", hide: tuple[str, ...] = (), name_width: int | None = None,
-                tight: bool = False) -> Table:
+                tight: bool = False, cells: list[tuple[RenderableType, ...]] | None = None) -> Table:
     """The per-layer table: name indented by nesting, type, output shape, params, MACs, share,
     receptive field and the formula check.
 
     ``rows`` replaces the rows of ``depth`` (the summary's blocks as rows); ``units`` is the number
     style (render/numbers.py); ``hide`` leaves out columns by header, for a narrow terminal, and
     ``name_width`` fixes the Layer column's width, a longer name folding onto a second line;
-    ``tight`` puts one space between columns instead of two (and draws no box).
+    ``tight`` puts one space between columns instead of two (and draws no box). ``cells`` are
+    :func:`layer_cells` of the same rows, made once for several layouts of one table.
     """
     caption = None  # no title: the summary's header line above the table names the model and input
     if depth is not None and rows is None:
@@ -215,24 +217,32 @@ def layer_table(report: Report, console: Console, depth: int | None = None, *, r
     # Tight: no box either, whose column dividers would take a further space each.
     table = QuickTable(caption=caption, box=None if tight else table_box(console), header_style="bold",
                        show_edge=False, collapse_padding=tight, pad_edge=not tight)
-    shown = [(header, justify) for header, justify in LAYER_COLUMNS if header not in hide]
-    for header, justify in shown:
+    shown = [index for index, (header, _) in enumerate(LAYER_COLUMNS) if header not in hide]
+    for index in shown:
+        header, justify = LAYER_COLUMNS[index]
         wrap = name_width is not None and header == "Layer"
         table.add_column(header, justify=justify, no_wrap=not wrap,  # type: ignore[arg-type]
                          overflow="fold" if wrap else "ellipsis", width=name_width if wrap else None)
+    every = layer_cells(report, depth, rows=rows, units=units) if cells is None else cells
+    add_rows(table, [tuple(row[index] for index in shown) for row in every])
+    return table
+
+
+def layer_cells(report: Report, depth: int | None = None, *, rows: list[SummaryRow] | None = None,
+                units: Units = "exact") -> list[tuple[RenderableType, ...]]:
+    """The layer table's cells, a tuple per shown row in the order of LAYER_COLUMNS."""
     total = report.totals["macs"]
+    cells = []
     for row in summary_rows(report, depth) if rows is None else rows:
         if not shows_row(row):
             continue
         rec = row.record
-        cells: dict[str, RenderableType] = {
-            "Layer": _row_name(row), "Type": visible(row.kind or rec.type), "Output shape": _shape_cell(rec),
-            "Params": _cost_cell(row.params, row, count(row.params, units)),
-            "MACs": _cost_cell(row.macs, row, count(row.macs, units)), "% MACs": percent(row.macs, total),
-            "RF": field_text(rec.receptive_field, rec.global_field), "Check": _check_cell(rec, row.checks),
-        }
-        table.add_row(*(cells[header] for header, _ in shown))
-    return table
+        cells.append((
+            _row_name(row), visible(row.kind or rec.type), _shape_cell(rec),
+            _cost_cell(row.params, row, count(row.params, units)), _cost_cell(row.macs, row, count(row.macs, units)),
+            percent(row.macs, total), field_text(rec.receptive_field, rec.global_field), _check_cell(rec, row.checks),
+        ))
+    return cells
 
 
 def totals_table(report: Report, units: Units = "exact", conventions: bool = True, memory: Any = None) -> Table:
@@ -241,7 +251,7 @@ def totals_table(report: Report, units: Units = "exact", conventions: bool = Tru
     other ops and activations are counted to their notes. ``memory`` (an analysis.memory
     MemoryReport) adds its inference and training-step peaks; a string says why there are none."""
     t = report.totals
-    table = Table(box=None, show_header=False, pad_edge=False)
+    table = QuickTable(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(justify="right", no_wrap=True)
     table.add_column()
@@ -294,7 +304,7 @@ def buffers_note(report: Report, units: Units = "exact") -> str:
 
 def outputs_table(report: Report, console: Console) -> Table:
     """Every output (each FPN level) with its shape, stride, receptive field and weighted depth."""
-    table = Table(box=table_box(console), header_style="bold", show_edge=False)
+    table = QuickTable(box=table_box(console), header_style="bold", show_edge=False)
     for column in ("Output", "Shape", "Stride", "Receptive field", "Weighted depth"):
         # Cells may wrap between words only: on a narrow terminal "Receptive field" takes two
         # lines, while a shape or a number, one word, stays whole.
@@ -331,7 +341,7 @@ def depth_text(report: Report, conventions: bool = True) -> Text:
 
 def downsample_table(report: Report, console: Console) -> Table:
     """Per stage: size before and after, stride, which layer carries it, the projection and why."""
-    table = Table(box=table_box(console), header_style="bold")
+    table = QuickTable(box=table_box(console), header_style="bold")
     for column in ("Stage", "Size", "Stride", "Carried by", "Projection shortcut", "Dilation"):
         table.add_column(column, justify="right" if column == "Stride" else "left")
     for step in report.downsample:
