@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves, tree_map
 
 from ..errors import InputError
-from .allocations import Allocations, Ledger
+from .allocations import Allocations, Ledger, tensors_in
 from .preserve import guarded
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -155,7 +155,7 @@ class _Where:
     def _post(self, module: nn.Module, args: Any, output: Any) -> None:
         name = self.stack.pop() if self.stack else self.names[module]
         # Label the autograd nodes this call made (inner modules labelled theirs already).
-        todo = [t.grad_fn for t in tree_leaves(output) if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+        todo = [t.grad_fn for t in tensors_in(output) if t.grad_fn is not None]
         while todo:
             node = todo.pop()
             if node is None or node in self.nodes or node.name() == "torch::autograd::AccumulateGrad":
