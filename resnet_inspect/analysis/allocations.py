@@ -24,7 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 
-@dataclass
+@dataclass(slots=True)
 class Block:
     """One allocation: its size, the layer and phase that made it, and the op's output shape."""
 

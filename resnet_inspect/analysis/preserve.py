@@ -175,11 +175,15 @@ def _put_back(container: dict | list | set, saved: Any) -> None:
 
 
 @contextmanager
-def guarded(model: nn.Module, *, meta: bool) -> Iterator[None]:
+def guarded(model: nn.Module, *, meta: bool) -> Iterator[Callable[[], None]]:
     """Run the body on stand-ins of the model's tensors; put back everything the body changed.
 
     ``meta=True`` gives parameters and buffers empty meta stand-ins (the meta trace allocates
     nothing); ``meta=False`` gives them copies (a real forward may update them in place).
+
+    What it yields renews the stand-ins: everything is put back, then fresh stand-ins go in, as
+    leaving and entering ``guarded`` again would do, without taking the snapshot a second time
+    (the memory analysis runs inference, then a training step, each on stand-ins of its own).
     """
     modules = list(model.modules())  # each module once, however many names it has
     saved = [_Saved(m) for m in modules]
@@ -193,7 +197,9 @@ def guarded(model: nn.Module, *, meta: bool) -> Iterator[None]:
             found = stand_ins[id(t)] = _stand_in(t, meta and for_state, storages)
         return found
 
-    try:
+    def install() -> None:
+        stand_ins.clear()
+        storages.clear()
         with torch.no_grad():  # once for every stand-in (a grad-mode switch each cost a fifth of the guard)
             for entry in saved:  # parameters and buffers first: an attribute may refer to them (LSTM's _flat_weights)
                 for key in _TENSOR_DICTS:
@@ -207,9 +213,19 @@ def guarded(model: nn.Module, *, meta: bool) -> Iterator[None]:
                     if (type(value) in _CONTAINERS or isinstance(value, torch.Tensor)) and key not in _TENSOR_DICTS \
                             and _has_tensor(value):
                         entry.module.__dict__[key] = _substitute(value, swap)
-        yield
-    finally:
+
+    def restore() -> None:
         for entry in saved:
             entry.restore()
         for name, items in hooks.items():
             _put_back(getattr(_module_globals, name), items)
+
+    def renew() -> None:
+        restore()
+        install()
+
+    try:
+        install()
+        yield renew
+    finally:
+        restore()
