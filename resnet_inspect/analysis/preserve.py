@@ -78,7 +78,7 @@ def _stand_in(t: torch.Tensor, meta: bool, storages: dict[tuple[int, int], Any])
             storages[key] = storage.clone()
         copy = torch.empty(0, dtype=t.dtype, device=t.device).set_(
             storages[key], t.storage_offset(), t.size(), t.stride())
-    if isinstance(t, nn.Parameter):
+    if type(t) is nn.Parameter or isinstance(t, nn.Parameter):  # the type first: Parameter's isinstance is Python
         return nn.Parameter(copy, requires_grad=t.requires_grad)
     return copy
 
@@ -136,7 +136,7 @@ class _Saved:
             module.__class__ = self.cls
         state = module.__dict__
         attrs = self.attrs
-        if len(state) != len(attrs) or any(key not in attrs for key in state):
+        if state.keys() != attrs.keys():
             for key in [k for k in state if k not in attrs]:
                 del state[key]
         for key, value in attrs.items():
