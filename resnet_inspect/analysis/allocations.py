@@ -3,9 +3,9 @@
 A ``TorchDispatchMode`` sits below autograd, so it sees the forward's operators, the backward's
 (autograd runs them through the same dispatcher) and the optimizer's. Every output whose storage
 is new is an allocation of ``storage.nbytes()`` bytes, as the caching allocator would be asked
-for; a ``weakref.finalize`` on the storage records its release at the moment its last reference
-dies (torch keeps one Python object per storage, so the finalizer runs when the storage itself
-is freed, not when a temporary handle is). Views and in-place results share a storage that is
+for; the callback of a weak reference to the storage records its release at the moment its last
+reference dies (torch keeps one Python object per storage, so the callback runs when the storage
+itself is freed, not when a temporary handle is). Views and in-place results share a storage that is
 already counted, or one the caller owns (weights, the input), and allocate nothing.
 
 The events are kept as a log, so the live set at the peak is replayed afterwards instead of
