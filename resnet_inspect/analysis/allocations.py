@@ -283,11 +283,15 @@ class Allocations(TorchDispatchMode):
         kwargs = kwargs or {}
         shortcut = _SHORTCUTS.get(func)
         out = shortcut(*args, **kwargs) if shortcut is not None and args[0].is_meta else func(*args, **kwargs)
-        outs = tensors_in(out)
-        if outs:
-            ins = {s._cdata for t in tensors_in(kwargs, tensors_in(args)) if (s := _storage(t)) is not None}
-            for t in outs:
-                self._allocated(t, ins, func)
+        ins: set[int] | None = None  # the inputs' storages, looked up once an output may be new
+        for t in tensors_in(out):
+            storage = _storage(t)
+            if storage is None or storage._cdata in self._serials:  # no storage, or one counted already
+                continue
+            if ins is None:
+                ins = {s._cdata for a in tensors_in(kwargs, tensors_in(args)) if (s := _storage(a)) is not None}
+            if storage._cdata not in ins:  # not a view or in-place result of an input (weights, the input)
+                self._allocated(t, storage, func)
         if self.scratch is not None and (nbytes := self.scratch(func, args)):
             self._transient(nbytes, func)
         return out
@@ -304,10 +308,8 @@ class Allocations(TorchDispatchMode):
             ledger.peak_where, ledger.peak_phase = ledger.blocks[serial].where, self.phase
         ledger.events.append((serial, -1))
 
-    def _allocated(self, t: torch.Tensor, ins: set[int], func: Any) -> None:
-        storage = _storage(t)
-        if storage is None or storage._cdata in ins or storage._cdata in self._serials:
-            return
+    def _allocated(self, t: torch.Tensor, storage: Any, func: Any) -> None:
+        """``t``'s storage is new: log its allocation, and watch for its release."""
         nbytes = int(storage.nbytes())
         if nbytes == 0:
             return
