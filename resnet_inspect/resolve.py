@@ -32,7 +32,7 @@ from .variants import _VARIANTS, ResNetSpec, get_spec, unknown_name_error
 
 KINDS = ("variant", "checkpoint", "factory")
 # The keywords of :func:`resnet_inspect.analysis.inspect.inspect` that are not builder options.
-ENGINE_KEYWORDS = ("real", "counter", "pad_to", "label", "dtype", "mode", "input_data")
+ENGINE_KEYWORDS = ("real", "counter", "pad_to", "label", "dtype", "mode", "input_data", "on_model")
 
 
 @dataclass(frozen=True)

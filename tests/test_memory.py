@@ -264,3 +264,141 @@ def test_summary_says_why_a_peak_is_missing_and_keeps_its_exit_code() -> None:
 def test_summary_memory_table_exits_0() -> None:
     result = run_cli("summary", "cifar_resnet20", "--memory")
     assert result.exit_code == 0 and "Traceback" not in result.output
+
+
+# -- the summary's memory rows reuse what its trace resolved and built (issue 19) --------------------
+def _summary_memory_rows(monkeypatch: pytest.MonkeyPatch, *args: str) -> object:
+    """The ``memory`` the summary table is printed with (a MemoryReport, or the sentence of a failure)."""
+    from resnet_inspect.render import table
+
+    printed: dict[str, object] = {}
+    real_print = table.print_summary
+
+    def capture(*a: object, **k: object) -> None:
+        printed["memory"] = k.get("memory")
+        real_print(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(table, "print_summary", capture)
+    result = run_cli("summary", *args)
+    assert result.exit_code == 0, result.output
+    return printed["memory"]
+
+
+def test_summary_memory_rows_are_the_memory_analysis_of_the_model(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every figure: peaks, where and in which phase, breakdowns, largest tensors, saved per layer.
+    rows = _summary_memory_rows(monkeypatch, "cifar_resnet20", "--input", "2x3x32x32")
+    assert rows == analyze_memory(build("cifar_resnet20"), (3, 32, 32), MemoryOptions(batch=2), label="cifar_resnet20")
+    importable_module(tmp_path, "root_saving_net", ROOT_SAVING_NET, monkeypatch)
+    rows = _summary_memory_rows(monkeypatch, "root_saving_net:build", "--input", "8")
+    from root_saving_net import build as build_net  # type: ignore[import-not-found]
+
+    assert rows == analyze_memory(build_net(), (3, 8, 8), MemoryOptions(batch=1), label="root_saving_net:build")
+
+
+def test_summary_memory_rows_reuse_the_model_the_trace_resolved_and_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The variant is resolved once and built once (by the trace, on meta): the memory analysis runs on
+    # stand-ins of that module. Before, it resolved and built the variant a second time.
+    from resnet_inspect import resolve as resolve_module
+    from resnet_inspect.analysis import inspect as inspect_module
+    from resnet_inspect.models import resnet as resnet_module
+
+    resolved: list[str] = []
+    built: list[str] = []
+    real_resolve, real_build = resolve_module.resolve, resnet_module.build_model
+
+    def counting_resolve(target: str, *args: object, **kwargs: object) -> object:
+        resolved.append(target)
+        return real_resolve(target, *args, **kwargs)  # type: ignore[arg-type]
+
+    def counting_build(spec: object) -> object:
+        built.append(spec.name)  # type: ignore[attr-defined]
+        return real_build(spec)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("resnet_inspect.cli.common._resolve", counting_resolve)
+    monkeypatch.setattr(inspect_module, "build_model", counting_build)
+    monkeypatch.setattr(resnet_module, "build_model", counting_build)
+    rows = _summary_memory_rows(monkeypatch, "cifar_resnet20", "--input", "2x3x32x32")
+    assert not isinstance(rows, str) and rows is not None
+    assert (resolved, built) == (["cifar_resnet20"], ["cifar_resnet20"])
+    built.clear()
+    run_cli("memory", "cifar_resnet20", "--train")  # the memory command builds its own, once
+    assert built == ["cifar_resnet20"]
+
+
+def test_a_checkpoints_summary_reads_and_reports_it_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The memory rows used to resolve MODEL again: the checkpoint was read twice and what it was
+    # recognised as was said twice on stderr.
+    from resnet_inspect import resolve as resolve_module
+    from resnet_inspect.cli import common
+
+    path = tmp_path / "r20.pth"
+    torch.save(build("cifar_resnet20").state_dict(), path)
+    loads: list[object] = []
+    reports: list[object] = []
+    real_load, real_report = resolve_module.load_model, common.report_inference
+    monkeypatch.setattr(resolve_module, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    monkeypatch.setattr(common, "report_inference", lambda *a: reports.append(a) or real_report(*a))
+    rows = _summary_memory_rows(monkeypatch, str(path), "--input", "2x3x32x32")
+    assert (len(loads), len(reports)) == (1, 1)
+    assert rows == analyze_memory(build("cifar_resnet20"), (3, 32, 32), MemoryOptions(batch=2), label=str(path))
+
+
+def test_plain_sgds_meta_step_records_nothing_so_it_is_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The shortcut's premise: SGD's in-place step, run for real on the meta stand-ins, adds no event
+    # to the ledger, so the training figures are the same without running it.
+    from resnet_inspect.analysis import memory as memory_module
+
+    model = build("cifar_resnet20")
+    ledger, kinds, weights = memory_module._run(model, (2, 3, 32, 32), MemoryOptions(batch=2), True)
+    steps: list[int] = []
+
+    def real_step(self: memory_module._PlainSGD) -> None:
+        steps.append(len(self.params))
+        self.run_step()
+
+    monkeypatch.setattr(memory_module._PlainSGD, "step", real_step)
+    stepped, stepped_kinds, stepped_weights = memory_module._run(model, (2, 3, 32, 32), MemoryOptions(batch=2), True)
+    assert steps == [len(list(model.parameters()))]  # the real step did run, over every parameter
+    assert (stepped.events, stepped.blocks, stepped.peak, stepped_kinds, stepped_weights) == \
+        (ledger.events, ledger.blocks, ledger.peak, kinds, weights)
+
+
+class _Caching(nn.Module):
+    """A forward that caches a tensor on the module the first time (as torchvision's AnchorGenerator
+    does) and bumps a counter buffer in place: each run must start from the model as it was."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not hasattr(self, "cache"):
+            self.cache = torch.ones(1, 4, 8, 8, device=x.device)
+        self.calls += 1
+        return self.conv(x) * self.cache
+
+
+def test_inference_and_training_share_one_snapshot_yet_each_starts_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    # analyze_memory takes the model's snapshot once and renews the stand-ins between its two runs;
+    # the figures are those of two separately guarded runs (peak_of), the cache made by the inference
+    # run included in the training step's peak again.
+    from resnet_inspect.analysis import preserve
+
+    snapshots: list[int] = []
+    real_saved = preserve._Saved
+
+    class CountingSaved(real_saved):  # type: ignore[misc, valid-type]
+        def __init__(self, module: nn.Module) -> None:
+            snapshots.append(1)
+            super().__init__(module)
+
+    model = _Caching()
+    inference, training = (peak_of(model, (1, 3, 8, 8), MemoryOptions(), train=t) for t in (False, True))
+    monkeypatch.setattr(preserve, "_Saved", CountingSaved)
+    report = analyze_memory(model, (3, 8, 8))
+    assert (report.inference, report.training) == (inference, training)
+    assert len(snapshots) == len(list(model.modules()))  # one snapshot for both runs
+    assert ("_Caching", "ones.default") in {(t.made_by, t.op) for t in report.training.largest}  # type: ignore[union-attr]
+    assert not hasattr(model, "cache") and int(model.calls) == 0

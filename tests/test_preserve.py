@@ -557,3 +557,31 @@ def test_random_models_are_bit_identical_after_every_mode(width: int, order: lis
     for mode in MODES:
         inspect(model, (2, width), mode)
         assert_unchanged(model, snapshot)
+
+
+# -- renewing the stand-ins, and the containers that were empty (issue 19) ------------------------------------
+
+def test_renew_puts_everything_back_and_gives_fresh_stand_ins() -> None:
+    from resnet_inspect.analysis.preserve import guarded
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    model[0].cached = [torch.ones(2)]
+    snapshot = fingerprint(model)
+    originals = [model[0].weight, model[1].running_mean, model[0].cached]
+    with guarded(model, meta=True) as renew:
+        first = [model[0].weight, model[1].running_mean, model[0].cached[0]]
+        assert first[0] is not originals[0] and first[0].is_meta and first[2] is not originals[2][0]
+        # What a forward may do: add an attribute, register hooks into empty dictionaries, fill an
+        # empty set, cache a tensor, mutate a stand-in's flag.
+        model[0].added = 1
+        model[0].register_forward_hook(lambda *a: None)
+        model[1]._non_persistent_buffers_set.add("running_mean")
+        model[0].cached.append(torch.zeros(1))
+        model[0].weight.requires_grad_(False)
+        renew()
+        second = [model[0].weight, model[1].running_mean, model[0].cached[0]]
+        assert all(a is not b for a, b in zip(first, second)) and second[0].is_meta and second[0].requires_grad
+        assert not hasattr(model[0], "added") and not model[0]._forward_hooks
+        assert not model[1]._non_persistent_buffers_set and len(model[0].cached) == 1
+    assert all(a is b for a, b in zip([model[0].weight, model[1].running_mean, model[0].cached], originals))
+    assert_unchanged(model, snapshot)

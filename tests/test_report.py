@@ -515,3 +515,33 @@ def test_the_page_makes_no_network_request(opened: Any) -> None:
     assert [url for loader, url in requested if loader in page] == [opened.current_url]
     # Nor anything else on the network while the page was open (chromium's own chrome:// pages aside).
     assert [url for _, url in requested if url.split(":")[0] in ("http", "https", "ws", "wss", "ftp")] == []
+
+
+def test_report_memory_is_the_analysis_of_the_model_its_trace_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each model is resolved and built once (by its trace, on meta); the memory section analyses
+    # stand-ins of that module, with the same figures as a model built on its own.
+    from resnet_inspect.analysis.memory import MemoryOptions, analyze_memory
+    from resnet_inspect.analysis import inspect as inspect_module
+    from resnet_inspect.cli import report as report_command
+    from resnet_inspect.models import resnet as resnet_module
+
+    built: list[str] = []
+    analyses: list[Any] = []
+    real_build, real_memory = resnet_module.build_model, report_command._memory
+
+    def counting_build(spec: Any) -> Any:
+        built.append(spec.name)
+        return real_build(spec)
+
+    monkeypatch.setattr(inspect_module, "build_model", counting_build)
+    monkeypatch.setattr(resnet_module, "build_model", counting_build)
+    monkeypatch.setattr(report_command, "_memory", lambda *a: analyses.append(real_memory(*a)) or analyses[-1])
+    result = runner.invoke(app, ["report", "cifar_resnet20", "cifar_resnet20", "--b-num-classes", "7", "--input", "2x3x32x32",
+                                 "-o", "-"])
+    assert result.exit_code == 0, result.output
+    assert built == ["cifar_resnet20", "cifar_resnet20"]
+    options = MemoryOptions(batch=2)
+    assert analyses == [analyze_memory(resnet_inspect.build("cifar_resnet20"), (3, 32, 32), options,
+                                       label="cifar_resnet20"),
+                        analyze_memory(resnet_inspect.build("cifar_resnet20", num_classes=7), (3, 32, 32), options,
+                                       label="cifar_resnet20")]

@@ -60,7 +60,8 @@ def gc_paused(func: Callable[..., T]) -> Callable[..., T]:
 @gc_paused
 def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None, *, input_data: Any = None,
             real: bool = False, counter: str = "analytic", pad_to: int | None = None, label: str | None = None,
-            dtype: torch.dtype | None = None, mode: str = "eval", **options: Any) -> Report:
+            dtype: torch.dtype | None = None, mode: str = "eval",
+            on_model: Callable[[nn.Module], None] | None = None, **options: Any) -> Report:
     """Trace a model or a named variant at ``input_size`` and return a :class:`Report`.
 
     By default the trace runs on the meta device: no memory is allocated and no arithmetic runs,
@@ -82,6 +83,10 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     On meta, an operator whose output size depends on the values (``nonzero`` in a detector's box
     decoding) stops the trace: every layer before it is reported, ``Report.stopped`` names the
     operator and the layer, and ``real=True`` runs the rest.
+
+    ``on_model`` is called with the module the trace ran on, once the report is done: the model
+    passed in, or the one built here from a variant, which the trace left as it was built (the
+    summary's memory analysis runs on stand-ins of it instead of building the variant again).
     """
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise InputError(f"dtype must be a torch.dtype such as torch.float32, not {dtype!r}.")
@@ -185,6 +190,8 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
         counters.apply(report, counter, model, spec, size, dtype)
     report.totals["flops"] = 2 * report.totals["macs"]
     report.convention = CONVENTION if counter == "analytic" else counters.CONVENTIONS[counter]
+    if on_model is not None:
+        on_model(model)
     return report
 
 

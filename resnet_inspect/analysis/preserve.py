@@ -41,6 +41,7 @@ _GLOBAL_HOOKS = tuple(name for name in dir(_module_globals) if name.startswith("
                       and isinstance(getattr(_module_globals, name), dict))
 _TENSOR_DICTS = ("_parameters", "_buffers")
 _MAX_NESTING = 4  # how deep lists, tuples and dicts in plain attributes are searched for tensors
+_CONTAINERS = (list, tuple, dict)  # searched for tensors (exactly these types, not an OrderedDict of hooks)
 
 
 def refuse_uninferred(owned: dict[str, tuple[list[tuple[str, torch.Tensor]], list[torch.Tensor]]],
@@ -59,26 +60,25 @@ def refuse_uninferred(owned: dict[str, tuple[list[tuple[str, torch.Tensor]], lis
 
 
 def _stand_in(t: torch.Tensor, meta: bool, storages: dict[tuple[int, int], Any]) -> torch.Tensor:
-    """An empty meta tensor like ``t``, or a copy with ``t``'s exact layout.
+    """An empty meta tensor like ``t``, or a copy with ``t``'s exact layout (called under ``torch.no_grad()``).
 
     The copy is made of its storage, once per storage, and viewed as ``t`` is: a stride-0
     expansion costs one element, not its full shape, and buffers that view one storage still do.
     """
     if is_lazy(t):  # a fresh uninitialized one: a lazy module's first forward materializes that instead
         return type(t)(requires_grad=t.requires_grad, device="meta" if meta else t.device, dtype=t.dtype)
-    with torch.no_grad():
-        if meta or t.is_meta or t.layout != torch.strided or t.is_nested:
-            # empty_strided, not empty_like: on meta the latter is a Python reference that imports sympy.
-            copy = torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device="meta") if meta \
-                else t.detach().clone()
-        else:
-            storage = t.untyped_storage()
-            key = (storage.data_ptr(), storage.nbytes())
-            if key not in storages:
-                storages[key] = storage.clone()
-            copy = torch.empty(0, dtype=t.dtype, device=t.device).set_(
-                storages[key], t.storage_offset(), t.size(), t.stride())
-    if isinstance(t, nn.Parameter):
+    if meta or t.is_meta or t.layout != torch.strided or t.is_nested:
+        # empty_strided, not empty_like: on meta the latter is a Python reference that imports sympy.
+        copy = torch.empty_strided(t.size(), t.stride(), dtype=t.dtype, device="meta") if meta \
+            else t.detach().clone()
+    else:
+        storage = t.untyped_storage()
+        key = (storage.data_ptr(), storage.nbytes())
+        if key not in storages:
+            storages[key] = storage.clone()
+        copy = torch.empty(0, dtype=t.dtype, device=t.device).set_(
+            storages[key], t.storage_offset(), t.size(), t.stride())
+    if type(t) is nn.Parameter or isinstance(t, nn.Parameter):  # the type first: Parameter's isinstance is Python
         return nn.Parameter(copy, requires_grad=t.requires_grad)
     return copy
 
@@ -113,27 +113,40 @@ def _substitute(value: Any, swap: Callable[[torch.Tensor], torch.Tensor], depth:
 class _Saved:
     """One module's class, attribute dictionary and the contents of its mutable containers."""
 
-    __slots__ = ("module", "cls", "attrs", "contents")
+    __slots__ = ("module", "cls", "attrs", "contents", "empty")
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
         self.cls = type(module)
         self.attrs = dict(module.__dict__)
-        self.contents = {key: _contents(value) for key, value in self.attrs.items()
-                         if isinstance(value, (dict, list, set))}
+        # Most of a module's containers (its dozen hook dictionaries) are empty: those are only
+        # emptied again, if the body filled them, without copying or comparing contents.
+        self.contents: dict[str, Any] = {}
+        self.empty: list[dict | list | set] = []
+        for key, value in self.attrs.items():
+            if isinstance(value, (dict, list, set)):
+                if value:
+                    self.contents[key] = _contents(value)
+                else:
+                    self.empty.append(value)
 
     def restore(self) -> None:
         module = self.module
         if type(module) is not self.cls:  # a lazy module turns itself into its non-lazy class
             module.__class__ = self.cls
         state = module.__dict__
-        for key in [k for k in state if k not in self.attrs]:
-            del state[key]
-        for key, value in self.attrs.items():
+        attrs = self.attrs
+        if state.keys() != attrs.keys():
+            for key in [k for k in state if k not in attrs]:
+                del state[key]
+        for key, value in attrs.items():
             if state.get(key, _MISSING) is not value:
                 state[key] = value
         for key, saved in self.contents.items():
-            _put_back(self.attrs[key], saved)
+            _put_back(attrs[key], saved)
+        for container in self.empty:
+            if container:
+                container.clear()
 
 
 _MISSING = object()
@@ -162,11 +175,15 @@ def _put_back(container: dict | list | set, saved: Any) -> None:
 
 
 @contextmanager
-def guarded(model: nn.Module, *, meta: bool) -> Iterator[None]:
+def guarded(model: nn.Module, *, meta: bool) -> Iterator[Callable[[], None]]:
     """Run the body on stand-ins of the model's tensors; put back everything the body changed.
 
     ``meta=True`` gives parameters and buffers empty meta stand-ins (the meta trace allocates
     nothing); ``meta=False`` gives them copies (a real forward may update them in place).
+
+    What it yields renews the stand-ins: everything is put back, then fresh stand-ins go in, as
+    leaving and entering ``guarded`` again would do, without taking the snapshot a second time
+    (the memory analysis runs inference, then a training step, each on stand-ins of its own).
     """
     modules = list(model.modules())  # each module once, however many names it has
     saved = [_Saved(m) for m in modules]
@@ -180,21 +197,35 @@ def guarded(model: nn.Module, *, meta: bool) -> Iterator[None]:
             found = stand_ins[id(t)] = _stand_in(t, meta and for_state, storages)
         return found
 
-    try:
-        for entry in saved:  # parameters and buffers first: an attribute may refer to them (LSTM's _flat_weights)
-            for key in _TENSOR_DICTS:
-                tensors = entry.module.__dict__.get(key)
-                if isinstance(tensors, dict):
-                    for name, t in list(tensors.items()):
-                        if isinstance(t, torch.Tensor):
-                            tensors[name] = swap(t, True)
-        for entry in saved:
-            for key, value in entry.attrs.items():
-                if key not in _TENSOR_DICTS and _has_tensor(value):
-                    entry.module.__dict__[key] = _substitute(value, swap)
-        yield
-    finally:
+    def install() -> None:
+        stand_ins.clear()
+        storages.clear()
+        with torch.no_grad():  # once for every stand-in (a grad-mode switch each cost a fifth of the guard)
+            for entry in saved:  # parameters and buffers first: an attribute may refer to them (LSTM's _flat_weights)
+                for key in _TENSOR_DICTS:
+                    tensors = entry.module.__dict__.get(key)
+                    if isinstance(tensors, dict):
+                        for name, t in list(tensors.items()):
+                            if isinstance(t, torch.Tensor):
+                                tensors[name] = swap(t, True)
+            for entry in saved:
+                for key, value in entry.attrs.items():
+                    if (type(value) in _CONTAINERS or isinstance(value, torch.Tensor)) and key not in _TENSOR_DICTS \
+                            and _has_tensor(value):
+                        entry.module.__dict__[key] = _substitute(value, swap)
+
+    def restore() -> None:
         for entry in saved:
             entry.restore()
         for name, items in hooks.items():
             _put_back(getattr(_module_globals, name), items)
+
+    def renew() -> None:
+        restore()
+        install()
+
+    try:
+        install()
+        yield renew
+    finally:
+        restore()

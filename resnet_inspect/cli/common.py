@@ -128,12 +128,15 @@ def resolve(target: str, options: dict[str, Any]) -> Resolved:
     return resolved
 
 
-def inspect_model(target: str, size: tuple[int, ...] | None, options: dict[str, Any], **engine: Any) -> Any:
-    """Resolve MODEL (a variant name, ``pkg.mod:factory`` or a checkpoint file) and trace it.
+def inspect_model(target: str | Resolved, size: tuple[int, ...] | None, options: dict[str, Any],
+                  **engine: Any) -> Any:
+    """Resolve MODEL (a variant name, ``pkg.mod:factory`` or a checkpoint file) and trace it; a
+    :class:`Resolved` (resolved with ``options`` already) is traced as it is.
 
     ``engine`` goes to :func:`resnet_inspect.resolve.trace` (``real``, ``counter``, ``pad_to``). A
     model that is not a variant name is reported under the name the user gave for it."""
-    resolved = resolve(target, options)
+    resolved = target if isinstance(target, Resolved) else resolve(target, options)
+    target = resolved.target
     try:
         return trace(resolved, size, **engine)
     except (MemoryError, RuntimeError, InputError) as exc:

@@ -102,24 +102,33 @@ def _budget(text: str | None) -> int | None:
 
 def _model(target: str, size: tuple[int, ...] | None, options: dict[str, Any]) -> tuple[Any, tuple[int, ...], str]:
     """The module to analyse (a variant is built on the meta device), its input (C, H, W) and its name."""
+    return _module(common.resolve(target, options), size)
+
+
+def _module(resolved: Any, size: tuple[int, ...] | None, built: Any = None) -> tuple[Any, tuple[int, ...], str]:
+    """:func:`_model` for a MODEL resolved already. ``built`` is the variant's module if a meta trace
+    has built it already (``inspect(on_model=...)``): the analysis runs on stand-ins of it, as of
+    any module, so it need not be built twice."""
     import torch
 
     from ..inputs import parse_input_size
 
-    resolved = common.resolve(target, options)
     size = size or resolved.default_input
     net = resolved.model
     if resolved.kind == "variant":
-        from ..models.resnet import build_model
-
         from ..analysis.inspect import check_fpn_alignment
 
         size = size or parse_input_size(net.default_input)
         check_fpn_alignment(net, tuple(size))  # the bad input summary refuses, refused alike (exit 2)
-        with torch.device("meta"):
-            net = build_model(net)
+        if built is None:
+            from ..models.meta import meta_init_skipped
+            from ..models.resnet import build_model
+
+            with torch.device("meta"), meta_init_skipped():
+                built = build_model(net)
+        net = built
     size = size or (1, 3, 224, 224)
-    return net, tuple(size[1:]), target
+    return net, tuple(size[1:]), resolved.target
 
 
 def _check_freeze(net: Any, prefixes: tuple[str, ...]) -> None:
@@ -133,7 +142,13 @@ def _check_freeze(net: Any, prefixes: tuple[str, ...]) -> None:
 def summary_memory(target: str, size: tuple[int, ...] | None, options: dict[str, Any]) -> Any:
     """``summary --memory``: inference and an SGD training step at the input's batch, with what each
     layer saves for the backward."""
+    return resolved_memory(common.resolve(target, options), size)
+
+
+def resolved_memory(resolved: Any, size: tuple[int, ...] | None, built: Any = None) -> Any:
+    """:func:`summary_memory` of a MODEL resolved already (the summary's own), on the module its
+    meta trace built if given (see :func:`_module`)."""
     from ..analysis.memory import MemoryOptions, analyze_memory
 
-    net, shape, label = _model(target, size, options)
+    net, shape, label = _module(resolved, size, built)
     return analyze_memory(net, shape, MemoryOptions(batch=size[0] if size else 1), label=label)

@@ -57,9 +57,9 @@ def report(
     if len(models) == 1 and b_options:
         raise InputError("--b-<flag> options apply to a second model: give two, e.g. "
                          "resnet-inspect report resnet50 resnet50 --b-stride-in-1x1.")
-    reports = [common.inspect_model(name, size, {**options, **side}, pad_to=pad_to)
-               for name, side in zip(models, own)]
-    analyses = [_memory(name, size, {**options, **side}) for name, side in zip(models, own)] if memory else None
+    traced = [_trace(name, size, {**options, **side}, pad_to) for name, side in zip(models, own)]
+    reports = [report for report, _, _ in traced]
+    analyses = [_memory(resolved, size, built) for _, resolved, built in traced] if memory else None
     page = render_html(*reports, memory=analyses)
     if output is None:
         sys.stdout.write(page)
@@ -73,12 +73,21 @@ def report(
                                       f"{written}.", markup=False, highlight=False)
 
 
-def _memory(target: str, size: tuple[int, ...] | None, options: dict[str, Any]) -> Any:
+def _trace(target: str, size: tuple[int, ...] | None, options: dict[str, Any],
+           pad_to: int | None) -> tuple[Any, Any, Any]:
+    """The report of one model, with what its trace resolved and built (the memory analysis reuses both)."""
+    resolved = common.resolve(target, options)
+    built: list[Any] = []
+    report = common.inspect_model(resolved, size, options, pad_to=pad_to, on_model=built.append)
+    return report, resolved, built[0] if built else None
+
+
+def _memory(resolved: Any, size: tuple[int, ...] | None, built: Any) -> Any:
     """The memory analysis ``summary --memory`` runs, or the sentence saying why there is none (a
     model with nothing to train still gets its report)."""
-    from .memory import summary_memory
+    from .memory import resolved_memory
 
     try:
-        return summary_memory(target, size, options)
+        return resolved_memory(resolved, size, built)
     except InputError as exc:
         return f"No memory analysis: {exc}"

@@ -82,9 +82,13 @@ def summary(
         check_writable(output, force=force)  # fail before the work, not after it
     size = common.input_size(input)
     slow = f"Counting MACs with {counter}" if counter != "analytic" else "Running a real forward" if real else None
+    built: list[Any] = []  # the module the trace ran on, which the memory analysis reuses
     with _working(slow):
-        report = common.inspect_model(model, size, options, real=real, counter=counter, pad_to=pad_to)
-    memory_report = _memory(model, tuple(report.input_size), options) if memory else None
+        resolved = common.resolve(model, options)
+        report = common.inspect_model(resolved, size, options, real=real, counter=counter, pad_to=pad_to,
+                                      on_model=built.append)
+    traced = _Traced(resolved, tuple(report.input_size), built[0] if built and not real else None)
+    memory_report = _memory(traced) if memory else None
     if output is not None:
         from ..fileio import atomic_write
 
@@ -95,21 +99,31 @@ def summary(
         from ..render.table import print_summary
 
         if memory is None:
-            memory_report = _memory_by_default(model, tuple(report.input_size), options)
+            memory_report = _memory_by_default(traced)
         print_summary(report, common.console(), view.depth, units=view.units, conventions=view.conventions,
                       memory=memory_report)
     else:
         sys.stdout.write(_text(report, fmt, view, memory_report))
 
 
-def _memory_by_default(model: str, size: tuple[int, ...] | None, options: dict[str, Any]) -> Any:
+@dataclass(frozen=True)
+class _Traced:
+    """What the summary's trace resolved and, for a variant traced on meta, built: the memory
+    analysis starts from it instead of resolving (a factory called, a checkpoint read) and building again."""
+
+    resolved: Any
+    size: tuple[int, ...]
+    built: Any = None
+
+
+def _memory_by_default(traced: _Traced) -> Any:
     """The table's two peak-memory rows, unasked for: for a model the memory analysis cannot follow
     (a trace that stops at a data-dependent operator, say) the row says why, and the summary's verdict
     stays its own. ``--memory`` asks for the analysis and then fails as any analysis does."""
     from ..errors import InputError
 
     try:
-        return _memory(model, size, options)
+        return _memory(traced)
     except InputError as exc:
         return str(exc).split("\n")[0]
     except Exception as exc:  # noqa: BLE001 - an unasked-for extra never turns a summary into exit 3
@@ -117,10 +131,10 @@ def _memory_by_default(model: str, size: tuple[int, ...] | None, options: dict[s
                 "shows it")
 
 
-def _memory(model: str, size: tuple[int, ...] | None, options: dict[str, Any]) -> Any:
-    from .memory import summary_memory
+def _memory(traced: _Traced) -> Any:
+    from .memory import resolved_memory
 
-    return summary_memory(model, size, options)
+    return resolved_memory(traced.resolved, traced.size, traced.built)
 
 
 def _text(report: Any, fmt: str, view: View, memory_report: Any) -> str:
