@@ -14,7 +14,7 @@ from rich.table import Table
 from torch import nn
 
 import resnet_inspect
-from resnet_inspect.cli.common import _Console
+from resnet_inspect.cli.terminal import Console as _Console
 from resnet_inspect.render import quickrender
 from resnet_inspect.render import table as table_module
 from resnet_inspect.render.summary import print_summary

@@ -8,22 +8,23 @@ import inspect
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from .. import process, reading
 from ..errors import InputError
 from ..inputs import parse_input_data, parse_input_size
 from ..resolve import Resolved, no_terminal, trace
 from ..resolve import resolve as _resolve
-from ..text import sentence, visible, visible_lines
+from ..text import sentence, visible
 from ..variants import CIFAR_INPUT, FPN_INPUT, IMAGENET_INPUT
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @dataclass
@@ -206,90 +207,10 @@ def input_size(text: str | None) -> Any:
     return None if text is None else parse_input_size(text)
 
 
-class _Console(Console):
-    def render_str(self, text: str, **kwargs: Any) -> Any:
-        """Every string printed shows control characters as escapes (a module named
-        ``conv1\\x1b[2J`` must not clear the screen); newlines and tabs are kept."""
-        return super().render_str(visible_lines(text), **kwargs)
+def _escape(text: str) -> str:
+    from rich.markup import escape
 
-    def render(self, renderable: Any, options: Any = None) -> Iterator[Any]:
-        """The last line of defence: no segment of text reaches the terminal with a raw control
-        character, whichever renderable made it (rich's own control segments, such as cursor moves,
-        pass). Renderers escape names before layout (:func:`resnet_inspect.text.visible`), so this
-        only matters for a name that slipped past them."""
-        from rich.segment import Segment
-
-        for segment in super().render(renderable, options):
-            if segment.control or visible_lines(segment.text) == segment.text:
-                yield segment
-            else:
-                yield Segment(visible_lines(segment.text), segment.style, segment.control)
-
-    def print(self, *objects: Any, **kwargs: Any) -> None:
-        """On a stream that is not UTF-8, glyphs it lacks become ASCII before rich lays out the
-        table, so the columns stay aligned (the stream itself would catch any that remain)."""
-        if not self.encoding.startswith("utf"):
-            objects = tuple(_ascii(item, self.encoding) for item in objects)
-        super().print(*objects, **kwargs)
-
-    def on_broken_pipe(self) -> None:
-        """The reader went away (``| head``): stop printing, and let the command finish with its own
-        exit code. rich's default exits 1, which this tool keeps for a check that found differences."""
-        self.quiet = True
-        _silence_stdout()
-
-
-def _ascii(item: Any, encoding: str) -> Any:
-    """A string, Text, Table, Tree or Panel with the glyphs ``encoding`` lacks swapped for ASCII
-    (resnet_inspect.process.GLYPHS); containers are changed in place, styles keep their spans."""
-    from rich.panel import Panel
-    from rich.table import Table
-    from rich.text import Span, Text
-    from rich.tree import Tree
-
-    if isinstance(item, str):
-        return process.fallback(item, encoding)
-    if isinstance(item, Text):
-        ends = [0]
-        for char in item.plain:
-            ends.append(ends[-1] + len(process.fallback(char, encoding)))
-        if ends[-1] == len(item.plain) and process.fallback(item.plain, encoding) == item.plain:
-            return item
-        new = item.copy()
-        new.plain = process.fallback(item.plain, encoding)
-        new.spans = [Span(ends[span.start], ends[min(span.end, len(item.plain))], span.style) for span in item.spans]
-        return new
-    if isinstance(item, Table):
-        item.title, item.caption = _ascii(item.title, encoding), _ascii(item.caption, encoding)
-        for column in item.columns:
-            column.header, column.footer = _ascii(column.header, encoding), _ascii(column.footer, encoding)
-            column._cells[:] = [_ascii(cell, encoding) for cell in column._cells]
-    elif isinstance(item, Tree):
-        item.label = _ascii(item.label, encoding)
-        for child in item.children:
-            _ascii(child, encoding)
-    elif isinstance(item, Panel):
-        item.renderable, item.title = _ascii(item.renderable, encoding), _ascii(item.title, encoding)
-    else:
-        _ascii_fitted(item, encoding)
-    return item
-
-
-def _ascii_fitted(item: Any, encoding: str) -> None:
-    """The fitting renderables of render.fit (and a Group of them), changed in place as _ascii does."""
-    from rich.console import Group
-
-    from ..render.fit import Facts, Fitted, Hanging
-
-    if isinstance(item, Fitted):
-        item.layouts = [_ascii(layout, encoding) for layout in item.layouts]
-        item.table = item.layouts[0]
-    elif isinstance(item, Facts):
-        item.facts = [_ascii(fact, encoding) for fact in item.facts]
-    elif isinstance(item, Hanging):
-        item.text = _ascii(item.text, encoding)
-    elif isinstance(item, Group):
-        item.renderables[:] = [_ascii(part, encoding) for part in item.renderables]
+    return escape(text)
 
 
 def _silence_stdout() -> None:
@@ -302,6 +223,8 @@ def _silence_stdout() -> None:
 def console(stderr: bool = False) -> Console:
     """A rich console that honours NO_COLOR, prints plain text when piped, and never prints at a
     width too small to show anything (see process.MIN_WIDTH)."""
+    from .terminal import Console as _Console  # rich is imported when something is printed through it
+
     made = _Console(stderr=stderr, highlight=False, soft_wrap=False)
     if made.width < process.MIN_WIDTH:  # a squeezed terminal, or COLUMNS=0 (see process.usable_width)
         made.width = process.FALLBACK_WIDTH
@@ -311,7 +234,7 @@ def console(stderr: bool = False) -> Console:
 def report_bug(exc: BaseException) -> None:
     """The one paragraph for an exception that is a bug in resnet-inspect (exit code 3)."""
     console(stderr=True).print(
-        f"[bold red]Internal error:[/] {type(exc).__name__}: {escape(sentence(exc))} This is a bug in resnet-inspect; "
+        f"[bold red]Internal error:[/] {type(exc).__name__}: {_escape(sentence(exc))} This is a bug in resnet-inspect; "
         "re-run with --debug for the traceback and report it.", markup=True, highlight=False)
 
 
@@ -365,13 +288,13 @@ def handle_errors(func: F) -> F:
                 return func(*args, **kwargs)
         except SystemExit as exc:  # the CLI itself ends commands with typer.Exit: this is the user's code
             show_traceback()
-            console(stderr=True).print(f"[bold red]Error:[/] {escape(_exit_message(exc))}", markup=True,
+            console(stderr=True).print(f"[bold red]Error:[/] {_escape(_exit_message(exc))}", markup=True,
                                        highlight=False)
             raise typer.Exit(2) from None
         except InputError as exc:
             show_traceback()
             # One paragraph: a newline or escape sequence inside a user's name is shown, not obeyed.
-            console(stderr=True).print(f"[bold red]Error:[/] {escape(visible(str(exc)))}", markup=True,
+            console(stderr=True).print(f"[bold red]Error:[/] {_escape(visible(str(exc)))}", markup=True,
                                        highlight=False)
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
@@ -380,7 +303,7 @@ def handle_errors(func: F) -> F:
             show_traceback()
             bad = _bad_input(exc)
             if bad is not None:
-                console(stderr=True).print(f"[bold red]Error:[/] {escape(bad)}", markup=True, highlight=False)
+                console(stderr=True).print(f"[bold red]Error:[/] {_escape(bad)}", markup=True, highlight=False)
                 raise typer.Exit(2) from None
             report_bug(exc)
             raise typer.Exit(3) from None

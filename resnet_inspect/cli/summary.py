@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 
 from ..errors import InputError
 from . import app, common
@@ -71,7 +70,7 @@ def summary(
     Example: resnet-inspect summary resnet50 --depth all --units auto
     """
     from ..render.numbers import parse_units
-    from ..render.summary import parse_depth
+    from ..render.depth import parse_depth
 
     output = common.output_path(output)
     fmt = output_format(format, output)
@@ -178,6 +177,8 @@ def render_text(report: Any, fmt: str, view: View) -> str:
 
     if fmt != "table":
         return render(report, fmt, view.depth if fmt == "markdown" and isinstance(view.depth, int) else None)
+    from rich.console import Console
+
     from ..render.table import print_summary
 
     buffer = io.StringIO()
@@ -189,8 +190,11 @@ def render_text(report: Any, fmt: str, view: View) -> str:
 @contextlib.contextmanager
 def _working(message: str | None) -> Iterator[None]:
     """A spinner on stderr while slow work runs, only when stderr is a terminal."""
+    if message is None:
+        yield
+        return
     status_console = common.console(stderr=True)
-    if message is None or not status_console.is_terminal:
+    if not status_console.is_terminal:
         yield
         return
     with status_console.status(f"{message}…"):

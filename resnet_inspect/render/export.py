@@ -11,10 +11,6 @@ from typing import Any
 
 from ..analysis.records import Report
 from ..text import visible
-from .table import (
-    count_text, field_text, number_text, pair_text, projection_note, shape_text, shapes_text, shows_row, si_text, stride_text,
-    summary_rows,
-)
 
 FORMATS = ("table", "json", "csv", "markdown")
 # What an output file's extension says about its format (used when --format is not given).
@@ -40,6 +36,8 @@ def _dims(shape: Any) -> str:
 
 def csv_rows(report: Report, depth: int | None = None) -> list[dict[str, Any]]:
     """One dict per row, raw numbers only (shapes as ``1x64x56x56``)."""
+    from .table import number_text, summary_rows
+
     total = report.totals["macs"]
     rows = []
     for row in summary_rows(report, depth):
@@ -82,6 +80,10 @@ def _md(text: str) -> str:
 
 def to_markdown(report: Report, depth: int | None = None) -> str:
     """A Markdown table (one row per record) and the totals, outputs, depth and downsampling."""
+    from .table import (
+        count_text, field_text, projection_note, shape_text, shapes_text, shows_row, si_text, stride_text, summary_rows,
+    )
+
     t = report.totals
     title = f"{report.model} @ {shape_text(report.input_size)}"
     lines = [f"## {_md(title)}", ""]

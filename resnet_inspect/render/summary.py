@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from rich.console import Console, RenderableType
 from rich.measure import Measurement
@@ -24,6 +24,7 @@ from ..analysis.blocks import Block, Structure
 from ..analysis.records import LayerRecord, Report
 from ..errors import InputError
 from ..text import visible
+from .depth import Depth, parse_depth  # noqa: F401 (parse_depth: its former home)
 from .numbers import Units, count
 from .table import (
     LAYER_COLUMNS, SummaryRow, depth_text, downsample_table, is_plain, layer_cells, layer_table, outputs_table,
@@ -31,24 +32,12 @@ from .table import (
 )
 from .table import _header as header_line
 
-Depth = Union[int, str, None]  # None: blocks as rows; "all": every module; N: fold below level N
 FALLBACK_DEPTH = 2  # a model with no residual block the data flow can see is shown to this depth
 # Columns left out, in this order, when the layer table is wider than the terminal.
 DROP_ORDER = ("Type", "% MACs", "RF")
 HEADERS = tuple(header for header, _ in LAYER_COLUMNS)
 MIN_NAME_WIDTH = 10  # narrower, a folded name takes more lines than it is worth
 CONVENTIONS_DOC = "docs/conventions.md"
-
-
-def parse_depth(text: str | None) -> Depth:
-    """``--depth``: all, blocks (the default) or a level of 1 or more."""
-    if text is None or text.strip().lower() == "blocks":
-        return None
-    if text.strip().lower() == "all":
-        return "all"
-    if not text.strip().isdigit() or int(text) < 1:
-        raise InputError(f"--depth must be 1 or more, all (every layer) or blocks (the default), not {text!r}.")
-    return int(text)
 
 
 # -- blocks as rows ---------------------------------------------------------------------------------
