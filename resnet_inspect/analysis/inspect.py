@@ -514,12 +514,13 @@ def _uncalled(modules: dict[str, nn.Module], tracer: Tracer, records: list[Layer
 
 def _uncounted_warnings(records: list[LayerRecord], tracer: Tracer) -> list[str]:
     """Leaves with weights whose operators have no counting rule: say so rather than show 0 MACs."""
+    counted = tracer.counted  # nearly every record: asked first
     return [f"{rec.name} ({rec.type}) has weights, but none of the operators it ran has a counting rule in "
             "resnet-inspect, so its MACs and other ops are shown as 0. Cross-check it with --counter fvcore or "
             "--counter torch."
             for rec in records
-            if rec.kind == "module" and rec.is_leaf and rec.call == 0 and (rec.params or rec.buffers or rec.shared)
-            and rec.index not in tracer.counted]
+            if rec.index not in counted and rec.kind == "module" and rec.is_leaf and rec.call == 0
+            and (rec.params or rec.buffers or rec.shared)]
 
 
 def _degenerate_warnings(records: list[LayerRecord], size: tuple[int, ...]) -> list[str]:
