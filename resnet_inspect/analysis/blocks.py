@@ -310,16 +310,17 @@ def _block(records: list[LayerRecord], join: _Join, own_container: LayerRecord |
     # The first gate (in call order) whose multiplication is in the block.
     gate = gates[min(i for i in leaves if i in gates)] if not gates.keys().isdisjoint(leaves) else None
     gated = set(gate.records) | {gate.multiply} if gate else set()
-    after = tuple(i for i in sorted(leaves) if i > add.index)
+    ordered, off_main = sorted(leaves), gated.union(short)
+    after = tuple(i for i in ordered if i > add.index)
     # Leaves before the fork (a pre-activation's BN-ReLU) and on the deeper branch; a
     # pass-through such as nn.Identity is on neither path and is left out.
-    main = tuple(i for i in sorted(leaves) if (i <= fork or i in main_branch) and i not in short and i not in gated)
+    main = tuple(i for i in ordered if (i <= fork or i in main_branch) and i not in off_main)
     return Block(
         container=own_container.index if own_container is not None else None, fork=fork, main=main,
         shortcut=Shortcut(_shortcut_kind(records, short), short, fork, fork in leaves),
         gate=gate, add=add.index, after=after,
         stride=math.prod(_stride(records[i]) for i in main),
-        idle=tuple(sorted(leaves - set(main) - set(short) - gated - set(after) - {add.index})),
+        idle=tuple(sorted(leaves - set(main) - off_main - set(after) - {add.index})),
     )
 
 
