@@ -16,6 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import torch
+from torch import nn
+
+import resnet_inspect
 
 HEAVY = ("torch", "torch._dynamo", "sympy", "fvcore", "torchinfo", "rich.console")
 TORCH_FAMILY = HEAVY[:-1]
@@ -178,3 +182,89 @@ def test_the_command_line_runs_without_the_cyclic_collector() -> None:
         return result.stdout.split()
 
     assert (enabled("resnet-inspect"), enabled("script.py")) == (["False"], ["True"])
+
+
+# -- the analysis after the trace (issue 19): linear in the records, counted in bytecodes, never timed --------
+
+class _Block(nn.Module):
+    """A basic block whose 1x1 projection shortcut widens the map by 2 channels: every block is a
+    projection (He et al. 2016's option B), so each is a stage of its own."""
+
+    def __init__(self, c_in: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_in + 2, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(c_in + 2, c_in + 2, 3, 1, 1, bias=False)
+        self.project = nn.Conv2d(c_in, c_in + 2, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv2(torch.relu(self.conv1(x))) + self.project(x))
+
+
+class _Nested(nn.Module):
+    """``blocks`` blocks, each later one inside the module of the one before: the nesting grows
+    with the depth, so anything that reads every leaf under every call is quadratic here."""
+
+    def __init__(self, blocks: int, c_in: int = 4) -> None:
+        super().__init__()
+        self.block = _Block(c_in)
+        self.inner = _Nested(blocks - 1, c_in + 2) if blocks > 1 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.block(x)
+        return self.inner(x) if self.inner is not None else x
+
+
+def _analysis_bytecodes(model: nn.Module, size: tuple[int, ...]) -> int:
+    """Bytecode instructions of resnet-inspect's own code that ``analyse`` (everything inspect() does
+    after the forward) runs for one trace of ``model``, after a first, uncounted run (which pays the
+    first-call caches). torch's own functions are not counted: ``named_modules`` walks a nesting
+    in steps that grow with its depth."""
+    from resnet_inspect.analysis.inspect import analyse, run_trace
+
+    package = os.path.dirname(resnet_inspect.__file__)
+    records, out, tracer = run_trace(model, size, real=False)
+    count = 0
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        if event == "call":
+            frame.f_trace_opcodes = frame.f_code.co_filename.startswith(package)
+        elif event == "opcode":
+            count += 1
+        return trace
+
+    def run() -> None:
+        analyse(model, getattr(model, "spec", None), records, out, tracer, label="model", size=size,
+                padded_from=None, counter="analytic", device="meta")
+
+    run()
+    before = sys.gettrace()  # a coverage tool's tracer, if any, gets its place back
+    sys.settrace(trace)
+    try:
+        run()
+    finally:
+        sys.settrace(before)
+    return count
+
+
+def _per_added_block(costs: list[int], blocks: list[int]) -> tuple[float, float]:
+    """The cost of each added block, from the smallest net to the middle one and from there to the largest."""
+    return ((costs[1] - costs[0]) / (blocks[1] - blocks[0]), (costs[2] - costs[1]) / (blocks[2] - blocks[1]))
+
+
+def test_the_analysis_costs_the_same_for_every_added_se_block() -> None:
+    # 8, 16 and 32 SE bottleneck blocks (Hu et al. 2018): finding each block's gate once read every
+    # gate of the net before it, block after block (0.9% more per added block from 16 to 32 blocks).
+    costs = [_analysis_bytecodes(resnet_inspect.build("resnet50", layers=layers, se=True), (1, 3, 64, 64))
+             for layers in ("2,2,2,2", "4,4,4,4", "8,8,8,8")]
+    first, second = _per_added_block(costs, [8, 16, 32])
+    assert abs(second - first) <= 0.002 * first, (first, second)
+
+
+def test_the_analysis_costs_the_same_for_every_added_nested_block() -> None:
+    # Blocks nested ever deeper, each a projection: the stage labels once read every leaf under every
+    # call, and the depth count compared every projection with every other.
+    blocks = [4, 8, 16]
+    costs = [_analysis_bytecodes(_Nested(n), (1, 4, 8, 8)) for n in blocks]
+    first, second = _per_added_block(costs, blocks)
+    assert abs(second - first) <= 0.002 * first, (first, second)

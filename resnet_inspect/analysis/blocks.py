@@ -23,7 +23,7 @@ import math
 from bisect import bisect_left
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .opdesc import WindowOp, find
 from .records import LayerRecord
@@ -65,9 +65,9 @@ class Block:
     stride: int  # product of the strides on the main path
     idle: tuple[int, ...] = ()  # leaves of the block on no data path (an nn.Identity in a shortcut)
 
-    @property
+    @cached_property
     def members(self) -> tuple[int, ...]:
-        """Every leaf record of the block, in call order."""
+        """Every leaf record of the block, in call order (worked out once: every analysis asks)."""
         gate = (*self.gate.records, self.gate.multiply) if self.gate else ()
         return tuple(sorted({*self.main, *self.shortcut.records, *gate, self.add, *self.after, *self.idle}))
 
@@ -222,25 +222,37 @@ def _container_of(records: list[LayerRecord], rec: LayerRecord) -> LayerRecord |
 
 # -- blocks ----------------------------------------------------------------------------------
 
-def _residual_adds(records: list[LayerRecord], flow: Flow) -> list[tuple[LayerRecord, int, int, int]]:
-    """(add, fork, main operand, shortcut operand) of each residual join, in call order.
+class _Join(NamedTuple):
+    """A residual add, the record both branches fork from, and the records on each branch."""
+
+    add: LayerRecord
+    fork: int
+    main: tuple[int, ...]  # the records from the main operand back to the fork (not included)
+    short: tuple[int, ...]  # the same for the shortcut operand: empty for an identity
+
+
+def _residual_adds(records: list[LayerRecord], flow: Flow) -> list[_Join]:
+    """Each residual join, in call order.
 
     A residual add sums two same-shaped feature maps that fork from one tensor, its deeper branch
     holds two or more weighted layers, and neither branch holds an earlier residual add or an
     upsampling: that rules out an FPN's top-down sum.
     """
-    found: list[tuple[LayerRecord, int, int, int]] = []
+    found: list[_Join] = []
     joins: set[int] = set()
     for rec in records:
+        if rec.type != "F.add":
+            continue
         operands = flow.producers.get(rec.index, ())
-        if rec.type != "F.add" or len(operands) != 2 or not _spatial(rec):
+        if len(operands) != 2 or not _spatial(rec):
             continue
         if len(set(rec.input_shapes[:2])) != 1:
             continue
         fork = flow.fork(*operands)
         if fork is None:
             continue
-        branches = [set(flow.between(o, fork)) for o in operands]
+        paths = [flow.between(o, fork) for o in operands]
+        branches = [set(path) for path in paths]
         region = branches[0] | branches[1]
         if region & joins or any(is_resize(records[i]) for i in region):
             continue
@@ -251,7 +263,7 @@ def _residual_adds(records: list[LayerRecord], flow: Flow) -> list[tuple[LayerRe
             # He et al. 2016, §3.1: the residual function has two or three layers; with one,
             # y = W1·x + x is "similar to a linear layer". Such a skip is not counted as a block.
             continue
-        found.append((rec, fork, operands[main], operands[short]))
+        found.append(_Join(rec, fork, paths[main], paths[short]))
         joins.add(rec.index)
     return found
 
@@ -260,8 +272,10 @@ def _gates(records: list[LayerRecord], flow: Flow) -> list[Gate]:
     """Multiplications of a feature map by a per-channel factor computed from it (SE)."""
     gates = []
     for rec in records:
+        if rec.type != "F.mul":
+            continue
         operands = flow.producers.get(rec.index, ())
-        if rec.type != "F.mul" or len(operands) != 2 or len(rec.input_shapes) < 2:
+        if len(operands) != 2 or len(rec.input_shapes) < 2:
             continue
         small = [i for i, s in enumerate(rec.input_shapes[:2]) if len(s) == 4 and s[-2:] == (1, 1)]
         if len(small) != 1 or rec.input_shapes[1 - small[0]][-2:] == (1, 1):
@@ -284,42 +298,44 @@ def _shortcut_kind(records: list[LayerRecord], branch: tuple[int, ...]) -> Short
     return "pool+projection" if pools else "projection"
 
 
-def _block(records: list[LayerRecord], flow: Flow, add: LayerRecord, fork: int, main_op: int, short_op: int,
-           own_container: LayerRecord | None, gates: list[Gate]) -> Block:
+def _block(records: list[LayerRecord], join: _Join, own_container: LayerRecord | None,
+           gates: dict[int, Gate]) -> Block:
     """One block from its join: members come from its container call, or else from the region."""
-    short = flow.between(short_op, fork)
-    main_branch = set(flow.between(main_op, fork))
+    add, fork, short = join.add, join.fork, join.short
+    main_branch = set(join.main)
     if own_container is not None:
         leaves = {i for i in _descendants(records, own_container) if records[i].is_leaf}
     else:
         leaves = main_branch | set(short) | {add.index}
-    gate = next((g for g in gates if g.multiply in leaves), None)
+    # The first gate (in call order) whose multiplication is in the block.
+    gate = gates[min(i for i in leaves if i in gates)] if not gates.keys().isdisjoint(leaves) else None
     gated = set(gate.records) | {gate.multiply} if gate else set()
-    after = tuple(i for i in sorted(leaves) if i > add.index)
+    ordered, off_main = sorted(leaves), gated.union(short)
+    after = tuple(i for i in ordered if i > add.index)
     # Leaves before the fork (a pre-activation's BN-ReLU) and on the deeper branch; a
     # pass-through such as nn.Identity is on neither path and is left out.
-    main = tuple(i for i in sorted(leaves) if (i <= fork or i in main_branch) and i not in short and i not in gated)
+    main = tuple(i for i in ordered if (i <= fork or i in main_branch) and i not in off_main)
     return Block(
         container=own_container.index if own_container is not None else None, fork=fork, main=main,
         shortcut=Shortcut(_shortcut_kind(records, short), short, fork, fork in leaves),
         gate=gate, add=add.index, after=after,
         stride=math.prod(_stride(records[i]) for i in main),
-        idle=tuple(sorted(leaves - set(main) - set(short) - gated - set(after) - {add.index})),
+        idle=tuple(sorted(leaves - set(main) - off_main - set(after) - {add.index})),
     )
 
 
 def _blocks(records: list[LayerRecord], flow: Flow) -> list[Block]:
     joins = _residual_adds(records, flow)
-    gates = _gates(records, flow)
-    containers = [_container_of(records, add) for add, *_ in joins]
+    gates = {gate.multiply: gate for gate in _gates(records, flow)}
+    containers = [_container_of(records, join.add) for join in joins]
     holds: dict[int, int] = {}
     for c in containers:
         if c is not None:
             holds[c.index] = holds.get(c.index, 0) + 1
     blocks = []
-    for (add, fork, main_op, short_op), container in zip(joins, containers):
+    for join, container in zip(joins, containers):
         own = container if container is not None and holds[container.index] == 1 and container.depth > 0 else None
-        blocks.append(_block(records, flow, add, fork, main_op, short_op, own, gates))
+        blocks.append(_block(records, join, own, gates))
     return blocks
 
 

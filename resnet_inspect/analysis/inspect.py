@@ -1,18 +1,17 @@
 """``inspect()``: build (or take) a model, trace it once, and assemble the report."""
 from __future__ import annotations
 
-import functools
-import gc
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
+from ..collector import collector_paused_in
 from ..errors import InputError
 from ..inputs import InputData, check_elements, parse_input_size, parse_pad_to, parse_tensor_shape
 from ..models.meta import meta_init_skipped
@@ -34,30 +33,11 @@ COUNTERS = ("analytic", "fvcore", "torch")
 # The training mode the forward runs in: eval (the default, as torchinfo's), train, or the modes the
 # model's modules already have. Whichever it is, every module's own mode is put back afterwards.
 MODES = ("eval", "train", "same")
-T = TypeVar("T")
 
 
-def gc_paused(func: Callable[..., T]) -> Callable[..., T]:
-    """Run ``func`` with Python's cyclic garbage collector paused (and resumed after, if it ran).
-
-    A trace allocates many small objects and frees them by reference counting; the collector's
-    passes over a model of 800 blocks added about 40% to its time, for nothing to collect.
-    """
-
-    @functools.wraps(func)
-    def paused(*args: Any, **kwargs: Any) -> T:
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return func(*args, **kwargs)
-        finally:
-            if was_enabled:
-                gc.enable()
-
-    return paused
-
-
-@gc_paused
+# A trace allocates many small objects and frees them by reference counting; the collector's passes
+# over a model of 800 blocks added about 40% to its time, for nothing to collect.
+@collector_paused_in
 def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None, *, input_data: Any = None,
             real: bool = False, counter: str = "analytic", pad_to: int | None = None, label: str | None = None,
             dtype: torch.dtype | None = None, mode: str = "eval",
@@ -151,6 +131,22 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     # A model built here from a variant is nobody else's: it needs no stand-ins.
     records, out, tracer = run_trace(model, size, real=real, label=label, dtype=dtype,
                                      guard=model is model_or_name, mode=mode, data=input_data)
+    report = analyse(model, spec, records, out, tracer, label=label, size=size, padded_from=padded_from,
+                     counter=counter, device="cpu" if real else "meta")
+    if counter != "analytic":
+        counters.apply(report, counter, model, spec, size, dtype)
+    report.totals["flops"] = 2 * report.totals["macs"]
+    report.convention = CONVENTION if counter == "analytic" else counters.CONVENTIONS[counter]
+    if on_model is not None:
+        on_model(model)
+    return report
+
+
+def analyse(model: nn.Module, spec: ResNetSpec | None, records: list[LayerRecord], out: Any, tracer: Tracer, *,
+            label: str, size: tuple[int, ...], padded_from: tuple[int, ...] | None, counter: str,
+            device: str) -> Report:
+    """The report of one trace (``run_trace``'s records, output and tracer): shape checks, the
+    structure and stages, depth, totals and warnings. Each step is linear in the records."""
     for rec in records:
         if rec.analytic_shape is not None and rec.output_shapes and rec.shape_ok is None:
             rec.shape_ok = tuple(rec.analytic_shape) == tuple(rec.output_shapes[0])
@@ -164,35 +160,36 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     depth = depth_breakdown(records, structure, main_path, name_depth, label, n_heads)
     if spec is not None:
         depth = replace(depth, notes=depth.notes + _spec_notes(spec, depth.stem))
-    uncalled = _uncalled(model, tracer, records)
-    # Each tensor once, as model.parameters() gives them, but of what the trace saw (a lazy
-    # module's weights exist only there).
-    params = list({id(p): p for named, _ in tracer.owned.values() for _, p in named}.values())
-    buffers = list({id(b): b for _, owned_buffers in tracer.owned.values() for b in owned_buffers}.values())
-    buffer_kinds = count_buffer_kinds(model, tracer.owned)
-    totals = {
-        "params": sum(p.numel() for p in params),
-        "trainable_params": sum(p.numel() for p in params if p.requires_grad),
-        "buffers": sum(b.numel() for b in buffers),
-        "macs": sum(r.macs for r in records),
-        "other_ops": sum(r.other_ops for r in records),
-        "activation_bytes": sum(r.output_bytes for r in records),
-    }
-    report = Report(
-        model=label, input_size=size, layers=records, totals=totals, outputs=outputs, output_info=output_info,
-        depth=depth, downsample=downsample_table(records, structure), uncalled=uncalled,
-        fpn=fpn_summary(records, structure, output_info), counter=counter, device="cpu" if real else "meta",
+    modules = dict(model.named_modules())  # one walk of the model for both of these
+    uncalled = _uncalled(modules, tracer, records)
+    buffer_kinds = count_buffer_kinds(modules, tracer.owned)
+    return Report(
+        model=label, input_size=size, layers=records, totals=_totals(records, tracer.owned, buffer_kinds),
+        outputs=outputs, output_info=output_info, depth=depth, downsample=downsample_table(records, structure),
+        uncalled=uncalled,
+        fpn=fpn_summary(records, structure, output_info), counter=counter, device=device,
         options=spec.to_options() if spec is not None else {}, padded_from=padded_from,
         warnings=_degenerate_warnings(records, size) + _uncounted_warnings(records, tracer) + _stop_warnings(tracer),
         structure=structure, buffer_kinds=buffer_kinds, stopped=tracer.stop,
     )
-    if counter != "analytic":
-        counters.apply(report, counter, model, spec, size, dtype)
-    report.totals["flops"] = 2 * report.totals["macs"]
-    report.convention = CONVENTION if counter == "analytic" else counters.CONVENTIONS[counter]
-    if on_model is not None:
-        on_model(model)
-    return report
+
+
+def _totals(records: list[LayerRecord], owned: dict[str, tuple[list[tuple[str, torch.Tensor]], list[torch.Tensor]]],
+            buffer_kinds: dict[str, int]) -> dict[str, int]:
+    """The report's totals (without flops, which the counter's MACs give). ``buffer_kinds`` has
+    counted each buffer once already (:func:`count_buffer_kinds`): their sum is the buffers'."""
+    # Each tensor once, as model.parameters() gives them, but of what the trace saw (a lazy
+    # module's weights exist only there).
+    params = {id(p): p for named, _ in owned.values() for _, p in named}.values()
+    sizes = [p.numel() for p in params]
+    return {
+        "params": sum(sizes),
+        "trainable_params": sum(n for n, p in zip(sizes, params) if p.requires_grad),
+        "buffers": sum(buffer_kinds.values()),
+        "macs": sum(r.macs for r in records),
+        "other_ops": sum(r.other_ops for r in records),
+        "activation_bytes": sum(r.output_bytes for r in records),
+    }
 
 
 def _spec_notes(spec: ResNetSpec, stem_convs: int) -> tuple[str, ...]:
@@ -267,21 +264,24 @@ def buffer_kind(module: nn.Module, name: str) -> str:
     return "other"
 
 
-def count_buffer_kinds(model: nn.Module, owned: dict[str, tuple[list[Any], list[torch.Tensor]]]) -> dict[str, int]:
-    """Elements of each kind of buffer, each tensor once, as the totals count them. ``owned`` holds what
-    the trace saw (a lazy module's buffers exist only there), in the order of each module's ``_buffers``."""
-    modules = dict(model.named_modules())
+def count_buffer_kinds(modules: dict[str, nn.Module],
+                       owned: dict[str, tuple[list[Any], list[torch.Tensor]]]) -> dict[str, int]:
+    """Elements of each kind of buffer, each tensor once, as the totals count them. ``modules`` is the
+    model's ``named_modules()``; ``owned`` holds what the trace saw (a lazy module's buffers exist only
+    there), in the order of each module's ``_buffers``."""
     counts = dict.fromkeys(BUFFER_KINDS, 0)
     seen: set[int] = set()
     for module_name, (_, buffers) in owned.items():
+        if not buffers:
+            continue
         module = modules.get(module_name)
-        names = [n for n, b in module._buffers.items() if b is not None] if module is not None else []
-        for index, tensor in enumerate(buffers):
-            if id(tensor) in seen:
-                continue
-            seen.add(id(tensor))
-            kind = buffer_kind(module, names[index]) if module is not None and index < len(names) else "other"
-            counts[kind] += tensor.numel()
+        kinds = [] if module is None else [buffer_kind(module, n) for n, b in module._buffers.items() if b is not None]
+        kinds += ["other"] * (len(buffers) - len(kinds))  # any the module no longer names
+        for tensor, kind in zip(buffers, kinds):
+            key = id(tensor)
+            if key not in seen:
+                seen.add(key)
+                counts[kind] += tensor.numel()
     return counts
 
 
@@ -478,10 +478,12 @@ def _output_producers(outputs: dict[str, tuple[int, ...]], out: Any) -> list[tup
     return producers
 
 
-def _uncalled(model: nn.Module, tracer: Tracer, records: list[LayerRecord]) -> list[dict[str, Any]]:
+def _uncalled(modules: dict[str, nn.Module], tracer: Tracer, records: list[LayerRecord]) -> list[dict[str, Any]]:
+    """The modules (of ``named_modules()``) that the forward never called, each with the weights no
+    call counted."""
     called = {r.name for r in records if r.kind == "module"}
     result = []
-    for name, module in model.named_modules():
+    for name, module in modules.items():
         if name in called or name in tracer.used_modules:
             continue
         params, buffers = tracer.owned.get(name, ([], []))
@@ -499,21 +501,25 @@ def _uncalled(model: nn.Module, tracer: Tracer, records: list[LayerRecord]) -> l
 
 def _uncounted_warnings(records: list[LayerRecord], tracer: Tracer) -> list[str]:
     """Leaves with weights whose operators have no counting rule: say so rather than show 0 MACs."""
+    counted = tracer.counted  # nearly every record: asked first
     return [f"{rec.name} ({rec.type}) has weights, but none of the operators it ran has a counting rule in "
             "resnet-inspect, so its MACs and other ops are shown as 0. Cross-check it with --counter fvcore or "
             "--counter torch."
             for rec in records
-            if rec.kind == "module" and rec.is_leaf and rec.call == 0 and (rec.params or rec.buffers or rec.shared)
-            and rec.index not in tracer.counted]
+            if rec.index not in counted and rec.kind == "module" and rec.is_leaf and rec.call == 0
+            and (rec.params or rec.buffers or rec.shared)]
 
 
 def _degenerate_warnings(records: list[LayerRecord], size: tuple[int, ...]) -> list[str]:
     if len(size) != 4:
         return []
     for rec in records:
+        # The cheap tests first: most records are not leaves with a 1×1 feature map.
+        if not (rec.is_leaf and rec.output_shapes and rec.input_shapes and len(rec.output_shapes[0]) == 4
+                and rec.output_shapes[0][-1] == 1 and rec.output_shapes[0][-2] == 1):
+            continue
         window = find(rec.op, WindowOp)
-        if (rec.is_leaf and window is not None and len(window.stride) == 2 and rec.output_shapes
-                and rec.input_shapes and len(rec.output_shapes[0]) == 4):
+        if window is not None and len(window.stride) == 2:
             (h, w), (ih, iw) = rec.output_shapes[0][-2:], rec.input_shapes[0][-2:]
             # Only a window wider than one pixel, or a stride, is wasted on a 1×1 map: a 1×1 conv
             # after a global pool (a squeeze-excitation gate, timm's conv classifier) is by design.

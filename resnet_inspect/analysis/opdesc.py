@@ -179,7 +179,12 @@ def parts(op: OpDesc | None) -> tuple[OpDesc, ...]:
 
 def find(op: OpDesc | None, kind: type[T]) -> T | None:
     """The last operator of this kind in ``op``, or None."""
-    return next((p for p in reversed(parts(op)) if isinstance(p, kind)), None)
+    if not isinstance(op, Chain):  # one operator, or None: most records (asked once per record by each analysis)
+        return op if isinstance(op, kind) else None
+    for part in reversed(op.ops):
+        if isinstance(part, kind):
+            return part
+    return None
 
 
 def main_op(op: OpDesc | None) -> OpDesc | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, OrderedDict
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from .blocks import Block, Structure
@@ -20,6 +21,7 @@ from .records import (
 )
 
 _STEM_NAMES = {"conv1", "bn1", "relu", "maxpool", "stem"}
+_TORCHVISION_STAGE = re.compile(r"layer(\d+)")
 
 
 def stage_of(name: str) -> str:
@@ -33,7 +35,7 @@ def stage_of(name: str) -> str:
         return ""
     if parts[0] == "fpn":
         return "fpn"
-    match = re.fullmatch(r"layer(\d+)", parts[0])
+    match = _TORCHVISION_STAGE.fullmatch(parts[0])
     if match:
         return f"res{int(match.group(1)) + 1}"
     if parts[0] == "stages" and len(parts) > 1 and parts[1].isdigit():  # timm ResNetV2: stages.0 is res2
@@ -50,14 +52,15 @@ def label_stages(records: list[LayerRecord], structure: Structure) -> None:
     the label its leaves share; anything else is labelled by its effective stride ("stride 4"),
     or "head" once the output is no longer a feature map."""
     leaf_labels = _leaf_labels(structure)
+    shared = shared_by_leaves(records, leaf_labels) if structure.stages else {}
+    has_stages = bool(structure.stages)
     for rec in records:
-        if not structure.stages:  # no residual blocks: the names are the only hint
+        if not has_stages:  # no residual blocks: the names are the only hint
             rec.stage = stage_of(rec.name)
         elif rec.is_leaf:
             rec.stage = leaf_labels.get(rec.index, "")
         else:
-            labels = {leaf_labels.get(i, "") for i in leaves_under(records, rec)}
-            rec.stage = labels.pop() if len(labels) == 1 else ""
+            rec.stage = shared.get(rec.index, "")
         if rec.stage or not rec.name:
             continue
         spatial = bool(rec.output_shapes) and len(rec.output_shapes[0]) == 4
@@ -86,6 +89,53 @@ def leaves_under(records: list[LayerRecord], container: LayerRecord) -> list[int
     return [i for i in range(container.index + 1, end) if records[i].is_leaf]
 
 
+# What the leaves under a call have in common: before any leaf is seen, and once two of them differ.
+_NO_LEAF, _MIXED = object(), object()
+
+
+def shared_by_leaves(records: list[LayerRecord], keys: Mapping[int, Hashable],
+                     default: Hashable = "") -> dict[int, Hashable]:
+    """Record index -> the key (``keys[leaf index]``, else ``default``) that every leaf under that
+    call has, for each call that is not a leaf and whose leaves all agree (none for a call without
+    leaves). One pass over the records: ``leaves_under`` for every call would read each leaf once
+    per enclosing call."""
+    shared: dict[int, Hashable] = {}
+    open_calls: list[list[Any]] = []  # [depth, index, what its leaves so far share] of each call not yet closed
+    for rec in records:
+        depth = rec.depth
+        while open_calls and open_calls[-1][0] >= depth:
+            _close(open_calls, shared)
+        if not rec.is_leaf:
+            open_calls.append([depth, rec.index, _NO_LEAF])
+        elif open_calls:  # a leaf is under every open call: the innermost passes it on as it closes
+            parent, key = open_calls[-1], keys.get(rec.index, default)
+            common = parent[2]
+            if common is _NO_LEAF:
+                parent[2] = key
+            elif common is not _MIXED and common != key:
+                parent[2] = _MIXED
+    while open_calls:
+        _close(open_calls, shared)
+    return shared
+
+
+def _close(open_calls: list[list[Any]], shared: dict[int, Hashable]) -> None:
+    """Close the innermost open call: keep what its leaves share, and pass it to the enclosing call."""
+    _, index, common = open_calls.pop()
+    if common is _NO_LEAF:
+        return
+    if common is not _MIXED:
+        shared[index] = common
+    if open_calls:
+        parent = open_calls[-1]
+        parent[2] = common if parent[2] is _NO_LEAF else _agree(parent[2], common)
+
+
+def _agree(a: Any, b: Any) -> Any:
+    """What two groups of leaves share: their key if both have the same one, else ``_MIXED``."""
+    return a if a is not _MIXED and b is not _MIXED and a == b else _MIXED
+
+
 def path_records(records: list[LayerRecord], path: Any) -> list[LayerRecord]:
     """The weighted records on a longest path, input to output."""
     out = []
@@ -103,7 +153,10 @@ def block_label(records: list[LayerRecord], block: Block) -> str:
 
 def _block_labels(records: list[LayerRecord], structure: Structure) -> dict[int, str]:
     """Leaf index -> label of the block it belongs to."""
-    return {i: block_label(records, b) for b in structure.blocks for i in b.members}
+    labels: dict[int, str] = {}
+    for block in structure.blocks:
+        labels.update(dict.fromkeys(block.members, block_label(records, block)))
+    return labels
 
 
 def _kind(rec: LayerRecord) -> str:
@@ -137,6 +190,7 @@ def depth_breakdown(records: list[LayerRecord], structure: Structure, main_path:
     excluded = [r.name for r in records if r.weighted and not r.on_main_path and r.call == 0]
     in_shortcuts = {records[i].name for b in structure.blocks for i in b.shortcut.records}
     projections = [n for n in excluded if n in in_shortcuts]
+    projected = set(projections)
     terms = []
     if stem:
         terms.append(f"{len(stem)} stem conv{'s' if len(stem) > 1 else ''}")
@@ -173,7 +227,7 @@ def depth_breakdown(records: list[LayerRecord], structure: Structure, main_path:
         convs_per_block=tuple(per_block.items()), head=len(head), fpn=len(fpn), other=len(other),
         per_stage=tuple(StageDepth(k, len(v), stage_layers[k]) for k, v in stage_blocks.items()),
         path=tuple(r.name for r in main_path), projections_not_counted=tuple(projections),
-        other_not_counted=tuple(n for n in excluded if n not in projections), notes=tuple(notes),
+        other_not_counted=tuple(n for n in excluded if n not in projected), notes=tuple(notes),
     )
 
 
@@ -205,17 +259,18 @@ def _segments(records: list[LayerRecord], structure: Structure) -> list[tuple[st
     by_stage: dict[str, list[LayerRecord]] = {}
     run: list[LayerRecord] | None = None  # the run of outside leaves being read, if any
     for rec in records:
-        outside = rec.is_leaf and first < rec.index < last and rec.index not in members and rec.index not in pyramid
+        index, stage = rec.index, rec.stage
+        outside = rec.is_leaf and first < index < last and index not in members and index not in pyramid
         if outside:
             if run is None:
                 run = []
                 segments.append(("", run, True))
             run.append(rec)
-        elif rec.stage == "stem" or rec.stage.startswith("res"):
-            if rec.stage not in by_stage:
-                by_stage[rec.stage] = []
-                segments.append((rec.stage, by_stage[rec.stage], False))
-            by_stage[rec.stage].append(rec)
+        elif stage == "stem" or stage.startswith("res"):
+            if stage not in by_stage:
+                by_stage[stage] = []
+                segments.append((stage, by_stage[stage], False))
+            by_stage[stage].append(rec)
         if rec.is_leaf and not outside:
             run = None
     # A run is labelled as the summary labels its last layer: by the stride it leaves ("stride 8").
@@ -226,13 +281,13 @@ def _step(records: list[LayerRecord], stage: str, recs: list[LayerRecord], in_sh
           block_of: dict[int, str], blocks: tuple[Block, ...], outside: bool) -> DownsampleStep:
     """One row of the downsampling table."""
     first = next((r for r in recs if r.input_shapes), recs[0])
-    spatial = [r for r in recs if r.output_shapes and len(r.output_shapes[0]) == 4]
-    last = max(spatial, key=lambda r: r.index, default=recs[-1])
+    # The last feature map (``recs`` are in call order).
+    last = next((r for r in reversed(recs) if r.output_shapes and len(r.output_shapes[0]) == 4), recs[-1])
     carriers: list[Carrier] = []
     dilated: list[Dilated] = []
     for rec in recs:
-        window = find(rec.op, WindowOp)
-        if rec.index in in_shortcut or window is None:
+        window = find(rec.op, WindowOp) if rec.op is not None and rec.index not in in_shortcut else None
+        if window is None:
             continue
         if max(window.stride) > 1:
             carriers.append(Carrier(rec.name, rec.type, window.kernel[0], max(window.stride),
@@ -258,7 +313,8 @@ def _step(records: list[LayerRecord], stage: str, recs: list[LayerRecord], in_sh
 def _added_stride(records: list[LayerRecord], first: LayerRecord, last: LayerRecord) -> int | None:
     """How much a run of layers multiplies the effective stride: its last output's over the output
     of the leaf before it; None when the trace has no stride for either."""
-    before = next((r for r in reversed(records[:first.index]) if r.is_leaf and r.jump is not None), None)
+    before = next((records[i] for i in range(first.index - 1, -1, -1)
+                   if records[i].is_leaf and records[i].jump is not None), None)
     if before is None or last.jump is None:
         return None
     ratio = last.jump[0] / before.jump[0]
@@ -342,8 +398,9 @@ def fpn_summary(records: list[LayerRecord], structure: Structure,
         return None
     levels = pyramid.levels
     extra_leaves = {i for lv in levels if lv.extra for i in lv.records}
-    extra = sorted(extra_leaves | {r.index for r in records if not r.is_leaf and (under := leaves_under(records, r))
-                                   and set(under) <= extra_leaves})
+    # Calls whose leaves are all in extra levels (none without leaves).
+    in_extra = shared_by_leaves(records, dict.fromkeys(extra_leaves, True), False)
+    extra = sorted(extra_leaves | {i for i, inside in in_extra.items() if inside and not records[i].is_leaf})
     return PyramidSummary(
         lateral=tuple(records[i].name for i in sorted(lv.lateral for lv in levels if lv.lateral is not None)),
         output=tuple(records[i].name for i in sorted(lv.output for lv in levels if not lv.extra)),
