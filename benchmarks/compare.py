@@ -134,7 +134,8 @@ PEER_PACKAGES = {"torchinfo": "torchinfo", "fvcore": "fvcore", "ptflops": "ptflo
 # Where resnet-inspect's time goes, phase by phase, in one fresh process (the CLI's own code paths).
 PHASES = """
 import io, json, sys, time
-name, h, w = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+name, h, w, layers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+options = {"layers": layers} if layers else {}
 phases = []
 from resnet_inspect import process  # standard library only
 getattr(process, "pause_collector", lambda: None)()  # as the command line does, where it does
@@ -149,23 +150,35 @@ phase("import torch")
 import resnet_inspect.cli
 from resnet_inspect.cli import common
 from resnet_inspect.cli.summary import View, render_text
-from resnet_inspect.render.table import print_summary
-from rich.console import Console
 import resnet_inspect.analysis.inspect
-phase("CLI import (typer, rich, the engine)")
-report = common.inspect_model(name, (1, 3, h, w), {}, real=False, counter="analytic", pad_to=None)
-phase("build on meta + trace + report")
+phase("CLI import (typer, the engine)")
+size = (1, 3, h, w)
+resolved = common.resolve(name, options)
+built = []
+report = common.inspect_model(resolved, size, options, real=False, counter="analytic", pad_to=None,
+                              on_model=built.append)
+phase("resolve, build on meta, trace, report")
 text = render_text(report, "json", View(None, "exact", False))
 phase("JSON render")
+from resnet_inspect.cli.summary import _memory_by_default, _Traced
+from resnet_inspect.render.table import print_summary
+from rich.console import Console
+phase("import the table's renderer (rich)")
+memory = _memory_by_default(_Traced(resolved, tuple(report.input_size), built[0]))
+phase("memory rows (inference and training peaks)")
 def table(depth):
     print_summary(report, Console(file=io.StringIO(), width=%d, force_terminal=False, no_color=True, highlight=False),
-                  depth)
+                  depth, memory=memory)
 table("all")
 phase("table render, every layer (--depth all)")
 table(None)
 phase("table render, blocks as rows (the default)")
 print(json.dumps({"phases": phases}))
 """ % TABLE_COLUMNS
+
+# The cases of the phase profile: (variant, height, width, --layers, label).
+PHASE_CASES = [("resnet152", 800, 1344, "", "resnet152@800x1344"),
+               ("resnet50", 224, 224, "50,200,500,50", "800 blocks@224")]
 
 # (variant, height, width, extra summary options, label).
 CASES = [
@@ -366,14 +379,13 @@ def bimodal(samples: list[float]) -> bool:
     return gap > 0.25 * statistics.median(ordered) and 2 <= split <= len(ordered) - 2
 
 
-def profile_phases(cases: list[tuple[str, int, int]], cwd: Path, runs: int = 3) -> list[str]:
+def profile_phases(cases: list[tuple[str, int, int, str, str]], cwd: Path, runs: int = 3) -> list[str]:
     """Where the time of one summary goes, per case: the median of ``runs`` fresh processes per phase."""
     lines = ["| case | phase | seconds (median of %d) |" % runs, "|---|---|---:|"]
-    for name, height, width in cases:
-        label = f"{name}@{height}x{width}"
+    for name, height, width, layers, label in cases:
         samples: dict[str, list[float]] = {}
         for _ in range(runs):
-            result = subprocess.run([PY, "-c", PHASES, name, str(height), str(width)], capture_output=True,
+            result = subprocess.run([PY, "-c", PHASES, name, str(height), str(width), layers], capture_output=True,
                                     text=True, cwd=cwd, timeout=600)
             if result.returncode != 0:
                 lines.append(f"| {label} | failed: {result.stderr.strip().splitlines()[-1:]} | |")
@@ -598,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         measure(commands, floor, args.runs, args.timeout, int(args.memory_limit * 2**30), workdir)
         load_after = _load()
         print("Profiling the phases of one summary ...", flush=True)
-        phases = profile_phases([("resnet152", 800, 1344)], workdir)
+        phases = profile_phases(PHASE_CASES, workdir)
     text = report(commands, floor, args.runs, args.timeout, (load_before, load_after), phases, scope)
     sys.path.insert(0, str(REPO))
     from resnet_inspect.fileio import atomic_write  # pure Python: no torch in this process
