@@ -715,3 +715,20 @@ def test_a_cpu_build_constructs_every_block(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(resnet, "meta_copy", lambda module: pytest.fail("a CPU block was copied"))
     model = resnet.build_model(ri.get_spec("resnet18"))
     assert not torch.equal(model.layer1[0].conv1.weight, model.layer1[1].conv1.weight)
+
+
+def test_a_block_the_copy_refuses_is_constructed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A block holding something meta_copy cannot vouch for (a hook, a tensor outside the registries)
+    # is built the old way: the same model, one refused copy per stage at most.
+    from resnet_inspect.models import resnet
+
+    refusals: list[int] = []
+
+    def refuse(module: nn.Module) -> nn.Module:
+        refusals.append(1)
+        raise ValueError("meta_copy does not copy hooks")
+
+    expected = _anatomy(_meta_build("resnet50"))
+    monkeypatch.setattr(resnet, "meta_copy", refuse)
+    assert _anatomy(_meta_build("resnet50")) == expected
+    assert len(refusals) == 4

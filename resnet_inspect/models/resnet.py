@@ -120,16 +120,21 @@ class _StageBuilder:
             common["se"] = spec.se
         blocks: list[nn.Module] = []
         built: dict[tuple[Any, ...], nn.Module] = {}  # blocks without a shortcut module, by what builds them
+        refused: set[tuple[Any, ...]] = set()  # ... and those a copy cannot tell are safe to share
         for plan in self.plan[index].blocks:
             downsample = self.shortcut(plan)
             key = (plan.in_channels, plan.planes, plan.stride, plan.dilation, plan.first_dilation)
             template = built.get(key) if downsample is None else None
             if template is not None:  # on meta: the same block again, with new tensors (models.replicate)
-                blocks.append(meta_copy(template))
-                continue
+                try:
+                    blocks.append(meta_copy(template))
+                    continue
+                except ValueError:  # constructed, then, as every block used to be
+                    refused.add(key)
+                    del built[key]
             made = block(plan.in_channels, plan.planes, stride=plan.stride, downsample=downsample,
                          dilation=plan.dilation, first_dilation=plan.first_dilation, **common)
-            if downsample is None and is_meta_module(made):
+            if downsample is None and key not in refused and is_meta_module(made):
                 built[key] = made
             blocks.append(made)
         return blocks
