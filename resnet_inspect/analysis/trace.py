@@ -138,8 +138,8 @@ class _Known:
 
     A rule is a pure function of its arguments' shapes, dtypes and settings (``ops.RULES``), and
     the shape ATen gives a window on an empty batch (``_empty_batch_window``) is a pure function
-    of the same: ResNet-152's 50 blocks repeat 13 distinct convolutions. So the second call of a
-    signature takes the stats the first computed, and on meta its output shape. Every call still
+    of the same: ResNet-152's 155 convolutions have 23 signatures (tests/test_engine.py). So the
+    second call of a signature takes the stats the first computed, and on meta its output shape. Every call still
     runs through the trace, gets its record and carries its receptive field; only the arithmetic
     of the rule is not redone. Stats are never changed once made (``Tracer._account`` reads them).
     """
@@ -167,7 +167,7 @@ class _Known:
             known = cls.table[key] = cls(RULES[name].count(bound, None))
         return known
 
-    def learn(self, before: OpStats, out: Any, out_key: Any, after: OpStats, name: str) -> None:
+    def learn(self, out: Any, out_key: Any, after: OpStats, name: str) -> None:
         """Keep the stats of this output, and a window's output shape as ATen gave it."""
         if out_key is None:
             return
@@ -594,7 +594,7 @@ class Tracer(TorchFunctionMode):
             if after is None:
                 after = rule.count(bound, out)
                 if known is not None:
-                    known.learn(before, out, out_key, after, name)
+                    known.learn(out, out_key, after, name)
             self._account(rec, after, infos, args, out)
         except Exception as exc:
             raise TraceBug(f"resnet-inspect failed to count {name}: {exc!r}") from exc
