@@ -1,7 +1,7 @@
 """The console every command prints through: rich's, with three guarantees of this tool.
 
-Imported when something is printed (``common.console``), so that a command whose output is JSON
-or CSV never imports rich's console machinery.
+Imported when something is printed (``common.console``), so that ``summary --format json``
+never imports rich's console machinery.
 """
 from __future__ import annotations
 
