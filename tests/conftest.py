@@ -340,3 +340,20 @@ def importable_module(folder: Path, name: str, source: str, monkeypatch: pytest.
     (folder / f"{name}.py").write_text(source, encoding="utf-8")
     monkeypatch.chdir(folder)
     monkeypatch.syspath_prepend(str(folder))
+
+
+def python_calls(func: Callable[[], Any]) -> int:
+    """Python function calls made by ``func()`` (C calls, the json encoder's included, not counted)."""
+    count = 0
+
+    def watch(frame: Any, event: str, arg: Any) -> None:
+        nonlocal count
+        if event == "call":
+            count += 1
+
+    sys.setprofile(watch)
+    try:
+        func()
+    finally:
+        sys.setprofile(None)
+    return count

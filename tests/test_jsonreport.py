@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import sys
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from resnet_inspect.analysis.opdesc import ResizeOp
 from resnet_inspect.analysis.records import LayerRecord, Report
 from resnet_inspect.render.export import to_json
 from resnet_inspect.render.jsonreport import _from_fields, _record
+from conftest import python_calls
 from test_records import NAMED, odd_record, reports  # noqa: F401 - the module-scoped fixture
 
 
@@ -59,27 +59,11 @@ def test_the_odd_record_of_test_records() -> None:
     assert _record(odd_record(), {}) == line(odd_record())
 
 
-def _python_calls(func: Any) -> int:
-    count = 0
-
-    def watch(frame: Any, event: str, arg: Any) -> None:
-        nonlocal count
-        if event == "call":
-            count += 1
-
-    sys.setprofile(watch)
-    try:
-        func()
-    finally:
-        sys.setprofile(None)
-    return count
-
-
 def test_writing_the_json_costs_a_few_calls_per_record() -> None:
     # Report.to_dict() and the indent=2 writer made about 200 Python calls per bottleneck record
     # (one per field and number); a record's line now takes one format and a few helpers.
     small = resnet_inspect.inspect("resnet50", (1, 3, 64, 64), layers="1,1,1,1")
     large = resnet_inspect.inspect("resnet50", (1, 3, 64, 64), layers="3,3,3,3")
     added = len(large.layers) - len(small.layers)
-    per_record = (_python_calls(lambda: to_json(large)) - _python_calls(lambda: to_json(small))) / added
+    per_record = (python_calls(lambda: to_json(large)) - python_calls(lambda: to_json(small))) / added
     assert per_record <= 16, per_record

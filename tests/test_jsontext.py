@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 import resnet_inspect
 from resnet_inspect.render.export import to_json
 from resnet_inspect.render.jsontext import dumps
-from conftest import run_cli
+from conftest import python_calls, run_cli
 from test_zoo import IMAGES, TinyDetector
 
 _SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
@@ -127,27 +126,10 @@ def test_summary_memory_json_has_the_same_layout() -> None:
     assert result.stdout == reference(data) + "\n"
 
 
-def _python_calls(func: Any) -> int:
-    """Python function calls made by ``func()`` (C calls, the json encoder's included, not counted)."""
-    count = 0
-
-    def watch(frame: Any, event: str, arg: Any) -> None:
-        nonlocal count
-        if event == "call":
-            count += 1
-
-    sys.setprofile(watch)
-    try:
-        func()
-    finally:
-        sys.setprofile(None)
-    return count
-
-
 def test_writing_a_report_makes_no_python_call_per_record() -> None:
     # The indent=2 writer made a call per value (about 90 per bottleneck record); the records
     # now go through the C encoder in one pass, so the calls do not grow with the net.
     small = resnet_inspect.inspect("resnet50", (1, 3, 64, 64), layers="1,1,1,1").to_dict()
     large = resnet_inspect.inspect("resnet50", (1, 3, 64, 64), layers="3,3,3,3").to_dict()
     assert len(large["layers"]) == len(small["layers"]) + 88
-    assert _python_calls(lambda: dumps(large)) - _python_calls(lambda: dumps(small)) <= 20
+    assert python_calls(lambda: dumps(large)) - python_calls(lambda: dumps(small)) <= 20

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import math
-import sys
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ import torch
 import resnet_inspect
 from resnet_inspect.analysis.opdesc import Chain, PadOp, ResizeOp, WindowOp
 from resnet_inspect.analysis.records import LayerRecord, Report, _jsonable
+from conftest import python_calls
 from test_zoo import IMAGES, TinyDetector
 
 # Basic and bottleneck blocks, option-A pads (cifar), ResNet-D's pooled shortcut, SE means,
@@ -81,29 +81,12 @@ def test_the_json_form_is_a_copy(reports: list[Report]) -> None:
     assert report.layers[1].input_shapes[0][0] == 1 and "x" not in report.layers[1].input_from
 
 
-def _python_calls(func: Any) -> int:
-    """Python function calls made by ``func()`` (C calls not counted)."""
-    count = 0
-
-    def watch(frame: Any, event: str, arg: Any) -> None:
-        nonlocal count
-        if event == "call":
-            count += 1
-
-    sys.setprofile(watch)
-    try:
-        func()
-    finally:
-        sys.setprofile(None)
-    return count
-
-
 def test_to_dict_costs_a_few_calls_per_record() -> None:
     # The generic walk made a call per field and per number (about 75 per record of a bottleneck
     # net); each record now builds its dict in one call, plus its op's and its jump and start.
     small = resnet_inspect.inspect("resnet50", (1, 3, 64, 64), layers="1,1,1,1")
     large = resnet_inspect.inspect("resnet50", (1, 3, 64, 64), layers="3,3,3,3")
-    per_record = (_python_calls(large.to_dict) - _python_calls(small.to_dict)) / (len(large.layers) - len(small.layers))
+    per_record = (python_calls(large.to_dict) - python_calls(small.to_dict)) / (len(large.layers) - len(small.layers))
     assert per_record <= 6, per_record
 
 
