@@ -306,12 +306,10 @@ def test_saved_bars_count_what_the_root_module_saves(tmp_path: Path, monkeypatch
 
 
 def test_report_without_memory_or_with_nothing_to_train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "frozen_report_net.py").write_text(
+    importable_module(tmp_path, "frozen_report_net", (
         "from torch import nn\n\n"
         "def build():\n"
-        "    return nn.Sequential(nn.MaxPool2d(2), nn.ReLU())\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
+        "    return nn.Sequential(nn.MaxPool2d(2), nn.ReLU())\n"), monkeypatch)
     frozen = runner.invoke(app, ["report", "frozen_report_net:build", "--input", "16", "-o", "-"])
     assert frozen.exit_code == 0, frozen.output
     memory = frozen.stdout[frozen.stdout.index('<section class="memory"'):]
@@ -326,13 +324,12 @@ def test_report_without_memory_or_with_nothing_to_train(tmp_path: Path, monkeypa
 # -- the command ----------------------------------------------------------------------------------
 
 def test_report_of_a_factory_and_a_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "tiny_report_net.py").write_text(
+    importable_module(tmp_path, "tiny_report_net", (
         "from torch import nn\n\n"
         "def build():\n"
-        "    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))\n")
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))\n"),
+        monkeypatch)
     torch.save(resnet_inspect.build("cifar_resnet20").state_dict(), tmp_path / "c20.pth")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
     factory = runner.invoke(app, ["report", "tiny_report_net:build", "--input", "32", "-o", "f.html"])
     assert factory.exit_code == 0, factory.output
     rows = Page((tmp_path / "f.html").read_text(encoding="utf-8")).rows()

@@ -245,7 +245,8 @@ class FilterResponseNorm(nn.Module):
 
 
 class LastLevelMaxPool(nn.Module):
-    """torchvision's FPN extra block: appends a 1×1/2 max pool of the last level to the list."""
+    """torchvision.ops.feature_pyramid_network.LastLevelMaxPool: takes the list of levels and
+    appends a 1×1/2 max pool of the last one (P5 in an FPN)."""
 
     def forward(self, x: list[torch.Tensor], y: list[torch.Tensor],
                 names: list[str]) -> tuple[list[torch.Tensor], list[str]]:
@@ -453,17 +454,6 @@ def test_malformed_input_shapes_are_input_errors(text: str) -> None:
 
 # -- torchvision's FPN extra block, drawn from P5 -------------------------------------------------
 
-class ListLastLevelMaxPool(nn.Module):
-    """torchvision.ops.feature_pyramid_network.LastLevelMaxPool: takes the list of levels and
-    appends a 1×1/2 max pool of the last one (P5)."""
-
-    def forward(self, x: list[torch.Tensor], y: list[torch.Tensor],
-                names: list[str]) -> tuple[list[torch.Tensor], list[str]]:
-        names.append("pool")
-        x.append(F.max_pool2d(x[-1], 1, 2, 0))
-        return x, names
-
-
 class ListFPN(nn.Module):
     """torchvision's FeaturePyramidNetwork layout: inner (lateral) and layer (output) blocks, a
     nearest upsample-and-add top-down, then extra_blocks on the list of results."""
@@ -472,7 +462,7 @@ class ListFPN(nn.Module):
         super().__init__()
         self.inner_blocks = nn.ModuleList(nn.Conv2d(c, out, 1) for c in channels)
         self.layer_blocks = nn.ModuleList(nn.Conv2d(out, out, 3, padding=1) for _ in channels)
-        self.extra_blocks = ListLastLevelMaxPool()
+        self.extra_blocks = LastLevelMaxPool()
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         names, x = list(features), list(features.values())
