@@ -221,11 +221,13 @@ def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str
     tracer = Tracer(model, {})
     out = None
     try:
-        with guarded(model, meta=not real) if guard else _modes_kept(model), tracer.hooks(), torch.no_grad():
+        training = None if mode == "same" else mode == "train"
+        with guarded(model, meta=not real) if guard else _flags_kept(tracer.names, training), tracer.hooks(), \
+                torch.no_grad():
             # Counted from what the forward sees: the stand-ins, which a lazy module can materialize.
-            tracer.owned = _owned(model)
-            if mode != "same":
-                model.train(mode == "train")
+            tracer.owned = _owned(tracer.names)
+            if guard and training is not None:
+                model.train(training)
             with _compiled_code_runs_eagerly(), tracer:
                 try:
                     out = model(*args, **kwargs)
@@ -387,22 +389,28 @@ def _feed(model: nn.Module, data: tuple[tuple[Any, ...], dict[str, Any]],
     return tuple(fresh(a) for a in args), {k: fresh(v) for k, v in kwargs.items()}
 
 
-def _owned(model: nn.Module) -> dict[str, tuple[list[tuple[str, torch.Tensor]], list[torch.Tensor]]]:
-    """Module name -> (its own named parameters, its own buffers)."""
+def _owned(names: dict[nn.Module, str]) -> dict[str, tuple[list[tuple[str, torch.Tensor]], list[torch.Tensor]]]:
+    """Module name -> (its own named parameters, its own buffers), for the modules of ``Tracer.names``
+    (each module once, as ``named_modules()`` gives them)."""
     return {name: ([(pn, p) for pn, p in m._parameters.items() if p is not None],
                    [b for b in m._buffers.values() if b is not None])
-            for name, m in model.named_modules()}
+            for m, name in names.items()}
 
 
 @contextmanager
-def _modes_kept(model: nn.Module) -> Iterator[None]:
-    """Put back every submodule's training flag (all a model of our own needs)."""
-    modes = {m: m.training for m in model.modules()}
+def _flags_kept(modules: dict[nn.Module, str], training: bool | None) -> Iterator[None]:
+    """Set the training flag of every module of a model built here (``training``; None keeps them), and put
+    each back afterwards: all such a model needs. Its classes (models/) do not override ``train()``, so
+    the flag is written as ``Module.train`` writes it, without a ``Module.__setattr__`` call per module."""
+    modes = [(m.__dict__, m.training) for m in modules]
     try:
+        if training is not None:
+            for state, _ in modes:
+                state["training"] = training
         yield
     finally:
-        for module, mode in modes.items():
-            module.training = mode
+        for state, mode in modes:
+            state["training"] = mode
 
 
 def _input(model: nn.Module, size: tuple[int, ...], real: bool, dtype: torch.dtype) -> torch.Tensor:

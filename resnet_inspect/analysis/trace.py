@@ -12,7 +12,7 @@ not depend on the input resolution.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
 
 from ..errors import InputError
 from .opdesc import MeanOp, chain
@@ -183,7 +184,7 @@ def _signature(name: str, bound: dict[str, Any]) -> tuple[Any, ...] | None:
     for key, value in bound.items():
         kind = type(value)
         if kind is torch.Tensor or kind is nn.Parameter:
-            parts.append((key, tuple(value.shape), value.dtype, value.device.type))
+            parts.append((key, value.shape, value.dtype, "meta" if value.is_meta else value.device.type))
         elif kind in _KEYED:
             parts.append((key, kind, value))
         elif kind is tuple or kind is list:
@@ -196,6 +197,20 @@ def _signature(name: str, bound: dict[str, Any]) -> tuple[Any, ...] | None:
 
 
 _KEYED = frozenset({int, float, bool, str, type(None)})
+_OP_NAMES: dict[Any, str] = {}  # op_name() of the functions the mode has seen
+
+
+def _name_of(func: Any) -> str:
+    """``op_name(func)``, kept for the next call of the same function (a net calls a handful, thousands of times)."""
+    try:
+        return _OP_NAMES[func]
+    except KeyError:
+        if len(_OP_NAMES) >= _KNOWN_LIMIT:
+            _OP_NAMES.clear()
+        name = _OP_NAMES[func] = op_name(func)
+        return name
+    except TypeError:  # a callable that cannot be a key
+        return op_name(func)
 
 
 class PathNode(NamedTuple):
@@ -349,6 +364,9 @@ def _combine(pairs: list[tuple[torch.Tensor, TensorInfo]], join: bool = False) -
 
 
 def _propagate(info: TensorInfo, stats: OpStats, record_index: int) -> TensorInfo:
+    if stats.windows is None and stats.upsample is None and not stats.weighted:  # no window, no new layer
+        return TensorInfo(info.rf, info.jump, info.start, info.depth, info.path, record_index,
+                          info.global_field or stats.global_field)
     rf, jump, start = list(info.rf), list(info.jump), list(info.start)
     if stats.windows is not None:
         for dim, w in enumerate(stats.windows):
@@ -365,6 +383,9 @@ def _propagate(info: TensorInfo, stats: OpStats, record_index: int) -> TensorInf
                       info.global_field or stats.global_field)
 
 
+_NOTHING: tuple[list[Any], list[Any]] = ([], [])
+
+
 def _qualified(module: str, parameter: str) -> str:
     return f"{module}.{parameter}" if module else parameter
 
@@ -373,7 +394,7 @@ def _shapes(value: Any) -> list[tuple[int, ...]]:
     return [tuple(t.shape) for t in _tensors(value)]  # a torch.Size holds ints
 
 
-@dataclass
+@dataclass(slots=True)
 class _Frame:
     module: nn.Module
     record: LayerRecord
@@ -412,16 +433,44 @@ class Tracer(TorchFunctionMode):
     # -- hooks ---------------------------------------------------------------------------------
     @contextmanager
     def hooks(self) -> Iterator[None]:
-        """Register every hook in one place; remove them all, whatever the forward does."""
-        handles = []
+        """Register every hook in one place; remove them all, whatever the forward does.
+
+        Each module's hook tables are keyed by a hook id that is only unique within the table, so
+        one id per kind of hook serves every module: the tables get the entries that
+        ``register_forward_pre_hook(..., with_kwargs=True)`` and ``register_forward_hook`` would
+        add, without a handle object and two weak references per module (a third of the setup of
+        a deep net's trace). A torch without those tables gets the public calls."""
+        modules = list(self.names)
+        if not all(_has_hook_tables(m) for m in modules):
+            handles = []
+            try:
+                for module in modules:
+                    handles.append(module.register_forward_pre_hook(self._untraced_pre_hook, with_kwargs=True))
+                    handles.append(module.register_forward_hook(self._untraced_post_hook, with_kwargs=True))
+                yield
+            finally:
+                for handle in handles:
+                    handle.remove()
+            return
+        pre, post = RemovableHandle(OrderedDict()).id, RemovableHandle(OrderedDict()).id  # fresh ids from torch's own counter
+        added: list[nn.Module] = []
         try:
-            for module in self.names:
-                handles.append(module.register_forward_pre_hook(self._untraced_pre_hook, with_kwargs=True))
-                handles.append(module.register_forward_hook(self._untraced_post_hook, with_kwargs=True))
+            for module in modules:
+                module._forward_pre_hooks[pre] = self._untraced_pre_hook
+                module._forward_pre_hooks_with_kwargs[pre] = True
+                module._forward_hooks[post] = self._untraced_post_hook
+                module._forward_hooks_with_kwargs[post] = True
+                added.append(module)
             yield
         finally:
-            for handle in handles:
-                handle.remove()
+            for module in added:
+                del module._forward_pre_hooks[pre], module._forward_pre_hooks_with_kwargs[pre]
+                del module._forward_hooks[post], module._forward_hooks_with_kwargs[post]
+            if len(added) < len(modules):  # registration itself failed part-way: undo that module too
+                for module in modules[len(added):len(added) + 1]:
+                    for table, key in ((module._forward_pre_hooks, pre), (module._forward_pre_hooks_with_kwargs, pre),
+                                       (module._forward_hooks, post), (module._forward_hooks_with_kwargs, post)):
+                        table.pop(key, None)
 
     # The hooks only read shapes, sizes and flags of the tensors they are given: that needs no
     # torch-function dispatch, which would call this mode's __torch_function__ for every
@@ -436,49 +485,67 @@ class Tracer(TorchFunctionMode):
 
     def _new_record(self, name: str, type_: str, kind: str, leaf: bool, inputs: list[torch.Tensor]) -> LayerRecord:
         """A record for a call whose input tensors are ``inputs``."""
-        parent = self.stack[-1].record.name if self.stack else None
-        rec = LayerRecord(index=len(self.records), name=name, type=type_, kind=kind, depth=len(self.stack),
-                          parent=parent, is_leaf=leaf, input_shapes=[tuple(t.shape) for t in inputs])
+        stack = self.stack
+        records = self.records
+        rec = LayerRecord(len(records), name, type_, kind, len(stack), stack[-1].record.name if stack else None, leaf,
+                          0, [tuple(t.shape) for t in inputs])
         for t in inputs:
-            info = _info(t)
+            info = t.__dict__.get(_INFO)
             if info is not None and info.producer is not None:
-                rec.input_from.append(self.records[info.producer].name)
-        self.records.append(rec)
+                rec.input_from.append(records[info.producer].name)
+        records.append(rec)
         return rec
 
     def _pre_hook(self, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
-        name = self.names.get(module, type(module).__name__)
+        kind = type(module).__name__
+        name = self.names.get(module, kind)
         leaf = not module._modules or next(module.children(), None) is None
         # Shapes are read here, before an in-place op (ReLU(inplace=True)) can touch the input;
         # tensors passed by keyword count as inputs too.
-        inputs = _operands(args, kwargs)
-        rec = self._new_record(name, type(module).__name__, "module", leaf, inputs)
-        rec.call = self.calls[name]
-        self.calls[name] += 1
-        if rec.call == 0:
+        if kwargs:
+            inputs = _operands(args, kwargs)
+        elif len(args) == 1 and isinstance(args[0], _TENSOR):  # the common call: one tensor
+            inputs = [args[0]]
+        else:
+            inputs = _operands(args, None)
+        rec = self._new_record(name, kind, "module", leaf, inputs)
+        calls = self.calls
+        rec.call = call = calls[name]
+        calls[name] = call + 1
+        if call == 0:
             self._claim(rec, name)
-        self.stack.append(_Frame(module, rec, leaf, None if leaf else defaultdict(int), given=tuple(inputs) if leaf else ()))
+        self.stack.append(_Frame(module, rec, leaf, None if leaf else defaultdict(int), None,
+                                 tuple(inputs) if leaf else ()))
 
     def _claim(self, rec: LayerRecord, name: str) -> None:
         """Count a module's own parameters at its first call; tied ones only where first seen."""
-        params, buffers = self.owned.get(name, ([], []))
+        params, buffers = self.owned.get(name, _NOTHING)
+        claimed = self.claimed
+        counted = trainable = 0
         for pname, p in params:
-            owner = self.claimed.get(id(p))
+            key = id(p)
+            owner = claimed.get(key)
             if owner is not None:
                 # Both ends say so: the record that counted the tensor, and this one.
-                first, first_pname = self.first_claims.get(id(p), (None, pname))
+                first, first_pname = self.first_claims.get(key, (None, pname))
                 full = _qualified(owner, first_pname)
                 rec.shared.append(f"{pname} (shared with {full}, counted there)")
                 if first is not None:
                     first.shared.append(f"{first_pname} (shared with {_qualified(name, pname)}, counted here)")
                 continue
-            self.claimed[id(p)] = name
-            self.first_claims[id(p)] = (rec, pname)
-            rec.params += p.numel()
-            rec.trainable_params += p.numel() if p.requires_grad else 0
+            claimed[key] = name
+            self.first_claims[key] = (rec, pname)
+            n = p.numel()
+            counted += n
+            if p.requires_grad:
+                trainable += n
+        rec.params += counted
+        rec.trainable_params += trainable
+        seen = self.claimed_buffers
         for b in buffers:
-            if id(b) not in self.claimed_buffers:
-                self.claimed_buffers.add(id(b))
+            key = id(b)
+            if key not in seen:
+                seen.add(key)
                 rec.buffers += b.numel()
 
     def _claim_operands(self, rec: LayerRecord, operands: list[torch.Tensor]) -> None:
@@ -500,31 +567,36 @@ class Tracer(TorchFunctionMode):
                 self.used_modules.add(module)
 
     def _post_hook(self, module: nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
-        if not self.stack or self.stack[-1].module is not module:
+        stack = self.stack
+        if not stack or stack[-1].module is not module:
             return
-        frame = self.stack.pop()
+        frame = stack.pop()
         rec = frame.record
-        outs = _tensors(output)
+        outs = [output] if isinstance(output, _TENSOR) else _tensors(output)
         rec.output_shapes = [tuple(o.shape) for o in outs]
-        ins = list(frame.given) if frame.leaf else _operands(args, kwargs)
-        new = [o for o in outs if not any(o is g for g in frame.given)]
-        if frame.leaf and new and len(new) < len(outs):
-            # It returns some of its inputs unchanged beside new tensors: torchvision's
-            # LastLevelMaxPool appends P6 to the list of levels it was given. Its own output is
-            # the new one (P6, read from P5): its shape comes first, its field is the record's.
-            rec.output_shapes = _shapes(new) + [s for o, s in zip(outs, rec.output_shapes)
-                                                if not any(o is n for n in new)]
-            outs, ins = new, [i for i in ins if not any(i is n for n in new)]
-        rec.inplace = bool(outs) and any(o is i for o in outs for i in ins)
-        if frame.leaf and not rec.inplace:
+        leaf, given = frame.leaf, frame.given
+        ins = list(given) if leaf else _operands(args, kwargs)
+        if leaf and len(outs) > 1:
+            new = [o for o in outs if not any(o is g for g in given)]
+            if new and len(new) < len(outs):
+                # It returns some of its inputs unchanged beside new tensors: torchvision's
+                # LastLevelMaxPool appends P6 to the list of levels it was given. Its own output is
+                # the new one (P6, read from P5): its shape comes first, its field is the record's.
+                rec.output_shapes = _shapes(new) + [s for o, s in zip(outs, rec.output_shapes)
+                                                    if not any(o is n for n in new)]
+                outs, ins = new, [i for i in ins if not any(i is n for n in new)]
+        rec.inplace = inplace = bool(outs) and any(o is i for o in outs for i in ins)
+        if leaf and not inplace:
             rec.output_bytes = sum(o.numel() * o.element_size() for o in outs)
             # A leaf made of shape plumbing only (Flatten, Dropout) still produced its output:
             # later layers should name it as their input, not the layer before it.
+            index = rec.index
             for t in outs:
-                info = _info(t)
-                if info is not None and info.producer != rec.index and not any(t is i for i in ins):
-                    t.__dict__[_INFO] = info._replace(producer=rec.index)
-        self._check_target(frame, outs)
+                info = t.__dict__.get(_INFO)
+                if info is not None and info.producer != index and not any(t is i for i in ins):
+                    t.__dict__[_INFO] = info._replace(producer=index)
+        if frame.shaped is not None:
+            self._check_target(frame, outs)
         self._set_rf(rec, outs)
 
     @staticmethod
@@ -559,10 +631,10 @@ class Tracer(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         operands = _operands(args, kwargs)
-        infos = [(t, i) for t in operands if (i := _info(t)) is not None]
+        infos = [(t, i) for t in operands if (i := t.__dict__.get(_INFO)) is not None]
         if not infos:
             return self._run(func, args, kwargs)
-        name = op_name(func)
+        name = _name_of(func)
         rule = RULES.get(name)
         if rule is None:  # shape plumbing (view, flatten, cat ...): carry the field forward, count nothing
             out = self._run(func, args, kwargs, name)
@@ -631,21 +703,26 @@ class Tracer(TorchFunctionMode):
                  args: tuple[Any, ...], out: Any) -> None:
         rec.macs += stats.macs
         rec.other_ops += stats.other_ops
-        rec.weighted = rec.weighted or stats.weighted
-        outs = _tensors(out)
+        if stats.weighted:
+            rec.weighted = True
+        outs = [out] if isinstance(out, _TENSOR) else _tensors(out)
+        module = rec.kind == "module"
         if stats.op is not None:  # a leaf that runs several (option A: subsample, then pad) keeps them all
-            rec.op = chain(rec.op, stats.op) if rec.kind == "module" else stats.op
+            rec.op = chain(rec.op, stats.op) if module else stats.op
         if stats.analytic_shape is not None:
             # A leaf that runs several shaped ops (option A: subsample, then pad) is checked
             # against the last one; the working of each is kept.
-            rec.analytic_shape = tuple(int(d) for d in stats.analytic_shape)
-            rec.working = rec.working + stats.working if rec.kind == "module" else list(stats.working)
-            if rec.kind == "module" and self.stack and self.stack[-1].record is rec:
-                self.stack[-1].shaped = (outs, isinstance(stats.op, MeanOp))
+            rec.analytic_shape = tuple(map(int, stats.analytic_shape))
+            rec.working = rec.working + stats.working if module else list(stats.working)
+            stack = self.stack
+            if module and stack and stack[-1].record is rec:
+                stack[-1].shaped = (outs, isinstance(stats.op, MeanOp))
+        index, read_from = rec.index, rec.read_from
         for _, info in infos:
-            if info.producer is not None and info.producer != rec.index and info.producer not in rec.read_from:
-                rec.read_from.append(info.producer)
-        new = _propagate(_combine(infos), stats, rec.index)
+            producer = info.producer
+            if producer is not None and producer != index and producer not in read_from:
+                read_from.append(producer)
+        new = _propagate(infos[0][1] if len(infos) == 1 else _combine(infos), stats, index)
         for t in outs:
             t.__dict__[_INFO] = new
         if rec.kind == "function":
@@ -667,6 +744,15 @@ class Tracer(TorchFunctionMode):
         reached = "×".join(map(str, rec.input_shapes[0])) if rec.input_shapes else "no tensor"
         raise InputTooSmall(f"The input is too small: at {where}, whose input is {reached}, the window no longer "
                             f"fits: {'; '.join(dims)}.", rec)
+
+
+_HOOK_TABLES = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks", "_forward_hooks_with_kwargs")
+
+
+def _has_hook_tables(module: nn.Module) -> bool:
+    """Whether the module keeps its forward hooks in the dicts ``Tracer.hooks`` writes to directly."""
+    state = module.__dict__
+    return all(type(state.get(table)) in (dict, OrderedDict) for table in _HOOK_TABLES)
 
 
 def mark_input(t: torch.Tensor) -> None:
