@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from torch import nn
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -985,3 +987,40 @@ def test_snapshot_bytes_are_read_or_refused(tmp_path_factory: pytest.TempPathFac
         snapshots.load(path)
     except resnet_inspect.InputError:
         pass
+
+
+# -- the shape table a snapshot is taken from -----------------------------------------------------
+
+class _SharedAndUncalled(nn.Module):
+    """A module of one's own with a weight used twice, a buffer, a module never called and two outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = nn.BatchNorm2d(8)
+        self.spare = nn.Linear(4, 4)
+        self.register_buffer("scale", torch.ones(8, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.norm(self.conv(x)) * self.scale
+        return y, self.conv(torch.relu(y[:, :3]))
+
+
+@pytest.mark.parametrize(("target", "size", "options"), [
+    ("cifar_resnet20", None, {}),
+    ("resnet18", 97, {"pad_to": 32}),
+    ("maskrcnn_r50_fpn", (1, 3, 128, 160), {}),
+    ("resnet50", 64, {"fpn": "retinanet"}),
+    (_SharedAndUncalled(), (1, 3, 10, 12), {}),
+])
+def test_a_shape_table_holds_what_the_report_holds(target: Any, size: Any, options: dict[str, Any]) -> None:
+    """``shape_table`` skips the report's analysis: every field a snapshot reads must still be the report's."""
+    from resnet_inspect.analysis.inspect import inspect, shape_table
+
+    report, table = inspect(target, size, **options), shape_table(target, size, **options)
+    assert (table.model, table.input_size, table.options) == (report.model, report.input_size, report.options)
+    assert table.outputs == report.outputs
+    assert {k: table.totals[k] for k in snapshots.TOTAL_FIELDS} == {k: report.totals[k] for k in snapshots.TOTAL_FIELDS}
+    assert snapshots.from_report(table) == snapshots.from_report(report)
+    assert [(r.name, r.call, r.output_shapes, r.params, r.macs) for r in table.layers] == \
+        [(r.name, r.call, r.output_shapes, r.params, r.macs) for r in report.layers]

@@ -5,7 +5,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -68,6 +68,40 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     passed in, or the one built here from a variant, which the trace left as it was built (the
     summary's memory analysis runs on stand-ins of it instead of building the variant again).
     """
+    plan = _plan(model_or_name, input_size, input_data=input_data, real=real, counter=counter, pad_to=pad_to,
+                 label=label, dtype=dtype, mode=mode, options=options)
+    model, spec, size, label = plan.model, plan.spec, plan.size, plan.label
+    records, out, tracer = run_trace(model, size, real=real, label=label, dtype=plan.dtype, guard=plan.guard, mode=mode,
+                                     data=plan.data)
+    report = analyse(model, spec, records, out, tracer, label=label, size=size, padded_from=plan.padded_from,
+                     counter=counter, device="cpu" if real else "meta")
+    if counter != "analytic":
+        counters.apply(report, counter, model, spec, size, plan.dtype)
+    report.totals["flops"] = 2 * report.totals["macs"]
+    report.convention = CONVENTION if counter == "analytic" else counters.CONVENTIONS[counter]
+    if on_model is not None:
+        on_model(model)
+    return report
+
+
+class _Plan(NamedTuple):
+    """What ``inspect()`` traces: the model (built here from a variant, or the one given), its spec if
+    it has one, the input shape (padded), and how the trace runs."""
+
+    model: nn.Module
+    spec: ResNetSpec | None
+    size: tuple[int, ...]
+    padded_from: tuple[int, ...] | None
+    label: str
+    dtype: torch.dtype
+    guard: bool  # the model is the caller's: trace it on stand-ins (preserve.guarded)
+    data: tuple[tuple[Any, ...], dict[str, Any]] | None
+
+
+def _plan(model_or_name: nn.Module | str | ResNetSpec, input_size: Any, *, input_data: Any, real: bool, counter: str,
+          pad_to: int | None, label: str | None, dtype: torch.dtype | None, mode: str,
+          options: dict[str, Any]) -> _Plan:
+    """Check ``inspect()``'s arguments, and build the variant it names."""
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise InputError(f"dtype must be a torch.dtype such as torch.float32, not {dtype!r}.")
     if counter not in COUNTERS:
@@ -112,6 +146,7 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     if spec is not None and input_data is None:
         check_fpn_alignment(spec, size)
         with torch.device("cpu" if real else "meta"), (nullcontext() if real else meta_init_skipped()):
+            built_dtype = torch.get_default_dtype()
             model = build_model(spec)
         default_label = spec.name
     elif isinstance(model_or_name, nn.Module):
@@ -126,20 +161,38 @@ def inspect(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None,
     else:
         raise InputError(f"inspect() takes a variant name or a torch.nn.Module, not {type(model_or_name).__name__}.")
 
-    label = label or default_label
-    dtype = model_dtype(model) if dtype is None else dtype
+    if dtype is None:  # a model built here has the default dtype it was built with
+        dtype = model_dtype(model) if model is model_or_name else built_dtype
     # A model built here from a variant is nobody else's: it needs no stand-ins.
-    records, out, tracer = run_trace(model, size, real=real, label=label, dtype=dtype,
-                                     guard=model is model_or_name, mode=mode, data=input_data)
-    report = analyse(model, spec, records, out, tracer, label=label, size=size, padded_from=padded_from,
-                     counter=counter, device="cpu" if real else "meta")
-    if counter != "analytic":
-        counters.apply(report, counter, model, spec, size, dtype)
-    report.totals["flops"] = 2 * report.totals["macs"]
-    report.convention = CONVENTION if counter == "analytic" else counters.CONVENTIONS[counter]
-    if on_model is not None:
-        on_model(model)
-    return report
+    return _Plan(model, spec, size, padded_from, label or default_label, dtype, model is model_or_name, input_data)
+
+
+@collector_paused_in
+def shape_table(model_or_name: nn.Module | str | ResNetSpec, input_size: Any = None, *, pad_to: int | None = None,
+                **options: Any) -> ShapeTable:
+    """The records, outputs and totals of ``inspect(model_or_name, input_size, pad_to=pad_to)``, without
+    the analysis a report adds (shape checks, structure, stages, depth, warnings): what a shape snapshot
+    keeps (``snapshot.take``). Each field is what the report would hold (tests/test_snapshot.py)."""
+    plan = _plan(model_or_name, input_size, input_data=None, real=False, counter="analytic", pad_to=pad_to,
+                 label=None, dtype=None, mode="eval", options=options)
+    records, out, tracer = run_trace(plan.model, plan.size, real=False, label=plan.label, dtype=plan.dtype,
+                                     guard=plan.guard)
+    outputs = _outputs(plan.model, out)[0]
+    modules = {name: module for module, name in tracer.names.items()}
+    totals = _totals(records, tracer.owned, count_buffer_kinds(modules, tracer.owned))
+    return ShapeTable(plan.label, plan.size, plan.spec.to_options() if plan.spec is not None else {}, records,
+                      outputs, totals)
+
+
+class ShapeTable(NamedTuple):
+    """A trace's shape table (``shape_table``): the fields of a :class:`Report` a snapshot reads."""
+
+    model: str
+    input_size: tuple[int, ...]
+    options: dict[str, Any]
+    layers: list[LayerRecord]
+    outputs: dict[str, tuple[int, ...]]
+    totals: dict[str, int]
 
 
 def analyse(model: nn.Module, spec: ResNetSpec | None, records: list[LayerRecord], out: Any, tracer: Tracer, *,

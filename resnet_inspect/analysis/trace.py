@@ -29,6 +29,7 @@ from .ops import RULES, OpStats, adaptive_size, interpolate_size, op_name
 from .records import LayerRecord
 
 _INFO = "_resnet_inspect_info"
+_META = torch.device("meta")
 _META_SHAPES = {
     "batch_norm": lambda a: a["input"].shape,
     "adaptive_avg_pool2d": lambda a: (*a["input"].shape[:-2], *adaptive_size(a)),
@@ -86,8 +87,8 @@ def _empty_batch_window(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 
     out = func(*[stand_in(a) for a in args], **{k: stand_in(v) for k, v in kwargs.items()})
     if isinstance(out, tuple):  # max_pool2d(return_indices=True)
-        return tuple(torch.empty((x.shape[0], *o.shape[1:]), dtype=o.dtype, device="meta") for o in out)
-    return torch.empty((x.shape[0], *out.shape[1:]), dtype=out.dtype, device="meta")
+        return tuple(torch.empty((x.shape[0], *o.shape[1:]), dtype=o.dtype, device=_META) for o in out)
+    return torch.empty((x.shape[0], *out.shape[1:]), dtype=out.dtype, device=_META)
 
 
 def _in_place(func: Any, bound: dict[str, Any]) -> bool:
@@ -110,9 +111,9 @@ def _meta_shortcut(name: str, func: Any, bound: dict[str, Any], args: tuple[Any,
     if name in _WINDOWED:
         return _empty_batch_window(func, args, kwargs, x)
     if name in _META_SHAPES:
-        return torch.empty(_META_SHAPES[name](bound), dtype=x.dtype, device="meta")
+        return torch.empty(_META_SHAPES[name](bound), dtype=x.dtype, device=_META)
     if name in _ACTIVATIONS:
-        return x if _in_place(func, bound) else torch.empty(x.shape, dtype=x.dtype, device="meta")
+        return x if _in_place(func, bound) else torch.empty(x.shape, dtype=x.dtype, device=_META)
     tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
     shape = _broadcast(*(tuple(t.shape) for t in tensors))
     if _in_place(func, bound):
@@ -120,7 +121,7 @@ def _meta_shortcut(name: str, func: Any, bound: dict[str, Any], args: tuple[Any,
             raise RuntimeError(f"output with shape {list(x.shape)} doesn't match the broadcast shape {list(shape)}")
         return x
     dtype = torch.result_type(*args[:2]) if len(args) >= 2 else x.dtype
-    return torch.empty(shape, dtype=dtype, device="meta")
+    return torch.empty(shape, dtype=dtype, device=_META)
 
 
 # Operators whose counting is memoised (see _Known): the ones a deep net repeats, whose rules
@@ -435,42 +436,34 @@ class Tracer(TorchFunctionMode):
     def hooks(self) -> Iterator[None]:
         """Register every hook in one place; remove them all, whatever the forward does.
 
-        Each module's hook tables are keyed by a hook id that is only unique within the table, so
-        one id per kind of hook serves every module: the tables get the entries that
+        A hook's id only has to be a key that no table holds yet, so one fresh id per kind of hook
+        serves every module: the tables get the entries that
         ``register_forward_pre_hook(..., with_kwargs=True)`` and ``register_forward_hook`` would
         add, without a handle object and two weak references per module (a third of the setup of
         a deep net's trace). A torch without those tables gets the public calls."""
-        modules = list(self.names)
-        if not all(_has_hook_tables(m) for m in modules):
-            handles = []
-            try:
-                for module in modules:
-                    handles.append(module.register_forward_pre_hook(self._untraced_pre_hook, with_kwargs=True))
-                    handles.append(module.register_forward_hook(self._untraced_post_hook, with_kwargs=True))
-                yield
-            finally:
-                for handle in handles:
-                    handle.remove()
-            return
-        pre, post = RemovableHandle(OrderedDict()).id, RemovableHandle(OrderedDict()).id  # fresh ids from torch's own counter
+        pre, post = RemovableHandle(OrderedDict()).id, RemovableHandle(OrderedDict()).id  # fresh ids, torch's counter
+        pre_hook, post_hook = self._untraced_pre_hook, self._untraced_post_hook
         added: list[nn.Module] = []
+        handles = []
         try:
-            for module in modules:
-                module._forward_pre_hooks[pre] = self._untraced_pre_hook
-                module._forward_pre_hooks_with_kwargs[pre] = True
-                module._forward_hooks[post] = self._untraced_post_hook
-                module._forward_hooks_with_kwargs[post] = True
-                added.append(module)
+            for module in self.names:
+                if _has_hook_tables(module):
+                    added.append(module)
+                    module._forward_pre_hooks[pre] = pre_hook
+                    module._forward_pre_hooks_with_kwargs[pre] = True
+                    module._forward_hooks[post] = post_hook
+                    module._forward_hooks_with_kwargs[post] = True
+                else:
+                    handles.append(module.register_forward_pre_hook(pre_hook, with_kwargs=True))
+                    handles.append(module.register_forward_hook(post_hook, with_kwargs=True))
             yield
         finally:
             for module in added:
-                del module._forward_pre_hooks[pre], module._forward_pre_hooks_with_kwargs[pre]
-                del module._forward_hooks[post], module._forward_hooks_with_kwargs[post]
-            if len(added) < len(modules):  # registration itself failed part-way: undo that module too
-                for module in modules[len(added):len(added) + 1]:
-                    for table, key in ((module._forward_pre_hooks, pre), (module._forward_pre_hooks_with_kwargs, pre),
-                                       (module._forward_hooks, post), (module._forward_hooks_with_kwargs, post)):
-                        table.pop(key, None)
+                for table, key in ((module._forward_pre_hooks, pre), (module._forward_pre_hooks_with_kwargs, pre),
+                                   (module._forward_hooks, post), (module._forward_hooks_with_kwargs, post)):
+                    table.pop(key, None)
+            for handle in handles:
+                handle.remove()
 
     # The hooks only read shapes, sizes and flags of the tensors they are given: that needs no
     # torch-function dispatch, which would call this mode's __torch_function__ for every
@@ -619,7 +612,10 @@ class Tracer(TorchFunctionMode):
             rec.analytic_shape, rec.working = None, []
 
     def _set_rf(self, rec: LayerRecord, outs: list[torch.Tensor]) -> None:
-        info = next((i for i in map(_info, outs) if i is not None), None)
+        if len(outs) == 1:
+            info = outs[0].__dict__.get(_INFO)
+        else:
+            info = next((i for i in map(_info, outs) if i is not None), None)
         if info is not None:
             rec.receptive_field = (int(info.rf[0]), int(info.rf[1]))
             rec.jump = info.jump
@@ -655,7 +651,7 @@ class Tracer(TorchFunctionMode):
         x = bound.get("input")
         self.running = rec  # if the operator raises, this is the layer that failed
         if known is not None and known.window is not None and x.is_meta:  # type: ignore[union-attr]
-            out = torch.empty((x.shape[0], *known.window[0]), dtype=known.window[1], device="meta")  # type: ignore[union-attr]
+            out = torch.empty((x.shape[0], *known.window[0]), dtype=known.window[1], device=_META)  # type: ignore[union-attr]
         elif isinstance(x, torch.Tensor) and x.is_meta and name in _META_SHORTCUTS:
             out = _meta_shortcut(name, func, bound, args, kwargs)
         else:
@@ -746,13 +742,17 @@ class Tracer(TorchFunctionMode):
                             f"fits: {'; '.join(dims)}.", rec)
 
 
-_HOOK_TABLES = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks", "_forward_hooks_with_kwargs")
+_TABLE_TYPES = (dict, OrderedDict)
 
 
 def _has_hook_tables(module: nn.Module) -> bool:
-    """Whether the module keeps its forward hooks in the dicts ``Tracer.hooks`` writes to directly."""
+    """Whether the module keeps its forward hooks in the dicts ``Tracer.hooks`` writes to directly, as
+    every ``nn.Module`` of torch 2 does."""
     state = module.__dict__
-    return all(type(state.get(table)) in (dict, OrderedDict) for table in _HOOK_TABLES)
+    return (type(state.get("_forward_pre_hooks")) in _TABLE_TYPES
+            and type(state.get("_forward_pre_hooks_with_kwargs")) in _TABLE_TYPES
+            and type(state.get("_forward_hooks")) in _TABLE_TYPES
+            and type(state.get("_forward_hooks_with_kwargs")) in _TABLE_TYPES)
 
 
 def mark_input(t: torch.Tensor) -> None:

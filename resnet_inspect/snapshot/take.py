@@ -40,15 +40,14 @@ def take(model: Any, input_size: Any = None, *, pad_to: int | None = None,
     directory), and loaded as :func:`resnet_inspect.resolve.resolve` loads it (``trust_pickle``,
     ``max_bytes``). With a padded input (``pad_to``) the snapshot records the padded size.
     """
-    from ..analysis.inspect import inspect
+    from ..analysis.inspect import shape_table
 
     if isinstance(model, str):  # resolved (and a variant's options validated) here, once
         limits = {} if max_bytes is None else {"max_bytes": max_bytes}
         model = resolve(model, options, trust_pickle=trust_pickle, **limits)
     name, built_from, target = _target(model, options, relative_to)
     size = input_size if input_size is not None else _default_size(target, built_from)
-    report = inspect(target, size, pad_to=pad_to)
-    snap = from_report(report, model=name, built_from=built_from)
+    snap = from_report(shape_table(target, size, pad_to=pad_to), model=name, built_from=built_from)
     if built_from == "factory":
         snap.options = {}  # a factory takes no builder options, whatever spec its model carries
     elif built_from == "checkpoint":  # what rebuilds it: the options the weights cannot show, as given
@@ -97,7 +96,8 @@ def checkpoint_reference(path: str | os.PathLike[str], relative_to: Any = None) 
 
 
 def from_report(report: Any, *, model: str | None = None, built_from: str = "object") -> Snapshot:
-    """The snapshot of an inspection report (``report.options`` are the builder options)."""
+    """The snapshot of an inspection report, or of a trace's ``ShapeTable`` (``report.options`` are the
+    builder options)."""
     layers = [{
         "call": rec.call,
         "macs": int(rec.macs),
