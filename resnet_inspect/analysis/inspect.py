@@ -447,6 +447,7 @@ def _owned(names: dict[nn.Module, str]) -> dict[str, tuple[list[tuple[str, torch
     (each module once, as ``named_modules()`` gives them)."""
     return {name: ([(pn, p) for pn, p in m._parameters.items() if p is not None],
                    [b for b in m._buffers.values() if b is not None])
+            if m._parameters or m._buffers else ([], [])
             for m, name in names.items()}
 
 

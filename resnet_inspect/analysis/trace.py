@@ -442,7 +442,7 @@ class Tracer(TorchFunctionMode):
         add, without a handle object and two weak references per module (a third of the setup of
         a deep net's trace). A torch without those tables gets the public calls."""
         pre, post = RemovableHandle(OrderedDict()).id, RemovableHandle(OrderedDict()).id  # fresh ids, torch's counter
-        pre_hook, post_hook = self._untraced_pre_hook, self._untraced_post_hook
+        pre_hook, post_hook = self._pre_hook, self._post_hook
         added: list[nn.Module] = []
         handles = []
         try:
@@ -465,17 +465,6 @@ class Tracer(TorchFunctionMode):
             for handle in handles:
                 handle.remove()
 
-    # The hooks only read shapes, sizes and flags of the tensors they are given: that needs no
-    # torch-function dispatch, which would call this mode's __torch_function__ for every
-    # ``t.shape`` and ``p.numel()`` (three quarters of its calls).
-    def _untraced_pre_hook(self, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
-        with torch._C.DisableTorchFunction():
-            self._pre_hook(module, args, kwargs)
-
-    def _untraced_post_hook(self, module: nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
-        with torch._C.DisableTorchFunction():
-            self._post_hook(module, args, kwargs, output)
-
     def _new_record(self, name: str, type_: str, kind: str, leaf: bool, inputs: list[torch.Tensor]) -> LayerRecord:
         """A record for a call whose input tensors are ``inputs``."""
         stack = self.stack
@@ -489,26 +478,30 @@ class Tracer(TorchFunctionMode):
         records.append(rec)
         return rec
 
+    # The hooks only read shapes, sizes and flags of the tensors they are given: that needs no
+    # torch-function dispatch, which would call this mode's __torch_function__ for every
+    # ``t.shape`` and ``p.numel()`` (three quarters of its calls).
     def _pre_hook(self, module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
-        kind = type(module).__name__
-        name = self.names.get(module, kind)
-        leaf = not module._modules or next(module.children(), None) is None
-        # Shapes are read here, before an in-place op (ReLU(inplace=True)) can touch the input;
-        # tensors passed by keyword count as inputs too.
-        if kwargs:
-            inputs = _operands(args, kwargs)
-        elif len(args) == 1 and isinstance(args[0], _TENSOR):  # the common call: one tensor
-            inputs = [args[0]]
-        else:
-            inputs = _operands(args, None)
-        rec = self._new_record(name, kind, "module", leaf, inputs)
-        calls = self.calls
-        rec.call = call = calls[name]
-        calls[name] = call + 1
-        if call == 0:
-            self._claim(rec, name)
-        self.stack.append(_Frame(module, rec, leaf, None if leaf else defaultdict(int), None,
-                                 tuple(inputs) if leaf else ()))
+        with torch._C.DisableTorchFunction():
+            kind = type(module).__name__
+            name = self.names.get(module, kind)
+            leaf = not module._modules or next(module.children(), None) is None
+            # Shapes are read here, before an in-place op (ReLU(inplace=True)) can touch the input;
+            # tensors passed by keyword count as inputs too.
+            if kwargs:
+                inputs = _operands(args, kwargs)
+            elif len(args) == 1 and isinstance(args[0], _TENSOR):  # the common call: one tensor
+                inputs = [args[0]]
+            else:
+                inputs = _operands(args, None)
+            rec = self._new_record(name, kind, "module", leaf, inputs)
+            calls = self.calls
+            rec.call = call = calls[name]
+            calls[name] = call + 1
+            if call == 0:
+                self._claim(rec, name)
+            self.stack.append(_Frame(module, rec, leaf, None if leaf else defaultdict(int), None,
+                                     tuple(inputs) if leaf else ()))
 
     def _claim(self, rec: LayerRecord, name: str) -> None:
         """Count a module's own parameters at its first call; tied ones only where first seen."""
@@ -560,37 +553,38 @@ class Tracer(TorchFunctionMode):
                 self.used_modules.add(module)
 
     def _post_hook(self, module: nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
-        stack = self.stack
-        if not stack or stack[-1].module is not module:
-            return
-        frame = stack.pop()
-        rec = frame.record
-        outs = [output] if isinstance(output, _TENSOR) else _tensors(output)
-        rec.output_shapes = [tuple(o.shape) for o in outs]
-        leaf, given = frame.leaf, frame.given
-        ins = list(given) if leaf else _operands(args, kwargs)
-        if leaf and len(outs) > 1:
-            new = [o for o in outs if not any(o is g for g in given)]
-            if new and len(new) < len(outs):
-                # It returns some of its inputs unchanged beside new tensors: torchvision's
-                # LastLevelMaxPool appends P6 to the list of levels it was given. Its own output is
-                # the new one (P6, read from P5): its shape comes first, its field is the record's.
-                rec.output_shapes = _shapes(new) + [s for o, s in zip(outs, rec.output_shapes)
-                                                    if not any(o is n for n in new)]
-                outs, ins = new, [i for i in ins if not any(i is n for n in new)]
-        rec.inplace = inplace = bool(outs) and any(o is i for o in outs for i in ins)
-        if leaf and not inplace:
-            rec.output_bytes = sum(o.numel() * o.element_size() for o in outs)
-            # A leaf made of shape plumbing only (Flatten, Dropout) still produced its output:
-            # later layers should name it as their input, not the layer before it.
-            index = rec.index
-            for t in outs:
-                info = t.__dict__.get(_INFO)
-                if info is not None and info.producer != index and not any(t is i for i in ins):
-                    t.__dict__[_INFO] = info._replace(producer=index)
-        if frame.shaped is not None:
-            self._check_target(frame, outs)
-        self._set_rf(rec, outs)
+        with torch._C.DisableTorchFunction():  # see the note above _pre_hook
+            stack = self.stack
+            if not stack or stack[-1].module is not module:
+                return
+            frame = stack.pop()
+            rec = frame.record
+            outs = [output] if isinstance(output, _TENSOR) else _tensors(output)
+            rec.output_shapes = [tuple(o.shape) for o in outs]
+            leaf, given = frame.leaf, frame.given
+            ins = list(given) if leaf else _operands(args, kwargs)
+            if leaf and len(outs) > 1:
+                new = [o for o in outs if not any(o is g for g in given)]
+                if new and len(new) < len(outs):
+                    # It returns some of its inputs unchanged beside new tensors: torchvision's
+                    # LastLevelMaxPool appends P6 to the list of levels it was given. Its own output is
+                    # the new one (P6, read from P5): its shape comes first, its field is the record's.
+                    rec.output_shapes = _shapes(new) + [s for o, s in zip(outs, rec.output_shapes)
+                                                        if not any(o is n for n in new)]
+                    outs, ins = new, [i for i in ins if not any(i is n for n in new)]
+            rec.inplace = inplace = bool(outs) and any(o is i for o in outs for i in ins)
+            if leaf and not inplace:
+                rec.output_bytes = sum(o.numel() * o.element_size() for o in outs)
+                # A leaf made of shape plumbing only (Flatten, Dropout) still produced its output:
+                # later layers should name it as their input, not the layer before it.
+                index = rec.index
+                for t in outs:
+                    info = t.__dict__.get(_INFO)
+                    if info is not None and info.producer != index and not any(t is i for i in ins):
+                        t.__dict__[_INFO] = info._replace(producer=index)
+            if frame.shaped is not None:
+                self._check_target(frame, outs)
+            self._set_rf(rec, outs)
 
     @staticmethod
     def _check_target(frame: _Frame, outs: list[torch.Tensor]) -> None:
