@@ -16,7 +16,7 @@ from .blocks import (
 )
 from .fpn import build_fpn
 from .norm import NORM_LAYERS
-from .replicate import is_meta_module, meta_copy
+from .replicate import MetaTemplate, is_meta_module
 
 
 class SelectAdaptivePool2d(nn.Module):
@@ -120,14 +120,16 @@ class _StageBuilder:
             common["se"] = spec.se
         blocks: list[nn.Module] = []
         built: dict[tuple[Any, ...], nn.Module] = {}  # blocks without a shortcut module, by what builds them
+        templates: dict[tuple[Any, ...], MetaTemplate] = {}  # ... read at their first repeat
         refused: set[tuple[Any, ...]] = set()  # ... and those a copy cannot tell are safe to share
         for plan in self.plan[index].blocks:
             downsample = self.shortcut(plan)
             key = (plan.in_channels, plan.planes, plan.stride, plan.dilation, plan.first_dilation)
-            template = built.get(key) if downsample is None else None
-            if template is not None:  # on meta: the same block again, with new tensors (models.replicate)
+            if downsample is None and key in built:  # on meta: the same block again, new tensors (models.replicate)
                 try:
-                    blocks.append(meta_copy(template))
+                    if key not in templates:
+                        templates[key] = MetaTemplate(built[key])
+                    blocks.append(templates[key].copy())
                     continue
                 except ValueError:  # constructed, then, as every block used to be
                     refused.add(key)
