@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
-from .schema import TOLERANCE_FIELDS, TOTAL_FIELDS, Snapshot, SnapshotError, layer_key, load
+from .schema import TOLERANCE_FIELDS, TOTAL_FIELDS, Key, Snapshot, SnapshotError, layer_key, load
 from .take import rebuild, write
 
 # -- comparing -----------------------------------------------------------------------------------
@@ -111,6 +111,21 @@ def _differs(name: str, old: Any, new: Any, tolerances: dict[str, Tolerance], di
     return True
 
 
+def _anchor(old: Snapshot, matched: list[Key]) -> int | None:
+    """The line an added layer is shown at: that of the last layer before it that both have (and
+    whose line is known), else that of "layers".
+
+    Looked up only for an added layer, so a check that finds none never reads the file's lines.
+    """
+    lines = old.layer_lines
+    if lines:
+        for key in reversed(matched):
+            line = lines.get(key)
+            if line is not None:
+                return line
+    return old.key_lines.get("layers")
+
+
 def compare(old: Snapshot, new: Snapshot, tolerances: dict[str, Tolerance] | None = None) -> SnapshotDiff:
     """Join the layers by ``(name, call)`` and list what was added, removed and changed."""
     tolerances = tolerances or {}
@@ -123,14 +138,14 @@ def compare(old: Snapshot, new: Snapshot, tolerances: dict[str, Tolerance] | Non
     new_keys = {layer_key(layer) for layer in new.layers}
     diff.removed = [LayerOnlyIn(layer, old.layer_lines.get(layer_key(layer)))
                     for layer in old.layers if layer_key(layer) not in new_keys]
-    anchor = old.key_lines.get("layers")
+    matched: list[Key] = []  # the layers of both, so far
     for layer in new.layers:
         key = layer_key(layer)
         before = old_layers.get(key)
         if before is None:
-            diff.added.append(LayerOnlyIn(layer, anchor))
+            diff.added.append(LayerOnlyIn(layer, _anchor(old, matched)))
             continue
-        anchor = old.layer_lines.get(key, anchor)
+        matched.append(key)
         changes = [Change(name, before[name], layer[name]) for name in ("type", "output_shapes", "params", "macs")
                    if _differs(name, before[name], layer[name], tolerances, diff)]
         if changes:
