@@ -725,7 +725,7 @@ def test_a_block_the_copy_refuses_is_constructed(monkeypatch: pytest.MonkeyPatch
     refusals: list[int] = []
 
     def refuse(module: nn.Module) -> nn.Module:
-        refusals.append(1)
+        refusals.extend([1] if isinstance(module, Bottleneck) else [])  # norms are refused too, and constructed
         raise ValueError("meta_copy does not copy hooks")
 
     expected = _anatomy(_meta_build("resnet50"))
@@ -770,10 +770,14 @@ def test_a_meta_template_keeps_a_shared_submodule_shared() -> None:
     assert [name for name, _ in copy.named_modules()] == [name for name, _ in block.named_modules()]
 
 
-@pytest.mark.parametrize("spoil", ["tied", "tensor attribute", "buffer requiring grad"])
+@pytest.mark.parametrize("spoil", ["tied", "tensor attribute", "buffer requiring grad", "mutable setting",
+                                   "tensor in a tuple"])
 def test_a_meta_template_refuses_what_a_copy_would_change(spoil: str) -> None:
     # Each of these would come out different in a copy (two tensors for one tied weight, a lost
-    # attribute, a buffer no longer requiring grad): the template refuses, and the stage constructs.
+    # attribute, a buffer no longer requiring grad) or shared between copies (a mutable setting, a
+    # tensor inside a tuple): the template refuses, and the stage constructs.
+    from collections import defaultdict
+
     from resnet_inspect.models.replicate import MetaTemplate
 
     block = _meta_bottleneck()
@@ -781,7 +785,33 @@ def test_a_meta_template_refuses_what_a_copy_would_change(spoil: str) -> None:
         block.conv3.weight = block.conv1.weight
     elif spoil == "tensor attribute":
         block.bn1.weight.note = "from a checkpoint"
-    else:
+    elif spoil == "buffer requiring grad":
         block.bn1.running_mean.requires_grad_(True)
+    elif spoil == "mutable setting":
+        block.bn1.seen = defaultdict(int)
+    else:
+        block.conv2.extra = (1, torch.empty(2, device="meta"))
     with pytest.raises(ValueError, match="meta_copy"):
         MetaTemplate(block)
+
+
+def test_norms_of_a_width_already_made_are_copies_on_meta(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ResNet-50's 53 batch norms have 6 widths: 6 constructions on meta, 47 copies (equal to
+    # constructed ones: test_meta_copies_of_repeated_blocks_equal_constructed_ones). On the CPU
+    # every norm is constructed.
+    from resnet_inspect.models import resnet
+
+    widths: list[int] = []
+    original = nn.BatchNorm2d.__init__
+
+    def counting(self: nn.BatchNorm2d, num_features: int, *args: object, **kwargs: object) -> None:
+        widths.append(num_features)
+        original(self, num_features, *args, **kwargs)
+
+    monkeypatch.setattr(nn.BatchNorm2d, "__init__", counting)
+    model = _meta_build("resnet50")
+    assert sorted(widths) == [64, 128, 256, 512, 1024, 2048]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 53
+    widths.clear()
+    resnet.build_model(ri.get_spec("resnet18"))
+    assert len(widths) == 20

@@ -18,6 +18,7 @@ Blocks on any other device are constructed, so their random initialisation is wh
 from __future__ import annotations
 
 from collections import OrderedDict
+from itertools import chain
 from typing import Any
 
 import torch
@@ -26,7 +27,9 @@ from torch import nn
 # Containers nn.Module keeps in its __dict__ (parameters, buffers, submodules, hook tables, the set of
 # non-persistent buffers), copied one level deep. Anything else is an immutable setting
 # (ints, tuples, strings, a dtype) and is shared, as two constructions from the same arguments share it.
-_CONTAINERS = (dict, OrderedDict, set, list)
+_CONTAINERS = frozenset((dict, OrderedDict, set, list))
+# Settings of these types hold nothing to copy or refuse (a tuple is looked into, one level deep).
+_PLAIN = frozenset((bool, int, float, str, type(None), torch.dtype, torch.device))
 _REGISTRIES = ("_parameters", "_buffers", "_modules")
 _META = torch.device("meta")
 _SHARED = (torch.Tensor, nn.Module)
@@ -37,9 +40,15 @@ _TensorRow = tuple[str, Any]
 
 
 def is_meta_module(module: nn.Module) -> bool:
-    """Whether every parameter and buffer of ``module`` (and its submodules) is on the meta device."""
-    tensors = [*module.parameters(), *module.buffers()]
-    return bool(tensors) and all(t.is_meta for t in tensors)
+    """Whether ``module`` (with its submodules) has tensors, every parameter and buffer on the meta device."""
+    found = False
+    for each in module.modules():
+        for t in chain(each._parameters.values(), each._buffers.values()):
+            if t is not None:
+                if not t.is_meta:
+                    return False
+                found = True
+    return found
 
 
 def meta_copy(module: nn.Module) -> nn.Module:
@@ -85,9 +94,8 @@ class MetaTemplate:
                     _check_container(module, key, value)
                 node.containers.append((key, value.copy()))
                 value = None
-            elif isinstance(value, _SHARED):
-                raise ValueError(f"meta_copy cannot copy {type(module).__name__}.{key}, an unregistered "
-                                 f"{kind.__name__}")
+            elif kind not in _PLAIN:
+                _check_setting(module, key, value)
             node.settings[key] = value
         return index
 
@@ -169,6 +177,21 @@ def _new_tensors(kind: type, rows: tuple[_TensorRow, ...]) -> Any:
         fresh = _empty(size, stride, dtype=dtype, device=_META)
         out[name] = fresh if grad is None else _subclass(nn.Parameter, fresh, grad)
     return out
+
+
+def _check_setting(module: nn.Module, key: str, value: Any) -> None:
+    """A setting is shared by the copies, so it must be immutable: plain values, or tuples of them."""
+    if isinstance(value, _SHARED):
+        raise ValueError(f"meta_copy cannot copy {type(module).__name__}.{key}, an unregistered "
+                         f"{type(value).__name__}")
+    if not _immutable(value):
+        raise ValueError(f"meta_copy cannot tell that {type(module).__name__}.{key} (a {type(value).__name__}) "
+                         "is safe to share")
+
+
+def _immutable(value: Any) -> bool:
+    kind = type(value)
+    return kind in _PLAIN or (kind in (tuple, frozenset) and all(map(_immutable, value)))
 
 
 def _check_container(module: nn.Module, key: str, value: Any) -> None:
