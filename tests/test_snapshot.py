@@ -1071,3 +1071,20 @@ def test_added_and_removed_layers_keep_their_lines(r18_file: Path) -> None:
     diff = snapshots.check_file(r18_file).diff
     assert [(a.layer["name"], a.line) for a in diff.added] == [("layer2.0.bn1", dropped)]  # layer2.0.conv1's line
     assert [(r.layer["name"], r.line) for r in diff.removed] == [("layer9.conv", dropped + 1)]
+
+
+def test_compare_joins_layers_by_name_and_call_whatever_their_order(resnet18: snapshots.Snapshot) -> None:
+    # The same layers in another order are no difference; one changed field of one layer is exactly one
+    # change, within tolerance or not.
+    shuffled = dataclasses.replace(resnet18, layers=resnet18.layers[::-1])
+    diff = snapshots.compare(resnet18, shuffled, snapshots.parse_tolerances(["macs=1%"]))
+    assert diff.ok and diff.tolerated == 0
+    layers = [dict(layer) for layer in resnet18.layers]
+    fc = next(i for i, layer in enumerate(layers) if layer["name"] == "fc")
+    layers[fc]["macs"] += 1
+    edited = dataclasses.replace(resnet18, layers=layers)
+    diff = snapshots.compare(resnet18, edited)
+    assert [(c.new["name"], [x.field for x in c.changes]) for c in diff.changed] == [("fc", ["macs"])]
+    assert not diff.added and not diff.removed
+    tolerated = snapshots.compare(resnet18, edited, snapshots.parse_tolerances(["macs=1%"]))
+    assert tolerated.ok and tolerated.tolerated == 1

@@ -134,6 +134,19 @@ def compare(old: Snapshot, new: Snapshot, tolerances: dict[str, Tolerance] | Non
         a, b = getattr(old, name), getattr(new, name)
         if a != b:
             diff.build.append(Change(name, a, b))
+    if old.layers != new.layers:  # the same layers in the same order: none added, removed or changed
+        _compare_layers(old, new, tolerances, diff)
+    for name in sorted(set(old.outputs) | set(new.outputs)):
+        a, b = old.outputs.get(name), new.outputs.get(name)
+        if a != b:
+            diff.outputs.append(Change(name, a, b))
+    diff.totals = [Change(name, old.totals[name], new.totals[name]) for name in TOTAL_FIELDS
+                   if _differs(name, old.totals[name], new.totals[name], tolerances, diff)]
+    return diff
+
+
+def _compare_layers(old: Snapshot, new: Snapshot, tolerances: dict[str, Tolerance], diff: SnapshotDiff) -> None:
+    """The layers added, removed and changed, into ``diff``."""
     old_layers = {layer_key(layer): layer for layer in old.layers}
     new_keys = {layer_key(layer) for layer in new.layers}
     diff.removed = [LayerOnlyIn(layer, old.layer_lines.get(layer_key(layer)))
@@ -146,17 +159,12 @@ def compare(old: Snapshot, new: Snapshot, tolerances: dict[str, Tolerance] | Non
             diff.added.append(LayerOnlyIn(layer, _anchor(old, matched)))
             continue
         matched.append(key)
+        if before == layer:  # no field differs
+            continue
         changes = [Change(name, before[name], layer[name]) for name in ("type", "output_shapes", "params", "macs")
                    if _differs(name, before[name], layer[name], tolerances, diff)]
         if changes:
             diff.changed.append(LayerChange(before, layer, changes, old.layer_lines.get(key)))
-    for name in sorted(set(old.outputs) | set(new.outputs)):
-        a, b = old.outputs.get(name), new.outputs.get(name)
-        if a != b:
-            diff.outputs.append(Change(name, a, b))
-    diff.totals = [Change(name, old.totals[name], new.totals[name]) for name in TOTAL_FIELDS
-                   if _differs(name, old.totals[name], new.totals[name], tolerances, diff)]
-    return diff
 
 
 # -- checking files ------------------------------------------------------------------------------
