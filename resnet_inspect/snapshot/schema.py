@@ -6,6 +6,7 @@ a :class:`SnapshotError`. Reading and validating a file imports no torch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import operator
 import os
@@ -162,7 +163,7 @@ def loads(text: str, file: str = "<snapshot>") -> Snapshot:
                             "count in a snapshot comes near that.") from None
     if not isinstance(doc, dict):
         raise SnapshotError(file, f"holds a JSON {_json_type(doc)}, not a shape snapshot object.")
-    key_lines = LineIndex(lambda: _key_lines(text))
+    key_lines = LineIndex(functools.partial(_key_lines, text))
     check = _Checker(file, key_lines)
     if "format" not in doc and "schema_version" not in doc:
         raise SnapshotError(file, 'is JSON but not a resnet-inspect shape snapshot: it has no "format" or '
@@ -211,9 +212,13 @@ def loads(text: str, file: str = "<snapshot>") -> Snapshot:
     return Snapshot(model=model, built_from=built_from, options=options, input_size=tuple(input_size),
                     layers=layers, outputs={k: list(v) for k, v in outputs.items()},
                     totals={k: totals[k] for k in TOTAL_FIELDS},
-                    layer_lines=LineIndex(lambda: dict(zip(map(_layer_key, layers),
-                                                           _layer_lines(text, len(layers)) or ()))),
+                    layer_lines=LineIndex(functools.partial(_layer_line_index, text, layers)),
                     key_lines=key_lines)
+
+
+def _layer_line_index(text: str, layers: list[dict[str, Any]]) -> dict[Key, int]:
+    """Each layer's line, by its key (none when the file does not keep one layer per line)."""
+    return dict(zip(map(_layer_key, layers), _layer_lines(text, len(layers)) or ()))
 
 
 class LineIndex(Mapping[Any, int]):
