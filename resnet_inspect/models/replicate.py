@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 # Containers nn.Module keeps in its __dict__ (parameters, buffers, submodules, hook tables, the set of
-# non-persistent buffers), copied one level deep. Anything else is an immutable setting
-# (ints, tuples, strings, a dtype) and is shared, as two constructions from the same arguments share it.
+# non-persistent buffers), copied one level deep. Anything else must be an immutable setting (ints,
+# strings, a dtype, tuples of them) and is shared, as two constructions from the same arguments share
+# it; a setting of any other type is refused.
 _CONTAINERS = frozenset((dict, OrderedDict, set, list))
-# Settings of these types hold nothing to copy or refuse (a tuple is looked into, one level deep).
 _PLAIN = frozenset((bool, int, float, str, type(None), torch.dtype, torch.device))
 _REGISTRIES = ("_parameters", "_buffers", "_modules")
 _META = torch.device("meta")
@@ -55,8 +55,10 @@ def meta_copy(module: nn.Module) -> nn.Module:
     """An independent copy of a module tree whose tensors are all on the meta device.
 
     Raises ``ValueError`` for a tensor elsewhere (its values would be lost), for registered hooks
-    (they are the caller's, and belong to one instance), and for an attribute the copy cannot tell
-    is safe to share (a tensor or a module outside the registries, or a container holding one).
+    (they are the caller's, and belong to one instance), for what a copy would change (a tensor
+    registered twice, a tensor's own attributes, a buffer requiring grad), and for an attribute the
+    copy cannot tell is safe to share (a tensor or a module outside the registries, a container
+    holding one, a setting that is not plainly immutable).
     """
     return MetaTemplate(module).copy()
 
