@@ -712,7 +712,7 @@ def test_a_cpu_build_constructs_every_block(monkeypatch: pytest.MonkeyPatch) -> 
     # On the CPU each block draws its own random initialisation, as it always did.
     from resnet_inspect.models import resnet
 
-    monkeypatch.setattr(resnet, "meta_copy", lambda module: pytest.fail("a CPU block was copied"))
+    monkeypatch.setattr(resnet, "MetaTemplate", lambda module: pytest.fail("a CPU block was copied"))
     model = resnet.build_model(ri.get_spec("resnet18"))
     assert not torch.equal(model.layer1[0].conv1.weight, model.layer1[1].conv1.weight)
 
@@ -725,10 +725,93 @@ def test_a_block_the_copy_refuses_is_constructed(monkeypatch: pytest.MonkeyPatch
     refusals: list[int] = []
 
     def refuse(module: nn.Module) -> nn.Module:
-        refusals.append(1)
+        refusals.extend([1] if isinstance(module, Bottleneck) else [])  # norms are refused too, and constructed
         raise ValueError("meta_copy does not copy hooks")
 
     expected = _anatomy(_meta_build("resnet50"))
-    monkeypatch.setattr(resnet, "meta_copy", refuse)
+    monkeypatch.setattr(resnet, "MetaTemplate", refuse)
     assert _anatomy(_meta_build("resnet50")) == expected
     assert len(refusals) == 4
+
+
+def _meta_bottleneck() -> Bottleneck:
+    from resnet_inspect.models.meta import meta_init_skipped
+
+    with torch.device("meta"), meta_init_skipped():
+        return Bottleneck(256, 64)
+
+
+def test_a_meta_template_copies_the_block_as_it_was_read() -> None:
+    # The stage reads its template once and copies from what it read: every copy equals the block
+    # constructed from the same arguments, shares nothing with another copy, and a change made to
+    # the block after the read reaches no copy.
+    from resnet_inspect.models.replicate import MetaTemplate
+
+    block = _meta_bottleneck()
+    template = MetaTemplate(block)
+    block.conv1.weight.requires_grad_(False)
+    block.bn1.eps = 0.5
+    block.bn1._non_persistent_buffers_set.add("running_mean")
+    first, second = template.copy(), template.copy()
+    assert _anatomy(first) == _anatomy(second) == _anatomy(_meta_bottleneck())
+    assert not {id(t) for t in first.parameters()} & {id(t) for t in second.parameters()}
+    assert first.bn1._non_persistent_buffers_set is not second.bn1._non_persistent_buffers_set
+    assert first.conv1.weight.requires_grad and first.bn1.eps == 1e-5
+
+
+def test_a_meta_template_keeps_a_shared_submodule_shared() -> None:
+    # The ReLU a torchvision block calls thrice is one module; held under two names, it stays one.
+    from resnet_inspect.models.replicate import MetaTemplate
+
+    block = _meta_bottleneck()
+    block.add_module("act", block.relu)
+    copy = MetaTemplate(block).copy()
+    assert copy.act is copy.relu and copy.relu is not block.relu
+    assert [name for name, _ in copy.named_modules()] == [name for name, _ in block.named_modules()]
+
+
+@pytest.mark.parametrize("spoil", ["tied", "tensor attribute", "buffer requiring grad", "mutable setting",
+                                   "tensor in a tuple"])
+def test_a_meta_template_refuses_what_a_copy_would_change(spoil: str) -> None:
+    # Each of these would come out different in a copy (two tensors for one tied weight, a lost
+    # attribute, a buffer no longer requiring grad) or shared between copies (a mutable setting, a
+    # tensor inside a tuple): the template refuses, and the stage constructs.
+    from collections import defaultdict
+
+    from resnet_inspect.models.replicate import MetaTemplate
+
+    block = _meta_bottleneck()
+    if spoil == "tied":
+        block.conv3.weight = block.conv1.weight
+    elif spoil == "tensor attribute":
+        block.bn1.weight.note = "from a checkpoint"
+    elif spoil == "buffer requiring grad":
+        block.bn1.running_mean.requires_grad_(True)
+    elif spoil == "mutable setting":
+        block.bn1.seen = defaultdict(int)
+    else:
+        block.conv2.extra = (1, torch.empty(2, device="meta"))
+    with pytest.raises(ValueError, match="meta_copy"):
+        MetaTemplate(block)
+
+
+def test_norms_of_a_width_already_made_are_copies_on_meta(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ResNet-50's 53 batch norms have 6 widths: 6 constructions on meta, 47 copies (equal to
+    # constructed ones: test_meta_copies_of_repeated_blocks_equal_constructed_ones). On the CPU
+    # every norm is constructed.
+    from resnet_inspect.models import resnet
+
+    widths: list[int] = []
+    original = nn.BatchNorm2d.__init__
+
+    def counting(self: nn.BatchNorm2d, num_features: int, *args: object, **kwargs: object) -> None:
+        widths.append(num_features)
+        original(self, num_features, *args, **kwargs)
+
+    monkeypatch.setattr(nn.BatchNorm2d, "__init__", counting)
+    model = _meta_build("resnet50")
+    assert sorted(widths) == [64, 128, 256, 512, 1024, 2048]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 53
+    widths.clear()
+    resnet.build_model(ri.get_spec("resnet18"))
+    assert len(widths) == 20

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -1024,3 +1025,110 @@ def test_a_shape_table_holds_what_the_report_holds(target: Any, size: Any, optio
     assert snapshots.from_report(table) == snapshots.from_report(report)
     assert [(r.name, r.call, r.output_shapes, r.params, r.macs) for r in table.layers] == \
         [(r.name, r.call, r.output_shapes, r.params, r.macs) for r in report.layers]
+
+
+
+# -- reading is cheap (issue 19): layers checked a column at a time, line numbers found when asked ------
+
+def _one_by_one_accepts(layers: list[Any]) -> bool:
+    from resnet_inspect.snapshot import schema
+
+    try:
+        schema._check_layers(schema._Checker("f.json", {}), layers, None)
+    except snapshots.SnapshotError:
+        return False
+    return True
+
+
+def _bad_layer(layer: dict[str, Any], defect: str) -> Any:
+    field, _, value = defect.partition("=")
+    if defect == "not an object":
+        return [layer]
+    if defect == "missing macs":
+        return {k: v for k, v in layer.items() if k != "macs"}
+    if defect == "unknown key":
+        return {**layer, "flops": 1}
+    if defect == "renamed key":  # six keys still, one of them unknown
+        return {("parms" if k == "params" else k): v for k, v in layer.items()}
+    return {**layer, field: json.loads(value)}
+
+
+@pytest.mark.parametrize("defect", [
+    "not an object", "missing macs", "unknown key", "renamed key", "params=true", "params=1.0", "macs=-1",
+    'call="0"', "call=null", "name=7", 'type=["Conv2d"]', "output_shapes={}", "output_shapes=[7]",
+    "output_shapes=[[1, true]]", "output_shapes=[[1, -2]]", "output_shapes=[[1, 2.0]]", 'output_shapes=[["1"]]',
+    "name=\"layer1.0.conv1\"",  # the (name, call) of the layer after it: a layer twice
+])
+def test_the_column_check_refuses_every_bad_layer(snapshot_document: dict[str, Any], defect: str) -> None:
+    from resnet_inspect.snapshot.schema import _layers_pass
+
+    layers = list(snapshot_document["layers"])
+    assert layers[7]["name"] == "layer1.0.conv1"  # the layer the duplicate names
+    assert _layers_pass(layers) and _one_by_one_accepts(layers)  # the untouched file passes both
+    layers[6] = _bad_layer(layers[6], defect)
+    assert not _layers_pass(layers)
+    assert not _one_by_one_accepts(layers)
+
+
+@FUZZ
+@given(path=st.lists(st.integers(0, 1000), min_size=1, max_size=4), value=json_values)
+def test_the_column_check_agrees_with_the_one_by_one_check(snapshot_document: dict[str, Any], path: list[int],
+                                                           value: Any) -> None:
+    from resnet_inspect.snapshot.schema import _layers_pass
+
+    layers = _mutate(snapshot_document["layers"], path, value)
+    if isinstance(layers, list):
+        assert _layers_pass(layers) == _one_by_one_accepts(layers)
+
+
+def test_a_valid_file_is_checked_by_columns_and_its_lines_found_only_when_asked(
+        r18_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resnet_inspect.snapshot import schema
+
+    def refuse(*args: Any) -> None:
+        raise AssertionError("read line by line")
+
+    for name in ("_check_layers", "_key_lines", "_layer_lines"):
+        monkeypatch.setattr(schema, name, refuse)
+    assert snapshots.check_file(r18_file).status == "match"  # a match asks for no line
+    monkeypatch.undo()
+    lines = r18_file.read_text().splitlines()
+    fresh = snapshots.load(r18_file)
+    assert dict(fresh.key_lines)["totals"] == next(
+        i for i, line in enumerate(lines, 1) if line.startswith('  "totals"'))
+    assert fresh.layer_lines[("layer1.0.conv1", 0)] == next(
+        i for i, line in enumerate(lines, 1) if '"name": "layer1.0.conv1"' in line)
+    fresh = snapshots.load(r18_file)  # the lines not yet found travel with a pickled snapshot
+    again = pickle.loads(pickle.dumps(fresh))
+    assert (dict(again.key_lines), dict(again.layer_lines)) == (dict(fresh.key_lines), dict(fresh.layer_lines))
+
+
+def test_added_and_removed_layers_keep_their_lines(r18_file: Path) -> None:
+    # An added layer is shown at the line of the last layer before it that the file has; a removed one
+    # at its own line. The lines are found only now, when a difference needs them.
+    lines = r18_file.read_text().splitlines()
+    dropped = next(i for i, line in enumerate(lines) if '"name": "layer2.0.bn1"' in line)
+    extra = ('    {"call": 0, "macs": 5, "name": "layer9.conv", "output_shapes": [[1, 2]], "params": 3, '
+             '"type": "Conv2d"},')
+    kept = [*lines[:dropped], extra, *lines[dropped + 1:]]
+    r18_file.write_text("\n".join(kept) + "\n")
+    diff = snapshots.check_file(r18_file).diff
+    assert [(a.layer["name"], a.line) for a in diff.added] == [("layer2.0.bn1", dropped)]  # layer2.0.conv1's line
+    assert [(r.layer["name"], r.line) for r in diff.removed] == [("layer9.conv", dropped + 1)]
+
+
+def test_compare_joins_layers_by_name_and_call_whatever_their_order(resnet18: snapshots.Snapshot) -> None:
+    # The same layers in another order are no difference; one changed field of one layer is exactly one
+    # change, within tolerance or not.
+    shuffled = dataclasses.replace(resnet18, layers=resnet18.layers[::-1])
+    diff = snapshots.compare(resnet18, shuffled, snapshots.parse_tolerances(["macs=1%"]))
+    assert diff.ok and diff.tolerated == 0
+    layers = [dict(layer) for layer in resnet18.layers]
+    fc = next(i for i, layer in enumerate(layers) if layer["name"] == "fc")
+    layers[fc]["macs"] += 1
+    edited = dataclasses.replace(resnet18, layers=layers)
+    diff = snapshots.compare(resnet18, edited)
+    assert [(c.new["name"], [x.field for x in c.changes]) for c in diff.changed] == [("fc", ["macs"])]
+    assert not diff.added and not diff.removed
+    tolerated = snapshots.compare(resnet18, edited, snapshots.parse_tolerances(["macs=1%"]))
+    assert tolerated.ok and tolerated.tolerated == 1

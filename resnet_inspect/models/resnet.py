@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ from .blocks import (
 )
 from .fpn import build_fpn
 from .norm import NORM_LAYERS
-from .replicate import is_meta_module, meta_copy
+from .replicate import MetaTemplate, is_meta_module
 
 
 class SelectAdaptivePool2d(nn.Module):
@@ -54,7 +55,7 @@ class ResNetStage(nn.Module):
         return self.blocks(x)
 
 
-def deep_stem(width: int, norm: type[nn.Module]) -> nn.Sequential:
+def deep_stem(width: int, norm: Callable[[int], nn.Module]) -> nn.Sequential:
     """ResNet-C stem (Bag of Tricks): three 3x3 convs, width-width-2*width, the first with stride 2.
 
     Only the last conv's norm and ReLU sit outside (``bn1``, as timm names them)."""
@@ -65,11 +66,41 @@ def deep_stem(width: int, norm: type[nn.Module]) -> nn.Sequential:
     )
 
 
+class _Norms:
+    """The spec's norm layer, as a factory. On meta, a norm of a width already made is a copy of the
+    first one (:mod:`resnet_inspect.models.replicate`): a ResNet-50 has 53 batch norms of 6 widths,
+    and constructing one costs 80 us, copying it 14 us. Elsewhere every norm is constructed."""
+
+    def __init__(self, norm: Callable[[int], nn.Module]) -> None:
+        self.norm = norm
+        self.templates: dict[int, MetaTemplate | None] = {}  # by width; None: construct each time
+
+    def __call__(self, channels: int) -> nn.Module:
+        template = self.templates.get(channels) if type(channels) is int else None
+        if template is not None:
+            return template.copy()
+        made = self.norm(channels)
+        if type(channels) is int and channels not in self.templates:
+            self.templates[channels] = _read_template(made)
+        return made
+
+
+def _read_template(module: nn.Module) -> MetaTemplate | None:
+    """A template of a module just constructed on meta; None for one elsewhere, or one a copy refuses."""
+    if not is_meta_module(module):
+        return None
+    try:
+        return MetaTemplate(module)
+    except ValueError:
+        return None
+
+
 class _StageBuilder:
     """Builds the stages of any layout from the spec's stage plan (:mod:`resnet_inspect.plan`)."""
 
-    def __init__(self, spec: ResNetSpec) -> None:
+    def __init__(self, spec: ResNetSpec, norm: _Norms) -> None:
         self.spec = spec
+        self.norm = norm
         self.plan = stage_plan(spec)
 
     @property
@@ -87,7 +118,7 @@ class _StageBuilder:
 
     def shortcut(self, plan: BlockPlan) -> nn.Module | None:
         """The block's shortcut module, as the plan says (None for the identity)."""
-        norm = NORM_LAYERS[self.spec.norm]
+        norm = self.norm
         c_in, c_out, stride = plan.in_channels, plan.out_channels, plan.stride
         if plan.shortcut == "identity":
             return None
@@ -115,19 +146,21 @@ class _StageBuilder:
         spec = self.spec
         block = self.block_class()
         common = dict(groups=spec.groups, width_per_group=spec.width_per_group, stride_in_1x1=spec.stride_in_1x1,
-                      norm_layer=NORM_LAYERS[spec.norm])
+                      norm_layer=self.norm)
         if block is not PreActBottleneck:
             common["se"] = spec.se
         blocks: list[nn.Module] = []
         built: dict[tuple[Any, ...], nn.Module] = {}  # blocks without a shortcut module, by what builds them
+        templates: dict[tuple[Any, ...], MetaTemplate] = {}  # ... read at their first repeat
         refused: set[tuple[Any, ...]] = set()  # ... and those a copy cannot tell are safe to share
         for plan in self.plan[index].blocks:
             downsample = self.shortcut(plan)
             key = (plan.in_channels, plan.planes, plan.stride, plan.dilation, plan.first_dilation)
-            template = built.get(key) if downsample is None else None
-            if template is not None:  # on meta: the same block again, with new tensors (models.replicate)
+            if downsample is None and key in built:  # on meta: the same block again, new tensors (models.replicate)
                 try:
-                    blocks.append(meta_copy(template))
+                    if key not in templates:
+                        templates[key] = MetaTemplate(built[key])
+                    blocks.append(templates[key].copy())
                     continue
                 except ValueError:  # constructed, then, as every block used to be
                     refused.add(key)
@@ -152,7 +185,7 @@ class ResNet(nn.Module):
     def __init__(self, spec: ResNetSpec) -> None:
         super().__init__()
         self.spec = spec
-        norm = NORM_LAYERS[spec.norm]
+        norm = _Norms(NORM_LAYERS[spec.norm])
         if spec.layout == "maskrcnn":
             if spec.norm == "frozen_bn":
                 self.stem = StemWithFixedBatchNorm(64, caffe_maxpool=spec.caffe_maxpool)
@@ -173,7 +206,7 @@ class ResNet(nn.Module):
                 self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0, ceil_mode=True)
             else:
                 self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        builder = _StageBuilder(spec)
+        builder = _StageBuilder(spec, norm)
         for index in range(len(builder.plan)):
             self.add_module(f"layer{index + 1}", nn.Sequential(*builder.stage(index)))
         width = builder.out_channels
@@ -229,7 +262,7 @@ class ResNetV2(nn.Module):
             conv=nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False),
             pool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
         ))
-        builder = _StageBuilder(spec)
+        builder = _StageBuilder(spec, _Norms(NORM_LAYERS[spec.norm]))
         self.stages = nn.Sequential(*[ResNetStage(builder.stage(i)) for i in range(len(builder.plan))])
         self.norm = BatchNormAct2d(builder.out_channels)
         self.head = ClassifierHead(builder.out_channels, spec.num_classes)

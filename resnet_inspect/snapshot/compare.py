@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
-from .schema import TOLERANCE_FIELDS, TOTAL_FIELDS, Snapshot, SnapshotError, layer_key, load
+from .schema import TOLERANCE_FIELDS, TOTAL_FIELDS, Key, Snapshot, SnapshotError, layer_key, load
 from .take import rebuild, write
 
 # -- comparing -----------------------------------------------------------------------------------
@@ -111,6 +111,21 @@ def _differs(name: str, old: Any, new: Any, tolerances: dict[str, Tolerance], di
     return True
 
 
+def _anchor(old: Snapshot, matched: list[Key]) -> int | None:
+    """The line an added layer is shown at: that of the last layer before it that both have (and
+    whose line is known), else that of "layers".
+
+    Looked up only for an added layer, so a check that finds none never reads the file's lines.
+    """
+    lines = old.layer_lines
+    if lines:
+        for key in reversed(matched):
+            line = lines.get(key)
+            if line is not None:
+                return line
+    return old.key_lines.get("layers")
+
+
 def compare(old: Snapshot, new: Snapshot, tolerances: dict[str, Tolerance] | None = None) -> SnapshotDiff:
     """Join the layers by ``(name, call)`` and list what was added, removed and changed."""
     tolerances = tolerances or {}
@@ -119,22 +134,8 @@ def compare(old: Snapshot, new: Snapshot, tolerances: dict[str, Tolerance] | Non
         a, b = getattr(old, name), getattr(new, name)
         if a != b:
             diff.build.append(Change(name, a, b))
-    old_layers = {layer_key(layer): layer for layer in old.layers}
-    new_keys = {layer_key(layer) for layer in new.layers}
-    diff.removed = [LayerOnlyIn(layer, old.layer_lines.get(layer_key(layer)))
-                    for layer in old.layers if layer_key(layer) not in new_keys]
-    anchor = old.key_lines.get("layers")
-    for layer in new.layers:
-        key = layer_key(layer)
-        before = old_layers.get(key)
-        if before is None:
-            diff.added.append(LayerOnlyIn(layer, anchor))
-            continue
-        anchor = old.layer_lines.get(key, anchor)
-        changes = [Change(name, before[name], layer[name]) for name in ("type", "output_shapes", "params", "macs")
-                   if _differs(name, before[name], layer[name], tolerances, diff)]
-        if changes:
-            diff.changed.append(LayerChange(before, layer, changes, old.layer_lines.get(key)))
+    if old.layers != new.layers:  # the same layers in the same order: none added, removed or changed
+        _compare_layers(old, new, tolerances, diff)
     for name in sorted(set(old.outputs) | set(new.outputs)):
         a, b = old.outputs.get(name), new.outputs.get(name)
         if a != b:
@@ -142,6 +143,28 @@ def compare(old: Snapshot, new: Snapshot, tolerances: dict[str, Tolerance] | Non
     diff.totals = [Change(name, old.totals[name], new.totals[name]) for name in TOTAL_FIELDS
                    if _differs(name, old.totals[name], new.totals[name], tolerances, diff)]
     return diff
+
+
+def _compare_layers(old: Snapshot, new: Snapshot, tolerances: dict[str, Tolerance], diff: SnapshotDiff) -> None:
+    """The layers added, removed and changed, into ``diff``."""
+    old_layers = {layer_key(layer): layer for layer in old.layers}
+    new_keys = {layer_key(layer) for layer in new.layers}
+    diff.removed = [LayerOnlyIn(layer, old.layer_lines.get(layer_key(layer)))
+                    for layer in old.layers if layer_key(layer) not in new_keys]
+    matched: list[Key] = []  # the layers of both, so far
+    for layer in new.layers:
+        key = layer_key(layer)
+        before = old_layers.get(key)
+        if before is None:
+            diff.added.append(LayerOnlyIn(layer, _anchor(old, matched)))
+            continue
+        matched.append(key)
+        if before == layer:  # no field differs
+            continue
+        changes = [Change(name, before[name], layer[name]) for name in ("type", "output_shapes", "params", "macs")
+                   if _differs(name, before[name], layer[name], tolerances, diff)]
+        if changes:
+            diff.changed.append(LayerChange(before, layer, changes, old.layer_lines.get(key)))
 
 
 # -- checking files ------------------------------------------------------------------------------

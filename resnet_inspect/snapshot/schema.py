@@ -6,10 +6,14 @@ a :class:`SnapshotError`. Reading and validating a file imports no torch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import operator
 import os
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -65,9 +69,10 @@ class Snapshot:
     layers: list[dict[str, Any]]
     outputs: dict[str, list[int]]
     totals: dict[str, int]
-    # Where things sit in the file this snapshot was read from (1-based lines), for annotations.
-    layer_lines: dict[Key, int] = field(default_factory=dict, compare=False, repr=False)
-    key_lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    # Where things sit in the file this snapshot was read from (1-based lines), for annotations;
+    # found in the text when first asked (a check that finds no difference never asks).
+    layer_lines: Mapping[Key, int] = field(default_factory=dict, compare=False, repr=False)
+    key_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def document(self) -> dict[str, Any]:
         """The JSON document, with the schema's identification."""
@@ -158,7 +163,7 @@ def loads(text: str, file: str = "<snapshot>") -> Snapshot:
                             "count in a snapshot comes near that.") from None
     if not isinstance(doc, dict):
         raise SnapshotError(file, f"holds a JSON {_json_type(doc)}, not a shape snapshot object.")
-    key_lines = _key_lines(text)
+    key_lines = LineIndex(functools.partial(_key_lines, text))
     check = _Checker(file, key_lines)
     if "format" not in doc and "schema_version" not in doc:
         raise SnapshotError(file, 'is JSON but not a resnet-inspect shape snapshot: it has no "format" or '
@@ -201,22 +206,87 @@ def loads(text: str, file: str = "<snapshot>") -> Snapshot:
                           f"{', '.join(TOTAL_FIELDS)}).", "totals")
     for key in TOTAL_FIELDS:
         check.count(check.field(totals, key, int, f"totals.{key}"), f"totals.{key}")
-    layer_docs = check.field(doc, "layers", list, "layers")
-    lines = _layer_lines(text, len(layer_docs))
-    layers: list[dict[str, Any]] = []
+    layers: list[dict[str, Any]] = list(check.field(doc, "layers", list, "layers"))
+    if not _layers_pass(layers):  # then one by one, to say which layer is wrong and how
+        _check_layers(check, layers, _layer_lines(text, len(layers)))
+    return Snapshot(model=model, built_from=built_from, options=options, input_size=tuple(input_size),
+                    layers=layers, outputs={k: list(v) for k, v in outputs.items()},
+                    totals={k: totals[k] for k in TOTAL_FIELDS},
+                    layer_lines=LineIndex(functools.partial(_layer_line_index, text, layers)),
+                    key_lines=key_lines)
+
+
+def _layer_line_index(text: str, layers: list[dict[str, Any]]) -> dict[Key, int]:
+    """Each layer's line, by its key (none when the file does not keep one layer per line)."""
+    return dict(zip(map(_layer_key, layers), _layer_lines(text, len(layers)) or ()))
+
+
+class LineIndex(Mapping[Any, int]):
+    """Line numbers found in a snapshot's text the first time one is asked for."""
+
+    def __init__(self, find: Callable[[], dict[Any, int]]) -> None:
+        self._find: Callable[[], dict[Any, int]] | None = find
+        self._lines: dict[Any, int] = {}
+
+    def _found(self) -> dict[Any, int]:
+        if self._find is not None:
+            self._lines, self._find = self._find(), None
+        return self._lines
+
+    def __getitem__(self, key: Any) -> int:
+        return self._found()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._found())
+
+    def __len__(self) -> int:
+        return len(self._found())
+
+
+def _check_layers(check: _Checker, layers: list[Any], lines: list[int] | None) -> None:
+    """Validate each layer in turn; the first one wrong raises :class:`SnapshotError`."""
     seen: dict[Key, int] = {}
-    for i, layer in enumerate(layer_docs):
-        layers.append(check.layer(layer, f"layers[{i}]", lines[i] if lines else None))
+    for i, layer in enumerate(layers):
+        check.layer(layer, f"layers[{i}]", lines[i] if lines else None)
         key = layer_key(layer)
         if key in seen:
             raise check.error(f"layer {key[0] or '(root)'} call {key[1]} appears twice (first as "
                               f"layers[{seen[key]}]).", f"layers[{i}]", lines[i] if lines else None)
         seen[key] = i
-    return Snapshot(model=model, built_from=built_from, options=options, input_size=tuple(input_size),
-                    layers=layers, outputs={k: list(v) for k, v in outputs.items()},
-                    totals={k: totals[k] for k in TOTAL_FIELDS},
-                    layer_lines={layer_key(layer): line for layer, line in zip(layers, lines or [])},
-                    key_lines=key_lines)
+
+
+_layer_key = operator.itemgetter("name", "call")  # layer_key, for many layers at once
+_layer_fields = operator.itemgetter(*LAYER_FIELDS)
+
+
+def _layers_pass(layers: list[Any]) -> bool:
+    """Whether :func:`_check_layers` would accept every layer, tested a column at a time.
+
+    A decoded JSON value's type is exactly one of dict, list, str, int, float, bool and None, so
+    ``type(v) is int`` is the checker's "an integer, not a boolean". A file that fails here is
+    checked again layer by layer, which finds the first error and says where it is.
+    """
+    if not set(map(type, layers)) <= {dict} or not set(map(len, layers)) <= {len(LAYER_FIELDS)}:
+        return False
+    if not layers:
+        return True
+    try:  # every field present, and (with the lengths above) no other
+        rows = list(map(_layer_fields, layers))
+    except KeyError:
+        return False
+    call, macs, name, output_shapes, params, kind = zip(*rows)
+    counts = call + macs + params
+    if set(map(type, counts)) != {int} or min(counts) < 0 or set(map(type, name + kind)) != {str}:
+        return False
+    if set(map(type, output_shapes)) != {list}:
+        return False
+    shapes = list(chain.from_iterable(output_shapes))
+    if not set(map(type, shapes)) <= {list}:
+        return False
+    dims = list(chain.from_iterable(shapes))
+    if not set(map(type, dims)) <= {int} or min(dims, default=0) < 0:
+        return False
+    return len(set(zip(name, call))) == len(layers)  # no (name, call) twice
 
 
 def _model_disagrees(built_from: str, model: str) -> str | None:

@@ -102,7 +102,7 @@ def from_report(report: Any, *, model: str | None = None, built_from: str = "obj
         "call": rec.call,
         "macs": int(rec.macs),
         "name": rec.name,
-        "output_shapes": [[int(d) for d in shape] for shape in rec.output_shapes],
+        "output_shapes": [list(map(int, shape)) for shape in rec.output_shapes],
         "params": int(rec.params),
         "type": rec.type,
     } for rec in report.layers]
