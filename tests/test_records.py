@@ -116,3 +116,11 @@ def test_to_dict_runs_with_the_collector_paused(reports: list[Report]) -> None:
     # At most the one the allocations made while paused call for, once the collector is back on.
     assert len(_collections(reports[0].to_dict)) <= 1
     assert gc.isenabled()
+
+
+def test_a_list_of_strings_ints_bools_and_none_is_copied_and_any_other_walked() -> None:
+    kept = ("layer1.0.conv1", 3, True, None)
+    assert typed(_jsonable(kept)) == typed(list(kept))
+    listed = ["a", 1]
+    assert _jsonable(listed) == listed and _jsonable(listed) is not listed
+    assert typed(_jsonable(["a", 2.0, (1.0, 0.5), {3: 4.0}])) == typed(["a", 2, [1, 0.5], {"3": 4}])
