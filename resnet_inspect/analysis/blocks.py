@@ -173,6 +173,31 @@ class Flow:
                 sides[p] |= sides[node]
         return None
 
+    def branches(self, a: int, b: int) -> tuple[int, tuple[int, ...], tuple[int, ...]] | None:
+        """:meth:`fork` of ``a`` and ``b`` with :meth:`between` each of them and the fork, in one walk.
+
+        The walk takes the latest record first, so a record is taken after every record that reads it:
+        the records it took before the fork that descend from ``a`` are ``between(a, fork)`` (none
+        descends from both, or it would be a later fork), and the same for ``b``."""
+        if a == b:
+            return a, (), ()
+        sides = {a: 1, b: 2}
+        heap = [-a, -b]
+        heapq.heapify(heap)
+        taken: tuple[list[int], list[int]] = ([], [])
+        while heap:
+            node = -heapq.heappop(heap)
+            side = sides[node]
+            if side == 3:
+                return node, tuple(reversed(taken[0])), tuple(reversed(taken[1]))
+            taken[side - 1].append(node)
+            for p in self.producers.get(node, ()):
+                if p not in sides:
+                    sides[p] = 0
+                    heapq.heappush(heap, -p)
+                sides[p] |= side
+        return None
+
     def between(self, start: int, stop: int) -> tuple[int, ...]:
         """The records on the paths from ``start`` back to (not including) ``stop``."""
         seen, todo = set(), [start]
@@ -240,24 +265,25 @@ def _residual_adds(records: list[LayerRecord], flow: Flow) -> list[_Join]:
     """
     found: list[_Join] = []
     joins: set[int] = set()
-    for rec in records:
-        if rec.type != "F.add":
-            continue
+    # Asked of every region: which records upsample and which are weighted, read once for all.
+    resizes = {rec.index for rec in records if rec.type in _RESIZE_TYPES}
+    weighted = {rec.index for rec in records if rec.weighted}
+    for rec in [rec for rec in records if rec.type == "F.add"]:
         operands = flow.producers.get(rec.index, ())
         if len(operands) != 2 or not _spatial(rec):
             continue
         if len(set(rec.input_shapes[:2])) != 1:
             continue
-        fork = flow.fork(*operands)
-        if fork is None:
+        split = flow.branches(*operands)
+        if split is None:
             continue
-        paths = [flow.between(o, fork) for o in operands]
+        fork, *paths = split
         branches = [set(path) for path in paths]
         region = branches[0] | branches[1]
-        if region & joins or any(is_resize(records[i]) for i in region):
+        if not region.isdisjoint(joins) or not region.isdisjoint(resizes):
             continue
         # The main path is the deeper branch (more weighted layers); an identity has none.
-        weight = [sum(records[i].weighted for i in br) for br in branches]
+        weight = [len(weighted.intersection(br)) for br in branches]
         main, short = (0, 1) if (weight[0], len(branches[0])) >= (weight[1], len(branches[1])) else (1, 0)
         if weight[main] < 2:
             # He et al. 2016, §3.1: the residual function has two or three layers; with one,
@@ -319,7 +345,7 @@ def _block(records: list[LayerRecord], join: _Join, own_container: LayerRecord |
         container=own_container.index if own_container is not None else None, fork=fork, main=main,
         shortcut=Shortcut(_shortcut_kind(records, short), short, fork, fork in leaves),
         gate=gate, add=add.index, after=after,
-        stride=math.prod(_stride(records[i]) for i in main),
+        stride=math.prod(_stride(records[i]) for i in main if records[i].op is not None),  # no op: stride 1
         idle=tuple(sorted(leaves - set(main) - off_main - set(after) - {add.index})),
     )
 
