@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal, NamedTuple
@@ -337,7 +337,7 @@ def _block(records: list[LayerRecord], join: _Join, own_container: LayerRecord |
     gate = gates[min(i for i in leaves if i in gates)] if not gates.keys().isdisjoint(leaves) else None
     gated = set(gate.records) | {gate.multiply} if gate else set()
     ordered, off_main = sorted(leaves), gated.union(short)
-    after = tuple(i for i in ordered if i > add.index)
+    after = tuple(ordered[bisect_right(ordered, add.index):])
     # Leaves before the fork (a pre-activation's BN-ReLU) and on the deeper branch; a
     # pass-through such as nn.Identity is on neither path and is left out.
     main = tuple(i for i in ordered if (i <= fork or i in main_branch) and i not in off_main)
@@ -346,7 +346,7 @@ def _block(records: list[LayerRecord], join: _Join, own_container: LayerRecord |
         shortcut=Shortcut(_shortcut_kind(records, short), short, fork, fork in leaves),
         gate=gate, add=add.index, after=after,
         stride=math.prod(_stride(records[i]) for i in main if records[i].op is not None),  # no op: stride 1
-        idle=tuple(sorted(leaves - set(main) - off_main - set(after) - {add.index})),
+        idle=tuple(sorted(leaves.difference(main, off_main, after, (add.index,)))),
     )
 
 
@@ -438,10 +438,11 @@ def build_structure(records: list[LayerRecord], outputs: list[tuple[str, int | N
     if not blocks:
         return Structure((), (), _pyramid(records, flow, set(), outputs), ())
     first, last = min(in_blocks), max(in_blocks)
-    stem = tuple(i for i in leaves if i < first and _spatial(records[i]))
+    # The leaves are in call order: those before, between and after the blocks are slices.
+    stem = tuple(i for i in leaves[:bisect_left(leaves, first)] if _spatial(records[i]))
     trunk = set(stem) | in_blocks
-    trunk |= {i for i in leaves if first < i < last}
+    trunk.update(leaves[bisect_right(leaves, first):bisect_left(leaves, last)])  # first < i < last
     pyramid = _pyramid(records, flow, trunk, outputs)
     in_pyramid = set(pyramid.records) if pyramid else set()
-    head = tuple(i for i in leaves if i > last and i not in in_pyramid)
+    head = tuple(i for i in leaves[bisect_right(leaves, last):] if i not in in_pyramid)
     return Structure(stem, stages, pyramid, head)
