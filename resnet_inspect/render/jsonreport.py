@@ -3,8 +3,10 @@ record's line written straight from its fields.
 
 A record's line is one ``%`` format of its fields' texts, with no dict built and no encoder pass: for a
 net of 800 blocks (8,800 records) that is most of the JSON's cost. It parses to the record's
-``json_dict()``, key for key and type for type. A record holding anything but the types its fields
-are declared with (a float count from a peer counter, say) is written from ``json_dict()`` instead.
+``json_dict()``, key for key and type for type. When every record holds the types its fields are
+declared with (as the trace makes them), the lines are written a column at a time, with no Python call
+per record (:func:`record_lines`); else one record at a time, and a record holding other types (a
+float count from a peer counter, say) is written from ``json_dict()``.
 """
 from __future__ import annotations
 
