@@ -22,7 +22,7 @@ CONVENTION = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class LayerRecord:
     """One module call (or one functional op called directly in a container's forward)."""
 
