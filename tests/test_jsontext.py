@@ -133,3 +133,14 @@ def test_writing_a_report_makes_no_python_call_per_record() -> None:
     large = resnet_inspect.inspect("resnet50", (1, 3, 64, 64), layers="3,3,3,3").to_dict()
     assert len(large["layers"]) == len(small["layers"]) + 88
     assert python_calls(lambda: dumps(large)) - python_calls(lambda: dumps(small)) <= 20
+
+
+@pytest.mark.parametrize("lines", [[], ['{"a": 1}'], ['{"a": 1}', "[2, 3]", '"x"']], ids=["none", "one", "three"])
+def test_written_items_go_in_as_they_are_at_the_top_and_one_level_down(lines: list[str]) -> None:
+    items = [json.loads(line) for line in lines]
+    from resnet_inspect.render.jsontext import Written
+
+    top, inside = dumps(Written(lines)), dumps({"layers": Written(lines), "n": 1})
+    assert json.loads(top) == items and json.loads(inside) == {"layers": items, "n": 1}
+    assert top == ("[\n  " + ",\n  ".join(lines) + "\n]" if lines else "[]")
+    assert inside.startswith('{\n  "layers": ' + ("[\n    " + ",\n    ".join(lines) + "\n  ]" if lines else "[]"))

@@ -412,3 +412,20 @@ def test_explain_finds_extra_levels_in_the_pyramid_not_in_the_summary(name: str,
     says_extra = {r.name for r in report.layers
                   if any("extra pyramid level" in line for line in downsample_lines(report, r))}
     assert says_extra == set(extra)
+
+
+@pytest.mark.parametrize("name", ["resnet50d", "seresnet50", "cifar_resnet20", "resnetv2_50", "retinanet_r50_fpn"])
+def test_one_walk_finds_the_fork_and_both_branches(name: str) -> None:
+    """Flow.branches is fork() and between() each operand and the fork, at every add and multiply."""
+    from resnet_inspect.analysis.blocks import Flow
+
+    records = ri.inspect(name, 64).layers
+    flow = Flow(records)
+    pairs = [flow.producers[r.index] for r in records if r.type in ("F.add", "F.mul")]
+    pairs = [p for p in pairs if len(p) == 2] + [(p[0], p[0]) for p in pairs]  # and an operand with itself
+    assert len(pairs) > 10
+    for a, b in pairs:
+        fork = flow.fork(a, b)
+        expected = None if fork is None else (fork, flow.between(a, fork), flow.between(b, fork))
+        assert flow.branches(a, b) == expected, (a, b)
+    assert flow.branches(pairs[0][1], pairs[0][0])[1:] == flow.branches(*pairs[0])[:0:-1]  # either order

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal, NamedTuple
@@ -173,6 +173,31 @@ class Flow:
                 sides[p] |= sides[node]
         return None
 
+    def branches(self, a: int, b: int) -> tuple[int, tuple[int, ...], tuple[int, ...]] | None:
+        """:meth:`fork` of ``a`` and ``b`` with :meth:`between` each of them and the fork, in one walk.
+
+        The walk takes the latest record first, so a record is taken after every record that reads it:
+        the records it took before the fork that descend from ``a`` are ``between(a, fork)`` (none
+        descends from both, or it would be a later fork), and the same for ``b``."""
+        if a == b:
+            return a, (), ()
+        sides = {a: 1, b: 2}
+        heap = [-a, -b]
+        heapq.heapify(heap)
+        taken: tuple[list[int], list[int]] = ([], [])
+        while heap:
+            node = -heapq.heappop(heap)
+            side = sides[node]
+            if side == 3:
+                return node, tuple(reversed(taken[0])), tuple(reversed(taken[1]))
+            taken[side - 1].append(node)
+            for p in self.producers.get(node, ()):
+                if p not in sides:
+                    sides[p] = 0
+                    heapq.heappush(heap, -p)
+                sides[p] |= side
+        return None
+
     def between(self, start: int, stop: int) -> tuple[int, ...]:
         """The records on the paths from ``start`` back to (not including) ``stop``."""
         seen, todo = set(), [start]
@@ -240,24 +265,25 @@ def _residual_adds(records: list[LayerRecord], flow: Flow) -> list[_Join]:
     """
     found: list[_Join] = []
     joins: set[int] = set()
-    for rec in records:
-        if rec.type != "F.add":
-            continue
+    # Asked of every region: which records upsample and which are weighted, read once for all.
+    resizes = {rec.index for rec in records if rec.type in _RESIZE_TYPES}
+    weighted = {rec.index for rec in records if rec.weighted}
+    for rec in [rec for rec in records if rec.type == "F.add"]:
         operands = flow.producers.get(rec.index, ())
         if len(operands) != 2 or not _spatial(rec):
             continue
         if len(set(rec.input_shapes[:2])) != 1:
             continue
-        fork = flow.fork(*operands)
-        if fork is None:
+        split = flow.branches(*operands)
+        if split is None:
             continue
-        paths = [flow.between(o, fork) for o in operands]
+        fork, *paths = split
         branches = [set(path) for path in paths]
         region = branches[0] | branches[1]
-        if region & joins or any(is_resize(records[i]) for i in region):
+        if not region.isdisjoint(joins) or not region.isdisjoint(resizes):
             continue
         # The main path is the deeper branch (more weighted layers); an identity has none.
-        weight = [sum(records[i].weighted for i in br) for br in branches]
+        weight = [len(weighted.intersection(br)) for br in branches]
         main, short = (0, 1) if (weight[0], len(branches[0])) >= (weight[1], len(branches[1])) else (1, 0)
         if weight[main] < 2:
             # He et al. 2016, §3.1: the residual function has two or three layers; with one,
@@ -311,7 +337,7 @@ def _block(records: list[LayerRecord], join: _Join, own_container: LayerRecord |
     gate = gates[min(i for i in leaves if i in gates)] if not gates.keys().isdisjoint(leaves) else None
     gated = set(gate.records) | {gate.multiply} if gate else set()
     ordered, off_main = sorted(leaves), gated.union(short)
-    after = tuple(i for i in ordered if i > add.index)
+    after = tuple(ordered[bisect_right(ordered, add.index):])
     # Leaves before the fork (a pre-activation's BN-ReLU) and on the deeper branch; a
     # pass-through such as nn.Identity is on neither path and is left out.
     main = tuple(i for i in ordered if (i <= fork or i in main_branch) and i not in off_main)
@@ -319,8 +345,8 @@ def _block(records: list[LayerRecord], join: _Join, own_container: LayerRecord |
         container=own_container.index if own_container is not None else None, fork=fork, main=main,
         shortcut=Shortcut(_shortcut_kind(records, short), short, fork, fork in leaves),
         gate=gate, add=add.index, after=after,
-        stride=math.prod(_stride(records[i]) for i in main),
-        idle=tuple(sorted(leaves - set(main) - off_main - set(after) - {add.index})),
+        stride=math.prod(_stride(records[i]) for i in main if records[i].op is not None),  # no op: stride 1
+        idle=tuple(sorted(leaves.difference(main, off_main, after, (add.index,)))),
     )
 
 
@@ -412,10 +438,11 @@ def build_structure(records: list[LayerRecord], outputs: list[tuple[str, int | N
     if not blocks:
         return Structure((), (), _pyramid(records, flow, set(), outputs), ())
     first, last = min(in_blocks), max(in_blocks)
-    stem = tuple(i for i in leaves if i < first and _spatial(records[i]))
+    # The leaves are in call order: those before, between and after the blocks are slices.
+    stem = tuple(i for i in leaves[:bisect_left(leaves, first)] if _spatial(records[i]))
     trunk = set(stem) | in_blocks
-    trunk |= {i for i in leaves if first < i < last}
+    trunk.update(leaves[bisect_right(leaves, first):bisect_left(leaves, last)])  # first < i < last
     pyramid = _pyramid(records, flow, trunk, outputs)
     in_pyramid = set(pyramid.records) if pyramid else set()
-    head = tuple(i for i in leaves if i > last and i not in in_pyramid)
+    head = tuple(i for i in leaves[bisect_right(leaves, last):] if i not in in_pyramid)
     return Structure(stem, stages, pyramid, head)

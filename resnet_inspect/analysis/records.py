@@ -22,7 +22,7 @@ CONVENTION = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class LayerRecord:
     """One module call (or one functional op called directly in a container's forward)."""
 
@@ -397,10 +397,16 @@ def json_numbers(pair: tuple[float, ...]) -> list[Any]:
     return numbers
 
 
+# Values that _jsonable keeps as they are: a list of only these (the names on the longest path) is copied whole.
+_KEPT = {str, int, bool, type(None)}
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
+        if set(map(type, value)) <= _KEPT:
+            return list(value)
         return [_jsonable(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)

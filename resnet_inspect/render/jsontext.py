@@ -106,8 +106,11 @@ def _write(value: Any, level: int, newline: str, compact: _Compact, parts: list[
     if isinstance(value, Written):
         inner = newline + _INDENT
         laid_out = level < _LAID_OUT and value
-        # Pieces, not one concatenation: each + would copy the megabytes of the records again.
-        parts.extend(("[", inner, ("," + inner).join(value), newline, "]") if laid_out else ("[", ", ".join(value), "]"))
+        # The items and separators as pieces, not joined here: the text is copied once, by dumps' join
+        # (joining the megabytes of the records first copied them twice).
+        pieces = [("," if laid_out else ", ") + (inner if laid_out else "")] * (2 * len(value) - 1) if value else []
+        pieces[::2] = value
+        parts.extend(("[", inner, *pieces, newline, "]") if laid_out else ("[", *pieces, "]"))
         return
     if not _laid_out(value, level):
         parts.extend(compact.texts((value,)))
