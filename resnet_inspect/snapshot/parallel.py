@@ -32,7 +32,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Union
+from typing import Any, NoReturn
 
 from .. import process
 from ..errors import InputError
@@ -40,7 +40,7 @@ from ..text import sentence
 from .compare import CheckResult
 from .schema import SnapshotError
 
-Item = Union[str, SnapshotError]  # a file to check, or a folder's error (see folders.snapshot_files)
+Item = str | SnapshotError  # a file to check, or a folder's error (see folders.snapshot_files)
 Check = Callable[[Item], CheckResult]
 
 # A frame on a worker's pipe: the file's index (or CRASHED) and the payload's length, then the payload.
@@ -145,13 +145,23 @@ def bug(item: Item, what: str) -> CheckResult:
 
 # -- the worker ----------------------------------------------------------------------------------
 
-def _send(fd: int, index: int, payload: bytes) -> None:
-    view = memoryview(_HEADER.pack(index, len(payload)) + payload)
-    while view:
-        view = view[os.write(fd, view):]
+class _Pipe:
+    """A worker's end of its pipe. ``torn`` is True while a frame is half written (a signal
+    stopped the write): nothing more can be sent that the parent would read as a frame."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.torn = False
+
+    def send(self, index: int, payload: bytes) -> None:
+        view = memoryview(_HEADER.pack(index, len(payload)) + payload)
+        self.torn = True
+        while view:
+            view = view[os.write(self.fd, view):]
+        self.torn = False
 
 
-def _frame(index: int, item: Item, result: CheckResult) -> bytes:
+def _payload(item: Item, result: CheckResult) -> bytes:
     try:
         return dumps_result(result)
     except Exception as exc:  # noqa: BLE001 - a result that cannot be pickled is that file's bug
@@ -162,19 +172,20 @@ def _frame(index: int, item: Item, result: CheckResult) -> bytes:
 def _work(fd: int, indices: list[int], items: Sequence[Item], check: Check, debug: bool, mask: Any) -> NoReturn:
     """A worker's whole life: check ``indices``, send each result, end with ``os._exit``. ``mask``
     is the signal mask to restore (stop signals were blocked across the fork)."""
-    code = 0
+    code, pipe = 0, _Pipe(fd)
     try:
         _sigmask("SIG_SETMASK", mask)
         sys.stdout = sys.stderr  # stdout is the parent's, in file order; a stray print goes to stderr
         os.dup2(2, 1)
         for index in indices:
-            _send(fd, index, _frame(index, items[index], check(items[index])))
+            pipe.send(index, _payload(items[index], check(items[index])))
     except BaseException as exc:  # noqa: BLE001 - nothing may return into the parent's code
         code = 128 + exc.signum if isinstance(getattr(exc, "signum", None), int) else 1
         try:
             if debug:
                 traceback.print_exc(file=sys.stderr)
-            _send(fd, CRASHED, f"{type(exc).__name__}: {sentence(exc)}".encode("utf-8", "replace"))
+            if not pipe.torn:
+                pipe.send(CRASHED, f"{type(exc).__name__}: {sentence(exc)}".encode("utf-8", "replace"))
         except BaseException:  # noqa: BLE001, S110 - the parent has gone, or a second signal: end anyway
             pass
     finally:
@@ -194,7 +205,8 @@ class _Worker:
     sent: set[int] = field(default_factory=set)
     crash: str | None = None
     buffer: bytearray = field(default_factory=bytearray)
-    status: int | None = None  # the wait status, once reaped
+    reaped: bool = False
+    status: int | None = None  # the wait status, once reaped (None: another waiter took it)
 
     def frames(self, chunk: bytes) -> Iterator[tuple[int, bytes]]:
         """The whole frames that ``chunk`` completes."""
@@ -276,11 +288,14 @@ def _take(worker: _Worker, index: int, payload: bytes, items: Sequence[Item], re
 
 def _reap(worker: _Worker, block: bool = True) -> bool:
     """Wait for ``worker`` (at once unless ``block``); True once it has been reaped."""
-    if worker.status is None:
-        pid, status = os.waitpid(worker.pid, 0 if block else os.WNOHANG)
+    if not worker.reaped:
+        try:
+            pid, status = os.waitpid(worker.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:  # reaped by someone else (a SIGCHLD handler of the caller's)
+            pid, status = worker.pid, None
         if pid == 0:
             return False
-        worker.status = status
+        worker.reaped, worker.status = True, status
     return True
 
 
@@ -297,7 +312,7 @@ def _finish(worker: _Worker, items: Sequence[Item], results: dict[int, CheckResu
 def _stop(workers: list[_Worker]) -> None:
     """End and reap every worker still running: SIGTERM (an atomic write then removes its temporary
     file), SIGKILL after GRACE seconds."""
-    live = [worker for worker in workers if worker.status is None]
+    live = [worker for worker in workers if not worker.reaped]
     try:
         for worker in live:
             _kill(worker, signal.SIGTERM)
@@ -306,7 +321,7 @@ def _stop(workers: list[_Worker]) -> None:
             time.sleep(0.01)
     finally:
         for worker in live:
-            if worker.status is None:
+            if not worker.reaped:
                 _kill(worker, signal.SIGKILL)
                 _reap(worker)
         for worker in workers:
@@ -332,8 +347,12 @@ def _flush() -> None:
 
 
 def _share_imports() -> None:
-    """Import what a check imports (torch, the engine) once, here, for every worker to share."""
-    from ..analysis import inspect  # noqa: F401
+    """Import what a check imports (torch, the engine) once, here, for every worker to share. An
+    import that fails here fails again in each check, as that file's outcome, as without workers."""
+    try:
+        from ..analysis import inspect  # noqa: F401
+    except Exception:  # noqa: BLE001, S110
+        pass
 
 
 def check_files(items: Sequence[Item], jobs: int, check: Check, *, debug: bool = False) -> Iterator[CheckResult]:
