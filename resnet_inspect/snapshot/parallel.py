@@ -46,7 +46,9 @@ Check = Callable[[Item], CheckResult]
 # A frame on a worker's pipe: the file's index (or CRASHED) and the payload's length, then the payload.
 _HEADER = struct.Struct("!qQ")
 CRASHED = -1  # the payload is the text of the exception that ended the worker
-PER_FILE = 4096  # a file's fixed cost (reading, building) in the size estimate, as bytes of layers
+# A file's fixed cost (reading, building) in the size estimate, as bytes of layers: on shapes/ a
+# check took about 3 ms plus 0.6 ms per KB (cifar_resnet1202's 596 KB: 0.39 s).
+PER_FILE = 4096
 GRACE = 2.0  # seconds a worker has to finish an atomic write after SIGTERM before SIGKILL
 
 
