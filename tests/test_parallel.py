@@ -110,6 +110,11 @@ def test_one_job_and_two_give_the_same_results(make: Any, tmp_path: Path, forked
                              ("missing.json", "error"), ("b.json", "match")]
     changed = json.loads(two.stdout)["files"][1]
     assert changed["changed"][0]["changes"]["output_shapes"] == {"old": [[1, 16, 33, 32]], "new": [[1, 16, 32, 32]]}
+    for fmt in ("github", "text"):  # the annotations and the report, line for line
+        alone, side_by_side = (run("check", "-j", jobs, "--format", fmt, *files) for jobs in ("1", "2"))
+        assert alone.exit_code == side_by_side.exit_code == 2
+        assert alone.stdout == side_by_side.stdout and str(files[1]) in alone.stdout
+    assert len(forked) == 4
 
 
 def test_update_in_workers_rewrites_the_changed_files(make: Any, forked: list[int]) -> None:
