@@ -410,3 +410,46 @@ def test_piped_into_head_the_workers_keep_the_verdict(make: Any) -> None:
     assert proc.returncode == 1, proc.stderr[-1500:]
     assert proc.stdout.decode().startswith(f"✓ {files[0]} matches")
     assert b"Traceback" not in proc.stderr and proc.stderr == b""
+
+
+FACTORY = '''import os, time
+import resnet_inspect
+
+
+def make():
+    folder = os.environ.get("RI_TEST_WORKERS")
+    if folder:  # a worker says it is here, then waits to be stopped
+        open(os.path.join(folder, str(os.getpid())), "w").close()
+        time.sleep(120)
+    return resnet_inspect.build("cifar_resnet20")
+'''
+
+
+def test_a_stopped_check_leaves_no_worker_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM (a cancelled CI job) to the command while its workers run: exit 143, no worker left."""
+    from tests.conftest import importable_module
+
+    importable_module(tmp_path, "jobs_factory_mod", FACTORY, monkeypatch)
+    assert run("snapshot", "jobs_factory_mod:make", "-i", "32", "-o", "f.json").exit_code == 0
+    (tmp_path / "g.json").write_bytes((tmp_path / "f.json").read_bytes())
+    markers = tmp_path / "workers"
+    markers.mkdir()
+    env = {**os.environ, "RI_TEST_WORKERS": str(markers),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    command = [sys.executable, "-m", "resnet_inspect", "check", "-j", "2", "--allow-factory", "jobs_factory_mod",
+               "f.json", "g.json"]
+    with subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        try:
+            while len(list(markers.iterdir())) < 2 and proc.poll() is None:
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+    assert proc.returncode == 143, (out, err)
+    assert b"Traceback" not in err
+    workers = [int(marker.name) for marker in markers.iterdir()]
+    assert len(workers) == 2 and proc.pid not in workers
+    for pid in workers:  # ended and waited for: not even a zombie
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
