@@ -289,6 +289,9 @@ def test_no_fork_while_another_thread_runs(thread: None, make: Any, monkeypatch:
 
 
 def test_no_fork_where_the_platform_has_none(make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as macos:
+        macos.setattr(sys, "platform", "darwin")
+        assert not parallel.forks(2, 3)
     monkeypatch.delattr(os, "fork")
     assert not parallel.forks(2, 3)
     result = run("check", "-j", "2", "--format", "json", make("a.json"), make("b.json"))

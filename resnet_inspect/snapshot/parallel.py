@@ -15,7 +15,7 @@ worker is waited for on every path, and killed first when the caller stops early
 
 Forking is safe only with no other thread running (a lock another thread holds stays held in the
 child), so the command checks in its own process when a thread is running, where ``os.fork`` is
-missing, or when there is one job or one file.
+missing or unsafe (Windows, macOS), or when there is one job or one file.
 """
 from __future__ import annotations
 
@@ -76,8 +76,12 @@ def parse_jobs(text: str) -> int:
 
 def forks(jobs: int, files: int) -> bool:
     """Whether to check in forked workers: more than one job and one file, ``os.fork`` exists, and
-    no other thread runs (forking then can leave a lock held for ever in the child)."""
-    return jobs > 1 and files > 1 and hasattr(os, "fork") and threading.active_count() == 1
+    no other thread runs (forking then can leave a lock held for ever in the child).
+
+    Not on macOS, where system libraries may start threads of their own, so a forked child can
+    crash; CPython's multiprocessing stopped forking there by default for this reason (3.8)."""
+    return (jobs > 1 and files > 1 and hasattr(os, "fork") and sys.platform != "darwin"
+            and threading.active_count() == 1)
 
 
 def schedule(weights: Sequence[int], workers: int) -> list[list[int]]:
