@@ -28,6 +28,8 @@ from resnet_inspect.snapshot import parallel
 
 ROOT = Path(__file__).resolve().parents[1]
 PARENT = os.getpid()
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin",
+                                reason="no safe fork here: check runs the files one after another")
 
 
 def run(*args: Any) -> Any:
@@ -57,6 +59,8 @@ def make(cifar20: snapshots.Snapshot, tmp_path: Path) -> Any:
 @pytest.fixture
 def forked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The pids of the workers forked during the test (counted in the parent)."""
+    if not hasattr(os, "fork") or sys.platform == "darwin":
+        pytest.skip("no safe fork here: check runs the files one after another")
     assert threading.active_count() == 1, f"another thread runs: {threading.enumerate()}; the check would not fork"
     pids: list[int] = []
     real_fork = os.fork
@@ -242,6 +246,7 @@ def test_an_interrupt_in_the_parent_kills_and_reaps_the_workers(make: Any, forke
             os.waitpid(pid, os.WNOHANG)
 
 
+@needs_fork
 def test_a_failed_fork_checks_those_files_here(make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     real_fork, calls = os.fork, []
 
@@ -272,6 +277,7 @@ def thread() -> Iterator[None]:
         worker.join()
 
 
+@needs_fork
 def test_forks_only_with_several_jobs_and_files() -> None:
     assert threading.active_count() == 1
     assert parallel.forks(2, 2) and parallel.forks(8, 3)
@@ -404,6 +410,7 @@ def test_an_unpicklable_result_is_that_files_bug(make: Any, forked: list[int],
 
 # -- the real command line -----------------------------------------------------------------------------
 
+@needs_fork
 def test_piped_into_head_the_workers_keep_the_verdict(make: Any) -> None:
     files = [str(make("a.json")), str(make("changed.json", edit=True)), str(make("b.json"))]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
@@ -428,6 +435,7 @@ def make():
 '''
 
 
+@needs_fork
 def test_a_stopped_check_leaves_no_worker_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGTERM (a cancelled CI job) to the command while its workers run: exit 143, no worker left."""
     from tests.conftest import importable_module
