@@ -28,8 +28,9 @@ from resnet_inspect.snapshot import parallel
 
 ROOT = Path(__file__).resolve().parents[1]
 PARENT = os.getpid()
-needs_fork = pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin",
-                                reason="no safe fork here: check runs the files one after another")
+NO_FORK = "no safe fork here: check runs the files one after another"
+SAFE_FORK = hasattr(os, "fork") and sys.platform != "darwin"
+needs_fork = pytest.mark.skipif(not SAFE_FORK, reason=NO_FORK)
 
 
 def run(*args: Any) -> Any:
@@ -59,8 +60,8 @@ def make(cifar20: snapshots.Snapshot, tmp_path: Path) -> Any:
 @pytest.fixture
 def forked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The pids of the workers forked during the test (counted in the parent)."""
-    if not hasattr(os, "fork") or sys.platform == "darwin":
-        pytest.skip("no safe fork here: check runs the files one after another")
+    if not SAFE_FORK:
+        pytest.skip(NO_FORK)
     assert threading.active_count() == 1, f"another thread runs: {threading.enumerate()}; the check would not fork"
     pids: list[int] = []
     real_fork = os.fork
