@@ -207,6 +207,34 @@ def test_text_still_reports_the_other_files_when_a_worker_dies(
         " ".join(result.output.split())
 
 
+def test_a_process_the_users_code_forked_does_not_keep_the_check_waiting(
+        make: Any, tmp_path: Path, forked: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A factory may fork (a multiprocessing pool): the copy holds the worker's pipe open after
+    the worker has died. The check learns of the death all the same, and does not wait for the copy."""
+    release, gone = tmp_path / "release", tmp_path / "gone"
+    real = snapshots.check_file
+
+    def check_file(path: Any, **kwargs: Any) -> snapshots.CheckResult:
+        if in_worker() and Path(path).name == "forks.json" and os.fork() == 0:  # the copy waits to be let go
+            deadline = time.monotonic() + 60
+            while not release.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            gone.touch()
+            os._exit(0)
+        if in_worker() and Path(path).name == "dies.json":
+            os._exit(7)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(snapshots, "check_file", check_file)
+    # Equal sizes: forks.json and dies.json (first and third) go to one worker, b.json to the other.
+    result = run("check", "-j", "2", "--format", "json", make("forks.json"), make("b.json"), make("dies.json"))
+    assert not gone.exists()  # the check did not wait for the copy
+    release.touch()
+    assert result.exit_code == 3 and statuses(result) == [("forks.json", "match"), ("b.json", "match"),
+                                                          ("dies.json", "bug")]
+    assert "exited with status 7" in json.loads(result.stdout)["files"][2]["error"]["message"]
+
+
 # -- stopping early: every worker is killed and waited for -------------------------------------------
 
 def _items(make: Any, count: int) -> list[str | snapshots.SnapshotError]:

@@ -50,6 +50,9 @@ CRASHED = -1  # the payload is the text of the exception that ended the worker
 # check took about 3 ms plus 0.6 ms per KB (cifar_resnet1202's 596 KB: 0.39 s).
 PER_FILE = 4096
 GRACE = 2.0  # seconds a worker has to finish an atomic write after SIGTERM before SIGKILL
+# How often (seconds) the parent looks for a worker that ended while its pipe stays open: a process
+# the user's code forked inside it holds the write end, and would otherwise keep the check waiting.
+POLL = 0.2
 
 
 # -- how many jobs -------------------------------------------------------------------------------
@@ -248,6 +251,7 @@ def _start(indices: list[int], items: Sequence[Item], check: Check, debug: bool,
             _work(write, indices, items, check, debug, mask)
     _sigmask("SIG_SETMASK", mask)
     os.close(write)
+    os.set_blocking(read, False)
     return _Worker(pid, read, indices)
 
 
@@ -392,8 +396,22 @@ def _in_workers(items: Sequence[Item], jobs: int, check: Check, debug: bool) -> 
         _stop(workers)
 
 
+def _read(worker: _Worker, items: Sequence[Item], results: dict[int, CheckResult]) -> bool:
+    """Take what ``worker``'s pipe holds now; False at its end (every writer has closed it)."""
+    while True:
+        try:
+            chunk = os.read(worker.fd, 1 << 20)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        for index, payload in worker.frames(chunk):
+            _take(worker, index, payload, items, results)
+
+
 def _gather(workers: list[_Worker], items: Sequence[Item], results: dict[int, CheckResult]) -> Iterator[CheckResult]:
-    """Read every worker's pipe; yield the results in item order, each as soon as it can be."""
+    """Read every worker's pipe; yield the results in item order, each as soon as it can be. A
+    worker is done at the end of its pipe, or once it has ended and its pipe is drained."""
     with selectors.DefaultSelector() as selector:
         for worker in workers:
             selector.register(worker.fd, selectors.EVENT_READ, worker)
@@ -401,13 +419,12 @@ def _gather(workers: list[_Worker], items: Sequence[Item], results: dict[int, Ch
             while position not in results:
                 if not selector.get_map():
                     raise RuntimeError(f"no worker is left to check {_file(items[position])}")
-                for key, _ in selector.select():
+                ready = {key.data.fd for key, _ in selector.select(POLL)}
+                for key in list(selector.get_map().values()):
                     worker = key.data
-                    chunk = os.read(worker.fd, 1 << 20)
-                    if chunk:
-                        for index, payload in worker.frames(chunk):
-                            _take(worker, index, payload, items, results)
-                    else:
+                    ended = _reap(worker, block=False)
+                    at_end = (worker.fd in ready or ended) and not _read(worker, items, results)
+                    if at_end or ended:
                         selector.unregister(worker.fd)
                         _finish(worker, items, results)
             yield results.pop(position)
