@@ -34,6 +34,10 @@ AllowFactoryOpt = Annotated[Optional[list[str]], typer.Option(
     "run it: a module path (mypkg.*, mypkg.models) or module:factory (mypkg.models:build_*), * and ? as "
     "wildcards. Repeatable; adds to allow-factories in the project's pyproject.toml [tool.resnet-inspect]. "
     "Other factories are not run (exit 2). See docs/security.md.", show_default=False)]
+JobsOpt = Annotated[str, typer.Option(
+    "--jobs", "-j", metavar="N|auto", help="Check N files at once, in worker processes forked from this one "
+    "(they share its import of torch); auto is one per usable CPU. -j 1 checks them one after another in this "
+    "process. The output is in the order of the files either way.")]
 ToleranceOpt = Annotated[Optional[list[str]], typer.Option(
     "--tolerance", "-t", help="Let a count move without failing: FIELD=VALUE (absolute) or FIELD=VALUE% "
     "(relative), for params, macs, trainable_params or buffers. Repeat for several fields.", show_default=False)]
@@ -87,6 +91,7 @@ def check(
     format: CheckFormatOpt = "text",
     tolerance: ToleranceOpt = None,
     allow_factory: AllowFactoryOpt = None,
+    jobs: JobsOpt = "auto",
 ) -> None:
     """Rebuild the model of each snapshot file and compare: exit 0 when all match, 1 with a diff when
     one differs, 2 when a file is malformed or cannot be rebuilt, 3 on a bug. Every file is checked;
@@ -98,26 +103,35 @@ def check(
 
     A folder stands for the *.json files directly in it, in name order; each must be a snapshot.
 
+    The files are checked side by side, one per CPU (--jobs), and reported in their order.
+
     Example: resnet-inspect check shapes/ --format github --tolerance macs=0.5%
     """
+    from contextlib import closing
+
     from .. import snapshot as snapshots
     from .. import trust
     from ..render import snapshot_diff
+    from ..snapshot import parallel
 
     if format not in FORMATS:
         raise InputError(f"Unknown format '{format}': use one of {', '.join(FORMATS)}.")
+    workers = parallel.parse_jobs(jobs)
     tolerances = snapshots.parse_tolerances(tolerance)
     patterns = [trust.check_pattern(pattern, "--allow-factory") for pattern in allow_factory or []]
     results = []
-    out = common.console()
-    for file in snapshots.snapshot_files(files):  # each is checked and reported, whatever came before
-        result = _check_one(file, update, tolerances, patterns)
-        results.append(result)
-        if format == "github":
-            for line in snapshot_diff.github_annotations(result):
-                print(line, flush=True)
-        elif format == "text":
-            snapshot_diff.print_result(result, out)
+    items = snapshots.snapshot_files(files)
+    checked = parallel.check_files(items, workers, lambda file: _check_one(file, update, tolerances, patterns),
+                                   debug=common.STATE.debug)
+    with closing(checked):  # an early end (Ctrl-C, an error) kills and reaps the workers
+        out = common.console()
+        for result in checked:  # each is checked and reported, whatever came before
+            results.append(result)
+            if format == "github":
+                for line in snapshot_diff.github_annotations(result):
+                    print(line, flush=True)
+            elif format == "text":
+                snapshot_diff.print_result(result, out)
     code = snapshots.exit_code(results)
     if format == "json":
         sys.stdout.write(snapshot_diff.results_json(results, code))

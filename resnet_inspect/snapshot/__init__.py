@@ -20,7 +20,8 @@ module, or a functional op such as ``layer1.0:relu`` run several times, has call
 
 The package has four parts: :mod:`.schema` (the file's schema, reading and validation),
 :mod:`.take` (taking, rebuilding and writing), :mod:`.compare` (comparison and checking files) and
-:mod:`.folders` (a folder given to ``check`` stands for the snapshot files in it).
+:mod:`.folders` (a folder given to ``check`` stands for the snapshot files in it), plus
+:mod:`.parallel`, the worker processes of ``check --jobs`` (imported by the command line only).
 Every public name is importable from here, as ``from resnet_inspect import snapshot as snapshots``.
 It imports torch only when it traces a model; reading and validating a file is cheap.
 """
