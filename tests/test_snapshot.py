@@ -1027,7 +1027,6 @@ def test_a_shape_table_holds_what_the_report_holds(target: Any, size: Any, optio
         [(r.name, r.call, r.output_shapes, r.params, r.macs) for r in report.layers]
 
 
-
 # -- reading is cheap (issue 19): layers checked a column at a time, line numbers found when asked ------
 
 def _one_by_one_accepts(layers: list[Any]) -> bool:
