@@ -247,6 +247,17 @@ def _check(item: Any) -> snapshots.CheckResult:
     return snapshots.check_file(item)
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_parent_prepares_its_printing_while_the_workers_check(jobs: int, make: Any, forked: list[int]) -> None:
+    """``while_waiting`` runs in the parent once, after every worker has forked and before the first
+    result is in; with one job nothing waits, and it is not called."""
+    seen: list[tuple[int, int]] = []
+    results = list(parallel.check_files(_items(make, 2), jobs, snapshots.check_file,
+                                        while_waiting=lambda: seen.append((os.getpid(), len(forked)))))
+    assert [r.status for r in results] == ["match", "match"]
+    assert seen == ([(PARENT, 2)] if jobs == 2 else [])
+
+
 def test_closing_the_results_early_kills_and_reaps_the_workers(make: Any, forked: list[int]) -> None:
     results = parallel.check_files(_items(make, 3), 3, _check)
     assert next(results).status == "match"

@@ -111,7 +111,6 @@ def check(
 
     from .. import snapshot as snapshots
     from .. import trust
-    from ..render import snapshot_diff
     from ..snapshot import parallel
 
     if format not in FORMATS:
@@ -121,11 +120,20 @@ def check(
     patterns = [trust.check_pattern(pattern, "--allow-factory") for pattern in allow_factory or []]
     results = []
     items = snapshots.snapshot_files(files)
+    printing: dict[str, Any] = {}
+
+    def prepare() -> None:  # the text renderer and rich's console: imported while the workers check
+        from ..render import snapshot_diff
+
+        printing.update(diff=snapshot_diff, out=common.console() if format == "text" else None)
+
     checked = parallel.check_files(items, workers, lambda file: _check_one(file, update, tolerances, patterns),
-                                   debug=common.STATE.debug)
+                                   debug=common.STATE.debug, while_waiting=prepare)
     with closing(checked):  # an early end (Ctrl-C, an error) kills and reaps the workers
-        out = common.console()
         for result in checked:  # each is checked and reported, whatever came before
+            if not printing:
+                prepare()
+            snapshot_diff, out = printing["diff"], printing["out"]
             results.append(result)
             if format == "github":
                 for line in snapshot_diff.github_annotations(result):
@@ -133,6 +141,9 @@ def check(
             elif format == "text":
                 snapshot_diff.print_result(result, out)
     code = snapshots.exit_code(results)
+    if not printing:
+        prepare()
+    snapshot_diff, out = printing["diff"], printing["out"]
     if format == "json":
         sys.stdout.write(snapshot_diff.results_json(results, code))
     elif format == "github":

@@ -365,20 +365,23 @@ def _share_imports() -> None:
         pass
 
 
-def check_files(items: Sequence[Item], jobs: int, check: Check, *, debug: bool = False) -> Iterator[CheckResult]:
+def check_files(items: Sequence[Item], jobs: int, check: Check, *, debug: bool = False,
+                while_waiting: Callable[[], None] | None = None) -> Iterator[CheckResult]:
     """``check(item)`` for every item, in item order, in up to ``jobs`` forked workers when
     :func:`forks` allows it (else one after another, here). Close the iterator (or let an
-    exception end it) and the workers are killed and waited for."""
+    exception end it) and the workers are killed and waited for. ``while_waiting`` runs here once
+    the workers have started (the command imports what prints their results meanwhile)."""
     if forks(jobs, len(items)):
         _share_imports()
     if not forks(jobs, len(items)):  # an import may have started a thread
         for item in items:
             yield check(item)
         return
-    yield from _in_workers(items, min(jobs, len(items)), check, debug)
+    yield from _in_workers(items, min(jobs, len(items)), check, debug, while_waiting)
 
 
-def _in_workers(items: Sequence[Item], jobs: int, check: Check, debug: bool) -> Iterator[CheckResult]:
+def _in_workers(items: Sequence[Item], jobs: int, check: Check, debug: bool,
+                while_waiting: Callable[[], None] | None = None) -> Iterator[CheckResult]:
     workers: list[_Worker] = []
     results: dict[int, CheckResult] = {}
     try:
@@ -389,6 +392,8 @@ def _in_workers(items: Sequence[Item], jobs: int, check: Check, debug: bool) -> 
                 workers.append(_start(indices, items, check, debug, workers))
             except OSError:  # no process to be had (EAGAIN, ENOMEM): this one checks those files itself
                 unforked.extend(indices)
+        if while_waiting is not None:
+            while_waiting()
         for index in sorted(unforked):
             results[index] = check(items[index])
         yield from _gather(workers, items, results)
