@@ -96,19 +96,6 @@ def pause_collector() -> None:
     gc.disable()
 
 
-#: What the command line holds until ``os._exit`` ends it (see :func:`keep_until_exit`).
-_KEPT: list[Any] = []
-
-
-def keep_until_exit(*objects: Any) -> None:
-    """Hold ``objects`` until the process ends, when it is the command line (``cli.main`` ends it with
-    ``os._exit``, which hands the memory back at once): freeing a deep net's model and report one object
-    at a time, as the command returns, cost about 0.03 s for 800 blocks, and nothing used them after.
-    A library user's objects are freed as usual."""
-    if launched_as_cli():
-        _KEPT.extend(objects)
-
-
 def _exit_at_once(signum: int, frame: FrameType | None) -> None:
     os._exit(128 + signum)
 

@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -319,21 +318,3 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["shapes.json", "other.json", alive.name, *(p.name for p in lookalikes)])
     assert json.loads((tmp_path / "other.json").read_text())["model"] == "resnet18"
-
-
-@pytest.mark.parametrize("cli", [True, False])
-def test_the_command_line_keeps_its_model_and_report_until_it_exits(cli: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A command line process ends with os._exit, so what it traced is held rather than freed one object
-    at a time; a library user's model and report are freed as usual."""
-    import weakref
-
-    from resnet_inspect import process
-    from resnet_inspect.cli import common
-
-    monkeypatch.setattr(process, "launched_as_cli", lambda: cli)
-    monkeypatch.setattr(process, "_KEPT", [])
-    models: list[weakref.ref[Any]] = []
-    report = common.inspect_model("cifar_resnet20", (1, 3, 32, 32), {}, on_model=lambda m: models.append(weakref.ref(m)))
-    assert report.model == "cifar_resnet20" and len(models) == 1
-    assert (models[0]() is not None) is cli
-    assert [type(kept).__name__ for kept in process._KEPT] == (["ResNet", "Report"] if cli else [])

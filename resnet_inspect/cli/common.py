@@ -138,18 +138,8 @@ def inspect_model(target: str | Resolved, size: tuple[int, ...] | None, options:
     model that is not a variant name is reported under the name the user gave for it."""
     resolved = target if isinstance(target, Resolved) else resolve(target, options)
     target = resolved.target
-    given = engine.get("on_model")
-
-    def kept(model: Any) -> None:  # the model the trace ran on, and the report, live until the process ends
-        process.keep_until_exit(model)
-        if given is not None:
-            given(model)
-
-    engine["on_model"] = kept
     try:
-        report = trace(resolved, size, **engine)
-        process.keep_until_exit(report)
-        return report
+        return trace(resolved, size, **engine)
     except (MemoryError, RuntimeError, InputError) as exc:
         # A failed forward comes back as an InputError (ForwardFailed) that says where; its cause is the OOM.
         cause = exc.__cause__ if isinstance(exc, InputError) else exc
