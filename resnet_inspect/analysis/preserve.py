@@ -44,11 +44,19 @@ _MAX_NESTING = 4  # how deep lists, tuples and dicts in plain attributes are sea
 _CONTAINERS = (list, tuple, dict)  # searched for tensors (exactly these types, not an OrderedDict of hooks)
 
 
+# The types of a tensor that cannot be lazy (UninitializedParameter and UninitializedBuffer are subclasses).
+_EAGER = frozenset({torch.Tensor, nn.Parameter})
+
+
 def refuse_uninferred(owned: dict[str, tuple[list[tuple[str, torch.Tensor]], list[torch.Tensor]]],
                       label: str) -> None:
     """Refuse a lazy module (nn.LazyLinear ...) that the forward did not call, so that its shapes
     could not be inferred. (One that was called inferred them on stand-ins, see ``guarded``.)"""
     for name, (params, buffers) in owned.items():
+        if not params and not buffers:
+            continue
+        if all(map(_EAGER.__contains__, map(type, [t for _, t in params] + buffers))):
+            continue  # the common case, told by exact type: no tensor of this module is lazy
         lazy = [n for n, t in params if is_lazy(t)] + (["buffers"] if any(is_lazy(b) for b in buffers) else [])
         if lazy:
             raise InputError(

@@ -189,7 +189,7 @@ def _signature(name: str, bound: dict[str, Any]) -> tuple[Any, ...] | None:
         elif kind in _KEYED:
             parts.append((key, kind, value))
         elif kind is tuple or kind is list:
-            if not all(type(v) in _KEYED for v in value):
+            if not all(map(_KEYED.__contains__, map(type, value))):
                 return None
             parts.append((key, kind, tuple(value)))
         else:
@@ -572,15 +572,19 @@ class Tracer(TorchFunctionMode):
                     rec.output_shapes = _shapes(new) + [s for o, s in zip(outs, rec.output_shapes)
                                                         if not any(o is n for n in new)]
                     outs, ins = new, [i for i in ins if not any(i is n for n in new)]
-            rec.inplace = inplace = bool(outs) and any(o is i for o in outs for i in ins)
+            if len(outs) == 1 and len(ins) == 1:  # the common call: one tensor in, one out
+                inplace = outs[0] is ins[0]
+            else:
+                inplace = bool(outs) and any(o is i for o in outs for i in ins)
+            rec.inplace = inplace
             if leaf and not inplace:
-                rec.output_bytes = sum(o.numel() * o.element_size() for o in outs)
+                rec.output_bytes = sum([o.numel() * o.element_size() for o in outs])
                 # A leaf made of shape plumbing only (Flatten, Dropout) still produced its output:
                 # later layers should name it as their input, not the layer before it.
                 index = rec.index
                 for t in outs:
                     info = t.__dict__.get(_INFO)
-                    if info is not None and info.producer != index and not any(t is i for i in ins):
+                    if info is not None and info.producer != index and all([t is not i for i in ins]):
                         t.__dict__[_INFO] = info._replace(producer=index)
             if frame.shaped is not None:
                 self._check_target(frame, outs)
@@ -599,9 +603,12 @@ class Tracer(TorchFunctionMode):
             return
         produced, reduction = frame.shaped
         rec = frame.record
-        target = next((o for o in outs if any(o is p for p in produced)), None)
+        if len(outs) == 1 and len(produced) == 1:
+            target = outs[0] if outs[0] is produced[0] else None
+        else:
+            target = next((o for o in outs if any(o is p for p in produced)), None)
         if target is not None:
-            rec.shape_ok = tuple(rec.analytic_shape) == tuple(int(d) for d in target.shape)
+            rec.shape_ok = tuple(rec.analytic_shape) == tuple(map(int, target.shape))
         elif reduction:
             rec.analytic_shape, rec.working = None, []
 
