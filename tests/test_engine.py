@@ -5,6 +5,7 @@ import json
 import re
 import resource
 from dataclasses import asdict
+from typing import Any
 
 import pytest
 import torch
@@ -632,3 +633,52 @@ def test_a_repeated_operator_signature_is_counted_once(monkeypatch: pytest.Monke
     for _ in range(2):
         with pytest.raises(InputTooSmall, match="no longer fits"):
             ri.inspect("hopenet", 64)
+
+
+# -- a model built here is traced through its forwards (Tracer.wrapped) --------------------------------
+
+@pytest.mark.parametrize("name,size", [("resnet50", 224), ("resnet18d", 160), ("cifar_resnet20", 32),
+                                       ("retinanet_r50_fpn", (256, 320)), ("hopenet", 224), ("resnetv2_50", 224),
+                                       ("seresnet50", 224), ("maskrcnn_r50_fpn", (256, 320))])
+def test_wrapped_forwards_give_the_records_of_hooks(name: str, size: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A variant built here runs with its modules' forwards wrapped, not hooked: the records must be
+    the ones the hooks give, and the built model must come back without a trace of either."""
+    from resnet_inspect.analysis import trace
+
+    used: list[str] = []
+    real_wrapped, real_hooks = trace.Tracer.wrapped, trace.Tracer.hooks
+    built: list[nn.Module] = []
+
+    def wrapped(self: trace.Tracer) -> Any:
+        used.append("wrapped")
+        return real_wrapped(self)
+
+    monkeypatch.setattr(trace.Tracer, "wrapped", wrapped)
+    through_forwards = ri.inspect(name, size, on_model=built.append)
+    assert used == ["wrapped"]
+    model = built[0]
+    assert all("forward" not in m.__dict__ and not m._forward_hooks and not m._forward_pre_hooks
+               for m in model.modules())
+    monkeypatch.setattr(trace.Tracer, "wrapped", real_hooks)
+    through_hooks = ri.inspect(name, size)
+    assert _dicts(through_forwards) == _dicts(through_hooks)
+    assert through_forwards.totals == through_hooks.totals
+
+
+def test_a_module_with_a_hook_or_a_forward_of_its_own_is_traced_by_hooks() -> None:
+    """The wrapping is for plain modules only: a hook, an instance forward or a hook on every module
+    sends the trace through hooks(), which leaves them as they were."""
+    from torch.nn.modules import module as torch_module
+
+    from resnet_inspect.analysis import trace
+
+    plain, hooked, own = nn.Linear(2, 2), nn.Linear(2, 2), nn.Linear(2, 2)
+    hooked.register_forward_hook(lambda *a: None)
+    own.forward = lambda x: x  # type: ignore[method-assign]
+    assert [trace._plain_module(m) for m in (plain, hooked, own)] == [True, False, False]
+    assert not trace._module_globals_hooked()
+    handle = torch_module.register_module_forward_hook(lambda *a: None)
+    try:
+        assert trace._module_globals_hooked()
+    finally:
+        handle.remove()

@@ -275,8 +275,8 @@ def run_trace(model: nn.Module, size: tuple[int, ...], *, real: bool, label: str
     out = None
     try:
         training = None if mode == "same" else mode == "train"
-        with guarded(model, meta=not real) if guard else _flags_kept(tracer.names, training), tracer.hooks(), \
-                torch.no_grad():
+        with guarded(model, meta=not real) if guard else _flags_kept(tracer.names, training), \
+                tracer.hooks() if guard else tracer.wrapped(), torch.no_grad():
             # Counted from what the forward sees: the stand-ins, which a lazy module can materialize.
             tracer.owned = _owned(tracer.names)
             if guard and training is not None:
