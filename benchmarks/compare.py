@@ -243,7 +243,10 @@ def build_commands(cases: list[tuple[str, int, int, tuple[str, ...], str]], work
                          for p in PEERS]
     snapshots = sorted(str(p) for p in (REPO / "shapes").glob("*.json"))
     if snapshots:
-        commands.append(ours("check", f"check shapes/*.json ({len(snapshots)} snapshots)", ["check", *snapshots]))
+        workers = min(len(snapshots), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1)
+        commands.append(ours("check", f"check shapes/*.json ({len(snapshots)} snapshots; --jobs auto: {workers} "
+                             "worker processes)", ["check", *snapshots]))
     commands += [ours("help", "--help", ["--help"]), ours("list", "list", ["list"])]
     if graph_available():
         commands.append(ours("graph", "graph resnet152 out.svg", ["graph", "resnet152", str(workdir / "out.svg"),
@@ -541,7 +544,8 @@ def report(commands: list[Command], floor: Floor, runs: int, timeout: float, loa
         "- resnet-inspect's command line switches Python's cyclic garbage collector off as it starts "
         "(`resnet_inspect.process.pause_collector`); the floor and the peers keep Python's default.",
         "- Wall time is from spawning the process to reaping it; CPU time is user + system; peak RSS is the "
-        "child's own `ru_maxrss`, all from `os.wait4` for that child alone. 'bimodal' marks wall times that fall "
+        "child's own `ru_maxrss`, all from `os.wait4` for that child alone (`check` forks a worker per usable "
+        "CPU and waits for them: its CPU time includes theirs, and its peak RSS is its largest process's). 'bimodal' marks wall times that fall "
         "in two clusters (widest gap > ¼ of the median, ≥ 2 runs on either side): read its min and max, not its "
         "median.",
         "- Like with like: peers that print a table are set against resnet-inspect's table, at full depth on both "
