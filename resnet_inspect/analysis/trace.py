@@ -1,6 +1,7 @@
 """Trace one forward pass with forward hooks and a TorchFunctionMode.
 
-Module hooks give one record per module call (names, input and output shapes, params). The
+Module hooks give one record per module call (names, input and output shapes, params); a model
+built here, which nobody else holds, has its modules' forwards wrapped instead (``Tracer.wrapped``). The
 function mode sees every operator as it runs: the rule table (``ops.RULES``) counts it and
 derives its analytic shape, and the operator's receptive field and weighted depth are carried
 forward on the tensors it produces. Operators that a container calls directly (the residual
