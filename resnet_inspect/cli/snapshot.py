@@ -1,6 +1,7 @@
 """``resnet-inspect snapshot MODEL -o FILE`` and ``resnet-inspect check FILE...``: shape tables as a CI check."""
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -120,20 +121,20 @@ def check(
     patterns = [trust.check_pattern(pattern, "--allow-factory") for pattern in allow_factory or []]
     results = []
     items = snapshots.snapshot_files(files)
-    printing: dict[str, Any] = {}
 
-    def prepare() -> None:  # the text renderer and rich's console: imported while the workers check
+    @functools.cache
+    def printer() -> tuple[Any, Any]:
+        """The text renderer, and rich's console for text: imported once, while the workers check (or, without
+        workers, at the first result)."""
         from ..render import snapshot_diff
 
-        printing.update(diff=snapshot_diff, out=common.console() if format == "text" else None)
+        return snapshot_diff, common.console() if format == "text" else None
 
     checked = parallel.check_files(items, workers, lambda file: _check_one(file, update, tolerances, patterns),
-                                   debug=common.STATE.debug, while_waiting=prepare)
+                                   debug=common.STATE.debug, while_waiting=printer)
     with closing(checked):  # an early end (Ctrl-C, an error) kills and reaps the workers
         for result in checked:  # each is checked and reported, whatever came before
-            if not printing:
-                prepare()
-            snapshot_diff, out = printing["diff"], printing["out"]
+            snapshot_diff, out = printer()
             results.append(result)
             if format == "github":
                 for line in snapshot_diff.github_annotations(result):
@@ -141,9 +142,7 @@ def check(
             elif format == "text":
                 snapshot_diff.print_result(result, out)
     code = snapshots.exit_code(results)
-    if not printing:
-        prepare()
-    snapshot_diff, out = printing["diff"], printing["out"]
+    snapshot_diff, out = printer()
     if format == "json":
         sys.stdout.write(snapshot_diff.results_json(results, code))
     elif format == "github":

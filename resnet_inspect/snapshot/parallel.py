@@ -366,7 +366,7 @@ def _share_imports() -> None:
 
 
 def check_files(items: Sequence[Item], jobs: int, check: Check, *, debug: bool = False,
-                while_waiting: Callable[[], None] | None = None) -> Iterator[CheckResult]:
+                while_waiting: Callable[[], object] | None = None) -> Iterator[CheckResult]:
     """``check(item)`` for every item, in item order, in up to ``jobs`` forked workers when
     :func:`forks` allows it (else one after another, here). Close the iterator (or let an
     exception end it) and the workers are killed and waited for. ``while_waiting`` runs here once
@@ -381,7 +381,7 @@ def check_files(items: Sequence[Item], jobs: int, check: Check, *, debug: bool =
 
 
 def _in_workers(items: Sequence[Item], jobs: int, check: Check, debug: bool,
-                while_waiting: Callable[[], None] | None = None) -> Iterator[CheckResult]:
+                while_waiting: Callable[[], object] | None = None) -> Iterator[CheckResult]:
     workers: list[_Worker] = []
     results: dict[int, CheckResult] = {}
     try:
