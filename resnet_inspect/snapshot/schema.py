@@ -218,7 +218,7 @@ def loads(text: str, file: str = "<snapshot>") -> Snapshot:
 
 def _layer_line_index(text: str, layers: list[dict[str, Any]]) -> dict[Key, int]:
     """Each layer's line, by its key (none when the file does not keep one layer per line)."""
-    return dict(zip(map(_layer_key, layers), _layer_lines(text, len(layers)) or ()))
+    return dict(zip(map(layer_key, layers), _layer_lines(text, len(layers)) or ()))
 
 
 class LineIndex(Mapping[Any, int]):
@@ -255,7 +255,6 @@ def _check_layers(check: _Checker, layers: list[Any], lines: list[int] | None) -
         seen[key] = i
 
 
-_layer_key = operator.itemgetter("name", "call")  # layer_key, for many layers at once
 _layer_fields = operator.itemgetter(*LAYER_FIELDS)
 
 
