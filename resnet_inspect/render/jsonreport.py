@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import fields
 from collections.abc import Iterable
 from itertools import chain
 from json.encoder import encode_basestring as _string
@@ -22,14 +23,9 @@ from ..analysis.opdesc import OpDesc
 from ..analysis.records import TYPED_OPS, LayerRecord, Report, json_numbers, op_json
 from .jsontext import Written, dumps
 
-# LayerRecord.json_dict's keys, in its order.
-_RECORD = (
-    '{"index": %s, "name": %s, "type": %s, "kind": %s, "depth": %s, "parent": %s, "is_leaf": %s, "call": %s, '
-    '"input_shapes": %s, "output_shapes": %s, "params": %s, "trainable_params": %s, "buffers": %s, "shared": %s, '
-    '"macs": %s, "other_ops": %s, "op": %s, "analytic_shape": %s, "shape_ok": %s, "working": %s, '
-    '"receptive_field": %s, "jump": %s, "start": %s, "global_field": %s, "stage": %s, "weighted": %s, '
-    '"on_main_path": %s, "path_depth": %s, "inplace": %s, "output_bytes": %s, "input_from": %s, "read_from": %s}'
-)
+# A record's line: LayerRecord's fields, in its order, which is json_dict()'s.
+_FIELDS = tuple(f.name for f in fields(LayerRecord))
+_RECORD = "{" + ", ".join(f'"{name}": %s' for name in _FIELDS) + "}"
 _LITERALS = {True: "true", False: "false", None: "null"}
 _INT = {int}
 _BOOL = {bool}
@@ -101,10 +97,6 @@ def _from_fields(rec: LayerRecord, memo: dict[Any, str]) -> str | None:
 # of all records are read at once (one attrgetter per record, then zip), each field's distinct values
 # are written once, and each line is one % format of a row, all looping in C.
 
-_FIELDS = ("index", "name", "type", "kind", "depth", "parent", "is_leaf", "call", "input_shapes", "output_shapes",
-           "params", "trainable_params", "buffers", "shared", "macs", "other_ops", "op", "analytic_shape",
-           "shape_ok", "working", "receptive_field", "jump", "start", "global_field", "stage", "weighted",
-           "on_main_path", "path_depth", "inplace", "output_bytes", "input_from", "read_from")  # _RECORD's order
 _ROW = attrgetter(*_FIELDS)
 _INTS_OF = ("index", "depth", "call", "params", "trainable_params", "buffers", "macs", "other_ops", "path_depth",
             "output_bytes")
