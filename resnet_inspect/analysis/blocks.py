@@ -266,7 +266,7 @@ def _residual_adds(records: list[LayerRecord], flow: Flow) -> list[_Join]:
     found: list[_Join] = []
     joins: set[int] = set()
     # Asked of every region: which records upsample and which are weighted, read once for all.
-    resizes = {rec.index for rec in records if rec.type in _RESIZE_TYPES}
+    resizes = {rec.index for rec in records if is_resize(rec)}
     weighted = {rec.index for rec in records if rec.weighted}
     for rec in [rec for rec in records if rec.type == "F.add"]:
         operands = flow.producers.get(rec.index, ())
